@@ -1,0 +1,443 @@
+/* kiln.c - the `kiln` command: parse a spec, lower it to IR, run the passes, and then build a
+ * program, dump the IR, write test weights, or inspect a checkpoint.
+ *
+ *   kiln build SPEC --weights FILE -o PROG [-D name=value ...]
+ *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [-D ...]
+ *   kiln dump SPEC [--after PASS] [--scope l=2] [--dot] [-D ...]
+ *   kiln check SPEC [-D ...]
+ *   kiln emit-c SPEC -o FILE.c [-D ...]
+ *   kiln inspect FILE
+ *   kiln ops
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../codegen/codegen.h"
+#include "../frontend/sema.h"
+#include "../passes/passes.h"
+
+#define KILN_VERSION "0.1.0"
+
+extern const char kiln_std_source[];
+
+static const char usage_text[] =
+    "usage: kiln COMMAND [options]\n"
+    "\n"
+    "kiln compiles a language-model architecture written as a spec file (.kiln) into a\n"
+    "standalone program that runs the model on the CPU.\n"
+    "\n"
+    "commands:\n"
+    "  build SPEC --weights FILE -o PROG   compile SPEC with the checkpoint FILE (safetensors\n"
+    "                                      or llama2.c .bin) into the executable PROG; the\n"
+    "                                      weights are packed into PROG itself\n"
+    "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
+    "                                      SPEC declares (--format safetensors, the default,\n"
+    "                                      or llama2c)\n"
+    "  dump SPEC                           print the IR (versioned text) after the passes\n"
+    "  check SPEC                          parse and check SPEC; print nothing when it is fine\n"
+    "  emit-c SPEC -o FILE                 write the generated C program\n"
+    "  inspect FILE                        list the tensors of a checkpoint\n"
+    "  ops                                 list the IR ops\n"
+    "\n"
+    "options:\n"
+    "  -D name=value     override a parameter of the spec (repeatable)\n"
+    "  -o FILE           output file\n"
+    "  --weights FILE    checkpoint to build with\n"
+    "  --seed S          det-weights seed (weights; default 1)\n"
+    "  --format F        safetensors | llama2c (weights)\n"
+    "  --before PASS     dump the IR before PASS instead of after the last pass\n"
+    "  --after PASS      dump the IR after PASS (or `none`: straight from the front end)\n"
+    "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
+    "  --dot             dump as Graphviz\n"
+    "  --emit-c FILE     build: also keep the generated C in FILE\n"
+    "  -v, --verbose     show the passes and the C compiler command\n"
+    "  -h, --help        this text;  --version  the version\n"
+    "\n"
+    "environment: CC (the C compiler, default cc), KILN_RUNTIME_DIR (libkilnrt.a and include/,\n"
+    "default: beside this executable).\n"
+    "\n"
+    "example:\n"
+    "  kiln weights examples/llama.kiln --seed 1 -o llama.safetensors\n"
+    "  kiln build examples/llama.kiln --weights llama.safetensors -o llama\n"
+    "  ./llama --tokens 1,5,9 -n 16 --temp 0\n";
+
+typedef struct options {
+    const char *command, *spec, *out, *weights, *format, *before, *after, *scope, *emit_c;
+    uint64_t seed;
+    int dot, verbose;
+    sema_define defs[64];
+    int ndefs;
+} options;
+
+static _Noreturn void usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "kiln: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\ntry 'kiln --help'\n");
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKE(field)                                                                            \
+    do {                                                                                       \
+        if (!next)                                                                             \
+            usage_error("%s needs a value", a);                                                \
+        o->field = next;                                                                       \
+        i++;                                                                                   \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("kiln %s (IR dump version %d)\n", KILN_VERSION, IR_DUMP_VERSION);
+            exit(0);
+        } else if (!strcmp(a, "-o")) {
+            TAKE(out);
+        } else if (!strcmp(a, "--weights")) {
+            TAKE(weights);
+        } else if (!strcmp(a, "--format")) {
+            TAKE(format);
+        } else if (!strcmp(a, "--before")) {
+            TAKE(before);
+        } else if (!strcmp(a, "--after")) {
+            TAKE(after);
+        } else if (!strcmp(a, "--scope")) {
+            TAKE(scope);
+        } else if (!strcmp(a, "--emit-c")) {
+            TAKE(emit_c);
+        } else if (!strcmp(a, "--dot")) {
+            o->dot = 1;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = 1;
+        } else if (!strcmp(a, "--seed")) {
+            if (!next)
+                usage_error("%s needs a value", a);
+            char *end;
+            errno = 0;
+            o->seed = strtoull(next, &end, 10);
+            if (errno || end == next || *end || *next == '-')
+                usage_error("--seed needs a non-negative integer, not '%s'", next);
+            i++;
+        } else if (!strncmp(a, "-D", 2)) {
+            const char *def = a[2] ? a + 2 : next;
+            if (!def)
+                usage_error("%s needs name=value", a);
+            if (!a[2])
+                i++;
+            const char *eq = strchr(def, '=');
+            if (!eq || eq == def || !eq[1])
+                usage_error("-D needs name=value, not '%s'", def);
+            if (o->ndefs == 64)
+                usage_error("too many -D options%s", "");
+            o->defs[o->ndefs].name = ast_intern(def, (size_t)(eq - def));
+            o->defs[o->ndefs++].value = eq + 1;
+        } else if (a[0] == '-' && a[1]) {
+            usage_error("unknown option '%s'", a);
+        } else if (!o->command) {
+            o->command = a;
+        } else if (!o->spec) {
+            o->spec = a;
+        } else {
+            usage_error("unexpected argument '%s'", a);
+        }
+#undef TAKE
+    }
+    if (!o->command)
+        usage_error("no command given%s", "");
+}
+
+/* Parses the standard library and the spec, lowers to IR, verifies. NULL after errors. */
+static ir_module *front_end(const options *o, src_file *spec_file, src_file *std_file)
+{
+    if (!o->spec)
+        usage_error("'%s' needs a spec file", o->command);
+    src_file_from_string(std_file, "<std>", kiln_std_source);
+    ast_node *std = parse_file(std_file);
+    if (!std)
+        DIE("the standard library does not parse");
+    if (!src_file_read(spec_file, o->spec))
+        return NULL;
+    ast_node *spec = parse_file(spec_file);
+    if (!spec)
+        return NULL;
+    ir_module *m = sema_lower(std, spec, o->defs, o->ndefs);
+    if (!m)
+        return NULL;
+    if (ir_verify(m))
+        DIE("the front end produced invalid IR for %s", o->spec);
+    return m;
+}
+
+static int finish(int rc)
+{
+    if (rc == 0 && diag_error_count())
+        rc = 1;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static int cmd_check(const options *o)
+{
+    src_file f, s;
+    ir_module *m = front_end(o, &f, &s);
+    if (!m)
+        return 1;
+    int rc = passes_run(m, NULL, NULL, NULL, o->verbose);
+    ir_module_free(m);
+    return finish(rc);
+}
+
+static int cmd_dump(const options *o)
+{
+    src_file f, s;
+    ir_module *m = front_end(o, &f, &s);
+    if (!m)
+        return 1;
+    int rc = passes_run(m, o->before, o->after, NULL, o->verbose);
+    if (rc == 0) {
+        if (o->dot)
+            ir_print_dot(stdout, m, o->scope);
+        else
+            ir_print(stdout, m, o->scope);
+    }
+    ir_module_free(m);
+    return finish(rc);
+}
+
+/* Writes the module's C to path (via a temp file). */
+static int write_c(const ir_module *m, const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "kiln: error: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    FILE *f = fdopen(fd, "w");
+    int rc = f ? codegen_emit_c(f, m) : -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -1;
+    if (rc != 0) {
+        fprintf(stderr, "kiln: error: cannot write %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+    }
+    return rc;
+}
+
+static int cmd_emit_c(const options *o)
+{
+    if (!o->out)
+        usage_error("emit-c needs -o FILE%s", "");
+    src_file f, s;
+    ir_module *m = front_end(o, &f, &s);
+    if (!m)
+        return 1;
+    int rc = passes_run(m, NULL, NULL, NULL, o->verbose);
+    if (rc == 0)
+        rc = write_c(m, o->out);
+    ir_module_free(m);
+    return finish(rc ? 1 : 0);
+}
+
+static int cmd_build(const options *o)
+{
+    if (!o->out)
+        usage_error("build needs -o PROG%s", "");
+    if (!o->weights)
+        usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
+    src_file f, s;
+    ir_module *m = front_end(o, &f, &s);
+    if (!m)
+        return 1;
+    int rc = 1;
+    ckpt *ck = NULL;
+    pack_tensor *packed = NULL;
+    void **owned = NULL;
+    int nowned = 0;
+    char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_tmp[PATH_MAX];
+    exe_tmp[0] = 0;
+    if (passes_run(m, NULL, NULL, NULL, o->verbose) != 0)
+        goto out;
+    if (o->verbose)
+        fprintf(stderr, "kiln: reading %s\n", o->weights);
+    ck = ckpt_open(o->weights);
+    if (!ck)
+        goto out;
+    packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
+    if (!packed)
+        DIE("out of memory");
+    if (bind_weights(m, ck, packed, &owned, &nowned) != 0 || bind_check_llama2c(m, ck) != 0)
+        goto out;
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
+        goto out;
+    }
+    snprintf(c_path, sizeof c_path, "%s/model.c", dir);
+    if (write_c(m, c_path) != 0)
+        goto out;
+    if (o->emit_c && write_c(m, o->emit_c) != 0)
+        goto out;
+    snprintf(exe_tmp, sizeof exe_tmp, "%s.tmpXXXXXX", o->out);
+    int fd = mkstemp(exe_tmp);
+    if (fd < 0) {
+        fprintf(stderr, "kiln: error: cannot write %s: %s\n", o->out, strerror(errno));
+        exe_tmp[0] = 0;
+        goto out;
+    }
+    close(fd);
+    if (o->verbose)
+        fprintf(stderr, "kiln: compiling %s\n", c_path);
+    if (codegen_compile(c_path, exe_tmp, o->verbose) != 0)
+        goto out;
+    if (o->verbose)
+        fprintf(stderr, "kiln: packing %d tensors\n", m->ntensors);
+    if (pack_append_blob(exe_tmp, packed, m->ntensors) != 0)
+        goto out;
+    if (chmod(exe_tmp, 0755) != 0 || rename(exe_tmp, o->out) != 0) {
+        fprintf(stderr, "kiln: error: cannot write %s: %s\n", o->out, strerror(errno));
+        goto out;
+    }
+    exe_tmp[0] = 0;
+    rc = 0;
+out:
+    if (exe_tmp[0])
+        unlink(exe_tmp);
+    if (dir[sizeof dir - 2] != 'X') {
+        unlink(c_path);
+        rmdir(dir);
+    }
+    bind_free(owned, nowned);
+    free(packed);
+    ckpt_close(ck);
+    ir_module_free(m);
+    return finish(rc);
+}
+
+/* A compile-time parameter of the module as an integer, or -1 (reported). */
+static int64_t param_int(const ir_module *m, const char *name, const char *why)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (!strcmp(m->params[i].name, name)) {
+            char *end;
+            long long v = strtoll(m->params[i].text, &end, 10);
+            if (*end == 0)
+                return v;
+        }
+    fprintf(stderr, "kiln: error: %s needs an integer parameter '%s' in the spec\n", why, name);
+    return -1;
+}
+
+static int cmd_weights(const options *o)
+{
+    if (!o->out)
+        usage_error("weights needs -o FILE%s", "");
+    const char *format = o->format ? o->format : "safetensors";
+    if (strcmp(format, "safetensors") && strcmp(format, "llama2c"))
+        usage_error("--format must be safetensors or llama2c, not '%s'", format);
+    src_file f, s;
+    ir_module *m = front_end(o, &f, &s);
+    if (!m)
+        return 1;
+    wspec *ws = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *ws);
+    if (!ws)
+        DIE("out of memory");
+    for (int i = 0; i < m->ntensors; i++) {
+        ws[i].name = m->tensors[i].name;
+        ws[i].rank = m->tensors[i].type.rank;
+        for (int k = 0; k < ws[i].rank; k++)
+            ws[i].shape[k] = m->tensors[i].type.dim[k];
+    }
+    int rc;
+    if (!strcmp(format, "safetensors")) {
+        rc = safetensors_write_detweights(o->out, ws, m->ntensors, o->seed);
+    } else {
+        const char *why = "--format llama2c (its header)";
+        int64_t v[7] = {param_int(m, "dim", why),    param_int(m, "hidden", why),
+                        param_int(m, "layers", why), param_int(m, "heads", why),
+                        param_int(m, "kv_heads", why), param_int(m, "vocab", why),
+                        param_int(m, "ctx", why)};
+        rc = 0;
+        for (int k = 0; k < 7; k++)
+            if (v[k] < 0 || v[k] > INT32_MAX)
+                rc = -1;
+        if (rc == 0) {
+            int untied = 0;
+            for (int i = 0; i < m->ntensors; i++)
+                untied |= !strcmp(m->tensors[i].name, "lm_head.weight");
+            llama2c_header h = {(int32_t)v[0], (int32_t)v[1], (int32_t)v[2], (int32_t)v[3],
+                                (int32_t)v[4], (int32_t)(untied ? -v[5] : v[5]), (int32_t)v[6]};
+            rc = llama2c_write_detweights(o->out, &h, ws, m->ntensors, o->seed);
+        }
+    }
+    free(ws);
+    ir_module_free(m);
+    return rc ? 1 : 0;
+}
+
+static int cmd_inspect(const options *o)
+{
+    if (!o->spec)
+        usage_error("inspect needs a checkpoint file%s", "");
+    ckpt *ck = ckpt_open(o->spec);
+    if (!ck)
+        return 1;
+    printf("%s: %s, %d tensors\n", ck->path,
+           ck->format == CKPT_SAFETENSORS ? "safetensors" : "llama2.c v0", ck->n);
+    for (int i = 0; i < ck->n; i++) {
+        const ckpt_tensor *t = &ck->tensors[i];
+        printf("  %-56s %-4s [", t->name, ckpt_dtype_name(t->dtype));
+        for (int k = 0; k < t->rank; k++)
+            printf("%s%lld", k ? ", " : "", (long long)t->shape[k]);
+        printf("]  @%llu\n", (unsigned long long)t->offset);
+    }
+    ckpt_close(ck);
+    return 0;
+}
+
+static int cmd_ops(void)
+{
+    for (int i = 0; i < IR_OP_COUNT; i++)
+        printf("%-12s %d  %-28s %s\n", ir_ops[i].name, ir_ops[i].arity, ir_ops[i].attrs,
+               ir_ops[i].doc);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    parse_args(argc, argv, &o);
+    int rc;
+    if (!strcmp(o.command, "build"))
+        rc = cmd_build(&o);
+    else if (!strcmp(o.command, "weights"))
+        rc = cmd_weights(&o);
+    else if (!strcmp(o.command, "dump"))
+        rc = cmd_dump(&o);
+    else if (!strcmp(o.command, "check"))
+        rc = cmd_check(&o);
+    else if (!strcmp(o.command, "emit-c"))
+        rc = cmd_emit_c(&o);
+    else if (!strcmp(o.command, "inspect"))
+        rc = cmd_inspect(&o);
+    else if (!strcmp(o.command, "ops"))
+        rc = cmd_ops();
+    else
+        usage_error("unknown command '%s'", o.command);
+    ast_free_all();
+    return rc;
+}

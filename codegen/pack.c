@@ -1,0 +1,237 @@
+/* pack.c - writing the weight blob (see pack.h and runtime/kiln_blob.h).
+ *
+ * The header, entry table and names are built in memory; tensor data is written straight
+ * from the caller's buffers in large chunks, with zero padding between tensors so every
+ * data offset is a multiple of KBLOB_ALIGN.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "pack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../runtime/kiln_blob.h"
+
+#define PACK_PAGE 4096u
+#define PACK_CHUNK ((size_t)1 << 26)   /* at most 64 MiB per write() */
+
+static void pack_error(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", path);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+static int write_all(int fd, const void *buf, uint64_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        size_t k = n < PACK_CHUNK ? (size_t)n : PACK_CHUNK;
+        ssize_t w = write(fd, p, k);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (uint64_t)w;
+    }
+    return 0;
+}
+
+static int write_zeros(int fd, uint64_t n)
+{
+    static const char zeros[PACK_PAGE];
+    while (n > 0) {
+        uint64_t k = n < sizeof zeros ? n : sizeof zeros;
+        if (write_all(fd, zeros, k) < 0)
+            return -1;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Element size of the dtypes whose size follows from the shape; 0 for block formats. */
+static uint64_t elem_size(uint32_t dtype)
+{
+    switch (dtype) {
+    case KBLOB_F32: return 4;
+    case KBLOB_F16: case KBLOB_BF16: return 2;
+    default: return 0;
+    }
+}
+
+static int check_tensors(const char *path, const pack_tensor *t, int n)
+{
+    if (n < 0 || (n > 0 && !t)) {
+        pack_error(path, "bad tensor list (%d tensors)", n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *nm = t[i].name ? t[i].name : "(null)";
+        if (!t[i].name || !t[i].name[0] || t[i].rank > 4 || (t[i].nbytes && !t[i].data)) {
+            pack_error(path, "tensor %d '%s': bad name, rank %u or data", i, nm, t[i].rank);
+            return -1;
+        }
+        uint64_t es = elem_size(t[i].dtype), numel = 1;
+        int overflow = 0;
+        for (uint32_t d = 0; d < t[i].rank; d++) {
+            if (t[i].dims[d] && numel > UINT64_MAX / t[i].dims[d])
+                overflow = 1;
+            numel *= t[i].dims[d];
+        }
+        if (es && (overflow || numel > UINT64_MAX / es || numel * es != t[i].nbytes)) {
+            pack_error(path, "tensor %d '%s': %llu bytes do not match its shape", i, nm,
+                       (unsigned long long)t[i].nbytes);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Write the blob at fd's current position; *size gets its length. Reports its own errors. */
+static int write_blob(int fd, const char *path, const pack_tensor *t, int n, uint64_t *size)
+{
+    if (check_tensors(path, t, n) < 0)
+        return -1;
+    uint64_t table = sizeof(kblob_header), names = table + (uint64_t)n * sizeof(kblob_entry);
+    uint64_t pos = names;
+    for (int i = 0; i < n; i++)
+        pos += strlen(t[i].name) + 1;
+    uint64_t meta_size = pos;
+    char *meta = calloc(1, (size_t)meta_size);
+    if (!meta) {
+        pack_error(path, "out of memory");
+        return -1;
+    }
+    kblob_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, KBLOB_MAGIC, 8);
+    h.version = KBLOB_VERSION;
+    h.n_tensors = (uint32_t)n;
+    h.table_offset = table;
+    uint64_t name_pos = names, data_pos = meta_size;
+    for (int i = 0; i < n; i++) {
+        kblob_entry e;
+        memset(&e, 0, sizeof e);
+        size_t len = strlen(t[i].name) + 1;
+        memcpy(meta + name_pos, t[i].name, len);
+        e.name_offset = name_pos;
+        name_pos += len;
+        data_pos = align_up(data_pos, KBLOB_ALIGN);
+        e.offset = data_pos;
+        e.nbytes = t[i].nbytes;
+        data_pos += t[i].nbytes;
+        e.dtype = t[i].dtype;
+        e.rank = t[i].rank;
+        for (uint32_t d = 0; d < t[i].rank; d++)
+            e.dims[d] = t[i].dims[d];
+        memcpy(meta + table + (uint64_t)i * sizeof e, &e, sizeof e);
+    }
+    h.total_size = data_pos;
+    memcpy(meta, &h, sizeof h);
+
+    int rc = write_all(fd, meta, meta_size);
+    uint64_t at = meta_size;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        uint64_t start = align_up(at, KBLOB_ALIGN);
+        rc = write_zeros(fd, start - at);
+        if (rc == 0)
+            rc = write_all(fd, t[i].data, t[i].nbytes);
+        at = start + t[i].nbytes;
+    }
+    free(meta);
+    if (rc < 0) {
+        pack_error(path, "cannot write: %s", strerror(errno));
+        return -1;
+    }
+    *size = h.total_size;
+    return 0;
+}
+
+int pack_append_blob(const char *path, const pack_tensor *t, int n)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) {
+        pack_error(path, "cannot open for appending: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_END) < 0) {
+        pack_error(path, "cannot stat: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    uint64_t orig = (uint64_t)st.st_size, blob_off = align_up(orig, PACK_PAGE), size = 0;
+    int rc = -1;
+    if (write_zeros(fd, blob_off - orig) < 0)
+        pack_error(path, "cannot write: %s", strerror(errno));
+    else if (write_blob(fd, path, t, n, &size) == 0) {
+        kblob_trailer tr;
+        memset(&tr, 0, sizeof tr);
+        tr.blob_offset = blob_off;
+        tr.blob_size = size;
+        memcpy(tr.magic, KBLOB_TRAILER_MAGIC, 8);
+        if (write_all(fd, &tr, sizeof tr) < 0)
+            pack_error(path, "cannot write: %s", strerror(errno));
+        else
+            rc = 0;
+    }
+    if (rc < 0 && ftruncate(fd, (off_t)orig) < 0)
+        pack_error(path, "cannot restore the original size: %s", strerror(errno));
+    if (close(fd) < 0 && rc == 0) {
+        pack_error(path, "cannot write: %s", strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
+int pack_write_blob(const char *path, const pack_tensor *t, int n)
+{
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) {
+        pack_error(path, "out of memory");
+        return -1;
+    }
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        pack_error(path, "cannot create a temporary file: %s", strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    uint64_t size;
+    int rc = write_blob(fd, path, t, n, &size);
+    if (rc == 0 && fchmod(fd, 0644) < 0) {
+        pack_error(path, "cannot set permissions: %s", strerror(errno));
+        rc = -1;
+    }
+    if (close(fd) < 0 && rc == 0) {
+        pack_error(path, "cannot write: %s", strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && rename(tmp, path) < 0) {
+        pack_error(path, "cannot rename %s into place: %s", tmp, strerror(errno));
+        rc = -1;
+    }
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}

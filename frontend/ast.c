@@ -1,0 +1,310 @@
+/* ast.c - syntax tree nodes: one arena for nodes, lists and interned names.
+ *
+ * Everything a parse allocates (nodes, their child arrays, identifier and literal text) lives in
+ * a chain of arena chunks, so trees from several files (the standard library, then the user's
+ * spec) coexist until ast_free_all() drops them together. Identifiers are interned: equal names
+ * are the same pointer. The builders at the end are what the grammar actions call.
+ */
+#include "ast.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- arena */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    _Alignas(max_align_t) unsigned char data[];
+} chunk;
+
+enum { CHUNK_SIZE = 64 * 1024 };
+
+static chunk *arena;
+
+static void *arena_alloc(size_t size)
+{
+    size = (size + _Alignof(max_align_t) - 1) & ~(size_t)(_Alignof(max_align_t) - 1);
+    if (!arena || arena->cap - arena->used < size) {
+        size_t cap = size > CHUNK_SIZE ? size : CHUNK_SIZE;
+        chunk *c = malloc(sizeof *c + cap);
+        if (!c)
+            DIE("out of memory");
+        c->used = 0;
+        c->cap = cap;
+        if (arena && size > CHUNK_SIZE) { /* a big one-off: keep filling the current chunk */
+            c->next = arena->next;
+            arena->next = c;
+            c->used = size;
+            return c->data;
+        }
+        c->next = arena;
+        arena = c;
+    }
+    void *p = arena->data + arena->used;
+    arena->used += size;
+    return p;
+}
+
+/* ---------------------------------------------------------------- interning */
+
+static const char **names;   /* open-addressing hash set of interned strings */
+static size_t names_n, names_cap;
+
+static size_t hash(const char *s, size_t len)
+{
+    size_t h = 2166136261u;   /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static void names_grow(void)
+{
+    size_t cap = names_cap ? names_cap * 2 : 256;
+    const char **v = calloc(cap, sizeof *v);
+    if (!v)
+        DIE("out of memory");
+    for (size_t i = 0; i < names_cap; i++) {
+        if (!names[i])
+            continue;
+        size_t j = hash(names[i], strlen(names[i])) & (cap - 1);
+        while (v[j])
+            j = (j + 1) & (cap - 1);
+        v[j] = names[i];
+    }
+    free(names);
+    names = v;
+    names_cap = cap;
+}
+
+const char *ast_intern(const char *s, size_t len)
+{
+    if (2 * (names_n + 1) > names_cap)
+        names_grow();
+    size_t i = hash(s, len) & (names_cap - 1);
+    for (; names[i]; i = (i + 1) & (names_cap - 1))
+        if (strncmp(names[i], s, len) == 0 && names[i][len] == '\0')
+            return names[i];
+    char *p = arena_alloc(len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    names[i] = p;
+    names_n++;
+    return p;
+}
+
+void ast_free_all(void)
+{
+    while (arena) {
+        chunk *next = arena->next;
+        free(arena);
+        arena = next;
+    }
+    free(names);
+    names = NULL;
+    names_n = names_cap = 0;
+}
+
+/* ---------------------------------------------------------------- nodes and lists */
+
+ast_node *ast_new(ast_kind kind, src_loc loc)
+{
+    ast_node *n = arena_alloc(sizeof *n);
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->loc = loc;
+    return n;
+}
+
+void ast_push(ast_list *list, ast_node *node)
+{
+    if (list->n == list->cap) {
+        int cap = list->cap ? list->cap * 2 : 4;
+        ast_node **v = arena_alloc((size_t)cap * sizeof *v);
+        if (list->n)
+            memcpy(v, list->v, (size_t)list->n * sizeof *v);
+        list->v = v;   /* the old array stays in the arena until ast_free_all */
+        list->cap = cap;
+    }
+    list->v[list->n++] = node;
+}
+
+const char *ast_kind_name(ast_kind kind)
+{
+    static const char *const names[] = {
+        [AST_SPEC] = "spec", [AST_MODEL] = "model", [AST_PARAM] = "param", [AST_LET] = "let",
+        [AST_DEF] = "def", [AST_BLOCK] = "block", [AST_FORWARD] = "forward",
+        [AST_WEIGHTS] = "weights", [AST_WEIGHT_DECL] = "weight_decl",
+        [AST_WEIGHT_FOR] = "weight_for", [AST_RANGE] = "range", [AST_STMTS] = "stmts",
+        [AST_ASSIGN] = "assign", [AST_FOR] = "for", [AST_IF] = "if", [AST_RETURN] = "return",
+        [AST_STAT] = "stat", [AST_INT] = "int", [AST_FLOAT] = "float", [AST_STRING] = "string",
+        [AST_NAME] = "name", [AST_BINARY] = "binary", [AST_UNARY] = "unary", [AST_COND] = "cond",
+        [AST_CALL] = "call", [AST_INDEX] = "index", [AST_SLICE] = "slice", [AST_SUM] = "sum",
+    };
+    if ((unsigned)kind < sizeof names / sizeof names[0] && names[kind])
+        return names[kind];
+    return "?";
+}
+
+const char *ast_op_text(int op)
+{
+    static const char *const text[] = {
+        [AST_OP_ADD] = "+", [AST_OP_SUB] = "-", [AST_OP_MUL] = "*", [AST_OP_DIV] = "/",
+        [AST_OP_MOD] = "%", [AST_OP_LT] = "<", [AST_OP_GT] = ">", [AST_OP_LE] = "<=",
+        [AST_OP_GE] = ">=", [AST_OP_EQ] = "==", [AST_OP_NE] = "!=", [AST_OP_AND] = "&&",
+        [AST_OP_OR] = "||", [AST_OP_NEG] = "-", [AST_OP_NOT] = "!",
+    };
+    if (op >= 0 && (size_t)op < sizeof text / sizeof text[0] && text[op])
+        return text[op];
+    return "?";
+}
+
+/* ---------------------------------------------------------------- builders (parser.y) */
+
+ast_list ast_list_add(ast_list list, ast_node *node)
+{
+    ast_push(&list, node);
+    return list;
+}
+
+ast_list ast_list_params(ast_list items, ast_list params, int runtime)
+{
+    for (int i = 0; i < params.n; i++) {
+        params.v[i]->flag = runtime;
+        ast_push(&items, params.v[i]);
+    }
+    return items;
+}
+
+ast_node *ast_int(src_loc loc, int64_t value)
+{
+    ast_node *n = ast_new(AST_INT, loc);
+    n->ival = value;
+    return n;
+}
+
+ast_node *ast_float(src_loc loc, const char *text)
+{
+    ast_node *n = ast_new(AST_FLOAT, loc);
+    n->str = text;
+    n->fval = strtod(text, NULL);
+    return n;
+}
+
+ast_node *ast_string(src_loc loc, const char *s)
+{
+    ast_node *n = ast_new(AST_STRING, loc);
+    n->str = s;
+    return n;
+}
+
+ast_node *ast_name(src_loc loc, const char *name)
+{
+    return ast_named(AST_NAME, loc, name, NULL);
+}
+
+ast_node *ast_named(ast_kind kind, src_loc loc, const char *name, ast_node *a)
+{
+    ast_node *n = ast_new(kind, loc);
+    n->name = name;
+    n->a = a;
+    return n;
+}
+
+ast_node *ast_make(ast_kind kind, src_loc loc, ast_node *a, ast_node *b, ast_node *c)
+{
+    ast_node *n = ast_new(kind, loc);
+    n->a = a;
+    n->b = b;
+    n->c = c;
+    return n;
+}
+
+ast_node *ast_binary(src_loc loc, int op, ast_node *l, ast_node *r)
+{
+    ast_node *n = ast_make(AST_BINARY, loc, l, r, NULL);
+    n->op = op;
+    return n;
+}
+
+ast_node *ast_unary(src_loc loc, int op, ast_node *a)
+{
+    ast_node *n = ast_make(AST_UNARY, loc, a, NULL, NULL);
+    n->op = op;
+    return n;
+}
+
+ast_node *ast_call(src_loc loc, const char *name, ast_list args)
+{
+    ast_node *n = ast_named(AST_CALL, loc, name, NULL);
+    n->kids = args;
+    return n;
+}
+
+ast_node *ast_index(src_loc loc, ast_node *base, ast_list items)
+{
+    ast_node *n = ast_make(AST_INDEX, loc, base, NULL, NULL);
+    n->kids = items;
+    return n;
+}
+
+ast_node *ast_range(src_loc loc, const char *name, ast_node *lo, ast_node *hi)
+{
+    ast_node *n = ast_named(AST_RANGE, loc, name, lo);
+    n->b = hi;
+    return n;
+}
+
+ast_node *ast_sum(src_loc loc, ast_node *range, ast_node *where, ast_node *body)
+{
+    ast_node *n = ast_make(AST_SUM, loc, where, body, NULL);
+    ast_push(&n->ranges, range);
+    return n;
+}
+
+ast_node *ast_for(src_loc loc, ast_node *range, ast_node *body)
+{
+    ast_node *n = ast_make(AST_FOR, loc, NULL, body, NULL);
+    ast_push(&n->ranges, range);
+    return n;
+}
+
+ast_node *ast_list_node(ast_kind kind, src_loc loc, ast_list kids)
+{
+    ast_node *n = ast_new(kind, loc);
+    n->kids = kids;
+    return n;
+}
+
+ast_node *ast_model(src_loc loc, const char *name, ast_list items)
+{
+    ast_node *n = ast_list_node(AST_MODEL, loc, items);
+    n->name = name;
+    return n;
+}
+
+ast_node *ast_def(ast_kind kind, src_loc loc, const char *name, ast_list params, ast_node *a,
+                  ast_node *b)
+{
+    ast_node *n = ast_make(kind, loc, a, b, NULL);
+    n->name = name;
+    n->params = params;
+    return n;
+}
+
+ast_node *ast_weight_decl(src_loc loc, const char *name, ast_list shape, const char *tmpl,
+                          ast_node *cond)
+{
+    ast_node *n = ast_named(AST_WEIGHT_DECL, loc, name, cond);
+    n->kids = shape;
+    n->str = tmpl;
+    return n;
+}
+
+ast_node *ast_weight_for(src_loc loc, ast_list ranges, ast_node *cond, ast_node *body)
+{
+    ast_node *n = ast_make(AST_WEIGHT_FOR, loc, cond, body, NULL);
+    n->ranges = ranges;
+    return n;
+}

@@ -1,0 +1,143 @@
+/* diag.c - error messages in the style of a C compiler, and reading source files.
+ *
+ *   tests/diag/foo.kiln:3:11: error: unterminated comment
+ *       3 |   param x = /* oops
+ *         |             ^~
+ *
+ * The caret line copies tabs from the source line so that the caret lines up in any terminal.
+ * diag_error counts and returns; each phase checks diag_error_count() when it is done.
+ */
+#include "ast.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int error_count;
+
+int diag_error_count(void) { return error_count; }
+void diag_reset(void) { error_count = 0; }
+
+/* Prints the source line of `at` and a caret run under the token. */
+static void show_source(src_loc at)
+{
+    const char *p = at.file->text, *end = at.file->text + at.file->len;
+    for (int line = 1; line < at.line && p < end; p++)
+        if (*p == '\n')
+            line++;
+    const char *eol = p;
+    while (eol < end && *eol != '\n')
+        eol++;
+    int n = (int)(eol - p);
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    fprintf(stderr, "%5d | %.*s\n", at.line, n, p);
+    fprintf(stderr, "      | ");
+    int col = at.col > 0 ? at.col - 1 : 0;   /* 0-based column of the caret */
+    for (int i = 0; i < col; i++)
+        fputc(i < n && p[i] == '\t' ? '\t' : ' ', stderr);
+    fputc('^', stderr);
+    for (int i = col + 1; i < col + at.len && i < n; i++)
+        fputc('~', stderr);
+    fputc('\n', stderr);
+}
+
+static void report(const char *kind, src_loc at, const char *fmt, va_list ap)
+{
+    if (at.file)
+        fprintf(stderr, "%s:%d:%d: %s: ", at.file->path, at.line, at.col, kind);
+    else
+        fprintf(stderr, "kiln: %s: ", kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    if (at.file && at.file->text && at.line > 0)
+        show_source(at);
+}
+
+void diag_verror(src_loc at, const char *fmt, va_list ap)
+{
+    error_count++;
+    report("error", at, fmt, ap);
+}
+
+void diag_error(src_loc at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    diag_verror(at, fmt, ap);
+    va_end(ap);
+}
+
+void diag_note(src_loc at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report("note", at, fmt, ap);
+    va_end(ap);
+}
+
+void diag_file_error(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    error_count++;
+    fprintf(stderr, "%s: error: ", path);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+_Noreturn void kiln_die(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "kiln: internal error at %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+/* ---------------------------------------------------------------- source files */
+
+int src_file_read(src_file *out, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_file_error(path, "cannot read: %s", strerror(errno));
+        return 0;
+    }
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            DIE("out of memory");
+        len += fread(buf + len, 1, cap - len - 1, f);
+        if (len < cap - 1)
+            break;
+        cap *= 2;
+        buf = realloc(buf, cap);
+    }
+    if (ferror(f)) {
+        int err = errno;
+        diag_file_error(path, "cannot read: %s", strerror(err));
+        free(buf);
+        fclose(f);
+        return 0;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    out->path = path;
+    out->text = buf;   /* lives as long as the program: trees point into it */
+    out->len = len;
+    return 1;
+}
+
+void src_file_from_string(src_file *out, const char *path, const char *text)
+{
+    out->path = path;
+    out->text = text;
+    out->len = strlen(text);
+}

@@ -1,0 +1,361 @@
+/* parser.y - the kiln grammar (bison >= 3.8): tokens from lexer.l in, an AST (ast.h) out.
+ *
+ * A pure parser: its state is the scanner handle plus a struct parse_state. Each action is one
+ * call into an ast.c builder. Operator precedence is declared below, lowest first; a `sum`
+ * body reaches as far right as it can, like a lambda. The first syntax error is reported with
+ * what was expected (computed exactly with LAC) and stops the parse.
+ */
+%require "3.8"
+%define api.pure full
+%define api.prefix {kiln_yy}
+%define api.token.prefix {T_}
+%define parse.error custom
+%define parse.lac full
+%locations
+%param {yyscan_t scanner}
+%parse-param {struct parse_state *ps}
+%expect 0
+
+%code requires {
+#include "ast.h"
+
+#ifndef YY_TYPEDEF_YY_SCANNER_T
+#define YY_TYPEDEF_YY_SCANNER_T
+typedef void *yyscan_t;
+#endif
+
+/* One parse_file call: shared by the scanner (as its "extra") and the parser. */
+struct parse_state {
+    const src_file *file;
+    int line, col;           /* scanner position: where the next match starts */
+    int end_line, end_col;   /* just past the last token (where "end of file" is reported) */
+    ast_node *root;          /* the AST_SPEC, once parsed */
+};
+}
+
+%code provides {
+int kiln_yylex(KILN_YYSTYPE *lval, KILN_YYLTYPE *lloc, yyscan_t scanner);
+/* Bison locations to src_loc: one token, or first..last when they sit on one line. */
+src_loc parse_loc(const struct parse_state *ps, KILN_YYLTYPE l);
+src_loc parse_span(const struct parse_state *ps, KILN_YYLTYPE first, KILN_YYLTYPE last);
+}
+
+%code {
+#include <stdio.h>
+#include <string.h>
+
+#define LOC(l) parse_loc(ps, (l))
+#define SPAN(a, b) parse_span(ps, (a), (b))
+#define NOLIST ((ast_list){0})
+
+static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse_state *ps,
+                         const char *msg);
+}
+
+%union {
+    int64_t ival;
+    const char *str;   /* identifier (interned), string literal (escapes resolved), float text */
+    ast_node *node;
+    ast_list list;
+}
+
+%token MODEL "'model'" PARAM "'param'" RUNTIME "'runtime'" LET "'let'" DEF "'def'"
+%token BLOCK "'block'" FORWARD "'forward'" WEIGHTS "'weights'" FOR "'for'" IN "'in'"
+%token IF "'if'" ELSE "'else'" RETURN "'return'" STAT "'stat'" SUM "'sum'" WHERE "'where'"
+%token TRUE "'true'" FALSE "'false'"
+%token <str> IDENT "identifier"
+%token <ival> INT "integer"
+%token <str> FLOAT "number"
+%token <str> STRING "string"
+%token DOTDOT "'..'" OROR "'||'" ANDAND "'&&'" EQ "'=='" NE "'!='" LE "'<='" GE "'>='"
+
+%nterm <node> item model model_item param def block forward weights witem wbody range
+%nterm <node> body stmt if_stmt lvalue name expr postfix primary index_item opt_expr
+%nterm <node> opt_cond opt_where
+%nterm <list> items model_items plist names opt_names witems ranges stmts exprs opt_exprs
+%nterm <list> index_items
+
+%precedence SUMBODY
+%right '?' ':'
+%left OROR
+%left ANDAND
+%left EQ NE
+%left '<' '>' LE GE
+%left '+' '-'
+%left '*' '/' '%'
+%precedence UNARY
+
+%%
+
+/* spec : item* */
+spec
+    : items                                 { ps->root = ast_list_node(AST_SPEC, (src_loc){ps->file, 1, 1, 1}, $1); }
+    ;
+items
+    : %empty                                { $$ = NOLIST; }
+    | items item                            { $$ = ast_list_add($1, $2); }
+    ;
+/* item : model | block | def */
+item
+    : model
+    | block
+    | def
+    ;
+
+/* model : 'model' IDENT '{' model_item* '}'   (an optional ';' may end any item) */
+model
+    : MODEL IDENT '{' model_items '}'       { $$ = ast_model(LOC(@2), $2, $4); }
+    ;
+model_items
+    : %empty                                { $$ = NOLIST; }
+    | model_items PARAM plist               { $$ = ast_list_params($1, $3, 0); }
+    | model_items RUNTIME PARAM plist       { $$ = ast_list_params($1, $4, 1); }
+    | model_items model_item                { $$ = ast_list_add($1, $2); }
+    | model_items ';'
+    ;
+/* model_item : 'let' IDENT '=' expr | def | block | weights | forward */
+model_item
+    : LET IDENT '=' expr                    { $$ = ast_named(AST_LET, LOC(@2), $2, $4); }
+    | def
+    | block
+    | weights
+    | forward
+    ;
+/* plist : IDENT '=' expr (',' IDENT '=' expr)* */
+plist
+    : param                                 { $$ = ast_list_add(NOLIST, $1); }
+    | plist ',' param                       { $$ = ast_list_add($1, $3); }
+    ;
+param
+    : IDENT '=' expr                        { $$ = ast_named(AST_PARAM, LOC(@1), $1, $3); }
+    ;
+
+/* def : 'def' IDENT '(' names? ')' '=' expr */
+def
+    : DEF IDENT '(' opt_names ')' '=' expr  { $$ = ast_def(AST_DEF, LOC(@2), $2, $4, $7, NULL); }
+    ;
+/* block : 'block' IDENT '(' names? ')' '{' stmts '}' */
+block
+    : BLOCK IDENT '(' opt_names ')' body    { $$ = ast_def(AST_BLOCK, LOC(@2), $2, $4, NULL, $6); }
+    ;
+/* forward : 'forward' '(' names? ')' '{' stmts '}' */
+forward
+    : FORWARD '(' opt_names ')' body        { $$ = ast_def(AST_FORWARD, LOC(@1), NULL, $3, NULL, $5); }
+    ;
+/* names : IDENT (',' IDENT)* */
+opt_names
+    : %empty                                { $$ = NOLIST; }
+    | names
+    ;
+names
+    : name                                  { $$ = ast_list_add(NOLIST, $1); }
+    | names ',' name                        { $$ = ast_list_add($1, $3); }
+    ;
+name
+    : IDENT                                 { $$ = ast_name(LOC(@1), $1); }
+    ;
+
+/* weights : 'weights' '{' witem* '}' */
+weights
+    : WEIGHTS '{' witems '}'                { $$ = ast_list_node(AST_WEIGHTS, LOC(@1), $3); }
+    ;
+witems
+    : %empty                                { $$ = NOLIST; }
+    | witems witem                          { $$ = ast_list_add($1, $2); }
+    | witems ';'
+    ;
+/* witem : IDENT '[' exprs? ']' '=' STRING ('if' expr)?
+ *       | 'for' ranges ('if' expr)? '{' witem* '}' */
+witem
+    : IDENT '[' opt_exprs ']' '=' STRING opt_cond
+                                            { $$ = ast_weight_decl(LOC(@1), $1, $3, $6, $7); }
+    | FOR ranges opt_cond wbody             { $$ = ast_weight_for(LOC(@1), $2, $3, $4); }
+    ;
+wbody
+    : '{' witems '}'                        { $$ = ast_list_node(AST_WEIGHTS, LOC(@1), $2); }
+    ;
+opt_cond
+    : %empty                                { $$ = NULL; }
+    | IF expr                               { $$ = $2; }
+    ;
+/* ranges : range (',' range)* */
+ranges
+    : range                                 { $$ = ast_list_add(NOLIST, $1); }
+    | ranges ',' range                      { $$ = ast_list_add($1, $3); }
+    ;
+/* range : IDENT 'in' expr '..' expr */
+range
+    : IDENT IN expr DOTDOT expr             { $$ = ast_range(LOC(@1), $1, $3, $5); }
+    ;
+
+/* stmts : stmt*   (in braces; an optional ';' may end a statement) */
+body
+    : '{' stmts '}'                         { $$ = ast_list_node(AST_STMTS, LOC(@1), $2); }
+    ;
+stmts
+    : %empty                                { $$ = NOLIST; }
+    | stmts stmt                            { $$ = ast_list_add($1, $2); }
+    | stmts ';'
+    ;
+/* stmt : lvalue '=' expr | 'let' IDENT '=' expr | 'for' range '{' stmts '}' | if_stmt
+ *      | 'return' expr | 'stat' lvalue '=' expr */
+stmt
+    : lvalue '=' expr                       { $$ = ast_make(AST_ASSIGN, LOC(@2), $1, $3, NULL); }
+    | LET name '=' expr                     { $$ = ast_make(AST_ASSIGN, LOC(@3), $2, $4, NULL); }
+    | FOR range body                        { $$ = ast_for(LOC(@1), $2, $3); }
+    | if_stmt
+    | RETURN expr                           { $$ = ast_make(AST_RETURN, LOC(@1), $2, NULL, NULL); }
+    | STAT lvalue '=' expr                  { $$ = ast_make(AST_STAT, LOC(@1), $2, $4, NULL); }
+    ;
+/* if_stmt : 'if' expr '{' stmts '}' ('else' ('{' stmts '}' | if_stmt))? */
+if_stmt
+    : IF expr body                          { $$ = ast_make(AST_IF, LOC(@1), $2, $3, NULL); }
+    | IF expr body ELSE body                { $$ = ast_make(AST_IF, LOC(@1), $2, $3, $5); }
+    | IF expr body ELSE if_stmt             { $$ = ast_make(AST_IF, LOC(@1), $2, $3, $5); }
+    ;
+/* lvalue : IDENT | IDENT '[' exprs ']' */
+lvalue
+    : name
+    | name '[' exprs ']'                    { $$ = ast_index(SPAN(@1, @4), $1, $3); }
+    ;
+
+/* expr : expr '?' expr ':' expr | expr binop expr | ('-' | '!') expr
+ *      | 'sum' range ('where' expr)? ':' expr | postfix
+ * A sum can stand wherever an operand can (a * sum ...) and its body takes all that follows. */
+expr
+    : expr '?' expr ':' expr                { $$ = ast_make(AST_COND, LOC(@2), $1, $3, $5); }
+    | expr OROR expr                        { $$ = ast_binary(LOC(@2), AST_OP_OR, $1, $3); }
+    | expr ANDAND expr                      { $$ = ast_binary(LOC(@2), AST_OP_AND, $1, $3); }
+    | expr EQ expr                          { $$ = ast_binary(LOC(@2), AST_OP_EQ, $1, $3); }
+    | expr NE expr                          { $$ = ast_binary(LOC(@2), AST_OP_NE, $1, $3); }
+    | expr '<' expr                         { $$ = ast_binary(LOC(@2), AST_OP_LT, $1, $3); }
+    | expr '>' expr                         { $$ = ast_binary(LOC(@2), AST_OP_GT, $1, $3); }
+    | expr LE expr                          { $$ = ast_binary(LOC(@2), AST_OP_LE, $1, $3); }
+    | expr GE expr                          { $$ = ast_binary(LOC(@2), AST_OP_GE, $1, $3); }
+    | expr '+' expr                         { $$ = ast_binary(LOC(@2), AST_OP_ADD, $1, $3); }
+    | expr '-' expr                         { $$ = ast_binary(LOC(@2), AST_OP_SUB, $1, $3); }
+    | expr '*' expr                         { $$ = ast_binary(LOC(@2), AST_OP_MUL, $1, $3); }
+    | expr '/' expr                         { $$ = ast_binary(LOC(@2), AST_OP_DIV, $1, $3); }
+    | expr '%' expr                         { $$ = ast_binary(LOC(@2), AST_OP_MOD, $1, $3); }
+    | '-' expr %prec UNARY                  { $$ = ast_unary(LOC(@1), AST_OP_NEG, $2); }
+    | '!' expr %prec UNARY                  { $$ = ast_unary(LOC(@1), AST_OP_NOT, $2); }
+    | SUM range opt_where ':' expr %prec SUMBODY
+                                            { $$ = ast_sum(LOC(@1), $2, $3, $5); }
+    | postfix
+    ;
+/* postfix : primary ('[' index_item (',' index_item)* ']')* */
+postfix
+    : primary
+    | postfix '[' index_items ']'           { $$ = ast_index(SPAN(@1, @4), $1, $3); }
+    ;
+index_items
+    : index_item                            { $$ = ast_list_add(NOLIST, $1); }
+    | index_items ',' index_item            { $$ = ast_list_add($1, $3); }
+    ;
+/* index_item : expr | expr? ':' expr? */
+index_item
+    : expr
+    | opt_expr ':' opt_expr                 { $$ = ast_make(AST_SLICE, LOC(@2), $1, $3, NULL); }
+    ;
+opt_expr
+    : %empty                                { $$ = NULL; }
+    | expr
+    ;
+/* primary : INT | FLOAT | STRING | 'true' | 'false' | IDENT | IDENT '(' exprs? ')' | '(' expr ')' */
+primary
+    : INT                                   { $$ = ast_int(LOC(@1), $1); }
+    | TRUE                                  { $$ = ast_int(LOC(@1), 1); }
+    | FALSE                                 { $$ = ast_int(LOC(@1), 0); }
+    | FLOAT                                 { $$ = ast_float(LOC(@1), $1); }
+    | STRING                                { $$ = ast_string(LOC(@1), $1); }
+    | name
+    | IDENT '(' opt_exprs ')'               { $$ = ast_call(SPAN(@1, @4), $1, $3); }
+    | '(' expr ')'                          { $$ = $2; }
+    ;
+opt_where
+    : %empty                                { $$ = NULL; }
+    | WHERE expr                            { $$ = $2; }
+    ;
+opt_exprs
+    : %empty                                { $$ = NOLIST; }
+    | exprs
+    ;
+exprs
+    : expr                                  { $$ = ast_list_add(NOLIST, $1); }
+    | exprs ',' expr                        { $$ = ast_list_add($1, $3); }
+    ;
+
+%%
+
+src_loc parse_loc(const struct parse_state *ps, KILN_YYLTYPE l)
+{
+    int len = l.last_line == l.first_line ? l.last_column - l.first_column : 1;
+    return (src_loc){ ps->file, l.first_line, l.first_column, len > 0 ? len : 1 };
+}
+
+src_loc parse_span(const struct parse_state *ps, KILN_YYLTYPE first, KILN_YYLTYPE last)
+{
+    if (last.last_line == first.first_line)
+        first.last_column = last.last_column;
+    first.last_line = first.first_line;
+    return parse_loc(ps, first);
+}
+
+/* Token names collapsed into "expression" when the parser would take any expression. */
+static int starts_expr(yysymbol_kind_t s)
+{
+    switch (s) {
+    case YYSYMBOL_INT: case YYSYMBOL_FLOAT: case YYSYMBOL_STRING: case YYSYMBOL_IDENT:
+    case YYSYMBOL_TRUE: case YYSYMBOL_FALSE: case YYSYMBOL_SUM: case YYSYMBOL_5_:
+    case YYSYMBOL_9_: case YYSYMBOL_16_:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* "syntax error: unexpected '}', expected expression" */
+static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner,
+                                 struct parse_state *ps)
+{
+    (void)scanner;
+    char msg[512];
+    int n = 0;
+    yysymbol_kind_t got = yypcontext_token(ctx);
+    src_loc at = parse_loc(ps, *yypcontext_location(ctx));
+    n += snprintf(msg + n, sizeof msg - (size_t)n, "syntax error: unexpected %s",
+                  yysymbol_name(got));
+    if (got == YYSYMBOL_IDENT || got == YYSYMBOL_INT || got == YYSYMBOL_FLOAT)
+        n += snprintf(msg + n, sizeof msg - (size_t)n, " '%.*s'", at.len,
+                      ps->file->text + (yypcontext_location(ctx)->first_column - 1) +
+                          line_offset(ps->file, at.line));
+
+    yysymbol_kind_t expected[YYNTOKENS];
+    int count = yypcontext_expected_tokens(ctx, expected, YYNTOKENS);
+    const char *names[YYNTOKENS];
+    int k = 0, any_expr = 0;
+    for (int i = 0; i < count; i++) {
+        if (expected[i] == YYSYMBOL_INT)
+            any_expr = 1;
+    }
+    if (any_expr)
+        names[k++] = "expression";
+    for (int i = 0; i < count; i++)
+        if (!(any_expr && starts_expr(expected[i])))
+            names[k++] = yysymbol_name(expected[i]);
+    if (k > 0 && k <= 6) {
+        n += snprintf(msg + n, sizeof msg - (size_t)n, ", expected ");
+        for (int i = 0; i < k; i++)
+            n += snprintf(msg + n, sizeof msg - (size_t)n, "%s%s",
+                          i == 0 ? "" : i == k - 1 ? " or " : ", ", names[i]);
+    }
+    diag_error(at, "%s", msg);
+    return 0;
+}
+
+static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse_state *ps,
+                         const char *msg)
+{
+    (void)scanner;
+    diag_error(parse_loc(ps, *loc), "%s", msg);
+}

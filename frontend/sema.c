@@ -1,0 +1,1613 @@
+/* sema.c - semantic analysis: from the syntax tree of a spec to the IR of one decode step.
+ *
+ * The spec is evaluated like a small program. Everything known at compile time (parameters,
+ * loop indices, shapes, `def` functions, `if` conditions, weight-array indices) is computed
+ * here; every tensor operation becomes an IR instruction. Layer loops and block calls are
+ * unrolled, so the IR is straight-line. Values:
+ *   int, float, string        compile-time constants (bool is an int 0/1)
+ *   tensor                    an IR value (dtype, static shape)
+ *   weight array / view       a declared checkpoint tensor, possibly per layer/expert, and
+ *                             views of it (rows, columns); becomes a `weight` instruction
+ *                             only when an op reads it
+ *   value array               `P[l] = ...`: values kept by compile-time index across
+ *                             iterations (UniAttn's shared attention probabilities)
+ * Data-dependent selection (`sum e in 0..n where act[e]: ...`) emits the body under a guard.
+ *
+ * Scoping is Python-like: `for`, `if` and `sum` do not open scopes; a block call does, and
+ * sees its arguments plus the scope it was defined in (the model, or the file).
+ * Errors go through diag_error at the offending node; evaluation goes on with an error value
+ * so that one run reports several independent mistakes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ir/ir.h"
+#include "sema.h"
+
+/* ---------------------------------------------------------------- values */
+
+typedef enum vkind { V_ERR, V_NONE, V_INT, V_FLOAT, V_STR, V_TENSOR, V_WARRAY, V_WVIEW,
+                     V_VARRAY, V_BLOCK, V_DEF } vkind;
+
+typedef struct wdecl wdecl;
+typedef struct varray varray;
+typedef struct scope scope;
+
+typedef struct sval {
+    vkind kind;
+    int64_t i;                 /* V_INT */
+    double f;                  /* V_FLOAT */
+    const char *s;             /* V_STR */
+    int id;                    /* V_TENSOR: IR value */
+    wdecl *wd;                 /* V_WARRAY / V_WVIEW: the declaration */
+    int nidx;                  /* V_WARRAY: array indices given so far */
+    int64_t idx[4];
+    int tensor;                /* V_WVIEW: module tensor index */
+    int64_t off, stride;       /* V_WVIEW: element offset and row stride */
+    ir_type vt;                /* V_WVIEW: view shape */
+    varray *va;                /* V_VARRAY */
+    ast_node *fn;              /* V_BLOCK / V_DEF */
+    scope *fn_scope;           /* where the block/def was defined */
+} sval;
+
+static const sval err_val = {.kind = V_ERR};
+
+/* One declared weight name: an array over its loop indices (0-d for plain weights). */
+struct wdecl {
+    const char *name;
+    ast_node *decl;
+    int ndim;
+    const char *dim_name[4];
+    int64_t lo[4], hi[4];
+    int *entries;              /* tensor index per index tuple, -1 when its condition was false */
+    int64_t nentries;
+};
+
+struct varray {
+    int64_t *keys;
+    sval *vals;
+    int n, cap;
+};
+
+typedef struct binding {
+    const char *name;
+    sval val;
+    struct binding *next;
+} binding;
+
+struct scope {
+    binding *first;
+    scope *parent;
+};
+
+/* ---------------------------------------------------------------- state */
+
+typedef struct loopvar {
+    const char *name;
+    int64_t value;
+} loopvar;
+
+static struct {
+    ir_module *m;
+    scope *root, *model;
+    loopvar loops[16];
+    int nloops;
+    int guard;                 /* current guard (-1: none) */
+    int depth;                 /* block call depth */
+    int token_id;
+    wdecl **wdecls;
+    int nwdecls;
+} S;
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        DIE("out of memory");
+    return p;
+}
+
+/* Allocations live until sema_free (scopes, bindings, arrays): track them in one list. */
+static void **allocs;
+static int nallocs, callocs;
+
+static void *sema_alloc(size_t size)
+{
+    void *p = xcalloc(1, size);
+    if (nallocs == callocs) {
+        callocs = callocs ? 2 * callocs : 64;
+        allocs = realloc(allocs, (size_t)callocs * sizeof *allocs);
+        if (!allocs)
+            DIE("out of memory");
+    }
+    allocs[nallocs++] = p;
+    return p;
+}
+
+static void sema_free(void)
+{
+    for (int i = 0; i < nallocs; i++)
+        free(allocs[i]);
+    free(allocs);
+    allocs = NULL;
+    nallocs = callocs = 0;
+}
+
+static char *sema_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = sema_alloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+/* ---------------------------------------------------------------- scopes */
+
+static scope *scope_new(scope *parent)
+{
+    scope *s = sema_alloc(sizeof *s);
+    s->parent = parent;
+    return s;
+}
+
+static binding *scope_find_local(scope *s, const char *name)
+{
+    for (binding *b = s->first; b; b = b->next)
+        if (strcmp(b->name, name) == 0)
+            return b;
+    return NULL;
+}
+
+static binding *scope_find(scope *s, const char *name)
+{
+    for (; s; s = s->parent) {
+        binding *b = scope_find_local(s, name);
+        if (b)
+            return b;
+    }
+    return NULL;
+}
+
+static void scope_set(scope *s, const char *name, sval v)
+{
+    binding *b = scope_find_local(s, name);
+    if (!b) {
+        b = sema_alloc(sizeof *b);
+        b->name = name;
+        b->next = s->first;
+        s->first = b;
+    }
+    b->val = v;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static sval mk_int(int64_t i) { return (sval){.kind = V_INT, .i = i}; }
+static sval mk_float(double f) { return (sval){.kind = V_FLOAT, .f = f}; }
+static sval mk_tensor(int id) { return (sval){.kind = V_TENSOR, .id = id}; }
+
+static const char *kind_name(vkind k)
+{
+    static const char *names[] = {"an erroneous value", "nothing", "an integer", "a number",
+                                  "a string", "a tensor", "a weight array", "a weight",
+                                  "a value array", "a block", "a function"};
+    return names[k];
+}
+
+static int is_num(const sval *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
+static double num(const sval *v) { return v->kind == V_INT ? (double)v->i : v->f; }
+
+static const char *scope_label(void)
+{
+    if (S.nloops == 0)
+        return NULL;
+    char buf[256];
+    size_t n = 0;
+    for (int i = 0; i < S.nloops && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%lld", i ? " " : "",
+                              S.loops[i].name, (long long)S.loops[i].value);
+    return ast_intern(buf, strlen(buf));
+}
+
+static void type_text(const ir_type *t, char *buf, size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < t->rank && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)t->dim[i]);
+    if (n < size)
+        snprintf(buf + n, size - n, "]");
+}
+
+/* Emits an instruction under the current guard, with the current loop scope. */
+static int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type)
+{
+    int id = ir_emit(S.m, op, nargs, args, type);
+    ir_inst *in = ir_get(S.m, id);
+    in->guard = (ir_ops[op].flags & OPF_SOURCE) ? -1 : S.guard;
+    in->scope = scope_label();
+    if (at)
+        in->loc = at->loc;
+    return id;
+}
+
+/* A scalar constant (one instruction per distinct value). */
+static int emit_const(double v)
+{
+    for (int i = 0; i < S.m->ninsts; i++)
+        if (S.m->insts[i].op == IR_const && S.m->insts[i].fattr == v)
+            return i;
+    int id = emit(NULL, IR_const, 0, NULL, ir_type_scalar(DT_F32));
+    ir_get(S.m, id)->fattr = v;
+    ir_get(S.m, id)->scope = NULL;
+    return id;
+}
+
+/* The weight instruction of a view (one per distinct view, shared by all readers). */
+static int emit_view(const sval *v)
+{
+    for (int i = 0; i < S.m->ninsts; i++) {
+        ir_inst *in = ir_get(S.m, i);
+        if (in->op == IR_weight && in->iattr[0] == v->tensor && in->iattr[1] == v->off &&
+            in->iattr[2] == v->stride && ir_type_equal(&in->type, &v->vt))
+            return i;
+    }
+    int id = emit(NULL, IR_weight, 0, NULL, v->vt);
+    ir_inst *in = ir_get(S.m, id);
+    in->iattr[0] = v->tensor;
+    in->iattr[1] = v->off;
+    in->iattr[2] = v->stride;
+    in->label = S.m->tensors[v->tensor].decl;
+    in->scope = NULL;
+    return id;
+}
+
+/* Turns a value into a tensor operand; constants become scalar `const`s. -1 on error. */
+static int as_tensor(ast_node *at, const sval *v)
+{
+    switch (v->kind) {
+    case V_TENSOR: return v->id;
+    case V_WVIEW: return emit_view(v);
+    case V_INT: case V_FLOAT: return emit_const(num(v));
+    case V_ERR: return -1;
+    case V_WARRAY:
+        diag_error(at->loc, "'%s' is an array of weights: index it (e.g. %s[l])", v->wd->name,
+                   v->wd->name);
+        return -1;
+    default:
+        diag_error(at->loc, "expected a tensor, got %s", kind_name(v->kind));
+        return -1;
+    }
+}
+
+static const ir_type *tensor_type(int id) { return &S.m->insts[id].type; }
+
+static int expect_int(ast_node *at, const sval *v, const char *what, int64_t *out)
+{
+    if (v->kind == V_INT) {
+        *out = v->i;
+        return 1;
+    }
+    if (v->kind != V_ERR)
+        diag_error(at->loc, "%s must be an integer known at compile time, got %s", what,
+                   kind_name(v->kind));
+    return 0;
+}
+
+/* ---------------------------------------------------------------- expressions */
+
+static sval eval(scope *sc, ast_node *e);
+static sval call(scope *sc, ast_node *e);
+static int exec_stmts(scope *sc, ast_node *stmts, sval *ret);
+
+static sval fold_binary(ast_node *e, int op, sval a, sval b)
+{
+    if (a.kind == V_STR || b.kind == V_STR) {
+        if (a.kind == V_STR && b.kind == V_STR && (op == AST_OP_EQ || op == AST_OP_NE))
+            return mk_int((strcmp(a.s, b.s) == 0) == (op == AST_OP_EQ));
+        diag_error(e->loc, "operator '%s' does not apply to strings", ast_op_text(op));
+        return err_val;
+    }
+    if (a.kind == V_INT && b.kind == V_INT) {
+        int64_t x = a.i, y = b.i;
+        switch (op) {
+        case AST_OP_ADD: return mk_int(x + y);
+        case AST_OP_SUB: return mk_int(x - y);
+        case AST_OP_MUL: return mk_int(x * y);
+        case AST_OP_DIV:
+        case AST_OP_MOD:
+            if (y == 0) {
+                diag_error(e->loc, "division by zero");
+                return err_val;
+            }
+            return mk_int(op == AST_OP_DIV ? x / y : x % y);
+        default: break;
+        }
+    }
+    double x = num(&a), y = num(&b);
+    switch (op) {
+    case AST_OP_ADD: return mk_float(x + y);
+    case AST_OP_SUB: return mk_float(x - y);
+    case AST_OP_MUL: return mk_float(x * y);
+    case AST_OP_DIV: return mk_float(x / y);
+    case AST_OP_MOD: return mk_float(fmod(x, y));
+    case AST_OP_LT: return mk_int(x < y);
+    case AST_OP_GT: return mk_int(x > y);
+    case AST_OP_LE: return mk_int(x <= y);
+    case AST_OP_GE: return mk_int(x >= y);
+    case AST_OP_EQ: return mk_int(x == y);
+    case AST_OP_NE: return mk_int(x != y);
+    case AST_OP_AND: return mk_int(x != 0 && y != 0);
+    case AST_OP_OR: return mk_int(x != 0 || y != 0);
+    }
+    return err_val;
+}
+
+/* Elementwise op on tensors (scalars broadcast); checks shapes. */
+static sval elementwise(ast_node *at, ir_op op, int n, const sval *args)
+{
+    int ids[3];
+    const ir_type *shape = NULL;
+    for (int k = 0; k < n; k++) {
+        ids[k] = as_tensor(at, &args[k]);
+        if (ids[k] < 0)
+            return err_val;
+        const ir_type *t = tensor_type(ids[k]);
+        if (t->rank == 0)
+            continue;
+        if (t->seq) {
+            if (shape && !ir_type_equal(shape, t))
+                goto mismatch;
+        } else if (shape && (shape->rank != t->rank ||
+                             memcmp(shape->dim, t->dim, sizeof(int64_t) * (size_t)t->rank)))
+            goto mismatch;
+        shape = t;
+        continue;
+    mismatch: {
+        char sa[64], sb[64];
+        type_text(shape, sa, sizeof sa);
+        type_text(t, sb, sizeof sb);
+        diag_error(at->loc, "shape mismatch: %s vs %s", sa, sb);
+        return err_val;
+    }
+    }
+    ir_type rt = shape ? *shape : ir_type_scalar(DT_F32);
+    rt.dtype = (ir_ops[op].flags & OPF_BOOL) ? DT_BOOL : DT_F32;
+    return mk_tensor(emit(at, op, n, ids, rt));
+}
+
+static sval binary(ast_node *e, int op, sval a, sval b)
+{
+    if (a.kind == V_ERR || b.kind == V_ERR)
+        return err_val;
+    if ((is_num(&a) || a.kind == V_STR) && (is_num(&b) || b.kind == V_STR))
+        return fold_binary(e, op, a, b);
+    static const ir_op ops[] = {
+        [AST_OP_ADD] = IR_add, [AST_OP_SUB] = IR_sub, [AST_OP_MUL] = IR_mul,
+        [AST_OP_DIV] = IR_div, [AST_OP_LT] = IR_lt,   [AST_OP_GT] = IR_gt,
+        [AST_OP_LE] = IR_le,   [AST_OP_GE] = IR_ge,   [AST_OP_EQ] = IR_eq,
+        [AST_OP_NE] = IR_ne,   [AST_OP_AND] = IR_and, [AST_OP_OR] = IR_or,
+    };
+    if (op == AST_OP_MOD) {
+        diag_error(e->loc, "operator '%%' applies to compile-time numbers only");
+        return err_val;
+    }
+    sval args[2] = {a, b};
+    return elementwise(e, ops[op], 2, args);
+}
+
+static sval lookup(scope *sc, ast_node *e)
+{
+    binding *b = scope_find(sc, e->name);
+    if (!b) {
+        diag_error(e->loc, "unknown name '%s'", e->name);
+        return err_val;
+    }
+    return b->val;
+}
+
+/* The index tuple of a weight array as a flat entry number, or -1 (diagnosed). */
+static int64_t warray_entry(ast_node *at, const wdecl *wd, const int64_t *idx)
+{
+    int64_t flat = 0;
+    for (int k = 0; k < wd->ndim; k++) {
+        if (idx[k] < wd->lo[k] || idx[k] >= wd->hi[k]) {
+            diag_error(at->loc, "index %lld of '%s' is out of range %lld..%lld",
+                       (long long)idx[k], wd->name, (long long)wd->lo[k], (long long)wd->hi[k]);
+            return -1;
+        }
+        flat = flat * (wd->hi[k] - wd->lo[k]) + (idx[k] - wd->lo[k]);
+    }
+    return flat;
+}
+
+/* A whole-tensor view of array entry idx. */
+static sval warray_view(ast_node *at, wdecl *wd, const int64_t *idx)
+{
+    int64_t flat = warray_entry(at, wd, idx);
+    if (flat < 0)
+        return err_val;
+    int t = wd->entries[flat];
+    if (t < 0) {
+        char buf[128] = "";
+        size_t n = 0;
+        for (int k = 0; k < wd->ndim && n < sizeof buf; k++)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%lld", k ? ", " : "",
+                                  (long long)idx[k]);
+        diag_error(at->loc, "weight '%s%s%s%s' is not declared: its condition is false there",
+                   wd->name, wd->ndim ? "[" : "", buf, wd->ndim ? "]" : "");
+        diag_note(wd->decl->loc, "'%s' is declared here", wd->name);
+        return err_val;
+    }
+    const ir_type *tt = &S.m->tensors[t].type;
+    sval v = {.kind = V_WVIEW, .wd = wd, .tensor = t, .vt = *tt};
+    v.stride = tt->rank == 2 ? tt->dim[1] : tt->dim[0];
+    return v;
+}
+
+/* Slice bounds [lo, hi) of dimension size n from an AST_SLICE. */
+static int slice_bounds(scope *sc, ast_node *s, int64_t n, int64_t *lo, int64_t *hi)
+{
+    *lo = 0;
+    *hi = n;
+    if (s->a) {
+        sval v = eval(sc, s->a);
+        if (!expect_int(s->a, &v, "a slice bound", lo))
+            return 0;
+    }
+    if (s->b) {
+        sval v = eval(sc, s->b);
+        if (!expect_int(s->b, &v, "a slice bound", hi))
+            return 0;
+    }
+    if (*lo < 0 || *hi > n || *lo >= *hi) {
+        diag_error(s->loc, "slice %lld:%lld is out of range for a dimension of %lld",
+                   (long long)*lo, (long long)*hi, (long long)n);
+        return 0;
+    }
+    return 1;
+}
+
+/* Indexing a weight view: an integer picks a row, slices narrow rows or columns. */
+static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nitems)
+{
+    if (nitems == 1 && items[0]->kind != AST_SLICE) {
+        sval iv = eval(sc, items[0]);
+        if (iv.kind == V_TENSOR) {   /* a run-time index: embedding lookup */
+            if (tensor_type(iv.id)->dtype != DT_I32 || v.vt.rank != 2) {
+                diag_error(e->loc, "a weight can be indexed at run time only by the token");
+                return err_val;
+            }
+            int args[2] = {emit_view(&v), iv.id};
+            return mk_tensor(emit(e, IR_embed, 2, args, ir_type_vec(DT_F32, v.vt.dim[1])));
+        }
+        int64_t r;
+        if (!expect_int(items[0], &iv, "a row index", &r))
+            return err_val;
+        if (v.vt.rank != 2 || r < 0 || r >= v.vt.dim[0]) {
+            diag_error(items[0]->loc, "row %lld is out of range for a weight of %d dims",
+                       (long long)r, v.vt.rank);
+            return err_val;
+        }
+        v.off += r * v.stride;
+        v.vt = ir_type_vec(DT_F32, v.vt.dim[1]);
+        return v;
+    }
+    if (nitems > v.vt.rank) {
+        diag_error(e->loc, "too many indices for a weight of %d dims", v.vt.rank);
+        return err_val;
+    }
+    for (int k = 0; k < nitems; k++) {
+        if (items[k]->kind != AST_SLICE) {
+            diag_error(items[k]->loc, "use a slice (a:b) here, or a single row index");
+            return err_val;
+        }
+        int64_t lo, hi;
+        if (!slice_bounds(sc, items[k], v.vt.dim[k], &lo, &hi))
+            return err_val;
+        v.off += k == 0 && v.vt.rank == 2 ? lo * v.stride : lo;
+        v.vt.dim[k] = hi - lo;
+    }
+    return v;
+}
+
+static sval index_tensor(scope *sc, ast_node *e, sval v, ast_node **items, int nitems)
+{
+    const ir_type *t = tensor_type(v.id);
+    if (nitems != 1 || t->rank != 1) {
+        diag_error(e->loc, "tensors of rank %d take one index here", t->rank);
+        return err_val;
+    }
+    ir_type rt = *t;
+    if (items[0]->kind == AST_SLICE) {
+        int64_t lo, hi;
+        if (!slice_bounds(sc, items[0], t->dim[0], &lo, &hi))
+            return err_val;
+        rt.dim[0] = hi - lo;
+        int id = emit(e, IR_slice, 1, &v.id, rt);
+        ir_get(S.m, id)->iattr[0] = lo;
+        return mk_tensor(id);
+    }
+    sval iv = eval(sc, items[0]);
+    int64_t i;
+    if (!expect_int(items[0], &iv, "a tensor index", &i))
+        return err_val;
+    if (i < 0 || i >= t->dim[0]) {
+        diag_error(items[0]->loc, "index %lld is out of range for a tensor of %lld elements",
+                   (long long)i, (long long)t->dim[0]);
+        return err_val;
+    }
+    int id = emit(e, IR_extract, 1, &v.id, ir_type_scalar(t->dtype));
+    ir_get(S.m, id)->iattr[0] = i;
+    return mk_tensor(id);
+}
+
+static sval index_expr(scope *sc, ast_node *e)
+{
+    sval base = eval(sc, e->a);
+    ast_node **items = e->kids.v;
+    int n = e->kids.n;
+    switch (base.kind) {
+    case V_ERR:
+        return err_val;
+    case V_WARRAY: {
+        wdecl *wd = base.wd;
+        while (n > 0 && base.nidx < wd->ndim) {
+            if (items[0]->kind == AST_SLICE) {
+                diag_error(items[0]->loc, "'%s' needs an index for '%s' here, not a slice",
+                           wd->name, wd->dim_name[base.nidx]);
+                return err_val;
+            }
+            sval iv = eval(sc, items[0]);
+            if (!expect_int(items[0], &iv, "a weight-array index", &base.idx[base.nidx]))
+                return err_val;
+            base.nidx++;
+            items++;
+            n--;
+        }
+        if (base.nidx < wd->ndim)
+            return base;
+        sval v = warray_view(e, wd, base.idx);
+        return n == 0 || v.kind == V_ERR ? v : index_view(sc, e, v, items, n);
+    }
+    case V_WVIEW:
+        return index_view(sc, e, base, items, n);
+    case V_TENSOR:
+        return index_tensor(sc, e, base, items, n);
+    case V_VARRAY: {
+        int64_t k;
+        sval iv = n == 1 ? eval(sc, items[0]) : err_val;
+        if (!expect_int(e, &iv, "a value-array index", &k))
+            return err_val;
+        for (int i = 0; i < base.va->n; i++)
+            if (base.va->keys[i] == k)
+                return base.va->vals[i];
+        diag_error(e->loc, "'%s[%lld]' has not been assigned",
+                   e->a->kind == AST_NAME ? e->a->name : "array", (long long)k);
+        return err_val;
+    }
+    default:
+        diag_error(e->loc, "%s cannot be indexed", kind_name(base.kind));
+        return err_val;
+    }
+}
+
+/* sum i in lo..hi [where c]: body  — static terms add up; a run-time `where` guards the term */
+static sval sum_expr(scope *sc, ast_node *e)
+{
+    ast_node *r = e->ranges.v[0];
+    sval lo = eval(sc, r->a), hi = eval(sc, r->b);
+    int64_t a, b;
+    if (!expect_int(r->a, &lo, "a range bound", &a) || !expect_int(r->b, &hi, "a range bound", &b))
+        return err_val;
+    binding *old = scope_find_local(sc, r->name);
+    sval saved = old ? old->val : err_val;
+    sval acc = {.kind = V_NONE};
+    int acc_id = -1;
+    for (int64_t i = a; i < b; i++) {
+        scope_set(sc, r->name, mk_int(i));
+        S.loops[S.nloops++] = (loopvar){r->name, i};
+        int guard = -1;
+        if (e->a) {
+            sval c = eval(sc, e->a);
+            if (c.kind == V_INT && !c.i) {
+                S.nloops--;
+                continue;
+            }
+            if (c.kind == V_TENSOR) {
+                if (tensor_type(c.id)->rank != 0) {
+                    diag_error(e->a->loc, "the 'where' condition must be a scalar");
+                    S.nloops--;
+                    return err_val;
+                }
+                if (S.guard >= 0) {
+                    diag_error(e->a->loc, "a data-dependent sum inside another is not supported");
+                    S.nloops--;
+                    return err_val;
+                }
+                guard = c.id;
+            } else if (c.kind != V_INT) {
+                S.nloops--;
+                return err_val;
+            }
+        }
+        int saved_guard = S.guard;
+        if (guard >= 0)
+            S.guard = guard;
+        sval term = eval(sc, e->b);
+        S.guard = saved_guard;
+        S.nloops--;
+        if (term.kind == V_ERR)
+            return err_val;
+        if (guard < 0) {
+            acc = acc.kind == V_NONE ? term : binary(e, AST_OP_ADD, acc, term);
+            acc_id = -1;
+            continue;
+        }
+        int tid = as_tensor(e, &term);
+        if (tid < 0)
+            return err_val;
+        if (acc.kind == V_NONE) {
+            acc_id = emit(e, IR_zeros, 0, NULL, *tensor_type(tid));
+            ir_get(S.m, acc_id)->type.dtype = DT_F32;
+        } else {
+            acc_id = as_tensor(e, &acc);
+            if (acc_id < 0)
+                return err_val;
+            if (!ir_type_equal(tensor_type(acc_id), tensor_type(tid))) {
+                diag_error(e->loc, "the terms of this sum have different shapes");
+                return err_val;
+            }
+        }
+        int args[3] = {acc_id, tid, guard};
+        acc = mk_tensor(emit(e, IR_accum_if, 3, args, *tensor_type(acc_id)));
+    }
+    if (old)
+        scope_set(sc, r->name, saved);
+    if (acc.kind == V_NONE)
+        return mk_int(0);
+    return acc;
+}
+
+static sval eval(scope *sc, ast_node *e)
+{
+    switch (e->kind) {
+    case AST_INT: return mk_int(e->ival);
+    case AST_FLOAT: return mk_float(e->fval);
+    case AST_STRING: return (sval){.kind = V_STR, .s = e->str};
+    case AST_NAME: return lookup(sc, e);
+    case AST_BINARY: {
+        sval a = eval(sc, e->a);
+        /* && and || short-circuit at compile time, so conditions can guard names */
+        if ((e->op == AST_OP_AND || e->op == AST_OP_OR) && a.kind == V_INT &&
+            (e->op == AST_OP_AND ? !a.i : a.i))
+            return mk_int(e->op == AST_OP_OR);
+        return binary(e, e->op, a, eval(sc, e->b));
+    }
+    case AST_UNARY: {
+        sval a = eval(sc, e->a);
+        if (a.kind == V_ERR)
+            return a;
+        if (a.kind == V_INT)
+            return mk_int(e->op == AST_OP_NEG ? -a.i : !a.i);
+        if (a.kind == V_FLOAT)
+            return e->op == AST_OP_NEG ? mk_float(-a.f) : mk_int(a.f == 0);
+        return elementwise(e, e->op == AST_OP_NEG ? IR_neg : IR_not, 1, &a);
+    }
+    case AST_COND: {
+        sval c = eval(sc, e->a);
+        if (c.kind == V_INT)
+            return eval(sc, c.i ? e->b : e->c);
+        if (c.kind == V_ERR)
+            return c;
+        sval args[3] = {c, eval(sc, e->b), eval(sc, e->c)};
+        if (args[1].kind == V_ERR || args[2].kind == V_ERR)
+            return err_val;
+        return elementwise(e, IR_select, 3, args);
+    }
+    case AST_CALL: return call(sc, e);
+    case AST_INDEX: return index_expr(sc, e);
+    case AST_SUM: return sum_expr(sc, e);
+    case AST_SLICE:
+        diag_error(e->loc, "a slice is allowed only inside [ ]");
+        return err_val;
+    default:
+        DIE("eval: unexpected node %s", ast_kind_name(e->kind));
+    }
+}
+
+/* ---------------------------------------------------------------- builtins */
+
+typedef sval (*builtin_fn)(ast_node *e, sval *args);
+
+static sval bi_unary(ast_node *e, ir_op op, sval *args)
+{
+    static double (*const folds[IR_OP_COUNT])(double) = {
+        [IR_exp] = exp, [IR_sqrt] = sqrt, [IR_tanh] = tanh,
+    };
+    if (is_num(&args[0])) {
+        double x = num(&args[0]);
+        if (folds[op])
+            return mk_float(folds[op](x));
+        if (op == IR_rsqrt)
+            return mk_float(1.0 / sqrt(x));
+        if (op == IR_sigmoid)
+            return mk_float(1.0 / (1.0 + exp(-x)));
+    }
+    return elementwise(e, op, 1, args);
+}
+
+#define UNARY(name)                                                                            \
+    static sval bi_##name(ast_node *e, sval *a) { return bi_unary(e, IR_##name, a); }
+UNARY(exp) UNARY(sqrt) UNARY(rsqrt) UNARY(tanh) UNARY(sigmoid) UNARY(silu) UNARY(gelu)
+UNARY(relu)
+#undef UNARY
+
+static sval bi_binary(ast_node *e, ir_op op, sval *args)
+{
+    if (is_num(&args[0]) && is_num(&args[1])) {
+        double x = num(&args[0]), y = num(&args[1]);
+        if (op == IR_pow)
+            return mk_float(pow(x, y));
+        sval r = (op == IR_max) == (x > y) ? args[0] : args[1];
+        return r;
+    }
+    return elementwise(e, op, 2, args);
+}
+
+static sval bi_max(ast_node *e, sval *a) { return bi_binary(e, IR_max, a); }
+static sval bi_min(ast_node *e, sval *a) { return bi_binary(e, IR_min, a); }
+static sval bi_pow(ast_node *e, sval *a) { return bi_binary(e, IR_pow, a); }
+static sval bi_select(ast_node *e, sval *a)
+{
+    if (a[0].kind == V_INT)
+        return a[0].i ? a[1] : a[2];
+    return elementwise(e, IR_select, 3, a);
+}
+
+static sval reduce(ast_node *e, ir_op op, sval *args)
+{
+    int id = as_tensor(e, &args[0]);
+    if (id < 0)
+        return err_val;
+    if (tensor_type(id)->rank != 1 || tensor_type(id)->seq) {
+        diag_error(e->loc, "'%s' needs a vector", e->name);
+        return err_val;
+    }
+    return mk_tensor(emit(e, op, 1, &id, ir_type_scalar(DT_F32)));
+}
+
+static sval bi_mean(ast_node *e, sval *a) { return reduce(e, IR_mean, a); }
+static sval bi_total(ast_node *e, sval *a) { return reduce(e, IR_sum, a); }
+static sval bi_amax(ast_node *e, sval *a) { return reduce(e, IR_amax, a); }
+static sval bi_count(ast_node *e, sval *a) { return reduce(e, IR_count, a); }
+
+/* Two operands as tensors; 0 on error. */
+static int two_tensors(ast_node *e, sval *args, int *ids)
+{
+    ids[0] = as_tensor(e, &args[0]);
+    ids[1] = ids[0] < 0 ? -1 : as_tensor(e, &args[1]);
+    return ids[0] >= 0 && ids[1] >= 0;
+}
+
+static sval bi_dot(ast_node *e, sval *args)
+{
+    int ids[2];
+    if (!two_tensors(e, args, ids))
+        return err_val;
+    const ir_type *a = tensor_type(ids[0]), *b = tensor_type(ids[1]);
+    if (a->rank != 1 || b->rank != 1 || a->dim[0] != b->dim[0]) {
+        char sa[64], sb[64];
+        type_text(a, sa, sizeof sa);
+        type_text(b, sb, sizeof sb);
+        diag_error(e->loc, "dot needs two vectors of one length: %s vs %s", sa, sb);
+        return err_val;
+    }
+    return mk_tensor(emit(e, IR_dot, 2, ids, ir_type_scalar(DT_F32)));
+}
+
+static sval bi_linear(ast_node *e, sval *args)
+{
+    int ids[2];
+    if (!two_tensors(e, args, ids))
+        return err_val;
+    const ir_type *x = tensor_type(ids[0]), *w = tensor_type(ids[1]);
+    if (w->rank != 2 || x->rank != 1 || w->dim[1] != x->dim[0]) {
+        char sx[64], sw[64];
+        type_text(x, sx, sizeof sx);
+        type_text(w, sw, sizeof sw);
+        diag_error(e->loc, "shape mismatch: linear(x %s, W %s) needs W [out, %lld]", sx, sw,
+                   x->rank == 1 ? (long long)x->dim[0] : 0LL);
+        return err_val;
+    }
+    return mk_tensor(emit(e, IR_linear, 2, ids, ir_type_vec(DT_F32, w->dim[0])));
+}
+
+static sval bi_embedding(ast_node *e, sval *args)
+{
+    int ids[2];
+    if (!two_tensors(e, args, ids))
+        return err_val;
+    const ir_type *t = tensor_type(ids[0]);
+    if (t->rank != 2 || tensor_type(ids[1])->dtype != DT_I32) {
+        diag_error(e->loc, "embedding(table, token) needs a [V, d] table and the token");
+        return err_val;
+    }
+    return mk_tensor(emit(e, IR_embed, 2, ids, ir_type_vec(DT_F32, t->dim[1])));
+}
+
+static sval bi_softmax(ast_node *e, sval *args)
+{
+    int id = as_tensor(e, &args[0]);
+    if (id < 0)
+        return err_val;
+    return mk_tensor(emit(e, IR_softmax, 1, &id, *tensor_type(id)));
+}
+
+static sval bi_concat(ast_node *e, sval *args)
+{
+    int ids[2];
+    if (!two_tensors(e, args, ids))
+        return err_val;
+    const ir_type *a = tensor_type(ids[0]), *b = tensor_type(ids[1]);
+    if (a->rank != 1 || b->rank != 1) {
+        diag_error(e->loc, "concat needs two vectors");
+        return err_val;
+    }
+    return mk_tensor(emit(e, IR_concat, 2, ids, ir_type_vec(DT_F32, a->dim[0] + b->dim[0])));
+}
+
+static sval bi_width(ast_node *e, sval *args)
+{
+    int id = as_tensor(e, &args[0]);
+    if (id < 0)
+        return err_val;
+    const ir_type *t = tensor_type(id);
+    return mk_int(t->rank ? t->dim[t->rank - 1] : 1);
+}
+
+static sval bi_zeros(ast_node *e, sval *args)
+{
+    int64_t n;
+    if (!expect_int(e, &args[0], "zeros' length", &n))
+        return err_val;
+    if (n <= 0) {
+        diag_error(e->loc, "zeros(n) needs n > 0");
+        return err_val;
+    }
+    return mk_tensor(emit(e, IR_zeros, 0, NULL, ir_type_vec(DT_F32, n)));
+}
+
+static sval bi_rope(ast_node *e, sval *args)
+{
+    int id = as_tensor(e, &args[0]);
+    int64_t heads;
+    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "rope's head count", &heads))
+        return err_val;
+    if (!is_num(&args[2])) {
+        diag_error(e->kids.v[2]->loc, "rope's base must be a number known at compile time");
+        return err_val;
+    }
+    if (args[3].kind != V_STR ||
+        (strcmp(args[3].s, "half") && strcmp(args[3].s, "interleaved"))) {
+        diag_error(e->kids.v[3]->loc, "rope's mode must be \"half\" or \"interleaved\"");
+        return err_val;
+    }
+    const ir_type *t = tensor_type(id);
+    if (t->rank != 1 || heads <= 0 || t->dim[0] % heads || (t->dim[0] / heads) % 2) {
+        diag_error(e->loc, "rope needs a vector of heads * head_dim with an even head_dim "
+                           "(%lld heads)", (long long)heads);
+        return err_val;
+    }
+    int r = emit(e, IR_rope, 1, &id, *t);
+    ir_inst *in = ir_get(S.m, r);
+    in->iattr[0] = heads;
+    in->fattr = num(&args[2]);
+    in->sattr = args[3].s;
+    return mk_tensor(r);
+}
+
+static sval bi_cache(ast_node *e, sval *args)
+{
+    int id = as_tensor(e, &args[0]);
+    int64_t cap;
+    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "the cache capacity", &cap))
+        return err_val;
+    const ir_type *t = tensor_type(id);
+    if (t->rank != 1 || cap <= 0) {
+        diag_error(e->loc, "cache(x, capacity) needs a vector and a positive capacity");
+        return err_val;
+    }
+    if (S.guard >= 0) {
+        diag_error(e->loc, "a cache cannot be written under a data-dependent condition");
+        return err_val;
+    }
+    ir_type ct = ir_type_mat(DT_F32, cap, t->dim[0]);
+    ct.seq = 1u;
+    if (!S.m->ctx || cap < S.m->ctx)
+        S.m->ctx = cap;
+    return mk_tensor(emit(e, IR_cache, 1, &id, ct));
+}
+
+static sval bi_attn_scores(ast_node *e, sval *args)
+{
+    int ids[2];
+    int64_t heads;
+    if (!two_tensors(e, args, ids) || !expect_int(e->kids.v[2], &args[2], "heads", &heads))
+        return err_val;
+    const ir_type *q = tensor_type(ids[0]), *kc = tensor_type(ids[1]);
+    if (q->rank != 1 || kc->rank != 2 || !(kc->seq & 1u)) {
+        diag_error(e->loc, "attn_scores(q, k_cache, heads) needs a vector and a cache");
+        return err_val;
+    }
+    if (heads <= 0 || q->dim[0] % heads || kc->dim[1] % (q->dim[0] / heads) ||
+        heads % (kc->dim[1] / (q->dim[0] / heads))) {
+        diag_error(e->loc, "attn_scores: q of %lld with %lld heads does not fit a cache of "
+                   "width %lld", (long long)q->dim[0], (long long)heads, (long long)kc->dim[1]);
+        return err_val;
+    }
+    ir_type st = ir_type_mat(DT_F32, heads, kc->dim[0]);
+    st.seq = 2u;
+    int r = emit(e, IR_attn_scores, 2, ids, st);
+    ir_get(S.m, r)->iattr[0] = heads;
+    return mk_tensor(r);
+}
+
+static sval bi_attn_apply(ast_node *e, sval *args)
+{
+    int ids[2];
+    int64_t kvh;
+    if (!two_tensors(e, args, ids) || !expect_int(e->kids.v[2], &args[2], "kv_heads", &kvh))
+        return err_val;
+    const ir_type *p = tensor_type(ids[0]), *vc = tensor_type(ids[1]);
+    if (p->rank != 2 || !(p->seq & 2u) || vc->rank != 2 || !(vc->seq & 1u)) {
+        diag_error(e->loc, "attn_apply(probs, v_cache, kv_heads) needs probs [heads, S] "
+                           "and a cache");
+        return err_val;
+    }
+    if (kvh <= 0 || vc->dim[1] % kvh || p->dim[0] % kvh || p->dim[1] != vc->dim[0]) {
+        diag_error(e->loc, "attn_apply: %lld heads of probs over %lld positions do not fit "
+                   "a cache of %lld x %lld with %lld kv heads", (long long)p->dim[0],
+                   (long long)p->dim[1], (long long)vc->dim[0], (long long)vc->dim[1],
+                   (long long)kvh);
+        return err_val;
+    }
+    int64_t hd = vc->dim[1] / kvh;
+    int r = emit(e, IR_attn_apply, 2, ids, ir_type_vec(DT_F32, p->dim[0] * hd));
+    ir_get(S.m, r)->iattr[0] = kvh;
+    return mk_tensor(r);
+}
+
+static const struct builtin {
+    const char *name;
+    int arity;
+    builtin_fn fn;
+    const char *usage;
+} builtins[] = {
+    {"linear", 2, bi_linear, "linear(x, W)"},
+    {"embedding", 2, bi_embedding, "embedding(table, token)"},
+    {"exp", 1, bi_exp, "exp(x)"},
+    {"sqrt", 1, bi_sqrt, "sqrt(x)"},
+    {"rsqrt", 1, bi_rsqrt, "rsqrt(x)"},
+    {"tanh", 1, bi_tanh, "tanh(x)"},
+    {"sigmoid", 1, bi_sigmoid, "sigmoid(x)"},
+    {"silu", 1, bi_silu, "silu(x)"},
+    {"gelu", 1, bi_gelu, "gelu(x)"},
+    {"relu", 1, bi_relu, "relu(x)"},
+    {"max", 2, bi_max, "max(a, b)"},
+    {"min", 2, bi_min, "min(a, b)"},
+    {"pow", 2, bi_pow, "pow(a, b)"},
+    {"select", 3, bi_select, "select(cond, a, b)"},
+    {"mean", 1, bi_mean, "mean(x)"},
+    {"total", 1, bi_total, "total(x)"},
+    {"amax", 1, bi_amax, "amax(x)"},
+    {"count", 1, bi_count, "count(mask)"},
+    {"dot", 2, bi_dot, "dot(a, b)"},
+    {"softmax", 1, bi_softmax, "softmax(x)"},
+    {"concat", 2, bi_concat, "concat(a, b)"},
+    {"width", 1, bi_width, "width(x)"},
+    {"zeros", 1, bi_zeros, "zeros(n)"},
+    {"rope", 4, bi_rope, "rope(x, heads, base, mode)"},
+    {"cache", 2, bi_cache, "cache(x, capacity)"},
+    {"attn_scores", 3, bi_attn_scores, "attn_scores(q, k_cache, heads)"},
+    {"attn_apply", 3, bi_attn_apply, "attn_apply(probs, v_cache, kv_heads)"},
+};
+
+/* ---------------------------------------------------------------- calls */
+
+static sval call_user(scope *sc, ast_node *e, sval fnv)
+{
+    ast_node *fn = fnv.fn;
+    const char *what = fn->kind == AST_DEF ? "function" : "block";
+    if (e->kids.n != fn->params.n) {
+        diag_error(e->loc, "%s '%s' takes %d argument%s, given %d", what, fn->name,
+                   fn->params.n, fn->params.n == 1 ? "" : "s", e->kids.n);
+        diag_note(fn->loc, "'%s' is defined here", fn->name);
+        return err_val;
+    }
+    if (S.depth >= 64) {
+        diag_error(e->loc, "calls nest too deeply (recursive %s '%s'?)", what, fn->name);
+        return err_val;
+    }
+    scope *inner = scope_new(fnv.fn_scope);
+    for (int i = 0; i < e->kids.n; i++) {
+        sval a = eval(sc, e->kids.v[i]);
+        if (a.kind == V_ERR)
+            return err_val;
+        scope_set(inner, fn->params.v[i]->name, a);
+    }
+    S.depth++;
+    sval ret = {.kind = V_NONE};
+    if (fn->kind == AST_DEF)
+        ret = eval(inner, fn->a);
+    else if (!exec_stmts(inner, fn->b, &ret) && ret.kind == V_NONE)
+        diag_error(e->loc, "block '%s' returned no value", fn->name);
+    S.depth--;
+    return ret;
+}
+
+static sval call(scope *sc, ast_node *e)
+{
+    binding *b = scope_find(sc, e->name);
+    if (b && (b->val.kind == V_BLOCK || b->val.kind == V_DEF))
+        return call_user(sc, e, b->val);
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        if (strcmp(builtins[i].name, e->name))
+            continue;
+        if (e->kids.n != builtins[i].arity) {
+            diag_error(e->loc, "'%s' takes %d argument%s, given %d (%s)", e->name,
+                       builtins[i].arity, builtins[i].arity == 1 ? "" : "s", e->kids.n,
+                       builtins[i].usage);
+            return err_val;
+        }
+        sval args[4];
+        for (int k = 0; k < e->kids.n; k++) {
+            args[k] = eval(sc, e->kids.v[k]);
+            if (args[k].kind == V_ERR)
+                return err_val;
+        }
+        return builtins[i].fn(e, args);
+    }
+    if (b)
+        diag_error(e->loc, "'%s' is %s, not something to call", e->name, kind_name(b->val.kind));
+    else
+        diag_error(e->loc, "unknown function or block '%s'", e->name);
+    return err_val;
+}
+
+/* ---------------------------------------------------------------- statements */
+
+static void label_value(sval v, const char *name)
+{
+    if (v.kind == V_TENSOR && !S.m->insts[v.id].label && S.m->insts[v.id].op != IR_const)
+        S.m->insts[v.id].label = name;
+}
+
+static void assign(scope *sc, ast_node *target, sval v)
+{
+    if (target->kind == AST_NAME) {
+        label_value(v, target->name);
+        scope_set(sc, target->name, v);
+        return;
+    }
+    /* name[i] = v: an element of a value array */
+    ast_node *base = target->a;
+    if (target->kids.n != 1 || target->kids.v[0]->kind == AST_SLICE) {
+        diag_error(target->loc, "assign to name[index] with one integer index");
+        return;
+    }
+    sval iv = eval(sc, target->kids.v[0]);
+    int64_t k;
+    if (!expect_int(target->kids.v[0], &iv, "a value-array index", &k))
+        return;
+    binding *b = scope_find(sc, base->name);
+    if (b && b->val.kind != V_VARRAY) {
+        diag_error(base->loc, "'%s' is %s, not a value array", base->name, kind_name(b->val.kind));
+        return;
+    }
+    if (!b) {
+        sval arr = {.kind = V_VARRAY, .va = sema_alloc(sizeof(varray))};
+        scope_set(sc, base->name, arr);
+        b = scope_find(sc, base->name);
+    }
+    varray *va = b->val.va;
+    char *label = sema_alloc(strlen(base->name) + 24);
+    sprintf(label, "%s[%lld]", base->name, (long long)k);
+    label_value(v, label);
+    for (int i = 0; i < va->n; i++)
+        if (va->keys[i] == k) {
+            va->vals[i] = v;
+            return;
+        }
+    if (va->n == va->cap) {
+        int cap = va->cap ? 2 * va->cap : 8;
+        int64_t *keys = sema_alloc(sizeof(int64_t) * (size_t)cap);
+        sval *vals = sema_alloc(sizeof(sval) * (size_t)cap);
+        if (va->n) {
+            memcpy(keys, va->keys, sizeof(int64_t) * (size_t)va->n);
+            memcpy(vals, va->vals, sizeof(sval) * (size_t)va->n);
+        }
+        va->keys = keys;
+        va->vals = vals;
+        va->cap = cap;
+    }
+    va->keys[va->n] = k;
+    va->vals[va->n++] = v;
+}
+
+static void stat_stmt(scope *sc, ast_node *st)
+{
+    char name[256];
+    ast_node *t = st->a;
+    if (t->kind == AST_NAME) {
+        snprintf(name, sizeof name, "%s", t->name);
+    } else {
+        sval iv = t->kids.n == 1 ? eval(sc, t->kids.v[0]) : err_val;
+        int64_t k;
+        if (!expect_int(t, &iv, "a statistic index", &k))
+            return;
+        snprintf(name, sizeof name, "%s[%lld]", t->a->name, (long long)k);
+    }
+    sval v = eval(sc, st->b);
+    int id = as_tensor(st->b, &v);
+    if (id < 0)
+        return;
+    if (tensor_type(id)->rank != 0) {
+        diag_error(st->b->loc, "a statistic must be a scalar");
+        return;
+    }
+    int r = emit(st, IR_stat, 1, &id, ir_type_scalar(DT_F32));
+    ir_get(S.m, r)->iattr[0] = ir_add_stat(S.m, ast_intern(name, strlen(name)));
+}
+
+/* Runs statements; returns 1 when a `return` was executed (its value in *ret). */
+static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
+{
+    for (int i = 0; i < stmts->kids.n; i++) {
+        ast_node *st = stmts->kids.v[i];
+        switch (st->kind) {
+        case AST_ASSIGN:
+            assign(sc, st->a, eval(sc, st->b));
+            break;
+        case AST_RETURN:
+            *ret = eval(sc, st->a);
+            return 1;
+        case AST_STAT:
+            stat_stmt(sc, st);
+            break;
+        case AST_IF: {
+            sval c = eval(sc, st->a);
+            if (c.kind == V_ERR)
+                break;
+            if (c.kind != V_INT) {
+                diag_error(st->a->loc, "the condition of 'if' must be known at compile time "
+                                       "(for data-dependent choices use select() or "
+                                       "sum ... where)");
+                break;
+            }
+            ast_node *branch = c.i ? st->b : st->c;
+            if (!branch)
+                break;
+            if (branch->kind == AST_IF) {
+                ast_node wrap = {.kind = AST_STMTS};
+                ast_node *one[1] = {branch};
+                wrap.kids.v = one;
+                wrap.kids.n = 1;
+                if (exec_stmts(sc, &wrap, ret))
+                    return 1;
+            } else if (exec_stmts(sc, branch, ret)) {
+                return 1;
+            }
+            break;
+        }
+        case AST_FOR: {
+            ast_node *r = st->ranges.v[0];
+            sval lo = eval(sc, r->a), hi = eval(sc, r->b);
+            int64_t a, b;
+            if (!expect_int(r->a, &lo, "a range bound", &a) ||
+                !expect_int(r->b, &hi, "a range bound", &b))
+                break;
+            if (S.nloops >= 15) {
+                diag_error(st->loc, "loops nest too deeply");
+                break;
+            }
+            for (int64_t k = a; k < b; k++) {
+                scope_set(sc, r->name, mk_int(k));
+                S.loops[S.nloops++] = (loopvar){r->name, k};
+                int returned = exec_stmts(sc, st->b, ret);
+                S.nloops--;
+                if (returned)
+                    return 1;
+            }
+            break;
+        }
+        default:
+            DIE("exec: unexpected statement %s", ast_kind_name(st->kind));
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+/* Expands "model.layers.{l}.x" with the values of the names in braces. */
+static const char *expand_template(scope *sc, ast_node *d)
+{
+    char out[1024];
+    size_t n = 0;
+    for (const char *p = d->str; *p; p++) {
+        if (*p != '{') {
+            if (n + 1 < sizeof out)
+                out[n++] = *p;
+            continue;
+        }
+        const char *end = strchr(p, '}');
+        if (!end || end == p + 1) {
+            diag_error(d->loc, "unterminated or empty '{' in the tensor name \"%s\"", d->str);
+            return NULL;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+        binding *b = scope_find(sc, name);
+        if (!b || (b->val.kind != V_INT && b->val.kind != V_STR)) {
+            diag_error(d->loc, "'{%s}' in the tensor name is not a loop index or parameter",
+                       name);
+            return NULL;
+        }
+        char val[64];
+        if (b->val.kind == V_INT)
+            snprintf(val, sizeof val, "%lld", (long long)b->val.i);
+        else
+            snprintf(val, sizeof val, "%s", b->val.s);
+        for (const char *v = val; *v && n + 1 < sizeof out; v++)
+            out[n++] = *v;
+        p = end;
+    }
+    out[n] = 0;
+    return ast_intern(out, n);
+}
+
+typedef struct wctx {
+    int nr;
+    ast_node *ranges[4];
+    int64_t lo[4], hi[4], cur[4];
+} wctx;
+
+static wdecl *find_wdecl(const char *name)
+{
+    for (int i = 0; i < S.nwdecls; i++)
+        if (strcmp(S.wdecls[i]->name, name) == 0)
+            return S.wdecls[i];
+    return NULL;
+}
+
+static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
+{
+    wdecl *wd = find_wdecl(d->name);
+    if (!wd) {
+        if (scope_find_local(S.model, d->name)) {
+            diag_error(d->loc, "'%s' is already defined in this model", d->name);
+            return;
+        }
+        wd = sema_alloc(sizeof *wd);
+        wd->name = d->name;
+        wd->decl = d;
+        wd->ndim = w->nr;
+        int64_t total = 1;
+        for (int k = 0; k < w->nr; k++) {
+            wd->dim_name[k] = w->ranges[k]->name;
+            wd->lo[k] = w->lo[k];
+            wd->hi[k] = w->hi[k];
+            total *= w->hi[k] - w->lo[k];
+        }
+        wd->nentries = total;
+        wd->entries = sema_alloc(sizeof(int) * (size_t)(total ? total : 1));
+        for (int64_t i = 0; i < total; i++)
+            wd->entries[i] = -2;   /* -2: not visited, -1: condition false */
+        S.wdecls = realloc(S.wdecls, sizeof *S.wdecls * (size_t)(S.nwdecls + 1));
+        if (!S.wdecls)
+            DIE("out of memory");
+        S.wdecls[S.nwdecls++] = wd;
+        sval v = {.kind = V_WARRAY, .wd = wd};
+        scope_set(S.model, d->name, v);
+    } else if (wd->decl != d) {
+        diag_error(d->loc, "weight '%s' is declared twice", d->name);
+        diag_note(wd->decl->loc, "first declared here");
+        return;
+    }
+    int64_t flat = warray_entry(d, wd, w->cur);
+    if (flat < 0)
+        return;
+    wd->entries[flat] = -1;
+    if (!present)
+        return;
+    ir_type t = {.dtype = DT_F32, .rank = d->kids.n};
+    if (d->kids.n < 1 || d->kids.n > 2) {
+        diag_error(d->loc, "weight '%s' needs 1 or 2 dimensions", d->name);
+        return;
+    }
+    for (int k = 0; k < d->kids.n; k++) {
+        sval v = eval(sc, d->kids.v[k]);
+        if (!expect_int(d->kids.v[k], &v, "a weight dimension", &t.dim[k]))
+            return;
+        if (t.dim[k] <= 0) {
+            diag_error(d->kids.v[k]->loc, "weight dimension must be positive, got %lld",
+                       (long long)t.dim[k]);
+            return;
+        }
+    }
+    const char *name = expand_template(sc, d);
+    if (!name)
+        return;
+    char decl[256];
+    size_t n = (size_t)snprintf(decl, sizeof decl, "%s", d->name);
+    for (int k = 0; k < w->nr && n < sizeof decl; k++)
+        n += (size_t)snprintf(decl + n, sizeof decl - n, "%s%lld", k ? ", " : "[",
+                              (long long)w->cur[k]);
+    if (w->nr && n < sizeof decl)
+        snprintf(decl + n, sizeof decl - n, "]");
+    for (int i = 0; i < S.m->ntensors; i++)
+        if (strcmp(S.m->tensors[i].name, name) == 0) {
+            diag_error(d->loc, "checkpoint tensor \"%s\" is bound twice", name);
+            diag_note(S.m->tensors[i].loc, "first bound here (as %s)", S.m->tensors[i].decl);
+            return;
+        }
+    wd->entries[flat] = ir_add_tensor(S.m, name, ast_intern(decl, strlen(decl)), t, d->loc);
+}
+
+static void weights_items(scope *sc, ast_node *body, wctx *w);
+
+static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
+{
+    if (k == f->ranges.n) {
+        int present = 1;
+        if (f->a) {
+            sval c = eval(sc, f->a);
+            if (c.kind != V_INT) {
+                if (c.kind != V_ERR)
+                    diag_error(f->a->loc, "a weight condition must be known at compile time");
+                return;
+            }
+            present = c.i != 0;
+        }
+        if (present)
+            weights_items(sc, f->b, w);
+        else {
+            /* record the declarations as absent at these indices */
+            for (int i = 0; i < f->b->kids.n; i++)
+                if (f->b->kids.v[i]->kind == AST_WEIGHT_DECL)
+                    weight_decl(sc, f->b->kids.v[i], w, 0);
+        }
+        return;
+    }
+    ast_node *r = f->ranges.v[k];
+    sval lo = eval(sc, r->a), hi = eval(sc, r->b);
+    int64_t a, b;
+    if (!expect_int(r->a, &lo, "a range bound", &a) || !expect_int(r->b, &hi, "a range bound", &b))
+        return;
+    if (w->nr >= 4) {
+        diag_error(r->loc, "weights nest at most 4 loops deep");
+        return;
+    }
+    if (b <= a) {
+        diag_error(r->loc, "empty range %lld..%lld", (long long)a, (long long)b);
+        return;
+    }
+    int slot = w->nr++;
+    w->ranges[slot] = r;
+    w->lo[slot] = a;
+    w->hi[slot] = b;
+    for (int64_t i = a; i < b; i++) {
+        w->cur[slot] = i;
+        scope_set(sc, r->name, mk_int(i));
+        weights_for(sc, f, w, k + 1);
+    }
+    w->nr--;
+}
+
+static void weights_items(scope *sc, ast_node *body, wctx *w)
+{
+    for (int i = 0; i < body->kids.n; i++) {
+        ast_node *it = body->kids.v[i];
+        if (it->kind == AST_WEIGHT_FOR) {
+            weights_for(sc, it, w, 0);
+            continue;
+        }
+        int present = 1;
+        if (it->a) {
+            sval c = eval(sc, it->a);
+            if (c.kind != V_INT) {
+                if (c.kind != V_ERR)
+                    diag_error(it->a->loc, "a weight condition must be known at compile time");
+                continue;
+            }
+            present = c.i != 0;
+        }
+        weight_decl(sc, it, w, present);
+    }
+}
+
+/* ---------------------------------------------------------------- model */
+
+static void param_text(sval v, char *buf, size_t size)
+{
+    if (v.kind == V_INT)
+        snprintf(buf, size, "%lld", (long long)v.i);
+    else if (v.kind == V_FLOAT)
+        snprintf(buf, size, "%.9g", v.f);
+    else if (v.kind == V_STR)
+        snprintf(buf, size, "\"%s\"", v.s);
+    else
+        snprintf(buf, size, "?");
+}
+
+/* A -D value: integer, number, true/false, or else a string. */
+static sval define_value(const char *text)
+{
+    char *end;
+    long long i = strtoll(text, &end, 10);
+    if (*text && !*end)
+        return mk_int(i);
+    double f = strtod(text, &end);
+    if (*text && !*end)
+        return mk_float(f);
+    if (!strcmp(text, "true"))
+        return mk_int(1);
+    if (!strcmp(text, "false"))
+        return mk_int(0);
+    return (sval){.kind = V_STR, .s = text};
+}
+
+static void define_callables(scope *sc, ast_node *items)
+{
+    for (int i = 0; i < items->kids.n; i++) {
+        ast_node *it = items->kids.v[i];
+        if (it->kind != AST_BLOCK && it->kind != AST_DEF)
+            continue;
+        binding *prev = scope_find_local(sc, it->name);
+        if (prev && prev->val.fn && prev->val.fn != it) {
+            diag_error(it->loc, "'%s' is defined twice", it->name);
+            diag_note(prev->val.fn->loc, "first defined here");
+            continue;
+        }
+        sval v = {.kind = it->kind == AST_BLOCK ? V_BLOCK : V_DEF, .fn = it, .fn_scope = sc};
+        scope_set(sc, it->name, v);
+    }
+}
+
+static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
+{
+    S.model = scope_new(S.root);
+    int *used = xcalloc((size_t)(ndefs ? ndefs : 1), sizeof(int));
+    ast_node *forward = NULL;
+    for (int i = 0; i < model->kids.n; i++) {
+        ast_node *it = model->kids.v[i];
+        if (it->kind == AST_FORWARD) {
+            if (forward) {
+                diag_error(it->loc, "a model has one forward");
+                diag_note(forward->loc, "the first is here");
+            }
+            forward = it;
+        }
+    }
+    define_callables(S.model, model);
+    for (int i = 0; i < model->kids.n; i++) {
+        ast_node *it = model->kids.v[i];
+        if (it->kind != AST_PARAM && it->kind != AST_LET)
+            continue;
+        if (scope_find_local(S.model, it->name)) {
+            diag_error(it->loc, "'%s' is already defined in this model", it->name);
+            continue;
+        }
+        sval v = eval(S.model, it->a);
+        if (it->kind == AST_PARAM)
+            for (int d = 0; d < ndefs; d++)
+                if (!strcmp(defs[d].name, it->name)) {
+                    v = define_value(defs[d].value);
+                    used[d] = 1;
+                }
+        if (v.kind != V_INT && v.kind != V_FLOAT && v.kind != V_STR) {
+            if (v.kind != V_ERR)
+                diag_error(it->a->loc, "'%s' must be a number or a string known at compile "
+                                       "time", it->name);
+            scope_set(S.model, it->name, err_val);
+            continue;
+        }
+        char text[128];
+        param_text(v, text, sizeof text);
+        if (it->kind == AST_PARAM && it->flag) {
+            if (!is_num(&v)) {
+                diag_error(it->a->loc, "run-time parameter '%s' must be a number", it->name);
+                continue;
+            }
+            int idx = ir_add_rtparam(S.m, it->name, num(&v));
+            int id = emit(it, IR_rtparam, 0, NULL, ir_type_scalar(DT_F32));
+            ir_get(S.m, id)->iattr[0] = idx;
+            ir_get(S.m, id)->label = it->name;
+            scope_set(S.model, it->name, mk_tensor(id));
+            continue;
+        }
+        if (it->kind == AST_PARAM)
+            ir_add_param(S.m, it->name, sema_strdup(text));
+        scope_set(S.model, it->name, v);
+    }
+    for (int d = 0; d < ndefs; d++)
+        if (!used[d])
+            diag_file_error("-D", "model '%s' has no parameter '%s'", model->name, defs[d].name);
+    free(used);
+
+    for (int i = 0; i < model->kids.n; i++)
+        if (model->kids.v[i]->kind == AST_WEIGHTS) {
+            wctx w = {0};
+            weights_items(scope_new(S.model), model->kids.v[i], &w);
+        }
+    if (!forward) {
+        diag_error(model->loc, "model '%s' has no forward", model->name);
+        return 0;
+    }
+    if (forward->params.n != 1) {
+        diag_error(forward->loc, "forward takes one parameter: the token");
+        return 0;
+    }
+    if (diag_error_count())
+        return 0;
+    scope *body = scope_new(S.model);
+    S.token_id = emit(forward, IR_token, 0, NULL, ir_type_scalar(DT_I32));
+    ir_get(S.m, S.token_id)->label = forward->params.v[0]->name;
+    scope_set(body, forward->params.v[0]->name, mk_tensor(S.token_id));
+    sval ret = {.kind = V_NONE};
+    if (!exec_stmts(body, forward->b, &ret)) {
+        diag_error(forward->loc, "forward does not return the logits");
+        return 0;
+    }
+    int id = ret.kind == V_ERR ? -1 : as_tensor(forward, &ret);
+    if (id < 0)
+        return 0;
+    const ir_type *t = tensor_type(id);
+    if (t->rank != 1 || t->seq) {
+        char buf[64];
+        type_text(t, buf, sizeof buf);
+        diag_error(forward->loc, "forward must return a vector of logits, not %s", buf);
+        return 0;
+    }
+    S.m->vocab = t->dim[0];
+    S.m->output = id;
+    emit(forward, IR_output, 1, &id, ir_type_scalar(DT_F32));
+    return 1;
+}
+
+ir_module *sema_lower(ast_node *std, ast_node *spec, const sema_define *defs, int ndefs)
+{
+    memset(&S, 0, sizeof S);
+    S.guard = -1;
+    S.root = scope_new(NULL);
+    define_callables(S.root, std);
+    scope *file = scope_new(S.root);
+    S.root = file;
+    define_callables(S.root, spec);
+    ast_node *model = NULL;
+    for (int i = 0; i < spec->kids.n; i++)
+        if (spec->kids.v[i]->kind == AST_MODEL) {
+            if (model) {
+                diag_error(spec->kids.v[i]->loc, "one model per spec file");
+                diag_note(model->loc, "the first is here");
+                continue;
+            }
+            model = spec->kids.v[i];
+        }
+    if (!model) {
+        diag_file_error(spec->loc.file ? spec->loc.file->path : "spec", "no model in this file");
+        sema_free();
+        return NULL;
+    }
+    S.m = ir_module_new(model->name);
+    int ok = lower_model(model, defs, ndefs) && diag_error_count() == 0;
+    free(S.wdecls);
+    sema_free();
+    if (!ok) {
+        ir_module_free(S.m);
+        return NULL;
+    }
+    return S.m;
+}

@@ -1,0 +1,18 @@
+/* sema.h - semantic analysis: lowers a parsed spec to IR (frontend/sema.c). */
+#ifndef KILN_SEMA_H
+#define KILN_SEMA_H
+
+#include "../ir/ir.h"
+#include "ast.h"
+
+/* A -D name=value override of a compile-time parameter. */
+typedef struct sema_define {
+    const char *name;
+    const char *value;
+} sema_define;
+
+/* Lowers the one model of `spec` to IR; the blocks of `std` (the standard library) are
+ * visible to it. Returns NULL after reporting errors through diag_*. */
+ir_module *sema_lower(ast_node *std, ast_node *spec, const sema_define *defs, int ndefs);
+
+#endif

@@ -1,0 +1,222 @@
+/* blob.c - mapping the weight blob (format: kiln_blob.h) and checking it against the model.
+ *
+ * The blob is untrusted input: the trailer, the header, the entry table, every name, offset
+ * and size are checked (overflow-safe) before anything is dereferenced, and each tensor is
+ * then compared with kiln_model.tensors[]. Any problem ends in one clear message.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rt_internal.h"
+
+static void blob_error(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: weight blob: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int read_at(int fd, void *buf, size_t n, off_t off)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r, n -= (size_t)r, off += r;
+    }
+    return 0;
+}
+
+/* Locate the blob in the open file: [*off, *off + *size). */
+static int find_blob(int fd, const char *prog, const char *file, int embedded, uint64_t *off,
+                     uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        blob_error(prog, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    uint64_t fsize = (uint64_t)st.st_size;
+    if (!embedded) {
+        *off = 0, *size = fsize;
+        return 0;
+    }
+    kblob_trailer tr;
+    if (fsize < sizeof tr || read_at(fd, &tr, sizeof tr, (off_t)(fsize - sizeof tr)) < 0 ||
+        memcmp(tr.magic, KBLOB_TRAILER_MAGIC, 8) != 0) {
+        blob_error(prog, "%s has no weight blob appended (no trailer at its end); "
+                         "build it with kiln, or give one with --blob FILE", file);
+        return -1;
+    }
+    uint64_t room = fsize - sizeof tr;
+    if (tr.blob_offset % 4096 != 0 || tr.blob_offset > room || tr.blob_size > room - tr.blob_offset) {
+        blob_error(prog, "%s: trailer is corrupt (blob at offset %llu, %llu bytes, in a file of "
+                         "%llu bytes)", file, (unsigned long long)tr.blob_offset,
+                   (unsigned long long)tr.blob_size, (unsigned long long)fsize);
+        return -1;
+    }
+    *off = tr.blob_offset, *size = tr.blob_size;
+    return 0;
+}
+
+/* Check one blob entry against the model's description of tensor i. */
+static int check_entry(const char *prog, const krt_model *m, int i, const unsigned char *base,
+                       uint64_t size, const kblob_entry *e)
+{
+    const krt_tensor_desc *want = &m->tensors[i];
+    const char *nm = want->name;
+    if (e->name_offset >= size || !memchr(base + e->name_offset, 0, size - e->name_offset)) {
+        blob_error(prog, "tensor %d '%s': name out of range or not NUL-terminated", i, nm);
+        return -1;
+    }
+    const char *have = (const char *)base + e->name_offset;
+    if (strcmp(have, nm) != 0) {
+        blob_error(prog, "tensor %d '%s': the blob has '%.80s' here", i, nm, have);
+        return -1;
+    }
+    if (e->offset % KBLOB_ALIGN != 0 || e->offset > size || e->nbytes > size - e->offset) {
+        blob_error(prog, "tensor %d '%s': data (offset %llu, %llu bytes) misaligned or outside "
+                         "the blob (%llu bytes)", i, nm, (unsigned long long)e->offset,
+                   (unsigned long long)e->nbytes, (unsigned long long)size);
+        return -1;
+    }
+    if (e->dtype != want->dtype) {
+        blob_error(prog, "tensor %d '%s': dtype %u, expected %u", i, nm, e->dtype, want->dtype);
+        return -1;
+    }
+    if (e->rank != want->rank || e->rank > 4) {
+        blob_error(prog, "tensor %d '%s': rank %u, expected %u", i, nm, e->rank, want->rank);
+        return -1;
+    }
+    uint64_t numel = 1;
+    int overflow = 0;
+    for (uint32_t d = 0; d < e->rank; d++) {
+        if (e->dims[d] != want->dims[d]) {
+            blob_error(prog, "tensor %d '%s': dimension %u is %llu, expected %llu", i, nm, d,
+                       (unsigned long long)e->dims[d], (unsigned long long)want->dims[d]);
+            return -1;
+        }
+        if (e->dims[d] && numel > UINT64_MAX / e->dims[d])
+            overflow = 1;
+        numel *= e->dims[d];
+    }
+    uint64_t es = e->dtype == KBLOB_F32 ? 4 : (e->dtype == KBLOB_F16 || e->dtype == KBLOB_BF16) ? 2 : 0;
+    if (es && (overflow || numel > UINT64_MAX / es || e->nbytes != numel * es)) {
+        blob_error(prog, "tensor %d '%s': %llu bytes of data, expected %llu", i, nm,
+                   (unsigned long long)e->nbytes, (unsigned long long)(numel * es));
+        return -1;
+    }
+    return 0;
+}
+
+static int check_blob(const char *prog, const char *file, const krt_model *m,
+                      const unsigned char *base, uint64_t size, const float **w)
+{
+    kblob_header h;
+    if (size < sizeof h) {
+        blob_error(prog, "%s: blob of %llu bytes is too small", file, (unsigned long long)size);
+        return -1;
+    }
+    memcpy(&h, base, sizeof h);
+    if (memcmp(h.magic, KBLOB_MAGIC, 8) != 0) {
+        blob_error(prog, "%s: bad magic (not a kiln weight blob)", file);
+        return -1;
+    }
+    if (h.version != KBLOB_VERSION) {
+        blob_error(prog, "%s: version %u, this program reads version %u", file, h.version, KBLOB_VERSION);
+        return -1;
+    }
+    if (h.total_size < sizeof h || h.total_size > size) {
+        blob_error(prog, "%s: blob claims %llu bytes, %llu present (truncated?)", file,
+                   (unsigned long long)h.total_size, (unsigned long long)size);
+        return -1;
+    }
+    size = h.total_size;
+    if (h.table_offset % 8 != 0 || h.table_offset > size ||
+        h.n_tensors > (size - h.table_offset) / sizeof(kblob_entry)) {
+        blob_error(prog, "%s: tensor table (offset %llu, %u entries) outside the blob", file,
+                   (unsigned long long)h.table_offset, h.n_tensors);
+        return -1;
+    }
+    if (h.n_tensors != (uint32_t)m->n_tensors) {
+        blob_error(prog, "%s: %u tensors, model '%s' expects %d", file, h.n_tensors, m->name,
+                   m->n_tensors);
+        return -1;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        kblob_entry e;
+        memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
+        if (check_entry(prog, m, i, base, size, &e) < 0)
+            return -1;
+        w[i] = (const float *)(const void *)(base + e.offset);
+    }
+    return 0;
+}
+
+int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m)
+{
+    memset(b, 0, sizeof *b);
+    char self[4096];
+    const char *file = blob_path;
+    if (!file) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[n > 0 ? n : 0] = 0;
+        file = n > 0 ? self : "/proc/self/exe";
+    }
+    int fd = open(blob_path ? blob_path : "/proc/self/exe", O_RDONLY);
+    if (fd < 0) {
+        blob_error(prog, "cannot open %s: %s", file, strerror(errno));
+        return -1;
+    }
+    uint64_t off, size;
+    if (find_blob(fd, prog, file, blob_path == NULL, &off, &size) < 0) {
+        close(fd);
+        return -1;
+    }
+    if (size < sizeof(kblob_header) || size > SIZE_MAX / 2) {
+        blob_error(prog, "%s: blob of %llu bytes is too small or too large", file, (unsigned long long)size);
+        close(fd);
+        return -1;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t delta = off % (uint64_t)(page > 0 ? page : 4096);
+    b->map_len = (size_t)(size + delta);
+    b->map = mmap(NULL, b->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)(off - delta));
+    close(fd);
+    if (b->map == MAP_FAILED) {
+        blob_error(prog, "%s: cannot map %llu bytes: %s", file, (unsigned long long)size, strerror(errno));
+        b->map = NULL;
+        return -1;
+    }
+    b->w = calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *b->w);
+    if (!b->w || check_blob(prog, file, m, (const unsigned char *)b->map + delta, size, b->w) < 0) {
+        if (!b->w)
+            blob_error(prog, "out of memory");
+        krt_blob_close(b);
+        return -1;
+    }
+    return 0;
+}
+
+void krt_blob_close(krt_blob *b)
+{
+    if (b->map)
+        munmap(b->map, b->map_len);
+    free(b->w);
+    memset(b, 0, sizeof *b);
+}

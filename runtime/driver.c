@@ -1,0 +1,452 @@
+/* driver.c - main() of every program kiln emits.
+ *
+ * Parses the command line, maps the weight blob (blob.c), allocates the arena, then feeds the
+ * prompt through kiln_model.forward one position at a time: with --logits it writes every
+ * logits row (teacher forcing), with -n it samples (sample.c) and feeds back new tokens.
+ * Usage errors exit 2, run-time errors (blob, I/O) exit 1.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt_internal.h"
+
+typedef struct opts {
+    int32_t *tokens;
+    int64_t n_tokens;
+    const char *logits;        /* file, "-" or NULL */
+    int64_t n_gen;             /* -1: default */
+    double temp, top_p;
+    uint64_t seed;
+    int64_t threads, bench_runs;
+    const char *blob;
+    int stats, bench;
+    float *rtparams;
+} opts;
+
+static const char *prog = "kiln-program";
+static const char *partial_file; /* removed by fatal() */
+
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\ntry '%s --help'\n", prog);
+    va_end(ap);
+    exit(2);
+}
+
+static void fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (partial_file)
+        remove(partial_file);
+    exit(1);
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        fatal("out of memory");
+    return p;
+}
+
+/* ---- strict number parsing ---- */
+
+static int64_t parse_int(const char *s, int64_t lo, int64_t hi, const char *what)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
+        usage_error("%s: '%s' is not an integer", what, s);
+    if (v < lo || v > hi)
+        usage_error("%s: %lld is out of range [%lld, %lld]", what, v, (long long)lo, (long long)hi);
+    return v;
+}
+
+static double parse_real(const char *s, double lo, double hi, const char *what)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno == ERANGE || !isfinite(v) || s[0] == ' ' || s[0] == '\t')
+        usage_error("%s: '%s' is not a finite number", what, s);
+    if (v < lo || v > hi)
+        usage_error("%s: %g is out of range [%g, %g]", what, v, lo, hi);
+    return v;
+}
+
+static uint64_t parse_u64(const char *s, const char *what)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!(s[0] >= '0' && s[0] <= '9') || *end || errno == ERANGE)
+        usage_error("%s: '%s' is not an unsigned 64-bit integer", what, s);
+    return v;
+}
+
+static void parse_tokens(opts *o, const char *s)
+{
+    const krt_model *m = &kiln_model;
+    int64_t cap = m->ctx > 0 ? m->ctx : INT32_MAX, n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if (!*s)
+        usage_error("--tokens: the list is empty");
+    if (n > cap)
+        usage_error("--tokens: %lld tokens, but the model's context holds %lld", (long long)n, (long long)cap);
+    o->tokens = xcalloc((size_t)n, sizeof *o->tokens);
+    o->n_tokens = n;
+    const char *p = s;
+    for (int64_t i = 0; i < n; i++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[32], what[48];
+        snprintf(what, sizeof what, "--tokens: item %lld", (long long)i + 1);
+        if (len == 0 || len >= sizeof item)
+            usage_error("%s: '%.*s' is not a token id", what, (int)len, p);
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (item[0] == '-')
+            usage_error("%s: '%s' is not a token id", what, item);
+        o->tokens[i] = (int32_t)parse_int(item, 0, m->vocab - 1, what);
+        p += len + 1;
+    }
+}
+
+static void parse_set(opts *o, const char *s)
+{
+    const krt_model *m = &kiln_model;
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s)
+        usage_error("--set: expected name=value, got '%s'", s);
+    for (int i = 0; i < m->n_rtparams; i++) {
+        const char *nm = m->rtparam_names[i];
+        if (strlen(nm) == (size_t)(eq - s) && !memcmp(nm, s, (size_t)(eq - s))) {
+            char what[160];
+            snprintf(what, sizeof what, "--set %s", nm);
+            o->rtparams[i] = (float)parse_real(eq + 1, -HUGE_VAL, HUGE_VAL, what);
+            return;
+        }
+    }
+    char known[1024] = "";
+    for (int i = 0; i < m->n_rtparams; i++) {
+        size_t len = strlen(known);
+        snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", m->rtparam_names[i]);
+    }
+    usage_error("--set: unknown run-time parameter '%.*s'; %s%s", (int)(eq - s), s,
+                m->n_rtparams ? "known: " : "this model has none", known);
+}
+
+/* ---- --help ---- */
+
+static void help(void)
+{
+    const krt_model *m = &kiln_model;
+    printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
+    printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
+           "        [--set NAME=VALUE]... [--stats] [--threads N] [--blob FILE] [--bench]\n\n", prog);
+    printf("DESCRIPTION\n"
+           "    Feeds the prompt IDS through the model at positions 0, 1, ... and then generates\n"
+           "    tokens, each fed back at the next position. Weights come from the blob appended\n"
+           "    to this program (or --blob FILE) and are checked against the model at start.\n\n"
+           "    Model '%s': vocabulary %lld tokens, context ",
+           m->name, (long long)m->vocab);
+    if (m->ctx > 0)
+        printf("%lld positions", (long long)m->ctx);
+    else
+        printf("unbounded");
+    printf(", %d weight tensors,\n    working memory (arena) %llu bytes.\n", m->n_tensors,
+           (unsigned long long)m->arena_floats * 4);
+    printf("\nOPTIONS\n"
+           "    --tokens IDS    prompt: comma-separated token ids, each in [0, %lld), at most\n"
+           "                    %lld of them. Required.\n"
+           "    --logits FILE   teacher forcing: after each prompt token write one line holding\n"
+           "                    the full logits row (%lld values, %%.9g, space-separated).\n"
+           "                    '-' is standard output. Written to FILE.tmp, then renamed.\n"
+           "    -n N            generate N tokens after the prompt and print their ids on one\n"
+           "                    line. Default: 0 with --logits, else 16. Stops early, with a\n"
+           "                    note, when the context is full.\n"
+           "    --temp T        sampling temperature, T >= 0. Default 0: greedy (argmax, the\n"
+           "                    lowest id on ties).\n"
+           "    --top-p P       nucleus sampling: draw from the smallest set of most likely\n"
+           "                    tokens whose probability exceeds P, 0 < P <= 1. Default 1 (off).\n"
+           "    --seed S        seed of the sampler's random numbers (unsigned 64-bit).\n"
+           "                    Default 0. Equal seeds give equal output.\n"
+           "    --set NAME=VALUE\n"
+           "                    set a run-time parameter (below). Repeatable.\n"
+           "    --stats         after the run, print to standard error the mean of every\n"
+           "                    statistic (below) and the KV-cache and arena memory report.\n"
+           "    --threads N     worker threads, N >= 1. Accepted, but this runtime is\n"
+           "                    currently single-threaded.\n"
+           "    --blob FILE     read the weights from the standalone blob FILE instead.\n"
+           "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
+           "                    and print tokens/s (min/median/max) to standard error.\n"
+           "    --bench-runs R  number of timed runs, R >= 1.\n"
+           "    -h, --help      print this help.\n"
+           "    Long options also take the form --option=VALUE.\n",
+           (long long)m->vocab, (long long)(m->ctx > 0 ? m->ctx : INT32_MAX),
+           (long long)m->vocab);
+    printf("\nRUN-TIME PARAMETERS (--set NAME=VALUE)\n");
+    if (!m->n_rtparams)
+        printf("    none\n");
+    for (int i = 0; i < m->n_rtparams; i++)
+        printf("    %-24s default %g\n", m->rtparam_names[i], (double)m->rtparam_defaults[i]);
+    printf("\nSTATISTICS (--stats)\n");
+    if (!m->n_stats)
+        printf("    none\n");
+    for (int i = 0; i < m->n_stats; i++)
+        printf("    %s\n", m->stat_names[i]);
+    printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n");
+}
+
+/* ---- the command line ---- */
+
+static void parse_args(opts *o, int argc, char **argv)
+{
+    const char *tokens = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        char name[64];
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = 0;
+            a = name;
+            val = eq + 1;
+        }
+#define FLAG(s) (strcmp(a, s) == 0)
+#define VALUE() (val ? val : (i + 1 < argc ? argv[++i] : (usage_error("%s needs a value", a), "")))
+        if (FLAG("-h") || FLAG("--help")) {
+            help();
+            exit(0);
+        } else if (FLAG("--tokens")) {
+            tokens = VALUE();
+        } else if (FLAG("--logits")) {
+            o->logits = VALUE();
+            if (!*o->logits)
+                usage_error("--logits: empty file name");
+        } else if (FLAG("-n")) {
+            o->n_gen = parse_int(VALUE(), 0, INT32_MAX, "-n");
+        } else if (FLAG("--temp")) {
+            o->temp = parse_real(VALUE(), 0, 1e30, "--temp");
+        } else if (FLAG("--top-p")) {
+            o->top_p = parse_real(VALUE(), 0, 1, "--top-p");
+            if (o->top_p <= 0)
+                usage_error("--top-p: must be greater than 0");
+        } else if (FLAG("--seed")) {
+            o->seed = parse_u64(VALUE(), "--seed");
+        } else if (FLAG("--set")) {
+            parse_set(o, VALUE());
+        } else if (FLAG("--threads")) {
+            o->threads = parse_int(VALUE(), 1, 4096, "--threads");
+        } else if (FLAG("--blob")) {
+            o->blob = VALUE();
+        } else if (FLAG("--bench-runs")) {
+            o->bench_runs = parse_int(VALUE(), 1, 1000000, "--bench-runs");
+        } else if (FLAG("--stats") && !val) {
+            o->stats = 1;
+        } else if (FLAG("--bench") && !val) {
+            o->bench = 1;
+        } else {
+            usage_error("unknown option '%s'", argv[i]);
+        }
+#undef FLAG
+#undef VALUE
+    }
+    if (!tokens)
+        usage_error("--tokens is required");
+    parse_tokens(o, tokens);
+    if (o->n_gen < 0)
+        o->n_gen = o->logits ? 0 : 16;
+}
+
+/* ---- running ---- */
+
+typedef struct run_state {
+    krt_ctx c;
+    float *probs;
+    int32_t *idx;
+} run_state;
+
+static void write_row(FILE *f, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        fprintf(f, i ? " %.9g" : "%.9g", (double)x[i]);
+    fputc('\n', f);
+}
+
+/* One pass: prompt, then generation. Writes logits rows to logf and generated ids to out
+ * when they are not NULL. Returns the number of forward calls. */
+static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out)
+{
+    const krt_model *m = &kiln_model;
+    krt_ctx *c = &s->c;
+    memset(c->arena, 0, (size_t)(m->arena_floats ? m->arena_floats : 1) * sizeof(float));
+    int64_t cap = m->ctx > 0 ? m->ctx : INT32_MAX, pos = 0;
+    for (; pos < o->n_tokens; pos++) {
+        c->logits = NULL;
+        m->forward(c, o->tokens[pos], (int32_t)pos);
+        if (!c->logits)
+            fatal("internal error: forward did not set the logits");
+        if (logf)
+            write_row(logf, c->logits, m->vocab);
+    }
+    krt_rng rng;
+    krt_rng_seed(&rng, o->seed);
+    int64_t made = 0;
+    for (; made < o->n_gen; made++) {
+        int32_t next = krt_sample(c->logits, m->vocab, (float)o->temp, (float)o->top_p, &rng,
+                                  s->probs, s->idx);
+        if (out)
+            fprintf(out, made ? " %d" : "%d", (int)next);
+        if (made + 1 == o->n_gen)
+            break;
+        if (pos >= cap) {
+            if (out)
+                fprintf(stderr, "%s: note: context of %lld positions is full; stopped after %lld "
+                                "generated tokens\n", prog, (long long)cap, (long long)made + 1);
+            break;
+        }
+        m->forward(c, next, (int32_t)pos++);
+    }
+    if (out && o->n_gen > 0)
+        fputc('\n', out);
+    return pos;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void bench(const opts *o, run_state *s)
+{
+    double *tps = xcalloc((size_t)o->bench_runs, sizeof *tps);
+    int64_t steps = 0;
+    for (int64_t r = 0; r < o->bench_runs; r++) {
+        double t0 = now();
+        steps = run(o, s, NULL, NULL);
+        double dt = now() - t0;
+        tps[r] = dt > 0 ? (double)steps / dt : INFINITY;
+    }
+    qsort(tps, (size_t)o->bench_runs, sizeof *tps, cmp_double);
+    fprintf(stderr, "bench: %lld positions per run, %lld runs: tokens/s min %.2f median %.2f max %.2f\n",
+            (long long)steps, (long long)o->bench_runs, tps[0], tps[o->bench_runs / 2],
+            tps[o->bench_runs - 1]);
+    free(tps);
+}
+
+static void report_stats(const krt_ctx *c)
+{
+    const krt_model *m = &kiln_model;
+    for (int i = 0; i < m->n_stats; i++) {
+        if (c->stat_count[i] > 0)
+            fprintf(stderr, "stat %s %.6f (%.0f samples)\n", m->stat_names[i],
+                    c->stat_sum[i] / c->stat_count[i], c->stat_count[i]);
+        else
+            fprintf(stderr, "stat %s n/a (0 samples)\n", m->stat_names[i]);
+    }
+    double total = 0;
+    for (int i = 0; i < m->n_caches; i++) {
+        const krt_cache_desc *k = &m->caches[i];
+        double bytes = (double)k->width * (double)k->capacity * 4.0;
+        total += bytes;
+        fprintf(stderr, "kv-cache %s: width %llu, capacity %llu, %.0f bytes\n", k->label,
+                (unsigned long long)k->width, (unsigned long long)k->capacity, bytes);
+    }
+    fprintf(stderr, "kv-cache total: %d caches, %.0f bytes (%.2f MiB)\n", m->n_caches, total,
+            total / 1048576.0);
+    fprintf(stderr, "arena: %llu bytes (%.2f MiB)\n", (unsigned long long)m->arena_floats * 4,
+            (double)m->arena_floats * 4.0 / 1048576.0);
+}
+
+int main(int argc, char **argv)
+{
+    const krt_model *m = &kiln_model;
+    if (argc > 0 && argv[0] && argv[0][0]) {
+        const char *slash = strrchr(argv[0], '/');
+        prog = slash ? slash + 1 : argv[0];
+    }
+    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = 1, .bench_runs = 5};
+    o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
+    for (int i = 0; i < m->n_rtparams; i++)
+        o.rtparams[i] = m->rtparam_defaults[i];
+    parse_args(&o, argc, argv);
+
+    krt_blob blob;
+    if (krt_blob_open(&blob, prog, o.blob, m) < 0)
+        return 1;
+
+    run_state s;
+    memset(&s, 0, sizeof s);
+    size_t arena_bytes = ((size_t)(m->arena_floats ? m->arena_floats : 1) * sizeof(float) + 63) / 64 * 64;
+    void *arena = NULL;
+    if (m->arena_floats > SIZE_MAX / 8 || posix_memalign(&arena, 64, arena_bytes) != 0)
+        fatal("cannot allocate the arena (%llu bytes)", (unsigned long long)m->arena_floats * 4);
+    s.c.w = blob.w;
+    s.c.arena = arena;
+    s.c.rtparams = o.rtparams;
+    s.c.stat_sum = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
+    s.c.stat_count = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
+    s.probs = xcalloc((size_t)m->vocab, sizeof *s.probs);
+    s.idx = xcalloc((size_t)m->vocab, sizeof *s.idx);
+
+    FILE *logf = NULL;
+    char *tmp = NULL;
+    if (o.logits && strcmp(o.logits, "-") == 0) {
+        logf = stdout;
+    } else if (o.logits) {
+        tmp = xcalloc(strlen(o.logits) + 5, 1);
+        sprintf(tmp, "%s.tmp", o.logits);
+        if (!(logf = fopen(tmp, "w")))
+            fatal("cannot write %s: %s", tmp, strerror(errno));
+        partial_file = tmp;
+    }
+    run(&o, &s, logf, stdout);
+    if (tmp) {
+        int bad = ferror(logf);
+        if (fclose(logf) != 0 || bad)
+            fatal("cannot write %s", tmp);
+        if (rename(tmp, o.logits) != 0) {
+            fatal("cannot rename %s to %s: %s", tmp, o.logits, strerror(errno));
+        }
+        partial_file = NULL;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout))
+        fatal("cannot write to standard output");
+    if (o.stats)
+        report_stats(&s.c);
+    if (o.bench)
+        bench(&o, &s);
+
+    free(tmp);
+    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(arena);
+    free(o.rtparams), free(o.tokens);
+    krt_blob_close(&blob);
+    return 0;
+}

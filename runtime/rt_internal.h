@@ -1,0 +1,43 @@
+/* rt_internal.h - declarations shared by the runtime's own files (blob.c, sample.c,
+ * driver.c). Not part of the contract with emitted code; that is kiln_rt.h.
+ */
+#ifndef KILN_RT_INTERNAL_H
+#define KILN_RT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln_rt.h"
+
+/* blob.c: the mapped weight blob, checked against the model's tensor list. */
+typedef struct krt_blob {
+    void *map;                 /* the mmap'ed region (page-aligned) */
+    size_t map_len;
+    const float **w;           /* m->n_tensors pointers into the blob */
+} krt_blob;
+
+/* Map the blob: from `blob_path` (a standalone blob) or, if NULL, from the program's own
+ * file (/proc/self/exe, via the trailer). Validates everything; on failure prints
+ * `prog: error: weight blob: ...` and returns -1. */
+int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m);
+void krt_blob_close(krt_blob *b);
+
+/* sample.c: a small deterministic RNG (splitmix64) and the samplers. */
+typedef struct krt_rng {
+    uint64_t state;
+} krt_rng;
+
+void krt_rng_seed(krt_rng *r, uint64_t seed);
+uint64_t krt_rng_u64(krt_rng *r);
+double krt_rng_unit(krt_rng *r); /* uniform in [0, 1) */
+
+/* Index of the largest value; the first one on ties. */
+int32_t krt_argmax(const float *x, int64_t n);
+
+/* temp == 0: argmax. Otherwise softmax(logits / temp), restricted to the smallest set of
+ * most likely tokens whose mass exceeds top_p when top_p < 1 (nucleus), then one draw.
+ * probs and idx are scratch of n entries each. */
+int32_t krt_sample(const float *logits, int64_t n, float temp, float top_p, krt_rng *r,
+                   float *probs, int32_t *idx);
+
+#endif

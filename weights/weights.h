@@ -1,0 +1,105 @@
+/* weights.h - checkpoint files: reading (safetensors, llama2.c v0 .bin), det-weights v1, and
+ * writing det-weights checkpoints.
+ *
+ * Files: detweights.c (the det-weights v1 generator), safetensors.c, llama2c.c (readers and
+ * writers of each format), ckpt.c (format detection, lookup).
+ *
+ * Weight files are untrusted: every size, offset and count is checked before use, and every
+ * problem is reported with diag_file_error(path, ...) naming the file and the place (tensor
+ * name, byte offset) in it. Readers never crash and never read out of bounds.
+ */
+#ifndef KILN_WEIGHTS_H
+#define KILN_WEIGHTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum ckpt_dtype { CK_F32, CK_F16, CK_BF16 } ckpt_dtype;
+typedef enum ckpt_format { CKPT_SAFETENSORS, CKPT_LLAMA2C } ckpt_format;
+
+typedef struct ckpt_tensor {
+    const char *name;
+    ckpt_dtype dtype;
+    int rank;
+    int64_t shape[4];
+    uint64_t offset;           /* from the start of the file, checked to lie inside it */
+    uint64_t nbytes;
+} ckpt_tensor;
+
+/* The llama2.c v0 header: 7 int32. vocab < 0 means an untied classifier (lm_head stored). */
+typedef struct llama2c_header {
+    int32_t dim, hidden, layers, heads, kv_heads, vocab, seq_len;
+} llama2c_header;
+
+typedef struct ckpt {
+    const char *path;
+    ckpt_format format;
+    const uint8_t *map;        /* the whole file, mapped read-only */
+    size_t size;
+    ckpt_tensor *tensors;
+    int n;
+    llama2c_header l2c;        /* CKPT_LLAMA2C only */
+} ckpt;
+
+/* Opens and validates a checkpoint. The format comes from the contents (a safetensors file
+ * starts with a u64 header length followed by '{'), else from the extension (.bin = llama2c).
+ * On any problem: reports it and returns NULL. */
+ckpt *ckpt_open(const char *path);
+void ckpt_close(ckpt *c);
+const ckpt_tensor *ckpt_find(const ckpt *c, const char *name);
+/* Pointer to the tensor's bytes inside the mapping. */
+const void *ckpt_data(const ckpt *c, const ckpt_tensor *t);
+const char *ckpt_dtype_name(ckpt_dtype dt);
+/* The tensors of the llama2.c v0 layout for a header, in file order, Hugging Face names
+ * (model.embed_tokens.weight, model.layers.{l}.self_attn.q_proj.weight, ...); the RoPE tables
+ * are named "freq_cis_real" / "freq_cis_imag" and have offsets but are not model weights. */
+int llama2c_layout(const llama2c_header *h, ckpt_tensor **out, int *n);
+
+/* det-weights v1 (detweights.c): values start..start+n-1 of the tensor `name`. The role
+ * (norm gain: center 1.0, scale 0.2; else 0.0, 0.1) comes from the name. */
+void detweights_fill(float *out, const char *name, uint64_t start, uint64_t n, uint64_t seed);
+int detweights_is_norm(const char *name);   /* ends in "norm.weight" */
+
+/* Writers. Each writes det-weights v1 for the given tensors (generated in chunks, so memory
+ * stays small), to a temporary file renamed into place at the end: no partial output on
+ * error. Return 0, or -1 after reporting. */
+typedef struct wspec {
+    const char *name;
+    int rank;
+    int64_t shape[4];
+} wspec;
+int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64_t seed);
+/* The spec's tensors must be exactly the layout's model tensors for `h` (names and shapes);
+ * otherwise reports which one differs. */
+int llama2c_write_detweights(const char *path, const llama2c_header *h, const wspec *t, int n,
+                             uint64_t seed);
+
+/* ---- Internal to the weights/ sources (not part of the public interface) ----
+ * Parsers over a mapped file: on success *out is ONE allocation holding the tensor array and
+ * the names (free(*out) releases both); the same holds for llama2c_layout's *out. */
+int safetensors_parse(const char *path, const uint8_t *map, size_t size, ckpt_tensor **out,
+                      int *n);
+int llama2c_parse(const char *path, const uint8_t *map, size_t size, llama2c_header *h,
+                  ckpt_tensor **out, int *n);
+/* Checks a llama2.c header; reports against `path` unless it is NULL. 0 if valid, else -1. */
+int llama2c_check_header(const char *path, const llama2c_header *h);
+
+/* Output files (wfile.c): written to PATH.tmp.XXXXXX and renamed into place by wfile_commit;
+ * wfile_abort (or any failing call) unlinks the temporary. Errors are reported. */
+typedef struct wfile wfile;
+wfile *wfile_open(const char *path);
+int wfile_write(wfile *w, const void *p, size_t n);
+int wfile_put_f32(wfile *w, const float *v, size_t n);        /* little-endian float32 */
+int wfile_put_detweights(wfile *w, const char *name, uint64_t n, uint64_t seed);
+int wfile_commit(wfile *w);                                   /* closes, renames, frees */
+void wfile_abort(wfile *w);                                   /* closes, unlinks, frees */
+
+/* Overflow-checked size arithmetic: 0 on success, -1 on overflow. */
+static inline int wmul_u64(uint64_t a, uint64_t b, uint64_t *r) {
+    return __builtin_mul_overflow(a, b, r) ? -1 : 0;
+}
+static inline int wadd_u64(uint64_t a, uint64_t b, uint64_t *r) {
+    return __builtin_add_overflow(a, b, r) ? -1 : 0;
+}
+
+#endif
