@@ -1,8 +1,8 @@
 /* diag.c - error messages in the style of a C compiler, and reading source files.
  *
- *   tests/diag/foo.kiln:3:11: error: unterminated comment
- *       3 |   param x = /* oops
- *         |             ^~
+ *   tests/diag/foo.kiln:3:13: error: unterminated string
+ *       3 |   param x = "oops
+ *         |             ^~~~~
  *
  * The caret line copies tabs from the source line so that the caret lines up in any terminal.
  * diag_error counts and returns; each phase checks diag_error_count() when it is done.

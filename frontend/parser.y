@@ -24,12 +24,17 @@
 typedef void *yyscan_t;
 #endif
 
+enum { PARSE_MAX_DEPTH = 64 };
+
 /* One parse_file call: shared by the scanner (as its "extra") and the parser. */
 struct parse_state {
     const src_file *file;
     int line, col;           /* scanner position: where the next match starts */
     int end_line, end_col;   /* just past the last token (where "end of file" is reported) */
     ast_node *root;          /* the AST_SPEC, once parsed */
+    int depth;               /* brackets open: '{' '(' '[' (for "to match this" at EOF) */
+    src_loc open[PARSE_MAX_DEPTH];
+    char open_char[PARSE_MAX_DEPTH];
 };
 }
 
@@ -41,6 +46,7 @@ src_loc parse_span(const struct parse_state *ps, KILN_YYLTYPE first, KILN_YYLTYP
 }
 
 %code {
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,6 +81,8 @@ static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse
 %nterm <list> items model_items plist names opt_names witems ranges stmts exprs opt_exprs
 %nterm <list> index_items
 
+/* Precedence, lowest first. SUMBODY is the `sum ... : body` rule: lower than every operator,
+ * so the body takes all that follows. ':' shares the level of '?' for `c ? a : b`. */
 %precedence SUMBODY
 %right '?' ':'
 %left OROR
@@ -87,13 +95,14 @@ static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse
 
 %%
 
-/* spec : item* */
+/* spec : item*   (an optional ';' may end any item or statement) */
 spec
     : items                                 { ps->root = ast_list_node(AST_SPEC, (src_loc){ps->file, 1, 1, 1}, $1); }
     ;
 items
     : %empty                                { $$ = NOLIST; }
     | items item                            { $$ = ast_list_add($1, $2); }
+    | items ';'
     ;
 /* item : model | block | def */
 item
@@ -102,7 +111,7 @@ item
     | def
     ;
 
-/* model : 'model' IDENT '{' model_item* '}'   (an optional ';' may end any item) */
+/* model : 'model' IDENT '{' model_item* '}' */
 model
     : MODEL IDENT '{' model_items '}'       { $$ = ast_model(LOC(@2), $2, $4); }
     ;
@@ -301,61 +310,110 @@ src_loc parse_span(const struct parse_state *ps, KILN_YYLTYPE first, KILN_YYLTYP
     return parse_loc(ps, first);
 }
 
-/* Token names collapsed into "expression" when the parser would take any expression. */
+/* Whether the parser, expecting token s, would take any expression there: then the expected
+ * list says "expression" instead of naming every token an expression can start with. */
 static int starts_expr(yysymbol_kind_t s)
 {
-    switch (s) {
-    case YYSYMBOL_INT: case YYSYMBOL_FLOAT: case YYSYMBOL_STRING: case YYSYMBOL_IDENT:
-    case YYSYMBOL_TRUE: case YYSYMBOL_FALSE: case YYSYMBOL_SUM: case YYSYMBOL_5_:
-    case YYSYMBOL_9_: case YYSYMBOL_16_:
-        return 1;
-    default:
-        return 0;
-    }
+    return s == YYSYMBOL_INT || s == YYSYMBOL_FLOAT || s == YYSYMBOL_STRING ||
+           s == YYSYMBOL_IDENT || s == YYSYMBOL_TRUE || s == YYSYMBOL_FALSE ||
+           s == YYSYMBOL_SUM || s == YYTRANSLATE('(') || s == YYTRANSLATE('-') ||
+           s == YYTRANSLATE('!');
 }
 
-/* "syntax error: unexpected '}', expected expression" */
+/* Tokens that could continue a complete expression. Right after one, they are left out of the
+ * expected list: "expected ']' or ','" says more than a list of every operator. */
+static int continues_expr(yysymbol_kind_t s)
+{
+    static const int ops[] = { '?', '<', '>', '+', '-', '*', '/', '%', '(', '[' };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (s == YYTRANSLATE(ops[i]))
+            return 1;
+    return s == YYSYMBOL_OROR || s == YYSYMBOL_ANDAND || s == YYSYMBOL_EQ ||
+           s == YYSYMBOL_NE || s == YYSYMBOL_LE || s == YYSYMBOL_GE;
+}
+
+/* The source text of a one-line token. */
+static const char *token_text(const struct parse_state *ps, src_loc at)
+{
+    const char *p = ps->file->text;
+    for (int line = 1; line < at.line; p++)
+        if (*p == '\n')
+            line++;
+    return p + at.col - 1;
+}
+
+/* A bounded string builder for the message. */
+typedef struct { char s[512]; size_t n; } msgbuf;
+
+static void put(msgbuf *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(msgbuf *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(m->s + m->n, sizeof m->s - m->n, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        m->n = m->n + (size_t)k < sizeof m->s ? m->n + (size_t)k : sizeof m->s - 1;
+}
+
+/* "syntax error: unexpected '*', expected expression". The expected tokens come from LAC, so
+ * they are exact; they are listed when there are few enough to help. */
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner,
                                  struct parse_state *ps)
 {
     (void)scanner;
-    char msg[512];
-    int n = 0;
+    msgbuf m = { .n = 0 };
     yysymbol_kind_t got = yypcontext_token(ctx);
     src_loc at = parse_loc(ps, *yypcontext_location(ctx));
-    n += snprintf(msg + n, sizeof msg - (size_t)n, "syntax error: unexpected %s",
-                  yysymbol_name(got));
+    put(&m, "syntax error: unexpected %s", yysymbol_name(got));
     if (got == YYSYMBOL_IDENT || got == YYSYMBOL_INT || got == YYSYMBOL_FLOAT)
-        n += snprintf(msg + n, sizeof msg - (size_t)n, " '%.*s'", at.len,
-                      ps->file->text + (yypcontext_location(ctx)->first_column - 1) +
-                          line_offset(ps->file, at.line));
+        put(&m, " '%.*s'", at.len, token_text(ps, at));
 
     yysymbol_kind_t expected[YYNTOKENS];
-    int count = yypcontext_expected_tokens(ctx, expected, YYNTOKENS);
-    const char *names[YYNTOKENS];
-    int k = 0, any_expr = 0;
+    const char *names[YYNTOKENS + 1];
+    int count = yypcontext_expected_tokens(ctx, expected, YYNTOKENS), k = 0;
+    int any_expr = 0, after_expr = 0, want_name = 0;
     for (int i = 0; i < count; i++) {
-        if (expected[i] == YYSYMBOL_INT)
-            any_expr = 1;
+        any_expr |= expected[i] == YYSYMBOL_INT;
+        after_expr |= expected[i] == YYTRANSLATE('+');
+        want_name |= expected[i] == YYSYMBOL_IDENT;
     }
     if (any_expr)
         names[k++] = "expression";
-    for (int i = 0; i < count; i++)
-        if (!(any_expr && starts_expr(expected[i])))
-            names[k++] = yysymbol_name(expected[i]);
-    if (k > 0 && k <= 6) {
-        n += snprintf(msg + n, sizeof msg - (size_t)n, ", expected ");
-        for (int i = 0; i < k; i++)
-            n += snprintf(msg + n, sizeof msg - (size_t)n, "%s%s",
-                          i == 0 ? "" : i == k - 1 ? " or " : ", ", names[i]);
+    for (int i = 0; i < count; i++) {
+        yysymbol_kind_t s = expected[i];
+        if (s == YYTRANSLATE(';') || (any_expr && starts_expr(s)) ||
+            (after_expr && continues_expr(s)))
+            continue;
+        names[k++] = yysymbol_name(s);
     }
-    diag_error(at, "%s", msg);
+    if (k > 6 && got == YYSYMBOL_YYEOF && ps->depth > 0 && ps->depth <= PARSE_MAX_DEPTH) {
+        /* at end of file, the closing bracket is the one worth naming */
+        char open = ps->open_char[ps->depth - 1];
+        int close = open == '{' ? '}' : open == '(' ? ')' : ']';
+        for (int i = 0; i < count; i++) {
+            if (expected[i] == YYTRANSLATE(close)) {
+                names[0] = yysymbol_name(expected[i]);
+                k = 1;
+            }
+        }
+    }
+    if (k > 0 && k <= 6) {   /* a longer list would not help */
+        put(&m, ", expected ");
+        for (int i = 0; i < k; i++)
+            put(&m, "%s%s", i == 0 ? "" : i == k - 1 ? " or " : ", ", names[i]);
+    }
+    if (want_name && got >= YYSYMBOL_MODEL && got <= YYSYMBOL_FALSE)
+        put(&m, " (%s is a keyword, not a name)", yysymbol_name(got));
+    diag_error(at, "%s", m.s);
+    if (got == YYSYMBOL_YYEOF && ps->depth > 0 && ps->depth <= PARSE_MAX_DEPTH)
+        diag_note(ps->open[ps->depth - 1], "to match this '%c'", ps->open_char[ps->depth - 1]);
     return 0;
 }
 
 static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse_state *ps,
                          const char *msg)
 {
-    (void)scanner;
-    diag_error(parse_loc(ps, *loc), "%s", msg);
+    (void)scanner;   /* with parse.error custom, only "memory exhausted" comes here */
+    diag_error(parse_loc(ps, *loc), "nested too deeply (%s)", msg);
 }

@@ -135,14 +135,6 @@ static void sema_free(void)
     nallocs = callocs = 0;
 }
 
-static char *sema_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = sema_alloc(n);
-    memcpy(p, s, n);
-    return p;
-}
-
 /* ---------------------------------------------------------------- scopes */
 
 static scope *scope_new(scope *parent)
@@ -397,6 +389,8 @@ static sval binary(ast_node *e, int op, sval a, sval b)
     return elementwise(e, ops[op], 2, args);
 }
 
+static sval warray_view(ast_node *at, wdecl *wd, const int64_t *idx);
+
 static sval lookup(scope *sc, ast_node *e)
 {
     binding *b = scope_find(sc, e->name);
@@ -404,6 +398,8 @@ static sval lookup(scope *sc, ast_node *e)
         diag_error(e->loc, "unknown name '%s'", e->name);
         return err_val;
     }
+    if (b->val.kind == V_WARRAY && b->val.wd->ndim == 0)   /* a plain weight */
+        return warray_view(e, b->val.wd, b->val.idx);
     return b->val;
 }
 
@@ -1038,12 +1034,15 @@ static sval call_user(scope *sc, ast_node *e, sval fnv)
         scope_set(inner, fn->params.v[i]->name, a);
     }
     S.depth++;
+    int errors = diag_error_count();
     sval ret = {.kind = V_NONE};
     if (fn->kind == AST_DEF)
         ret = eval(inner, fn->a);
     else if (!exec_stmts(inner, fn->b, &ret) && ret.kind == V_NONE)
         diag_error(e->loc, "block '%s' returned no value", fn->name);
     S.depth--;
+    if (diag_error_count() > errors)
+        diag_note(e->loc, "in this call of '%s'", fn->name);
     return ret;
 }
 
@@ -1112,9 +1111,9 @@ static void assign(scope *sc, ast_node *target, sval v)
         b = scope_find(sc, base->name);
     }
     varray *va = b->val.va;
-    char *label = sema_alloc(strlen(base->name) + 24);
-    sprintf(label, "%s[%lld]", base->name, (long long)k);
-    label_value(v, label);
+    char label[128];
+    snprintf(label, sizeof label, "%s[%lld]", base->name, (long long)k);
+    label_value(v, ast_intern(label, strlen(label)));
     for (int i = 0; i < va->n; i++)
         if (va->keys[i] == k) {
             va->vals[i] = v;
@@ -1529,7 +1528,7 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
             continue;
         }
         if (it->kind == AST_PARAM)
-            ir_add_param(S.m, it->name, sema_strdup(text));
+            ir_add_param(S.m, it->name, ast_intern(text, strlen(text)));
         scope_set(S.model, it->name, v);
     }
     for (int d = 0; d < ndefs; d++)
