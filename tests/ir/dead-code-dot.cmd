@@ -1,0 +1,1 @@
+tests/ir/dead-code.kiln --dot

@@ -1,0 +1,322 @@
+package RefModel;
+# An independent reference implementation, in pure Perl and double precision, of the
+# forward passes kiln's example architectures compute: dense LLaMA (RoPE half or
+# interleaved, GQA, tied or untied classifier), Finedeep, DSMoE (threshold tau) and
+# UniAttn (softmax sharing with group_size / begin / end). It is written from the
+# architectures' published semantics (RMSNorm, SwiGLU, causal softmax attention, the
+# Hugging Face tensor names), not from kiln's code, and reads the weights from a
+# safetensors file (F32 tensors only).
+#
+#   use RefModel;
+#   my $w = RefModel::load_safetensors('m.safetensors');
+#   my $m = RefModel->new($w, arch => 'dense', dim => 48, heads => 3, kv_heads => 1,
+#                         layers => 2, rope => 'half', tied => 0);
+#   my $row = $m->step($token);          # logits after feeding one more token
+#   $m->{active}[$l], $m->{steps}        # DSMoE: active experts counted per layer
+#
+# Config keys: arch (dense|finedeep|dsmoe|uniattn), dim, heads, kv_heads, layers,
+# eps (1e-5), rope_base (10000), rope (half|interleaved), tied (1);
+# dsmoe: experts, hidden, tau (0.5); finedeep: sublayers, experts;
+# uniattn: group_size, begin, end. vocab and FFN widths come from the tensors' shapes.
+use strict;
+use warnings;
+use JSON::PP ();
+use List::Util qw(max sum0);
+
+# ---------------------------------------------------------------- safetensors
+
+# load_safetensors(FILE) -> { name => { shape => [...], rows => [[...], ...] } }
+# A 1-D tensor is one row; a 2-D tensor [r, c] is r rows of c values.
+sub load_safetensors {
+    my ($file) = @_;
+    open my $fh, '<:raw', $file or die "RefModel: cannot open $file: $!";
+    local $/;
+    my $buf = <$fh>;
+    close $fh;
+    die "RefModel: $file: too short" if length($buf) < 8;
+    my ($lo, $hi) = unpack 'V V', substr($buf, 0, 8);
+    my $hlen = $hi * 4294967296 + $lo;
+    die "RefModel: $file: header length $hlen past the end" if 8 + $hlen > length $buf;
+    my $hdr = JSON::PP::decode_json(substr($buf, 8, $hlen));
+    my $base = 8 + $hlen;
+    my %t;
+    for my $name (keys %$hdr) {
+        next if $name eq '__metadata__';
+        my $e = $hdr->{$name};
+        die "RefModel: $file: $name has dtype $e->{dtype}, want F32" unless $e->{dtype} eq 'F32';
+        my ($b, $end) = @{ $e->{data_offsets} };
+        my @shape = @{ $e->{shape} };
+        my $n = 1;
+        $n *= $_ for @shape;
+        die "RefModel: $file: $name: $n elements but " . ($end - $b) . " bytes"
+            unless $end - $b == 4 * $n;
+        die "RefModel: $file: $name: data past the end" if $base + $end > length $buf;
+        my @v = unpack "f<$n", substr($buf, $base + $b, $end - $b);
+        my $cols = @shape ? $shape[-1] : 1;
+        my @rows;
+        push @rows, [ splice @v, 0, $cols ] while @v;
+        $t{$name} = { shape => \@shape, rows => \@rows };
+    }
+    return \%t;
+}
+
+# ---------------------------------------------------------------- math
+
+sub dot {
+    my ($a, $b) = @_;
+    my $s = 0;
+    $s += $a->[$_] * $b->[$_] for 0 .. $#$a;
+    return $s;
+}
+
+# y = W x for W given as rows [out][in]
+sub matvec {
+    my ($rows, $x) = @_;
+    return [ map { dot($_, $x) } @$rows ];
+}
+
+sub add {
+    my ($a, $b) = @_;
+    return [ map { $a->[$_] + $b->[$_] } 0 .. $#$a ];
+}
+
+sub rmsnorm {
+    my ($x, $g, $eps) = @_;
+    my $ms = 0;
+    $ms += $_ * $_ for @$x;
+    $ms /= @$x;
+    my $r = 1 / sqrt($ms + $eps);
+    return [ map { $x->[$_] * $r * $g->[$_] } 0 .. $#$x ];
+}
+
+sub sigmoid { return 1 / (1 + exp(-$_[0])) }
+sub silu    { return $_[0] / (1 + exp(-$_[0])) }
+
+# down(silu(gate x) * up x) with gate/up as [D][d] rows, down as [d][D] rows
+sub swiglu {
+    my ($x, $gate, $up, $down) = @_;
+    my $g = matvec($gate, $x);
+    my $u = matvec($up, $x);
+    my @h = map { silu($g->[$_]) * $u->[$_] } 0 .. $#$g;
+    return matvec($down, \@h);
+}
+
+# Rotate every head of $v (n_heads * dh values) in place for position $pos.
+sub rope {
+    my ($v, $n_heads, $dh, $pos, $base, $mode) = @_;
+    my $half = $dh / 2;
+    for my $h (0 .. $n_heads - 1) {
+        my $o = $h * $dh;
+        for my $i (0 .. $half - 1) {
+            my $ang = $pos * $base ** (-2 * $i / $dh);
+            my ($c, $s) = (cos $ang, sin $ang);
+            my ($a, $b) = $mode eq 'interleaved' ? ($o + 2 * $i, $o + 2 * $i + 1)
+                                                 : ($o + $i, $o + $i + $half);
+            my ($x0, $x1) = ($v->[$a], $v->[$b]);
+            $v->[$a] = $x0 * $c - $x1 * $s;
+            $v->[$b] = $x0 * $s + $x1 * $c;
+        }
+    }
+    return $v;
+}
+
+# ---------------------------------------------------------------- the model
+
+sub new {
+    my ($class, $w, %c) = @_;
+    my %cfg = (eps => 1e-5, rope_base => 10000, rope => 'half', tied => 1, tau => 0.5, %c);
+    for my $k (qw(arch dim heads kv_heads layers)) {
+        die "RefModel: config '$k' missing" unless defined $cfg{$k};
+    }
+    die "RefModel: rope '$cfg{rope}'" unless $cfg{rope} =~ /^(half|interleaved)$/;
+    my $self = bless { w => $w, c => \%cfg, pos => 0, steps => 0, active => [],
+                       kcache => [], vcache => [], min_tau_gap => 9**9**9 }, $class;
+    $self->{dh} = $cfg{dim} / $cfg{heads};
+    die "RefModel: dim not divisible by heads" unless $self->{dh} == int $self->{dh};
+    die "RefModel: heads not divisible by kv_heads" if $cfg{heads} % $cfg{kv_heads};
+    if ($cfg{arch} eq 'uniattn') {
+        my @lead = map { $self->is_leader($_) ? 1 : 0 } 0 .. $cfg{layers} - 1;
+        $self->{leader} = \@lead;
+        # a reuser reads the nearest leader below it
+        for my $l (0 .. $cfg{layers} - 1) {
+            next if $lead[$l];
+            my $p = $l - 1;
+            $p-- while $p >= 0 && !$lead[$p];
+            die "RefModel: uniattn layer $l has no leader below it" if $p < 0;
+            $self->{leader_of}[$l] = $p;
+        }
+    }
+    return $self;
+}
+
+sub is_leader {
+    my ($self, $l) = @_;
+    my $c = $self->{c};
+    return $l < $c->{begin} || $l >= $c->{end} || ($l - $c->{begin}) % $c->{group_size} == 0;
+}
+
+# rows of tensor NAME (dies when absent); a 1-D tensor gives its one row
+sub W {
+    my ($self, $name) = @_;
+    my $t = $self->{w}{$name} or die "RefModel: tensor '$name' not in the checkpoint";
+    return $t->{rows};
+}
+sub V1 { my ($self, $name) = @_; return $self->W($name)->[0] }
+
+# Causal attention probabilities of every query head for the current position, from
+# the query vector q (already rotated) and layer $l's K cache: [H][pos+1].
+sub probs {
+    my ($self, $q, $l) = @_;
+    my ($H, $Hkv, $dh) = ($self->{c}{heads}, $self->{c}{kv_heads}, $self->{dh});
+    my $rep = $H / $Hkv;
+    my $scale = 1 / sqrt($dh);
+    my $K = $self->{kcache}[$l];
+    my @P;
+    for my $h (0 .. $H - 1) {
+        my $kh = int($h / $rep);
+        my @qh = @$q[$h * $dh .. ($h + 1) * $dh - 1];
+        my @s;
+        for my $k (@$K) {
+            my @kk = @$k[$kh * $dh .. ($kh + 1) * $dh - 1];
+            push @s, dot(\@qh, \@kk) * $scale;
+        }
+        my $m = max(@s);
+        my @e = map { exp($_ - $m) } @s;
+        my $z = sum0(@e);
+        push @P, [ map { $_ / $z } @e ];
+    }
+    return \@P;
+}
+
+# sum_s P[h][s] * V[s][head of h], concatenated over heads: [H*dh]
+sub apply_probs {
+    my ($self, $P, $l) = @_;
+    my ($H, $Hkv, $dh) = ($self->{c}{heads}, $self->{c}{kv_heads}, $self->{dh});
+    my $rep = $H / $Hkv;
+    my $Vc = $self->{vcache}[$l];
+    my @out;
+    for my $h (0 .. $H - 1) {
+        my $kh = int($h / $rep);
+        my @acc = (0) x $dh;
+        for my $s (0 .. $#$Vc) {
+            my $p = $P->[$h][$s];
+            my $v = $Vc->[$s];
+            $acc[$_] += $p * $v->[$kh * $dh + $_] for 0 .. $dh - 1;
+        }
+        push @out, @acc;
+    }
+    return \@out;
+}
+
+# Attention block output (after o_proj, plus v2_proj for UniAttn reusers) for layer $l.
+sub attention {
+    my ($self, $u, $l) = @_;
+    my $c = $self->{c};
+    my $pre = "model.layers.$l.self_attn";
+    my $pos = $self->{pos};
+    my $v = matvec($self->W("$pre.v_proj.weight"), $u);
+    push @{ $self->{vcache}[$l] }, $v;
+    if ($c->{arch} eq 'uniattn' && !$self->{leader}[$l]) {
+        my $P = $self->{P}[ $self->{leader_of}[$l] ];
+        my $a = matvec($self->W("$pre.o_proj.weight"), $self->apply_probs($P, $l));
+        return add($a, matvec($self->W("$pre.v2_proj.weight"), $u));
+    }
+    my $q = rope(matvec($self->W("$pre.q_proj.weight"), $u), $c->{heads}, $self->{dh}, $pos,
+                 $c->{rope_base}, $c->{rope});
+    my $k = rope(matvec($self->W("$pre.k_proj.weight"), $u), $c->{kv_heads}, $self->{dh}, $pos,
+                 $c->{rope_base}, $c->{rope});
+    push @{ $self->{kcache}[$l] }, $k;
+    my $P = $self->probs($q, $l);
+    $self->{P}[$l] = $P;
+    return matvec($self->W("$pre.o_proj.weight"), $self->apply_probs($P, $l));
+}
+
+sub dense_ffn {
+    my ($self, $x, $l) = @_;
+    my $pre = "model.layers.$l";
+    my $v = rmsnorm($x, $self->V1("$pre.post_attention_layernorm.weight"), $self->{c}{eps});
+    return add($x, swiglu($v, $self->W("$pre.mlp.gate_proj.weight"), $self->W("$pre.mlp.up_proj.weight"),
+                          $self->W("$pre.mlp.down_proj.weight")));
+}
+
+sub dsmoe_ffn {
+    my ($self, $x, $l) = @_;
+    my $c = $self->{c};
+    my $pre = "model.layers.$l";
+    my $n = $c->{experts};
+    my $v = rmsnorm($x, $self->V1("$pre.post_attention_layernorm.weight"), $c->{eps});
+    my $g = [ map { sigmoid($_) } @{ matvec($self->W("$pre.mlp.router.weight"), $v) } ];
+    my ($gate, $up, $down) = map { $self->W("$pre.mlp.$_.weight") } qw(gate_proj up_proj down_proj);
+    my $D = @$gate;
+    die "RefModel: dsmoe hidden $D not divisible by $n experts" if $D % $n;
+    my $de = $D / $n;
+    my @out = (0) x @$x;
+    my $count = 0;
+    for my $i (0 .. $n - 1) {
+        my $gap = abs($g->[$i] - $c->{tau});
+        $self->{min_tau_gap} = $gap if $gap < $self->{min_tau_gap};
+        next unless $g->[$i] > $c->{tau};
+        $count++;
+        my ($r0, $r1) = ($i * $de, ($i + 1) * $de - 1);
+        my @dn = map { [ @$_[$r0 .. $r1] ] } @$down;
+        my $e = swiglu($v, [ @$gate[$r0 .. $r1] ], [ @$up[$r0 .. $r1] ], \@dn);
+        $out[$_] += $g->[$i] * $e->[$_] for 0 .. $#out;
+    }
+    $self->{active}[$l] += $count;
+    return $x unless $count;
+    return [ map { $x->[$_] + $out[$_] * $n / $count } 0 .. $#out ];
+}
+
+sub finedeep_ffn {
+    my ($self, $x, $l) = @_;
+    my $c = $self->{c};
+    for my $j (0 .. $c->{sublayers} - 1) {
+        my $pre = "model.layers.$l.mlp.sublayers.$j";
+        my $t = rmsnorm($x, $self->V1("$pre.norm.weight"), $c->{eps});
+        my @sum = (0) x @$x;
+        for my $k (0 .. $c->{experts} - 1) {
+            my $ep = "$pre.experts.$k";
+            my $e = swiglu($t, $self->W("$ep.gate_proj.weight"), $self->W("$ep.up_proj.weight"),
+                           $self->W("$ep.down_proj.weight"));
+            my $r = sigmoid(dot($e, $self->V1("$ep.router.weight")));
+            $sum[$_] += $r * $e->[$_] for 0 .. $#sum;
+        }
+        $x = add($x, \@sum);
+    }
+    return $x;
+}
+
+# Feed one token at the next position; returns the logits row (array ref of doubles).
+sub step {
+    my ($self, $token) = @_;
+    my $c = $self->{c};
+    my $emb = $self->W('model.embed_tokens.weight');
+    die "RefModel: token $token outside the vocabulary" if $token < 0 || $token > $#$emb;
+    my $x = [ @{ $emb->[$token] } ];
+    for my $l (0 .. $c->{layers} - 1) {
+        my $u = rmsnorm($x, $self->V1("model.layers.$l.input_layernorm.weight"), $c->{eps});
+        $x = add($x, $self->attention($u, $l));
+        $x = $c->{arch} eq 'dsmoe'    ? $self->dsmoe_ffn($x, $l)
+           : $c->{arch} eq 'finedeep' ? $self->finedeep_ffn($x, $l)
+           :                            $self->dense_ffn($x, $l);
+    }
+    $self->{P} = [];
+    $self->{pos}++;
+    $self->{steps}++;
+    my $h = rmsnorm($x, $self->V1('model.norm.weight'), $c->{eps});
+    my $cls = $c->{tied} ? $emb : $self->W('lm_head.weight');
+    return matvec($cls, $h);
+}
+
+# (argmax, margin): best index (first on ties) and best minus second-best value
+sub argmax_margin {
+    my ($row) = @_;
+    my ($bi, $best, $second) = (0, $row->[0], -9**9**9);
+    for my $i (1 .. $#$row) {
+        if ($row->[$i] > $best) { ($second, $best, $bi) = ($best, $row->[$i], $i) }
+        elsif ($row->[$i] > $second) { $second = $row->[$i] }
+    }
+    return ($bi, $best - $second);
+}
+
+1;
