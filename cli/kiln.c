@@ -254,29 +254,54 @@ static int cmd_emit_c(const options *o)
     return finish(rc ? 1 : 0);
 }
 
-static int cmd_build(const options *o)
+/* For a llama2.c checkpoint, the header's hyperparameters become implied -D values of the
+ * parameters of the conventional names, so `kiln build llama2c.kiln --weights x.bin` fits
+ * the file without flags; an explicit -D still wins (and a mismatch is then reported). */
+static void imply_llama2c_params(options *o, const ckpt *ck)
 {
+    static char text[8][24];
+    const llama2c_header *h = &ck->l2c;
+    const struct { const char *name; long long v; } fields[] = {
+        {"dim", h->dim},       {"hidden", h->hidden},
+        {"layers", h->layers}, {"heads", h->heads},
+        {"kv_heads", h->kv_heads}, {"vocab", h->vocab < 0 ? -(long long)h->vocab : h->vocab},
+        {"ctx", h->seq_len},   {"tied", h->vocab > 0},
+    };
+    for (int i = 0; i < 8 && o->ndefs < 64; i++) {
+        snprintf(text[i], sizeof text[i], "%lld", fields[i].v);
+        o->defs[o->ndefs++] = (sema_define){fields[i].name, text[i], 1};
+    }
+}
+
+static int cmd_build(const options *o_in)
+{
+    options opts = *o_in, *o = &opts;
     if (!o->out)
         usage_error("build needs -o PROG%s", "");
     if (!o->weights)
         usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
+    if (!o->spec)
+        usage_error("'%s' needs a spec file", o->command);
+    if (o->verbose)
+        fprintf(stderr, "kiln: reading %s\n", o->weights);
+    ckpt *ck = ckpt_open(o->weights);
+    if (!ck)
+        return 1;
+    if (ck->format == CKPT_LLAMA2C)
+        imply_llama2c_params(o, ck);
     src_file f, s;
     ir_module *m = front_end(o, &f, &s);
-    if (!m)
+    if (!m) {
+        ckpt_close(ck);
         return 1;
+    }
     int rc = 1;
-    ckpt *ck = NULL;
     pack_tensor *packed = NULL;
     void **owned = NULL;
     int nowned = 0;
     char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_tmp[PATH_MAX];
     exe_tmp[0] = 0;
     if (passes_run(m, NULL, NULL, NULL, o->verbose) != 0)
-        goto out;
-    if (o->verbose)
-        fprintf(stderr, "kiln: reading %s\n", o->weights);
-    ck = ckpt_open(o->weights);
-    if (!ck)
         goto out;
     packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
     if (!packed)

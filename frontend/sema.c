@@ -1500,12 +1500,17 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
             continue;
         }
         sval v = eval(S.model, it->a);
-        if (it->kind == AST_PARAM)
+        if (it->kind == AST_PARAM) {
+            int explicit = 0;
             for (int d = 0; d < ndefs; d++)
                 if (!strcmp(defs[d].name, it->name)) {
-                    v = define_value(defs[d].value);
                     used[d] = 1;
+                    if (defs[d].implied && explicit)
+                        continue;
+                    v = define_value(defs[d].value);
+                    explicit |= !defs[d].implied;
                 }
+        }
         if (v.kind != V_INT && v.kind != V_FLOAT && v.kind != V_STR) {
             if (v.kind != V_ERR)
                 diag_error(it->a->loc, "'%s' must be a number or a string known at compile "
@@ -1532,7 +1537,7 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
         scope_set(S.model, it->name, v);
     }
     for (int d = 0; d < ndefs; d++)
-        if (!used[d])
+        if (!used[d] && !defs[d].implied)
             diag_file_error("-D", "model '%s' has no parameter '%s'", model->name, defs[d].name);
     free(used);
 

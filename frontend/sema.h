@@ -5,10 +5,12 @@
 #include "../ir/ir.h"
 #include "ast.h"
 
-/* A -D name=value override of a compile-time parameter. */
+/* A -D name=value override of a compile-time parameter. An `implied` one (taken from a
+ * checkpoint's header) is ignored when the model has no such parameter or -D set it. */
 typedef struct sema_define {
     const char *name;
     const char *value;
+    int implied;
 } sema_define;
 
 /* Lowers the one model of `spec` to IR; the blocks of `std` (the standard library) are

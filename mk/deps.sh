@@ -3,9 +3,10 @@
 # a C compiler, ninja, flex, bison, jansson (JSON for safetensors headers), perl (prove).
 set -eu
 need=""
-for p in cc:gcc ninja:ninja-build flex:flex bison:bison prove:perl ar:binutils; do
+for p in cc:build-essential ninja:ninja-build flex:flex bison:bison prove:perl ar:binutils; do
     command -v "${p%%:*}" >/dev/null 2>&1 || need="$need ${p#*:}"
 done
+[ -f /usr/include/stdio.h ] || need="$need build-essential"
 [ -f /usr/include/jansson.h ] || need="$need libjansson-dev"
 perl -MTest::More -e1 2>/dev/null || need="$need perl"
 [ -z "$need" ] && exit 0

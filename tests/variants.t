@@ -16,7 +16,8 @@ my $dir  = Golden::tmpdir();
 my $SEED = 7;
 my $CTX  = 16;
 
-# [label, spec, arch, { params passed as -D and to the reference }, runtime --set pairs]
+# [label, spec, arch, { params passed as -D and to the reference },
+#  { set => { runtime --set pairs }, tokens_of => label whose tokens to feed }]
 my @cases = (
     ['dense-gqa3-half', 'examples/llama.kiln', 'dense',
      { dim => 48, heads => 3, kv_heads => 1, hidden => 100, layers => 2, vocab => 67, tied => 0,
@@ -46,7 +47,11 @@ my @cases = (
     # reference's tau 0.3 figures and the very logits of the -D tau=0.3 program
     ['dsmoe-set-tau0.3', 'examples/dsmoe.kiln', 'dsmoe',
      { dim => 32, heads => 4, kv_heads => 2, experts => 4, hidden => 40, layers => 3, vocab => 60,
-       tied => 0, rope => 'half' }, { tau => 0.3 }],
+       tied => 0, rope => 'half' }, { set => { tau => 0.3 }, tokens_of => 'dsmoe-tau0.3' }],
+    # a threshold inside the gates' range (0.3 keeps every expert, 0.7 almost none)
+    ['dsmoe-set-tau0.55', 'examples/dsmoe.kiln', 'dsmoe',
+     { dim => 32, heads => 4, kv_heads => 2, experts => 4, hidden => 40, layers => 3, vocab => 60,
+       tied => 0, rope => 'half' }, { set => { tau => 0.55 } }],
     ['dsmoe-tied-interleaved', 'examples/dsmoe.kiln', 'dsmoe',
      { dim => 24, heads => 3, kv_heads => 1, experts => 5, hidden => 30, layers => 2, vocab => 37,
        tied => 1, rope => 'interleaved', tau => 0.45 }],
@@ -61,12 +66,15 @@ my @cases = (
 my %logits_text;    # label -> teacher-forced logits file content
 my @summary;
 for my $ci (0 .. $#cases) {
-    my ($label, $spec, $arch, $p, $set) = @{ $cases[$ci] };
+    my ($label, $spec, $arch, $p, $opt) = @{ $cases[$ci] };
+    my $set = $opt->{set};
     my %ref_cfg = (arch => $arch, %$p, %{ $set // {} });
     my @defs = map { ('-D', "$_=$p->{$_}") } sort keys %$p;
     push @defs, '-D', "ctx=$CTX";
     my @run_set = map { ('--set', "$_=$set->{$_}") } sort keys %{ $set // {} };
-    my @tokens = map { (11 * $_ * $_ + 5 * $_ + 3 * $ci + 1) % $p->{vocab} } 0 .. 5;
+    my $tci = $ci;
+    ($tci) = grep { $cases[$_][0] eq $opt->{tokens_of} } 0 .. $#cases if $opt->{tokens_of};
+    my @tokens = map { (11 * $_ * $_ + 5 * $_ + 3 * $tci + 1) % $p->{vocab} } 0 .. 5;
     my @prompt = @tokens[0 .. 2];
     my $ngen = 5;
 
