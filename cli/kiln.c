@@ -46,6 +46,9 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  -D name=value     override a parameter of the spec (repeatable)\n"
+    "  --config FILE     take parameters from a Hugging Face config.json (hidden_size sets\n"
+    "                    dim, num_attention_heads heads, ...; keys the spec lacks are\n"
+    "                    ignored; -D wins)\n"
     "  -o FILE           output file\n"
     "  --weights FILE    checkpoint to build with\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
@@ -68,9 +71,10 @@ static const char usage_text[] =
 
 typedef struct options {
     const char *command, *spec, *out, *weights, *format, *before, *after, *scope, *emit_c;
+    const char *config;
     uint64_t seed;
     int dot, verbose;
-    sema_define defs[64];
+    sema_define defs[256];
     int ndefs;
 } options;
 
@@ -108,6 +112,8 @@ static void parse_args(int argc, char **argv, options *o)
             TAKE(weights);
         } else if (!strcmp(a, "--format")) {
             TAKE(format);
+        } else if (!strcmp(a, "--config")) {
+            TAKE(config);
         } else if (!strcmp(a, "--before")) {
             TAKE(before);
         } else if (!strcmp(a, "--after")) {
@@ -138,7 +144,7 @@ static void parse_args(int argc, char **argv, options *o)
             const char *eq = strchr(def, '=');
             if (!eq || eq == def || !eq[1])
                 usage_error("-D needs name=value, not '%s'", def);
-            if (o->ndefs == 64)
+            if (o->ndefs == 64)   /* the rest of defs[] is for implied values */
                 usage_error("too many -D options%s", "");
             o->defs[o->ndefs].name = ast_intern(def, (size_t)(eq - def));
             o->defs[o->ndefs++].value = eq + 1;
@@ -157,11 +163,29 @@ static void parse_args(int argc, char **argv, options *o)
         usage_error("no command given%s", "");
 }
 
-/* Parses the standard library and the spec, lowers to IR, verifies. NULL after errors. */
-static ir_module *front_end(const options *o, src_file *spec_file, src_file *std_file)
+/* Adds the parameters of --config FILE as implied -D values. 0, or -1 after reporting. */
+static int apply_config(options *o)
 {
+    hf_param *p;
+    int n;
+    if (!o->config)
+        return 0;
+    if (hf_config_read(o->config, &p, &n) != 0)
+        return -1;
+    for (int i = 0; i < n && o->ndefs < 256; i++)
+        o->defs[o->ndefs++] = (sema_define){p[i].name, p[i].value, 1};
+    free(p);
+    return 0;
+}
+
+/* Parses the standard library and the spec, lowers to IR, verifies. NULL after errors. */
+static ir_module *front_end(const options *o_in, src_file *spec_file, src_file *std_file)
+{
+    options opts = *o_in, *o = &opts;
     if (!o->spec)
         usage_error("'%s' needs a spec file", o->command);
+    if (apply_config(o) != 0)
+        return NULL;
     src_file_from_string(std_file, "<std>", kiln_std_source);
     ast_node *std = parse_file(std_file);
     if (!std)
@@ -267,7 +291,7 @@ static void imply_llama2c_params(options *o, const ckpt *ck)
         {"kv_heads", h->kv_heads}, {"vocab", h->vocab < 0 ? -(long long)h->vocab : h->vocab},
         {"ctx", h->seq_len},   {"tied", h->vocab > 0},
     };
-    for (int i = 0; i < 8 && o->ndefs < 64; i++) {
+    for (int i = 0; i < 8 && o->ndefs < 256; i++) {
         snprintf(text[i], sizeof text[i], "%lld", fields[i].v);
         o->defs[o->ndefs++] = (sema_define){fields[i].name, text[i], 1};
     }

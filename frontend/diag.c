@@ -6,6 +6,8 @@
  *
  * The caret line copies tabs from the source line so that the caret lines up in any terminal.
  * diag_error counts and returns; each phase checks diag_error_count() when it is done.
+ * Unrolled loops would repeat one mistake per iteration: an error already printed (same
+ * place, same text) is counted but not printed again, nor are the notes that follow it.
  */
 #include "ast.h"
 
@@ -15,9 +17,17 @@
 #include <string.h>
 
 static int error_count;
+static char *seen[256];   /* errors printed so far, as "path:line:col:message" */
+static int nseen, muted;
 
 int diag_error_count(void) { return error_count; }
-void diag_reset(void) { error_count = 0; }
+void diag_reset(void)
+{
+    error_count = 0;
+    muted = 0;
+    while (nseen > 0)
+        free(seen[--nseen]);
+}
 
 /* Prints the source line of `at` and a caret run under the token. */
 static void show_source(src_loc at)
@@ -55,10 +65,30 @@ static void report(const char *kind, src_loc at, const char *fmt, va_list ap)
         show_source(at);
 }
 
+/* 1 if this error was printed before (then notes are muted until the next new error). */
+static int already_reported(src_loc at, const char *fmt, va_list ap)
+{
+    char msg[512];
+    va_list copy;
+    va_copy(copy, ap);
+    int n = snprintf(msg, sizeof msg, "%s:%d:%d:", at.file ? at.file->path : "", at.line,
+                     at.col);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, copy);
+    va_end(copy);
+    for (int i = 0; i < nseen; i++)
+        if (strcmp(seen[i], msg) == 0)
+            return muted = 1;
+    muted = 0;
+    if (nseen < 256 && (seen[nseen] = malloc(strlen(msg) + 1)) != NULL)
+        strcpy(seen[nseen++], msg);
+    return 0;
+}
+
 void diag_verror(src_loc at, const char *fmt, va_list ap)
 {
     error_count++;
-    report("error", at, fmt, ap);
+    if (!already_reported(at, fmt, ap))
+        report("error", at, fmt, ap);
 }
 
 void diag_error(src_loc at, const char *fmt, ...)
@@ -71,6 +101,8 @@ void diag_error(src_loc at, const char *fmt, ...)
 
 void diag_note(src_loc at, const char *fmt, ...)
 {
+    if (muted)
+        return;
     va_list ap;
     va_start(ap, fmt);
     report("note", at, fmt, ap);

@@ -18,6 +18,7 @@
  * Errors go through diag_error at the offending node; evaluation goes on with an error value
  * so that one run reports several independent mistakes.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,11 @@ typedef struct loopvar {
     int64_t value;
 } loopvar;
 
+/* Limits that keep a mistaken spec (layers = 100000000) from running away. */
+enum { MAX_INSTS = 2000000, MAX_ITERATIONS = 16000000, MAX_TENSORS = 1000000,
+       MAX_CALL_DEPTH = 256 };
+static const int64_t MAX_TENSOR_ELEMS = (int64_t)1 << 40;
+
 static struct {
     ir_module *m;
     scope *root, *model;
@@ -99,6 +105,12 @@ static struct {
     int token_id;
     wdecl **wdecls;
     int nwdecls;
+    int64_t iterations;        /* loop iterations so far, for MAX_ITERATIONS */
+    int stopped;               /* a limit was hit: evaluation unwinds */
+    ast_node *returned;        /* the value of the last `return` executed */
+    int notes_err, notes;      /* "in this call" notes given for the current error */
+    int *view_hash, *const_hash, *tensor_hash;   /* open addressing: id + 1, 0 = empty */
+    int hash_cap;
 } S;
 
 static void *xcalloc(size_t n, size_t size)
@@ -176,6 +188,42 @@ static void scope_set(scope *s, const char *name, sval v)
 
 /* ---------------------------------------------------------------- helpers */
 
+/* Stops evaluation after a limit was hit (reported once). */
+static int over_limit(ast_node *at, int hit, const char *what)
+{
+    if (hit && !S.stopped) {
+        diag_error(at->loc, "%s; is a parameter such as layers far too large?", what);
+        S.stopped = 1;
+    }
+    return S.stopped;
+}
+
+static uint64_t hash_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t hash_string(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Finds the slot of `key` in table t (ids + 1; 0 empty) for which same(id) holds, or the
+ * empty slot where it would go. The tables are sized for MAX_INSTS, so they never fill. */
+static int *hash_slot(int *t, uint64_t key, int (*same)(int id, const void *arg), const void *arg)
+{
+    size_t mask = (size_t)S.hash_cap - 1;
+    for (size_t i = hash_mix(key) & mask;; i = (i + 1) & mask)
+        if (!t[i] || same(t[i] - 1, arg))
+            return &t[i];
+}
+
 static sval mk_int(int64_t i) { return (sval){.kind = V_INT, .i = i}; }
 static sval mk_float(double f) { return (sval){.kind = V_FLOAT, .f = f}; }
 static sval mk_tensor(int id) { return (sval){.kind = V_TENSOR, .id = id}; }
@@ -215,6 +263,8 @@ static void type_text(const ir_type *t, char *buf, size_t size)
 /* Emits an instruction under the current guard, with the current loop scope. */
 static int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type)
 {
+    if (S.m->ninsts >= MAX_INSTS && at)
+        over_limit(at, 1, "the model unrolls to more than 2000000 instructions");
     int id = ir_emit(S.m, op, nargs, args, type);
     ir_inst *in = ir_get(S.m, id);
     in->guard = (ir_ops[op].flags & OPF_SOURCE) ? -1 : S.guard;
@@ -224,28 +274,44 @@ static int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type
     return id;
 }
 
+static int same_const(int id, const void *arg)
+{
+    return S.m->insts[id].fattr == *(const double *)arg;
+}
+
 /* A scalar constant (one instruction per distinct value). */
 static int emit_const(double v)
 {
-    for (int i = 0; i < S.m->ninsts; i++)
-        if (S.m->insts[i].op == IR_const && S.m->insts[i].fattr == v)
-            return i;
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int *slot = hash_slot(S.const_hash, bits, same_const, &v);
+    if (*slot)
+        return *slot - 1;
     int id = emit(NULL, IR_const, 0, NULL, ir_type_scalar(DT_F32));
     ir_get(S.m, id)->fattr = v;
     ir_get(S.m, id)->scope = NULL;
+    *slot = id + 1;
     return id;
+}
+
+static int same_view(int id, const void *arg)
+{
+    const ir_inst *in = &S.m->insts[id];
+    const sval *v = arg;
+    return in->iattr[0] == v->tensor && in->iattr[1] == v->off && in->iattr[2] == v->stride &&
+           ir_type_equal(&in->type, &v->vt);
 }
 
 /* The weight instruction of a view (one per distinct view, shared by all readers). */
 static int emit_view(const sval *v)
 {
-    for (int i = 0; i < S.m->ninsts; i++) {
-        ir_inst *in = ir_get(S.m, i);
-        if (in->op == IR_weight && in->iattr[0] == v->tensor && in->iattr[1] == v->off &&
-            in->iattr[2] == v->stride && ir_type_equal(&in->type, &v->vt))
-            return i;
-    }
+    uint64_t key = (uint64_t)v->tensor * 0x9E3779B97F4A7C15ULL ^ (uint64_t)v->off * 31 ^
+                   (uint64_t)v->stride ^ (uint64_t)v->vt.rank << 60;
+    int *slot = hash_slot(S.view_hash, key, same_view, v);
+    if (*slot)
+        return *slot - 1;
     int id = emit(NULL, IR_weight, 0, NULL, v->vt);
+    *slot = id + 1;
     ir_inst *in = ir_get(S.m, id);
     in->iattr[0] = v->tensor;
     in->iattr[1] = v->off;
@@ -281,7 +347,12 @@ static int expect_int(ast_node *at, const sval *v, const char *what, int64_t *ou
         *out = v->i;
         return 1;
     }
-    if (v->kind != V_ERR)
+    if (v->kind == V_FLOAT)
+        diag_error(at->loc, "%s must be an integer, got the number %g", what, v->f);
+    else if (v->kind == V_TENSOR && S.m->insts[v->id].op == IR_rtparam)
+        diag_error(at->loc, "%s must be known at compile time; '%s' is a run-time parameter",
+                   what, S.m->insts[v->id].label);
+    else if (v->kind != V_ERR)
         diag_error(at->loc, "%s must be an integer known at compile time, got %s", what,
                    kind_name(v->kind));
     return 0;
@@ -302,21 +373,31 @@ static sval fold_binary(ast_node *e, int op, sval a, sval b)
         return err_val;
     }
     if (a.kind == V_INT && b.kind == V_INT) {
-        int64_t x = a.i, y = b.i;
+        int64_t x = a.i, y = b.i, r;
+        int overflow = 0;
         switch (op) {
-        case AST_OP_ADD: return mk_int(x + y);
-        case AST_OP_SUB: return mk_int(x - y);
-        case AST_OP_MUL: return mk_int(x * y);
+        case AST_OP_ADD: overflow = __builtin_add_overflow(x, y, &r); break;
+        case AST_OP_SUB: overflow = __builtin_sub_overflow(x, y, &r); break;
+        case AST_OP_MUL: overflow = __builtin_mul_overflow(x, y, &r); break;
         case AST_OP_DIV:
         case AST_OP_MOD:
             if (y == 0) {
                 diag_error(e->loc, "division by zero");
                 return err_val;
             }
-            return mk_int(op == AST_OP_DIV ? x / y : x % y);
-        default: break;
+            overflow = x == INT64_MIN && y == -1;
+            r = overflow ? 0 : op == AST_OP_DIV ? x / y : x % y;
+            break;
+        default: goto compare;
         }
+        if (overflow) {
+            diag_error(e->loc, "integer overflow in %lld %s %lld", (long long)x,
+                       ast_op_text(op), (long long)y);
+            return err_val;
+        }
+        return mk_int(r);
     }
+compare:;
     double x = num(&a), y = num(&b);
     switch (op) {
     case AST_OP_ADD: return mk_float(x + y);
@@ -340,26 +421,28 @@ static sval fold_binary(ast_node *e, int op, sval a, sval b)
 static sval elementwise(ast_node *at, ir_op op, int n, const sval *args)
 {
     int ids[3];
+    ir_type shape_copy;        /* by value: emitting may move the instruction array */
     const ir_type *shape = NULL;
     for (int k = 0; k < n; k++) {
         ids[k] = as_tensor(at, &args[k]);
         if (ids[k] < 0)
             return err_val;
-        const ir_type *t = tensor_type(ids[k]);
-        if (t->rank == 0)
+        ir_type t = *tensor_type(ids[k]);
+        if (t.rank == 0)
             continue;
-        if (t->seq) {
-            if (shape && !ir_type_equal(shape, t))
+        if (t.seq) {
+            if (shape && !ir_type_equal(shape, &t))
                 goto mismatch;
-        } else if (shape && (shape->rank != t->rank ||
-                             memcmp(shape->dim, t->dim, sizeof(int64_t) * (size_t)t->rank)))
+        } else if (shape && (shape->rank != t.rank ||
+                             memcmp(shape->dim, t.dim, sizeof(int64_t) * (size_t)t.rank)))
             goto mismatch;
-        shape = t;
+        shape_copy = t;
+        shape = &shape_copy;
         continue;
     mismatch: {
         char sa[64], sb[64];
         type_text(shape, sa, sizeof sa);
-        type_text(t, sb, sizeof sb);
+        type_text(&t, sb, sizeof sb);
         diag_error(at->loc, "shape mismatch: %s vs %s", sa, sb);
         return err_val;
     }
@@ -384,6 +467,13 @@ static sval binary(ast_node *e, int op, sval a, sval b)
     if (op == AST_OP_MOD) {
         diag_error(e->loc, "operator '%%' applies to compile-time numbers only");
         return err_val;
+    }
+    /* a known side of && / || decides or drops out: `true && t` is t, `false || t` is t */
+    if (op == AST_OP_AND || op == AST_OP_OR) {
+        const sval *k = a.kind == V_INT ? &a : b.kind == V_INT ? &b : NULL;
+        const sval *t = k == &a ? &b : &a;
+        if (k && t->kind == V_TENSOR && tensor_type(t->id)->dtype == DT_BOOL)
+            return (k->i != 0) == (op == AST_OP_AND) ? *t : mk_int(op == AST_OP_OR);
     }
     sval args[2] = {a, b};
     return elementwise(e, ops[op], 2, args);
@@ -479,14 +569,23 @@ static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nit
             return mk_tensor(emit(e, IR_embed, 2, args, ir_type_vec(DT_F32, v.vt.dim[1])));
         }
         int64_t r;
-        if (!expect_int(items[0], &iv, "a row index", &r))
+        if (!expect_int(items[0], &iv, "an index", &r))
             return err_val;
-        if (v.vt.rank != 2 || r < 0 || r >= v.vt.dim[0]) {
-            diag_error(items[0]->loc, "row %lld is out of range for a weight of %d dims",
-                       (long long)r, v.vt.rank);
+        if (v.vt.rank == 0) {
+            diag_error(e->loc, "a scalar cannot be indexed");
             return err_val;
         }
-        v.off += r * v.stride;
+        if (r < 0 || r >= v.vt.dim[0]) {
+            diag_error(items[0]->loc, "index %lld is out of range 0..%lld", (long long)r,
+                       (long long)v.vt.dim[0]);
+            return err_val;
+        }
+        if (v.vt.rank == 1) {          /* one element of a vector weight */
+            v.off += r;
+            v.vt = ir_type_scalar(DT_F32);
+            return v;
+        }
+        v.off += r * v.stride;         /* one row of a matrix */
         v.vt = ir_type_vec(DT_F32, v.vt.dim[1]);
         return v;
     }
@@ -511,8 +610,13 @@ static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nit
 static sval index_tensor(scope *sc, ast_node *e, sval v, ast_node **items, int nitems)
 {
     const ir_type *t = tensor_type(v.id);
+    if (t->rank == 0) {
+        diag_error(e->loc, "a scalar cannot be indexed");
+        return err_val;
+    }
     if (nitems != 1 || t->rank != 1) {
-        diag_error(e->loc, "tensors of rank %d take one index here", t->rank);
+        diag_error(e->loc, "only vectors can be indexed, with one index or slice; this is a "
+                           "tensor of rank %d", t->rank);
         return err_val;
     }
     ir_type rt = *t;
@@ -602,6 +706,9 @@ static sval sum_expr(scope *sc, ast_node *e)
     sval acc = {.kind = V_NONE};
     int acc_id = -1;
     for (int64_t i = a; i < b; i++) {
+        if (over_limit(e, ++S.iterations > MAX_ITERATIONS,
+                       "loops run more than 16000000 iterations"))
+            return err_val;
         scope_set(sc, r->name, mk_int(i));
         S.loops[S.nloops++] = (loopvar){r->name, i};
         int guard = -1;
@@ -685,6 +792,10 @@ static sval eval(scope *sc, ast_node *e)
         sval a = eval(sc, e->a);
         if (a.kind == V_ERR)
             return a;
+        if (a.kind == V_INT && e->op == AST_OP_NEG && a.i == INT64_MIN) {
+            diag_error(e->loc, "integer overflow in -(%lld)", (long long)a.i);
+            return err_val;
+        }
         if (a.kind == V_INT)
             return mk_int(e->op == AST_OP_NEG ? -a.i : !a.i);
         if (a.kind == V_FLOAT)
@@ -885,9 +996,14 @@ static sval bi_rope(ast_node *e, sval *args)
         diag_error(e->kids.v[2]->loc, "rope's base must be a number known at compile time");
         return err_val;
     }
-    if (args[3].kind != V_STR ||
-        (strcmp(args[3].s, "half") && strcmp(args[3].s, "interleaved"))) {
-        diag_error(e->kids.v[3]->loc, "rope's mode must be \"half\" or \"interleaved\"");
+    if (args[3].kind != V_STR) {
+        diag_error(e->kids.v[3]->loc, "rope's mode must be the string \"half\" or "
+                                      "\"interleaved\", got %s", kind_name(args[3].kind));
+        return err_val;
+    }
+    if (strcmp(args[3].s, "half") && strcmp(args[3].s, "interleaved")) {
+        diag_error(e->kids.v[3]->loc, "rope's mode must be \"half\" or \"interleaved\", got "
+                                      "\"%s\"", args[3].s);
         return err_val;
     }
     const ir_type *t = tensor_type(id);
@@ -1022,8 +1138,9 @@ static sval call_user(scope *sc, ast_node *e, sval fnv)
         diag_note(fn->loc, "'%s' is defined here", fn->name);
         return err_val;
     }
-    if (S.depth >= 64) {
-        diag_error(e->loc, "calls nest too deeply (recursive %s '%s'?)", what, fn->name);
+    if (S.depth >= MAX_CALL_DEPTH) {
+        diag_error(e->loc, "calls nest more than %d deep (does %s '%s' call itself?)",
+                   MAX_CALL_DEPTH, what, fn->name);
         return err_val;
     }
     scope *inner = scope_new(fnv.fn_scope);
@@ -1041,8 +1158,15 @@ static sval call_user(scope *sc, ast_node *e, sval fnv)
     else if (!exec_stmts(inner, fn->b, &ret) && ret.kind == V_NONE)
         diag_error(e->loc, "block '%s' returned no value", fn->name);
     S.depth--;
-    if (diag_error_count() > errors)
-        diag_note(e->loc, "in this call of '%s'", fn->name);
+    if (diag_error_count() > errors) {
+        /* the call chain of an error, innermost first, at most 4 deep */
+        if (S.notes_err != diag_error_count()) {
+            S.notes_err = diag_error_count();
+            S.notes = 0;
+        }
+        if (S.notes++ < 4)
+            diag_note(e->loc, "in this call of '%s'", fn->name);
+    }
     return ret;
 }
 
@@ -1069,7 +1193,9 @@ static sval call(scope *sc, ast_node *e)
         return builtins[i].fn(e, args);
     }
     if (b)
-        diag_error(e->loc, "'%s' is %s, not something to call", e->name, kind_name(b->val.kind));
+        diag_error(e->loc, "'%s' is %s, not something to call", e->name,
+                   b->val.kind == V_WARRAY && b->val.wd->ndim == 0 ? "a weight"
+                                                                   : kind_name(b->val.kind));
     else
         diag_error(e->loc, "unknown function or block '%s'", e->name);
     return err_val;
@@ -1163,7 +1289,7 @@ static void stat_stmt(scope *sc, ast_node *st)
 /* Runs statements; returns 1 when a `return` was executed (its value in *ret). */
 static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
 {
-    for (int i = 0; i < stmts->kids.n; i++) {
+    for (int i = 0; i < stmts->kids.n && !S.stopped; i++) {
         ast_node *st = stmts->kids.v[i];
         switch (st->kind) {
         case AST_ASSIGN:
@@ -1171,6 +1297,7 @@ static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
             break;
         case AST_RETURN:
             *ret = eval(sc, st->a);
+            S.returned = st->a;
             return 1;
         case AST_STAT:
             stat_stmt(sc, st);
@@ -1211,7 +1338,10 @@ static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
                 diag_error(st->loc, "loops nest too deeply");
                 break;
             }
-            for (int64_t k = a; k < b; k++) {
+            for (int64_t k = a; k < b && !S.stopped; k++) {
+                if (over_limit(st, ++S.iterations > MAX_ITERATIONS,
+                               "loops run more than 16000000 iterations"))
+                    break;
                 scope_set(sc, r->name, mk_int(k));
                 S.loops[S.nloops++] = (loopvar){r->name, k};
                 int returned = exec_stmts(sc, st->b, ret);
@@ -1281,6 +1411,11 @@ static wdecl *find_wdecl(const char *name)
     return NULL;
 }
 
+static int same_tensor_name(int id, const void *name)
+{
+    return strcmp(S.m->tensors[id].name, name) == 0;
+}
+
 static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
 {
     wdecl *wd = find_wdecl(d->name);
@@ -1300,6 +1435,9 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
             wd->hi[k] = w->hi[k];
             total *= w->hi[k] - w->lo[k];
         }
+        if (over_limit(d, total > MAX_ITERATIONS, "a weight array has more than 16000000 "
+                                                  "entries"))
+            return;
         wd->nentries = total;
         wd->entries = sema_alloc(sizeof(int) * (size_t)(total ? total : 1));
         for (int64_t i = 0; i < total; i++)
@@ -1326,6 +1464,7 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
         diag_error(d->loc, "weight '%s' needs 1 or 2 dimensions", d->name);
         return;
     }
+    int64_t elems = 1;
     for (int k = 0; k < d->kids.n; k++) {
         sval v = eval(sc, d->kids.v[k]);
         if (!expect_int(d->kids.v[k], &v, "a weight dimension", &t.dim[k]))
@@ -1335,7 +1474,14 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
                        (long long)t.dim[k]);
             return;
         }
+        if (__builtin_mul_overflow(elems, t.dim[k], &elems) || elems > MAX_TENSOR_ELEMS) {
+            diag_error(d->loc, "weight '%s' is too large (more than 2^40 elements)", d->name);
+            return;
+        }
     }
+    if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than 1000000 "
+                                                    "weight tensors"))
+        return;
     const char *name = expand_template(sc, d);
     if (!name)
         return;
@@ -1346,13 +1492,15 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
                               (long long)w->cur[k]);
     if (w->nr && n < sizeof decl)
         snprintf(decl + n, sizeof decl - n, "]");
-    for (int i = 0; i < S.m->ntensors; i++)
-        if (strcmp(S.m->tensors[i].name, name) == 0) {
-            diag_error(d->loc, "checkpoint tensor \"%s\" is bound twice", name);
-            diag_note(S.m->tensors[i].loc, "first bound here (as %s)", S.m->tensors[i].decl);
-            return;
-        }
+    int *slot = hash_slot(S.tensor_hash, hash_string(name), same_tensor_name, name);
+    if (*slot) {
+        const ir_tensor *first = &S.m->tensors[*slot - 1];
+        diag_error(d->loc, "checkpoint tensor \"%s\" is bound twice", name);
+        diag_note(first->loc, "first bound here (as %s)", first->decl);
+        return;
+    }
     wd->entries[flat] = ir_add_tensor(S.m, name, ast_intern(decl, strlen(decl)), t, d->loc);
+    *slot = wd->entries[flat] + 1;
 }
 
 static void weights_items(scope *sc, ast_node *body, wctx *w);
@@ -1397,7 +1545,10 @@ static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
     w->ranges[slot] = r;
     w->lo[slot] = a;
     w->hi[slot] = b;
-    for (int64_t i = a; i < b; i++) {
+    for (int64_t i = a; i < b && !S.stopped; i++) {
+        if (over_limit(r, ++S.iterations > MAX_ITERATIONS,
+                       "weight loops run more than 16000000 iterations"))
+            break;
         w->cur[slot] = i;
         scope_set(sc, r->name, mk_int(i));
         weights_for(sc, f, w, k + 1);
@@ -1441,21 +1592,29 @@ static void param_text(sval v, char *buf, size_t size)
         snprintf(buf, size, "?");
 }
 
-/* A -D value: integer, number, true/false, or else a string. */
-static sval define_value(const char *text)
+/* A -D value, of the kind of the parameter's default `def`: an integer parameter takes a
+ * decimal integer or true/false, a number parameter any finite number, a string parameter
+ * any text. */
+static sval define_value(const char *name, const char *text, sval def)
 {
     char *end;
-    long long i = strtoll(text, &end, 10);
-    if (*text && !*end)
-        return mk_int(i);
+    errno = 0;
+    if (def.kind == V_STR)
+        return (sval){.kind = V_STR, .s = text};
+    if (!strcmp(text, "true") || !strcmp(text, "false"))
+        return def.kind == V_FLOAT ? mk_float(text[0] == 't') : mk_int(text[0] == 't');
+    if (def.kind == V_INT) {
+        long long i = strtoll(text, &end, 10);
+        if (*text && !*end && errno == 0)
+            return mk_int(i);
+        diag_file_error("-D", "%s=%s: '%s' is an integer parameter", name, text, name);
+        return err_val;
+    }
     double f = strtod(text, &end);
-    if (*text && !*end)
+    if (*text && !*end && errno == 0 && isfinite(f))
         return mk_float(f);
-    if (!strcmp(text, "true"))
-        return mk_int(1);
-    if (!strcmp(text, "false"))
-        return mk_int(0);
-    return (sval){.kind = V_STR, .s = text};
+    diag_file_error("-D", "%s=%s: '%s' is a number parameter", name, text, name);
+    return err_val;
 }
 
 static void define_callables(scope *sc, ast_node *items)
@@ -1495,8 +1654,18 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
         ast_node *it = model->kids.v[i];
         if (it->kind != AST_PARAM && it->kind != AST_LET)
             continue;
-        if (scope_find_local(S.model, it->name)) {
+        binding *prev = scope_find_local(S.model, it->name);
+        if (prev) {
             diag_error(it->loc, "'%s' is already defined in this model", it->name);
+            if (prev->val.fn)
+                diag_note(prev->val.fn->loc, "'%s' is a %s defined here", it->name,
+                          prev->val.kind == V_BLOCK ? "block" : "function");
+            else
+                for (int j = 0; j < i; j++)
+                    if (model->kids.v[j]->name == it->name) {
+                        diag_note(model->kids.v[j]->loc, "first defined here");
+                        break;
+                    }
             continue;
         }
         sval v = eval(S.model, it->a);
@@ -1507,7 +1676,9 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
                     used[d] = 1;
                     if (defs[d].implied && explicit)
                         continue;
-                    v = define_value(defs[d].value);
+                    if (!defs[d].implied && explicit)
+                        diag_file_error("-D", "'%s' is given twice", it->name);
+                    v = define_value(it->name, defs[d].value, v);
                     explicit |= !defs[d].implied;
                 }
         }
@@ -1562,7 +1733,8 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
     scope_set(body, forward->params.v[0]->name, mk_tensor(S.token_id));
     sval ret = {.kind = V_NONE};
     if (!exec_stmts(body, forward->b, &ret)) {
-        diag_error(forward->loc, "forward does not return the logits");
+        if (!S.stopped)
+            diag_error(forward->loc, "forward does not return the logits");
         return 0;
     }
     int id = ret.kind == V_ERR ? -1 : as_tensor(forward, &ret);
@@ -1572,7 +1744,9 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
     if (t->rank != 1 || t->seq) {
         char buf[64];
         type_text(t, buf, sizeof buf);
-        diag_error(forward->loc, "forward must return a vector of logits, not %s", buf);
+        diag_error(S.returned ? S.returned->loc : forward->loc,
+                   "forward must return a vector of logits, not %s%s", t->rank ? "a tensor " : "",
+                   t->rank ? buf : "a scalar");
         return 0;
     }
     S.m->vocab = t->dim[0];
@@ -1606,8 +1780,15 @@ ir_module *sema_lower(ast_node *std, ast_node *spec, const sema_define *defs, in
         return NULL;
     }
     S.m = ir_module_new(model->name);
+    S.hash_cap = 1 << 22;   /* > 2 * MAX_INSTS: the tables never fill */
+    S.view_hash = xcalloc((size_t)S.hash_cap, sizeof(int));
+    S.const_hash = xcalloc((size_t)S.hash_cap, sizeof(int));
+    S.tensor_hash = xcalloc((size_t)S.hash_cap, sizeof(int));
     int ok = lower_model(model, defs, ndefs) && diag_error_count() == 0;
     free(S.wdecls);
+    free(S.view_hash);
+    free(S.const_hash);
+    free(S.tensor_hash);
     sema_free();
     if (!ok) {
         ir_module_free(S.m);

@@ -74,6 +74,19 @@ int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64
 int llama2c_write_detweights(const char *path, const llama2c_header *h, const wspec *t, int n,
                              uint64_t seed);
 
+/* hfconfig.c: the hyperparameters of a Hugging Face config.json as (name, value) text pairs:
+ * every top-level number, boolean (0/1) or short string, plus the usual keys under kiln's
+ * conventional names (hidden_size -> dim, intermediate_size -> hidden, num_hidden_layers ->
+ * layers, num_attention_heads -> heads, num_key_value_heads -> kv_heads, vocab_size -> vocab,
+ * max_position_embeddings -> ctx, rms_norm_eps -> eps, rope_theta -> rope_base,
+ * tie_word_embeddings -> tied). *out is malloc'ed; strings are interned. 0, or -1 after
+ * reporting. */
+typedef struct hf_param {
+    const char *name;
+    const char *value;
+} hf_param;
+int hf_config_read(const char *path, hf_param **out, int *n);
+
 /* ---- Internal to the weights/ sources (not part of the public interface) ----
  * Parsers over a mapped file: on success *out is ONE allocation holding the tensor array and
  * the names (free(*out) releases both); the same holds for llama2c_layout's *out. */
