@@ -36,6 +36,32 @@ fails_cleanly(run_cmd($kiln, 'dump', 'examples/llama.kiln', '--after', 'nosuchpa
               qr/no pass named 'nosuchpass'/, 'dump --after an unknown pass');
 $r = run_cmd($kiln, 'check', 'examples/llama.kiln');
 ok($r->{rc} == 0 && $r->{out} eq '' && $r->{err} eq '', 'check of a valid spec prints nothing');
+fails_cleanly(run_cmd($kiln, 'check', 'examples/llama.kiln', '-D', 'dim=abc'), 1,
+              qr/^-D: error: dim=abc: 'dim' is an integer parameter$/m, '-D of a non-integer for an integer');
+fails_cleanly(run_cmd($kiln, 'check', 'examples/dsmoe.kiln', '-D', 'tau=1e400'), 1,
+              qr/tau=1e400: 'tau' is a number parameter/, '-D of an infinite number');
+fails_cleanly(run_cmd($kiln, 'check', 'examples/llama.kiln', '-D', 'dim=32', '-D', 'dim=16'), 1,
+              qr/'dim' is given twice/, 'the same -D twice');
+
+# ---- --config: Hugging Face config.json keys under kiln's parameter names; -D wins
+{
+    open my $fh, '>', "$dir/config.json" or die;
+    print $fh '{"architectures": ["LlamaForCausalLM"], "hidden_size": 48, "intermediate_size": 100,'
+            . ' "num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 2,'
+            . ' "vocab_size": 70, "max_position_embeddings": 32, "rms_norm_eps": 1e-06,'
+            . ' "rope_theta": 500000.0, "tie_word_embeddings": false}';
+    close $fh;
+}
+$r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '--config', "$dir/config.json", '-D', 'layers=1');
+ok($r->{rc} == 0 && $r->{out} =~ /^param dim = 48$/m && $r->{out} =~ /^param kv_heads = 2$/m
+   && $r->{out} =~ /^param rope_base = 500000$/m && $r->{out} =~ /^param tied = 0$/m
+   && $r->{out} =~ /^param layers = 1$/m && $r->{out} =~ /"lm_head\.weight"/,
+   '--config sets the parameters from config.json, -D overrides it') or diag(Golden::how($r));
+open my $bad, '>', "$dir/bad.json" or die;
+print $bad "{\"hidden_size\": 48,\n";
+close $bad;
+fails_cleanly(run_cmd($kiln, 'check', 'examples/llama.kiln', '--config', "$dir/bad.json"), 1,
+              qr/bad\.json: error: line \d+/, 'a malformed config.json is reported with its place');
 
 # ---- a llama2.c checkpoint carries its hyperparameters: no -D needed to build against it
 my @gqa = ('-D', 'dim=48', '-D', 'hidden=80', '-D', 'layers=2', '-D', 'heads=6',
