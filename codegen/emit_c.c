@@ -23,10 +23,11 @@ typedef struct emitter {
     int64_t arena;
 } emitter;
 
+/* Constants have a slot too (set at the start of each step), so any op can point at them. */
 static int has_storage(const ir_inst *in)
 {
     switch (in->op) {
-    case IR_token: case IR_weight: case IR_const: case IR_rtparam:
+    case IR_token: case IR_weight: case IR_rtparam:
     case IR_stat: case IR_output:
         return 0;
     default:
@@ -168,11 +169,10 @@ static void emit_inst(const emitter *e, int id)
     const ir_type *t1 = in->nargs > 1 ? &e->m->insts[in->args[1]].type : NULL;
     if (has_storage(in))
         ptr(e, id, d, sizeof d);
-    if (in->nargs > 0 && e->m->insts[in->args[0]].op != IR_token &&
-        e->m->insts[in->args[0]].op != IR_const)
+    a[0] = b[0] = 0;
+    if (in->nargs > 0 && e->m->insts[in->args[0]].op != IR_token)
         ptr(e, in->args[0], a, sizeof a);
-    if (in->nargs > 1 && e->m->insts[in->args[1]].op != IR_token &&
-        e->m->insts[in->args[1]].op != IR_const)
+    if (in->nargs > 1 && e->m->insts[in->args[1]].op != IR_token)
         ptr(e, in->args[1], b, sizeof b);
 
     if (ir_ops[in->op].flags & OPF_ELEMWISE) {
@@ -185,11 +185,11 @@ static void emit_inst(const emitter *e, int id)
     case IR_zeros:
         fprintf(o, "    memset(%s, 0, %" PRId64 " * sizeof(float));\n", d, numel(t));
         return;
-    case IR_embed: {
+    case IR_embed: {   /* the row of a weight view: rows lie `stride` floats apart */
         const ir_inst *w = &e->m->insts[in->args[0]];
-        fprintf(o, "    if ((uint32_t)token < %" PRId64 "u) krt_embed(%s, %s, token, %" PRId64
-                   "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
-                w->type.dim[0], d, a, t->dim[0], d, t->dim[0]);
+        fprintf(o, "    if ((uint32_t)token < %" PRId64 "u) krt_embed(%s, %s + (int64_t)token * %"
+                   PRId64 ", 0, %" PRId64 "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
+                w->type.dim[0], d, a, w->iattr[2], t->dim[0], d, t->dim[0]);
         return;
     }
     case IR_linear: {
@@ -360,6 +360,12 @@ int codegen_emit_c(FILE *out, const ir_module *m)
     fprintf(out, "static void kiln_forward(krt_ctx *c, int32_t token, int32_t pos)\n{\n"
                  "    float *A = c->arena;\n    const int64_t n = (int64_t)pos + 1;\n"
                  "    (void)A; (void)n; (void)token;\n");
+    for (int i = 0; i < m->ninsts; i++) {
+        char lit[64];
+        if (m->insts[i].op == IR_const && !m->insts[i].dead)
+            fprintf(out, "    A[%" PRId64 "] = %s;\n", e.off[i],
+                    float_lit(m->insts[i].fattr, lit, sizeof lit));
+    }
     int open_guard = -1;
     for (int i = 0; i < m->ninsts; i++) {
         const ir_inst *in = &m->insts[i];

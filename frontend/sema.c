@@ -919,6 +919,10 @@ static sval bi_linear(ast_node *e, sval *args)
     int ids[2];
     if (!two_tensors(e, args, ids))
         return err_val;
+    if (S.m->insts[ids[1]].op != IR_weight) {
+        diag_error(e->kids.v[1]->loc, "linear's matrix must be a weight (or a view of one)");
+        return err_val;
+    }
     const ir_type *x = tensor_type(ids[0]), *w = tensor_type(ids[1]);
     if (w->rank != 2 || x->rank != 1 || w->dim[1] != x->dim[0]) {
         char sx[64], sw[64];
@@ -937,8 +941,9 @@ static sval bi_embedding(ast_node *e, sval *args)
     if (!two_tensors(e, args, ids))
         return err_val;
     const ir_type *t = tensor_type(ids[0]);
-    if (t->rank != 2 || tensor_type(ids[1])->dtype != DT_I32) {
-        diag_error(e->loc, "embedding(table, token) needs a [V, d] table and the token");
+    if (t->rank != 2 || tensor_type(ids[1])->dtype != DT_I32 ||
+        S.m->insts[ids[0]].op != IR_weight) {
+        diag_error(e->loc, "embedding(table, token) needs a [V, d] weight and the token");
         return err_val;
     }
     return mk_tensor(emit(e, IR_embed, 2, ids, ir_type_vec(DT_F32, t->dim[1])));
@@ -949,6 +954,11 @@ static sval bi_softmax(ast_node *e, sval *args)
     int id = as_tensor(e, &args[0]);
     if (id < 0)
         return err_val;
+    const ir_type *t = tensor_type(id);
+    if (!(t->rank == 1 && !t->seq) && !(t->rank == 2 && t->seq == 2u)) {
+        diag_error(e->loc, "softmax needs a vector or attention scores [heads, S]");
+        return err_val;
+    }
     return mk_tensor(emit(e, IR_softmax, 1, &id, *tensor_type(id)));
 }
 
