@@ -25,93 +25,12 @@
 #include <string.h>
 
 #include "../ir/ir.h"
-#include "sema.h"
-
-/* ---------------------------------------------------------------- values */
-
-typedef enum vkind { V_ERR, V_NONE, V_INT, V_FLOAT, V_STR, V_TENSOR, V_WARRAY, V_WVIEW,
-                     V_VARRAY, V_BLOCK, V_DEF } vkind;
-
-typedef struct wdecl wdecl;
-typedef struct varray varray;
-typedef struct scope scope;
-
-typedef struct sval {
-    vkind kind;
-    int64_t i;                 /* V_INT */
-    double f;                  /* V_FLOAT */
-    const char *s;             /* V_STR */
-    int id;                    /* V_TENSOR: IR value */
-    wdecl *wd;                 /* V_WARRAY / V_WVIEW: the declaration */
-    int nidx;                  /* V_WARRAY: array indices given so far */
-    int64_t idx[4];
-    int tensor;                /* V_WVIEW: module tensor index */
-    int64_t off, stride;       /* V_WVIEW: element offset and row stride */
-    ir_type vt;                /* V_WVIEW: view shape */
-    varray *va;                /* V_VARRAY */
-    ast_node *fn;              /* V_BLOCK / V_DEF */
-    scope *fn_scope;           /* where the block/def was defined */
-} sval;
-
-static const sval err_val = {.kind = V_ERR};
-
-/* One declared weight name: an array over its loop indices (0-d for plain weights). */
-struct wdecl {
-    const char *name;
-    ast_node *decl;
-    int ndim;
-    const char *dim_name[4];
-    int64_t lo[4], hi[4];
-    int *entries;              /* tensor index per index tuple, -1 when its condition was false */
-    int64_t nentries;
-};
-
-struct varray {
-    int64_t *keys;
-    sval *vals;
-    int n, cap;
-};
-
-typedef struct binding {
-    const char *name;
-    sval val;
-    struct binding *next;
-} binding;
-
-struct scope {
-    binding *first;
-    scope *parent;
-};
+#include "sema_internal.h"
 
 /* ---------------------------------------------------------------- state */
 
-typedef struct loopvar {
-    const char *name;
-    int64_t value;
-} loopvar;
-
-/* Limits that keep a mistaken spec (layers = 100000000) from running away. */
-enum { MAX_INSTS = 2000000, MAX_ITERATIONS = 16000000, MAX_TENSORS = 1000000,
-       MAX_CALL_DEPTH = 256 };
-static const int64_t MAX_TENSOR_ELEMS = (int64_t)1 << 40;
-
-static struct {
-    ir_module *m;
-    scope *root, *model;
-    loopvar loops[16];
-    int nloops;
-    int guard;                 /* current guard (-1: none) */
-    int depth;                 /* block call depth */
-    int token_id;
-    wdecl **wdecls;
-    int nwdecls;
-    int64_t iterations;        /* loop iterations so far, for MAX_ITERATIONS */
-    int stopped;               /* a limit was hit: evaluation unwinds */
-    ast_node *returned;        /* the value of the last `return` executed */
-    int notes_err, notes;      /* "in this call" notes given for the current error */
-    int *view_hash, *const_hash, *tensor_hash;   /* open addressing: id + 1, 0 = empty */
-    int hash_cap;
-} S;
+const sval err_val = {.kind = V_ERR};
+struct sema_state S;
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -125,7 +44,7 @@ static void *xcalloc(size_t n, size_t size)
 static void **allocs;
 static int nallocs, callocs;
 
-static void *sema_alloc(size_t size)
+void *sema_alloc(size_t size)
 {
     void *p = xcalloc(1, size);
     if (nallocs == callocs) {
@@ -149,14 +68,14 @@ static void sema_free(void)
 
 /* ---------------------------------------------------------------- scopes */
 
-static scope *scope_new(scope *parent)
+scope *scope_new(scope *parent)
 {
     scope *s = sema_alloc(sizeof *s);
     s->parent = parent;
     return s;
 }
 
-static binding *scope_find_local(scope *s, const char *name)
+binding *scope_find_local(scope *s, const char *name)
 {
     for (binding *b = s->first; b; b = b->next)
         if (strcmp(b->name, name) == 0)
@@ -164,7 +83,7 @@ static binding *scope_find_local(scope *s, const char *name)
     return NULL;
 }
 
-static binding *scope_find(scope *s, const char *name)
+binding *scope_find(scope *s, const char *name)
 {
     for (; s; s = s->parent) {
         binding *b = scope_find_local(s, name);
@@ -174,7 +93,7 @@ static binding *scope_find(scope *s, const char *name)
     return NULL;
 }
 
-static void scope_set(scope *s, const char *name, sval v)
+void scope_set(scope *s, const char *name, sval v)
 {
     binding *b = scope_find_local(s, name);
     if (!b) {
@@ -189,7 +108,7 @@ static void scope_set(scope *s, const char *name, sval v)
 /* ---------------------------------------------------------------- helpers */
 
 /* Stops evaluation after a limit was hit (reported once). */
-static int over_limit(ast_node *at, int hit, const char *what)
+int over_limit(ast_node *at, int hit, const char *what)
 {
     if (hit && !S.stopped) {
         diag_error(at->loc, "%s; is a parameter such as layers far too large?", what);
@@ -206,7 +125,7 @@ static uint64_t hash_mix(uint64_t h)
     return h;
 }
 
-static uint64_t hash_string(const char *s)
+uint64_t hash_string(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (; *s; s++)
@@ -216,7 +135,7 @@ static uint64_t hash_string(const char *s)
 
 /* Finds the slot of `key` in table t (ids + 1; 0 empty) for which same(id) holds, or the
  * empty slot where it would go. The tables are sized for MAX_INSTS, so they never fill. */
-static int *hash_slot(int *t, uint64_t key, int (*same)(int id, const void *arg), const void *arg)
+int *hash_slot(int *t, uint64_t key, int (*same)(int id, const void *arg), const void *arg)
 {
     size_t mask = (size_t)S.hash_cap - 1;
     for (size_t i = hash_mix(key) & mask;; i = (i + 1) & mask)
@@ -224,11 +143,8 @@ static int *hash_slot(int *t, uint64_t key, int (*same)(int id, const void *arg)
             return &t[i];
 }
 
-static sval mk_int(int64_t i) { return (sval){.kind = V_INT, .i = i}; }
-static sval mk_float(double f) { return (sval){.kind = V_FLOAT, .f = f}; }
-static sval mk_tensor(int id) { return (sval){.kind = V_TENSOR, .id = id}; }
 
-static const char *kind_name(vkind k)
+const char *kind_name(vkind k)
 {
     static const char *names[] = {"an erroneous value", "nothing", "an integer", "a number",
                                   "a string", "a tensor", "a weight array", "a weight",
@@ -236,8 +152,6 @@ static const char *kind_name(vkind k)
     return names[k];
 }
 
-static int is_num(const sval *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
-static double num(const sval *v) { return v->kind == V_INT ? (double)v->i : v->f; }
 
 static const char *scope_label(void)
 {
@@ -251,7 +165,7 @@ static const char *scope_label(void)
     return ast_intern(buf, strlen(buf));
 }
 
-static void type_text(const ir_type *t, char *buf, size_t size)
+void type_text(const ir_type *t, char *buf, size_t size)
 {
     size_t n = (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < t->rank && n < size; i++)
@@ -261,7 +175,7 @@ static void type_text(const ir_type *t, char *buf, size_t size)
 }
 
 /* Emits an instruction under the current guard, with the current loop scope. */
-static int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type)
+int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type)
 {
     if (S.m->ninsts >= MAX_INSTS && at)
         over_limit(at, 1, "the model unrolls to more than 2000000 instructions");
@@ -322,7 +236,7 @@ static int emit_view(const sval *v)
 }
 
 /* Turns a value into a tensor operand; constants become scalar `const`s. -1 on error. */
-static int as_tensor(ast_node *at, const sval *v)
+int as_tensor(ast_node *at, const sval *v)
 {
     switch (v->kind) {
     case V_TENSOR: return v->id;
@@ -339,9 +253,8 @@ static int as_tensor(ast_node *at, const sval *v)
     }
 }
 
-static const ir_type *tensor_type(int id) { return &S.m->insts[id].type; }
 
-static int expect_int(ast_node *at, const sval *v, const char *what, int64_t *out)
+int expect_int(ast_node *at, const sval *v, const char *what, int64_t *out)
 {
     if (v->kind == V_INT) {
         *out = v->i;
@@ -360,7 +273,7 @@ static int expect_int(ast_node *at, const sval *v, const char *what, int64_t *ou
 
 /* ---------------------------------------------------------------- expressions */
 
-static sval eval(scope *sc, ast_node *e);
+sval eval(scope *sc, ast_node *e);
 static sval call(scope *sc, ast_node *e);
 static int exec_stmts(scope *sc, ast_node *stmts, sval *ret);
 
@@ -418,7 +331,7 @@ compare:;
 }
 
 /* Elementwise op on tensors (scalars broadcast); checks shapes. */
-static sval elementwise(ast_node *at, ir_op op, int n, const sval *args)
+sval elementwise(ast_node *at, ir_op op, int n, const sval *args)
 {
     int ids[3];
     ir_type shape_copy;        /* by value: emitting may move the instruction array */
@@ -494,7 +407,7 @@ static sval lookup(scope *sc, ast_node *e)
 }
 
 /* The index tuple of a weight array as a flat entry number, or -1 (diagnosed). */
-static int64_t warray_entry(ast_node *at, const wdecl *wd, const int64_t *idx)
+int64_t warray_entry(ast_node *at, const wdecl *wd, const int64_t *idx)
 {
     int64_t flat = 0;
     for (int k = 0; k < wd->ndim; k++) {
@@ -773,7 +686,7 @@ static sval sum_expr(scope *sc, ast_node *e)
     return acc;
 }
 
-static sval eval(scope *sc, ast_node *e)
+sval eval(scope *sc, ast_node *e)
 {
     switch (e->kind) {
     case AST_INT: return mk_int(e->ival);
@@ -824,318 +737,6 @@ static sval eval(scope *sc, ast_node *e)
     }
 }
 
-/* ---------------------------------------------------------------- builtins */
-
-typedef sval (*builtin_fn)(ast_node *e, sval *args);
-
-static sval bi_unary(ast_node *e, ir_op op, sval *args)
-{
-    static double (*const folds[IR_OP_COUNT])(double) = {
-        [IR_exp] = exp, [IR_sqrt] = sqrt, [IR_tanh] = tanh,
-    };
-    if (is_num(&args[0])) {
-        double x = num(&args[0]);
-        if (folds[op])
-            return mk_float(folds[op](x));
-        if (op == IR_rsqrt)
-            return mk_float(1.0 / sqrt(x));
-        if (op == IR_sigmoid)
-            return mk_float(1.0 / (1.0 + exp(-x)));
-    }
-    return elementwise(e, op, 1, args);
-}
-
-#define UNARY(name)                                                                            \
-    static sval bi_##name(ast_node *e, sval *a) { return bi_unary(e, IR_##name, a); }
-UNARY(exp) UNARY(sqrt) UNARY(rsqrt) UNARY(tanh) UNARY(sigmoid) UNARY(silu) UNARY(gelu)
-UNARY(relu)
-#undef UNARY
-
-static sval bi_binary(ast_node *e, ir_op op, sval *args)
-{
-    if (is_num(&args[0]) && is_num(&args[1])) {
-        double x = num(&args[0]), y = num(&args[1]);
-        if (op == IR_pow)
-            return mk_float(pow(x, y));
-        sval r = (op == IR_max) == (x > y) ? args[0] : args[1];
-        return r;
-    }
-    return elementwise(e, op, 2, args);
-}
-
-static sval bi_max(ast_node *e, sval *a) { return bi_binary(e, IR_max, a); }
-static sval bi_min(ast_node *e, sval *a) { return bi_binary(e, IR_min, a); }
-static sval bi_pow(ast_node *e, sval *a) { return bi_binary(e, IR_pow, a); }
-static sval bi_select(ast_node *e, sval *a)
-{
-    if (a[0].kind == V_INT)
-        return a[0].i ? a[1] : a[2];
-    return elementwise(e, IR_select, 3, a);
-}
-
-static sval reduce(ast_node *e, ir_op op, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    if (id < 0)
-        return err_val;
-    if (tensor_type(id)->rank != 1 || tensor_type(id)->seq) {
-        diag_error(e->loc, "'%s' needs a vector", e->name);
-        return err_val;
-    }
-    return mk_tensor(emit(e, op, 1, &id, ir_type_scalar(DT_F32)));
-}
-
-static sval bi_mean(ast_node *e, sval *a) { return reduce(e, IR_mean, a); }
-static sval bi_total(ast_node *e, sval *a) { return reduce(e, IR_sum, a); }
-static sval bi_amax(ast_node *e, sval *a) { return reduce(e, IR_amax, a); }
-static sval bi_count(ast_node *e, sval *a) { return reduce(e, IR_count, a); }
-
-/* Two operands as tensors; 0 on error. */
-static int two_tensors(ast_node *e, sval *args, int *ids)
-{
-    ids[0] = as_tensor(e, &args[0]);
-    ids[1] = ids[0] < 0 ? -1 : as_tensor(e, &args[1]);
-    return ids[0] >= 0 && ids[1] >= 0;
-}
-
-static sval bi_dot(ast_node *e, sval *args)
-{
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    const ir_type *a = tensor_type(ids[0]), *b = tensor_type(ids[1]);
-    if (a->rank != 1 || b->rank != 1 || a->dim[0] != b->dim[0]) {
-        char sa[64], sb[64];
-        type_text(a, sa, sizeof sa);
-        type_text(b, sb, sizeof sb);
-        diag_error(e->loc, "dot needs two vectors of one length: %s vs %s", sa, sb);
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_dot, 2, ids, ir_type_scalar(DT_F32)));
-}
-
-static sval bi_linear(ast_node *e, sval *args)
-{
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    if (S.m->insts[ids[1]].op != IR_weight) {
-        diag_error(e->kids.v[1]->loc, "linear's matrix must be a weight (or a view of one)");
-        return err_val;
-    }
-    const ir_type *x = tensor_type(ids[0]), *w = tensor_type(ids[1]);
-    if (w->rank != 2 || x->rank != 1 || w->dim[1] != x->dim[0]) {
-        char sx[64], sw[64];
-        type_text(x, sx, sizeof sx);
-        type_text(w, sw, sizeof sw);
-        diag_error(e->loc, "shape mismatch: linear(x %s, W %s) needs W [out, %lld]", sx, sw,
-                   x->rank == 1 ? (long long)x->dim[0] : 0LL);
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_linear, 2, ids, ir_type_vec(DT_F32, w->dim[0])));
-}
-
-static sval bi_embedding(ast_node *e, sval *args)
-{
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    const ir_type *t = tensor_type(ids[0]);
-    if (t->rank != 2 || tensor_type(ids[1])->dtype != DT_I32 ||
-        S.m->insts[ids[0]].op != IR_weight) {
-        diag_error(e->loc, "embedding(table, token) needs a [V, d] weight and the token");
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_embed, 2, ids, ir_type_vec(DT_F32, t->dim[1])));
-}
-
-static sval bi_softmax(ast_node *e, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    if (id < 0)
-        return err_val;
-    const ir_type *t = tensor_type(id);
-    if (!(t->rank == 1 && !t->seq) && !(t->rank == 2 && t->seq == 2u)) {
-        diag_error(e->loc, "softmax needs a vector or attention scores [heads, S]");
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_softmax, 1, &id, *tensor_type(id)));
-}
-
-static sval bi_concat(ast_node *e, sval *args)
-{
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    const ir_type *a = tensor_type(ids[0]), *b = tensor_type(ids[1]);
-    if (a->rank != 1 || b->rank != 1) {
-        diag_error(e->loc, "concat needs two vectors");
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_concat, 2, ids, ir_type_vec(DT_F32, a->dim[0] + b->dim[0])));
-}
-
-static sval bi_width(ast_node *e, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    if (id < 0)
-        return err_val;
-    const ir_type *t = tensor_type(id);
-    return mk_int(t->rank ? t->dim[t->rank - 1] : 1);
-}
-
-static sval bi_zeros(ast_node *e, sval *args)
-{
-    int64_t n;
-    if (!expect_int(e, &args[0], "zeros' length", &n))
-        return err_val;
-    if (n <= 0) {
-        diag_error(e->loc, "zeros(n) needs n > 0");
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_zeros, 0, NULL, ir_type_vec(DT_F32, n)));
-}
-
-static sval bi_rope(ast_node *e, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    int64_t heads;
-    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "rope's head count", &heads))
-        return err_val;
-    if (!is_num(&args[2])) {
-        diag_error(e->kids.v[2]->loc, "rope's base must be a number known at compile time");
-        return err_val;
-    }
-    if (args[3].kind != V_STR) {
-        diag_error(e->kids.v[3]->loc, "rope's mode must be the string \"half\" or "
-                                      "\"interleaved\", got %s", kind_name(args[3].kind));
-        return err_val;
-    }
-    if (strcmp(args[3].s, "half") && strcmp(args[3].s, "interleaved")) {
-        diag_error(e->kids.v[3]->loc, "rope's mode must be \"half\" or \"interleaved\", got "
-                                      "\"%s\"", args[3].s);
-        return err_val;
-    }
-    const ir_type *t = tensor_type(id);
-    if (t->rank != 1 || heads <= 0 || t->dim[0] % heads || (t->dim[0] / heads) % 2) {
-        diag_error(e->loc, "rope needs a vector of heads * head_dim with an even head_dim "
-                           "(%lld heads)", (long long)heads);
-        return err_val;
-    }
-    int r = emit(e, IR_rope, 1, &id, *t);
-    ir_inst *in = ir_get(S.m, r);
-    in->iattr[0] = heads;
-    in->fattr = num(&args[2]);
-    in->sattr = args[3].s;
-    return mk_tensor(r);
-}
-
-static sval bi_cache(ast_node *e, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    int64_t cap;
-    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "the cache capacity", &cap))
-        return err_val;
-    const ir_type *t = tensor_type(id);
-    if (t->rank != 1 || cap <= 0) {
-        diag_error(e->loc, "cache(x, capacity) needs a vector and a positive capacity");
-        return err_val;
-    }
-    if (S.guard >= 0) {
-        diag_error(e->loc, "a cache cannot be written under a data-dependent condition");
-        return err_val;
-    }
-    ir_type ct = ir_type_mat(DT_F32, cap, t->dim[0]);
-    ct.seq = 1u;
-    if (!S.m->ctx || cap < S.m->ctx)
-        S.m->ctx = cap;
-    return mk_tensor(emit(e, IR_cache, 1, &id, ct));
-}
-
-static sval bi_attn_scores(ast_node *e, sval *args)
-{
-    int ids[2];
-    int64_t heads;
-    if (!two_tensors(e, args, ids) || !expect_int(e->kids.v[2], &args[2], "heads", &heads))
-        return err_val;
-    const ir_type *q = tensor_type(ids[0]), *kc = tensor_type(ids[1]);
-    if (q->rank != 1 || kc->rank != 2 || !(kc->seq & 1u)) {
-        diag_error(e->loc, "attn_scores(q, k_cache, heads) needs a vector and a cache");
-        return err_val;
-    }
-    if (heads <= 0 || q->dim[0] % heads || kc->dim[1] % (q->dim[0] / heads) ||
-        heads % (kc->dim[1] / (q->dim[0] / heads))) {
-        diag_error(e->loc, "attn_scores: q of %lld with %lld heads does not fit a cache of "
-                   "width %lld", (long long)q->dim[0], (long long)heads, (long long)kc->dim[1]);
-        return err_val;
-    }
-    ir_type st = ir_type_mat(DT_F32, heads, kc->dim[0]);
-    st.seq = 2u;
-    int r = emit(e, IR_attn_scores, 2, ids, st);
-    ir_get(S.m, r)->iattr[0] = heads;
-    return mk_tensor(r);
-}
-
-static sval bi_attn_apply(ast_node *e, sval *args)
-{
-    int ids[2];
-    int64_t kvh;
-    if (!two_tensors(e, args, ids) || !expect_int(e->kids.v[2], &args[2], "kv_heads", &kvh))
-        return err_val;
-    const ir_type *p = tensor_type(ids[0]), *vc = tensor_type(ids[1]);
-    if (p->rank != 2 || !(p->seq & 2u) || vc->rank != 2 || !(vc->seq & 1u)) {
-        diag_error(e->loc, "attn_apply(probs, v_cache, kv_heads) needs probs [heads, S] "
-                           "and a cache");
-        return err_val;
-    }
-    if (kvh <= 0 || vc->dim[1] % kvh || p->dim[0] % kvh || p->dim[1] != vc->dim[0]) {
-        diag_error(e->loc, "attn_apply: %lld heads of probs over %lld positions do not fit "
-                   "a cache of %lld x %lld with %lld kv heads", (long long)p->dim[0],
-                   (long long)p->dim[1], (long long)vc->dim[0], (long long)vc->dim[1],
-                   (long long)kvh);
-        return err_val;
-    }
-    int64_t hd = vc->dim[1] / kvh;
-    int r = emit(e, IR_attn_apply, 2, ids, ir_type_vec(DT_F32, p->dim[0] * hd));
-    ir_get(S.m, r)->iattr[0] = kvh;
-    return mk_tensor(r);
-}
-
-static const struct builtin {
-    const char *name;
-    int arity;
-    builtin_fn fn;
-    const char *usage;
-} builtins[] = {
-    {"linear", 2, bi_linear, "linear(x, W)"},
-    {"embedding", 2, bi_embedding, "embedding(table, token)"},
-    {"exp", 1, bi_exp, "exp(x)"},
-    {"sqrt", 1, bi_sqrt, "sqrt(x)"},
-    {"rsqrt", 1, bi_rsqrt, "rsqrt(x)"},
-    {"tanh", 1, bi_tanh, "tanh(x)"},
-    {"sigmoid", 1, bi_sigmoid, "sigmoid(x)"},
-    {"silu", 1, bi_silu, "silu(x)"},
-    {"gelu", 1, bi_gelu, "gelu(x)"},
-    {"relu", 1, bi_relu, "relu(x)"},
-    {"max", 2, bi_max, "max(a, b)"},
-    {"min", 2, bi_min, "min(a, b)"},
-    {"pow", 2, bi_pow, "pow(a, b)"},
-    {"select", 3, bi_select, "select(cond, a, b)"},
-    {"mean", 1, bi_mean, "mean(x)"},
-    {"total", 1, bi_total, "total(x)"},
-    {"amax", 1, bi_amax, "amax(x)"},
-    {"count", 1, bi_count, "count(mask)"},
-    {"dot", 2, bi_dot, "dot(a, b)"},
-    {"softmax", 1, bi_softmax, "softmax(x)"},
-    {"concat", 2, bi_concat, "concat(a, b)"},
-    {"width", 1, bi_width, "width(x)"},
-    {"zeros", 1, bi_zeros, "zeros(n)"},
-    {"rope", 4, bi_rope, "rope(x, heads, base, mode)"},
-    {"cache", 2, bi_cache, "cache(x, capacity)"},
-    {"attn_scores", 3, bi_attn_scores, "attn_scores(q, k_cache, heads)"},
-    {"attn_apply", 3, bi_attn_apply, "attn_apply(probs, v_cache, kv_heads)"},
-};
-
 /* ---------------------------------------------------------------- calls */
 
 static sval call_user(scope *sc, ast_node *e, sval fnv)
@@ -1185,13 +786,11 @@ static sval call(scope *sc, ast_node *e)
     binding *b = scope_find(sc, e->name);
     if (b && (b->val.kind == V_BLOCK || b->val.kind == V_DEF))
         return call_user(sc, e, b->val);
-    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
-        if (strcmp(builtins[i].name, e->name))
-            continue;
-        if (e->kids.n != builtins[i].arity) {
-            diag_error(e->loc, "'%s' takes %d argument%s, given %d (%s)", e->name,
-                       builtins[i].arity, builtins[i].arity == 1 ? "" : "s", e->kids.n,
-                       builtins[i].usage);
+    const builtin *bi = builtin_find(e->name);
+    if (bi) {
+        if (e->kids.n != bi->arity) {
+            diag_error(e->loc, "'%s' takes %d argument%s, given %d (%s)", e->name, bi->arity,
+                       bi->arity == 1 ? "" : "s", e->kids.n, bi->usage);
             return err_val;
         }
         sval args[4];
@@ -1200,7 +799,7 @@ static sval call(scope *sc, ast_node *e)
             if (args[k].kind == V_ERR)
                 return err_val;
         }
-        return builtins[i].fn(e, args);
+        return bi->fn(e, args);
     }
     if (b)
         diag_error(e->loc, "'%s' is %s, not something to call", e->name,
@@ -1366,226 +965,6 @@ static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
         }
     }
     return 0;
-}
-
-/* ---------------------------------------------------------------- weights */
-
-/* Expands "model.layers.{l}.x" with the values of the names in braces. */
-static const char *expand_template(scope *sc, ast_node *d)
-{
-    char out[1024];
-    size_t n = 0;
-    for (const char *p = d->str; *p; p++) {
-        if (*p != '{') {
-            if (n + 1 < sizeof out)
-                out[n++] = *p;
-            continue;
-        }
-        const char *end = strchr(p, '}');
-        if (!end || end == p + 1) {
-            diag_error(d->loc, "unterminated or empty '{' in the tensor name \"%s\"", d->str);
-            return NULL;
-        }
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
-        binding *b = scope_find(sc, name);
-        if (!b || (b->val.kind != V_INT && b->val.kind != V_STR)) {
-            diag_error(d->loc, "'{%s}' in the tensor name is not a loop index or parameter",
-                       name);
-            return NULL;
-        }
-        char val[64];
-        if (b->val.kind == V_INT)
-            snprintf(val, sizeof val, "%lld", (long long)b->val.i);
-        else
-            snprintf(val, sizeof val, "%s", b->val.s);
-        for (const char *v = val; *v && n + 1 < sizeof out; v++)
-            out[n++] = *v;
-        p = end;
-    }
-    out[n] = 0;
-    return ast_intern(out, n);
-}
-
-typedef struct wctx {
-    int nr;
-    ast_node *ranges[4];
-    int64_t lo[4], hi[4], cur[4];
-} wctx;
-
-static wdecl *find_wdecl(const char *name)
-{
-    for (int i = 0; i < S.nwdecls; i++)
-        if (strcmp(S.wdecls[i]->name, name) == 0)
-            return S.wdecls[i];
-    return NULL;
-}
-
-static int same_tensor_name(int id, const void *name)
-{
-    return strcmp(S.m->tensors[id].name, name) == 0;
-}
-
-static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
-{
-    wdecl *wd = find_wdecl(d->name);
-    if (!wd) {
-        if (scope_find_local(S.model, d->name)) {
-            diag_error(d->loc, "'%s' is already defined in this model", d->name);
-            return;
-        }
-        wd = sema_alloc(sizeof *wd);
-        wd->name = d->name;
-        wd->decl = d;
-        wd->ndim = w->nr;
-        int64_t total = 1;
-        for (int k = 0; k < w->nr; k++) {
-            wd->dim_name[k] = w->ranges[k]->name;
-            wd->lo[k] = w->lo[k];
-            wd->hi[k] = w->hi[k];
-            total *= w->hi[k] - w->lo[k];
-        }
-        if (over_limit(d, total > MAX_ITERATIONS, "a weight array has more than 16000000 "
-                                                  "entries"))
-            return;
-        wd->nentries = total;
-        wd->entries = sema_alloc(sizeof(int) * (size_t)(total ? total : 1));
-        for (int64_t i = 0; i < total; i++)
-            wd->entries[i] = -2;   /* -2: not visited, -1: condition false */
-        S.wdecls = realloc(S.wdecls, sizeof *S.wdecls * (size_t)(S.nwdecls + 1));
-        if (!S.wdecls)
-            DIE("out of memory");
-        S.wdecls[S.nwdecls++] = wd;
-        sval v = {.kind = V_WARRAY, .wd = wd};
-        scope_set(S.model, d->name, v);
-    } else if (wd->decl != d) {
-        diag_error(d->loc, "weight '%s' is declared twice", d->name);
-        diag_note(wd->decl->loc, "first declared here");
-        return;
-    }
-    int64_t flat = warray_entry(d, wd, w->cur);
-    if (flat < 0)
-        return;
-    wd->entries[flat] = -1;
-    if (!present)
-        return;
-    ir_type t = {.dtype = DT_F32, .rank = d->kids.n};
-    if (d->kids.n < 1 || d->kids.n > 2) {
-        diag_error(d->loc, "weight '%s' needs 1 or 2 dimensions", d->name);
-        return;
-    }
-    int64_t elems = 1;
-    for (int k = 0; k < d->kids.n; k++) {
-        sval v = eval(sc, d->kids.v[k]);
-        if (!expect_int(d->kids.v[k], &v, "a weight dimension", &t.dim[k]))
-            return;
-        if (t.dim[k] <= 0) {
-            diag_error(d->kids.v[k]->loc, "weight dimension must be positive, got %lld",
-                       (long long)t.dim[k]);
-            return;
-        }
-        if (__builtin_mul_overflow(elems, t.dim[k], &elems) || elems > MAX_TENSOR_ELEMS) {
-            diag_error(d->loc, "weight '%s' is too large (more than 2^40 elements)", d->name);
-            return;
-        }
-    }
-    if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than 1000000 "
-                                                    "weight tensors"))
-        return;
-    const char *name = expand_template(sc, d);
-    if (!name)
-        return;
-    char decl[256];
-    size_t n = (size_t)snprintf(decl, sizeof decl, "%s", d->name);
-    for (int k = 0; k < w->nr && n < sizeof decl; k++)
-        n += (size_t)snprintf(decl + n, sizeof decl - n, "%s%lld", k ? ", " : "[",
-                              (long long)w->cur[k]);
-    if (w->nr && n < sizeof decl)
-        snprintf(decl + n, sizeof decl - n, "]");
-    int *slot = hash_slot(S.tensor_hash, hash_string(name), same_tensor_name, name);
-    if (*slot) {
-        const ir_tensor *first = &S.m->tensors[*slot - 1];
-        diag_error(d->loc, "checkpoint tensor \"%s\" is bound twice", name);
-        diag_note(first->loc, "first bound here (as %s)", first->decl);
-        return;
-    }
-    wd->entries[flat] = ir_add_tensor(S.m, name, ast_intern(decl, strlen(decl)), t, d->loc);
-    *slot = wd->entries[flat] + 1;
-}
-
-static void weights_items(scope *sc, ast_node *body, wctx *w);
-
-static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
-{
-    if (k == f->ranges.n) {
-        int present = 1;
-        if (f->a) {
-            sval c = eval(sc, f->a);
-            if (c.kind != V_INT) {
-                if (c.kind != V_ERR)
-                    diag_error(f->a->loc, "a weight condition must be known at compile time");
-                return;
-            }
-            present = c.i != 0;
-        }
-        if (present)
-            weights_items(sc, f->b, w);
-        else {
-            /* record the declarations as absent at these indices */
-            for (int i = 0; i < f->b->kids.n; i++)
-                if (f->b->kids.v[i]->kind == AST_WEIGHT_DECL)
-                    weight_decl(sc, f->b->kids.v[i], w, 0);
-        }
-        return;
-    }
-    ast_node *r = f->ranges.v[k];
-    sval lo = eval(sc, r->a), hi = eval(sc, r->b);
-    int64_t a, b;
-    if (!expect_int(r->a, &lo, "a range bound", &a) || !expect_int(r->b, &hi, "a range bound", &b))
-        return;
-    if (w->nr >= 4) {
-        diag_error(r->loc, "weights nest at most 4 loops deep");
-        return;
-    }
-    if (b <= a) {
-        diag_error(r->loc, "empty range %lld..%lld", (long long)a, (long long)b);
-        return;
-    }
-    int slot = w->nr++;
-    w->ranges[slot] = r;
-    w->lo[slot] = a;
-    w->hi[slot] = b;
-    for (int64_t i = a; i < b && !S.stopped; i++) {
-        if (over_limit(r, ++S.iterations > MAX_ITERATIONS,
-                       "weight loops run more than 16000000 iterations"))
-            break;
-        w->cur[slot] = i;
-        scope_set(sc, r->name, mk_int(i));
-        weights_for(sc, f, w, k + 1);
-    }
-    w->nr--;
-}
-
-static void weights_items(scope *sc, ast_node *body, wctx *w)
-{
-    for (int i = 0; i < body->kids.n; i++) {
-        ast_node *it = body->kids.v[i];
-        if (it->kind == AST_WEIGHT_FOR) {
-            weights_for(sc, it, w, 0);
-            continue;
-        }
-        int present = 1;
-        if (it->a) {
-            sval c = eval(sc, it->a);
-            if (c.kind != V_INT) {
-                if (c.kind != V_ERR)
-                    diag_error(it->a->loc, "a weight condition must be known at compile time");
-                continue;
-            }
-            present = c.i != 0;
-        }
-        weight_decl(sc, it, w, present);
-    }
 }
 
 /* ---------------------------------------------------------------- model */

@@ -1,0 +1,224 @@
+/* sema_weights.c - weight declarations: `weights { ... }` bodies.
+ *
+ * Each declared name becomes a weight array over the indices of its enclosing loops (0-d for
+ * a plain weight); each entry whose condition holds becomes a module tensor, with its
+ * checkpoint name expanded from the template ("model.layers.{l}.x"). A checkpoint tensor may
+ * be bound once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sema_internal.h"
+
+
+/* Expands "model.layers.{l}.x" with the values of the names in braces. */
+static const char *expand_template(scope *sc, ast_node *d)
+{
+    char out[1024];
+    size_t n = 0;
+    for (const char *p = d->str; *p; p++) {
+        if (*p != '{') {
+            if (n + 1 < sizeof out)
+                out[n++] = *p;
+            continue;
+        }
+        const char *end = strchr(p, '}');
+        if (!end || end == p + 1) {
+            diag_error(d->loc, "unterminated or empty '{' in the tensor name \"%s\"", d->str);
+            return NULL;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+        binding *b = scope_find(sc, name);
+        if (!b || (b->val.kind != V_INT && b->val.kind != V_STR)) {
+            diag_error(d->loc, "'{%s}' in the tensor name is not a loop index or parameter",
+                       name);
+            return NULL;
+        }
+        char val[64];
+        if (b->val.kind == V_INT)
+            snprintf(val, sizeof val, "%lld", (long long)b->val.i);
+        else
+            snprintf(val, sizeof val, "%s", b->val.s);
+        for (const char *v = val; *v && n + 1 < sizeof out; v++)
+            out[n++] = *v;
+        p = end;
+    }
+    out[n] = 0;
+    return ast_intern(out, n);
+}
+
+static wdecl *find_wdecl(const char *name)
+{
+    for (int i = 0; i < S.nwdecls; i++)
+        if (strcmp(S.wdecls[i]->name, name) == 0)
+            return S.wdecls[i];
+    return NULL;
+}
+
+static int same_tensor_name(int id, const void *name)
+{
+    return strcmp(S.m->tensors[id].name, name) == 0;
+}
+
+static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
+{
+    wdecl *wd = find_wdecl(d->name);
+    if (!wd) {
+        if (scope_find_local(S.model, d->name)) {
+            diag_error(d->loc, "'%s' is already defined in this model", d->name);
+            return;
+        }
+        wd = sema_alloc(sizeof *wd);
+        wd->name = d->name;
+        wd->decl = d;
+        wd->ndim = w->nr;
+        int64_t total = 1;
+        for (int k = 0; k < w->nr; k++) {
+            wd->dim_name[k] = w->ranges[k]->name;
+            wd->lo[k] = w->lo[k];
+            wd->hi[k] = w->hi[k];
+            total *= w->hi[k] - w->lo[k];
+        }
+        if (over_limit(d, total > MAX_ITERATIONS, "a weight array has more than 16000000 "
+                                                  "entries"))
+            return;
+        wd->nentries = total;
+        wd->entries = sema_alloc(sizeof(int) * (size_t)(total ? total : 1));
+        for (int64_t i = 0; i < total; i++)
+            wd->entries[i] = -2;   /* -2: not visited, -1: condition false */
+        S.wdecls = realloc(S.wdecls, sizeof *S.wdecls * (size_t)(S.nwdecls + 1));
+        if (!S.wdecls)
+            DIE("out of memory");
+        S.wdecls[S.nwdecls++] = wd;
+        sval v = {.kind = V_WARRAY, .wd = wd};
+        scope_set(S.model, d->name, v);
+    } else if (wd->decl != d) {
+        diag_error(d->loc, "weight '%s' is declared twice", d->name);
+        diag_note(wd->decl->loc, "first declared here");
+        return;
+    }
+    int64_t flat = warray_entry(d, wd, w->cur);
+    if (flat < 0)
+        return;
+    wd->entries[flat] = -1;
+    if (!present)
+        return;
+    ir_type t = {.dtype = DT_F32, .rank = d->kids.n};
+    if (d->kids.n < 1 || d->kids.n > 2) {
+        diag_error(d->loc, "weight '%s' needs 1 or 2 dimensions", d->name);
+        return;
+    }
+    int64_t elems = 1;
+    for (int k = 0; k < d->kids.n; k++) {
+        sval v = eval(sc, d->kids.v[k]);
+        if (!expect_int(d->kids.v[k], &v, "a weight dimension", &t.dim[k]))
+            return;
+        if (t.dim[k] <= 0) {
+            diag_error(d->kids.v[k]->loc, "weight dimension must be positive, got %lld",
+                       (long long)t.dim[k]);
+            return;
+        }
+        if (__builtin_mul_overflow(elems, t.dim[k], &elems) || elems > MAX_TENSOR_ELEMS) {
+            diag_error(d->loc, "weight '%s' is too large (more than 2^40 elements)", d->name);
+            return;
+        }
+    }
+    if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than 1000000 "
+                                                    "weight tensors"))
+        return;
+    const char *name = expand_template(sc, d);
+    if (!name)
+        return;
+    char decl[256];
+    size_t n = (size_t)snprintf(decl, sizeof decl, "%s", d->name);
+    for (int k = 0; k < w->nr && n < sizeof decl; k++)
+        n += (size_t)snprintf(decl + n, sizeof decl - n, "%s%lld", k ? ", " : "[",
+                              (long long)w->cur[k]);
+    if (w->nr && n < sizeof decl)
+        snprintf(decl + n, sizeof decl - n, "]");
+    int *slot = hash_slot(S.tensor_hash, hash_string(name), same_tensor_name, name);
+    if (*slot) {
+        const ir_tensor *first = &S.m->tensors[*slot - 1];
+        diag_error(d->loc, "checkpoint tensor \"%s\" is bound twice", name);
+        diag_note(first->loc, "first bound here (as %s)", first->decl);
+        return;
+    }
+    wd->entries[flat] = ir_add_tensor(S.m, name, ast_intern(decl, strlen(decl)), t, d->loc);
+    *slot = wd->entries[flat] + 1;
+}
+
+
+static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
+{
+    if (k == f->ranges.n) {
+        int present = 1;
+        if (f->a) {
+            sval c = eval(sc, f->a);
+            if (c.kind != V_INT) {
+                if (c.kind != V_ERR)
+                    diag_error(f->a->loc, "a weight condition must be known at compile time");
+                return;
+            }
+            present = c.i != 0;
+        }
+        if (present)
+            weights_items(sc, f->b, w);
+        else {
+            /* record the declarations as absent at these indices */
+            for (int i = 0; i < f->b->kids.n; i++)
+                if (f->b->kids.v[i]->kind == AST_WEIGHT_DECL)
+                    weight_decl(sc, f->b->kids.v[i], w, 0);
+        }
+        return;
+    }
+    ast_node *r = f->ranges.v[k];
+    sval lo = eval(sc, r->a), hi = eval(sc, r->b);
+    int64_t a, b;
+    if (!expect_int(r->a, &lo, "a range bound", &a) || !expect_int(r->b, &hi, "a range bound", &b))
+        return;
+    if (w->nr >= 4) {
+        diag_error(r->loc, "weights nest at most 4 loops deep");
+        return;
+    }
+    if (b <= a) {
+        diag_error(r->loc, "empty range %lld..%lld", (long long)a, (long long)b);
+        return;
+    }
+    int slot = w->nr++;
+    w->ranges[slot] = r;
+    w->lo[slot] = a;
+    w->hi[slot] = b;
+    for (int64_t i = a; i < b && !S.stopped; i++) {
+        if (over_limit(r, ++S.iterations > MAX_ITERATIONS,
+                       "weight loops run more than 16000000 iterations"))
+            break;
+        w->cur[slot] = i;
+        scope_set(sc, r->name, mk_int(i));
+        weights_for(sc, f, w, k + 1);
+    }
+    w->nr--;
+}
+
+void weights_items(scope *sc, ast_node *body, wctx *w)
+{
+    for (int i = 0; i < body->kids.n; i++) {
+        ast_node *it = body->kids.v[i];
+        if (it->kind == AST_WEIGHT_FOR) {
+            weights_for(sc, it, w, 0);
+            continue;
+        }
+        int present = 1;
+        if (it->a) {
+            sval c = eval(sc, it->a);
+            if (c.kind != V_INT) {
+                if (c.kind != V_ERR)
+                    diag_error(it->a->loc, "a weight condition must be known at compile time");
+                continue;
+            }
+            present = c.i != 0;
+        }
+        weight_decl(sc, it, w, present);
+    }
+}
