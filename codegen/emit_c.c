@@ -27,7 +27,7 @@ typedef struct emitter {
 static int has_storage(const ir_inst *in)
 {
     switch (in->op) {
-    case IR_token: case IR_weight: case IR_rtparam:
+    case IR_token: case IR_position: case IR_weight: case IR_rtparam:
     case IR_stat: case IR_output:
         return 0;
     default:
@@ -67,8 +67,8 @@ static const char *scalar(const emitter *e, int id, char *buf, size_t size)
     const ir_inst *in = &e->m->insts[id];
     if (in->op == IR_const)
         return float_lit(in->fattr, buf, size);
-    if (in->op == IR_token)
-        return snprintf(buf, size, "(float)token"), buf;
+    if (in->op == IR_token || in->op == IR_position)
+        return snprintf(buf, size, "(float)%s", in->op == IR_token ? "token" : "pos"), buf;
     char p[96];
     snprintf(buf, size, "%s[0]", ptr(e, id, p, sizeof p));
     return buf;
@@ -170,9 +170,9 @@ static void emit_inst(const emitter *e, int id)
     if (has_storage(in))
         ptr(e, id, d, sizeof d);
     a[0] = b[0] = 0;
-    if (in->nargs > 0 && e->m->insts[in->args[0]].op != IR_token)
+    if (in->nargs > 0 && e->m->insts[in->args[0]].type.dtype != DT_I32)
         ptr(e, in->args[0], a, sizeof a);
-    if (in->nargs > 1 && e->m->insts[in->args[1]].op != IR_token)
+    if (in->nargs > 1 && e->m->insts[in->args[1]].type.dtype != DT_I32)
         ptr(e, in->args[1], b, sizeof b);
 
     if (ir_ops[in->op].flags & OPF_ELEMWISE) {
@@ -180,18 +180,28 @@ static void emit_inst(const emitter *e, int id)
         return;
     }
     switch (in->op) {
-    case IR_token: case IR_weight: case IR_const: case IR_rtparam:
+    case IR_token: case IR_position: case IR_weight: case IR_const: case IR_rtparam:
         return;
     case IR_zeros:
         fprintf(o, "    memset(%s, 0, %" PRId64 " * sizeof(float));\n", d, numel(t));
         return;
     case IR_embed: {   /* the row of a weight view: rows lie `stride` floats apart */
         const ir_inst *w = &e->m->insts[in->args[0]];
-        fprintf(o, "    if ((uint32_t)token < %" PRId64 "u) krt_embed(%s, %s + (int64_t)token * %"
-                   PRId64 ", 0, %" PRId64 "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
-                w->type.dim[0], d, a, w->iattr[2], t->dim[0], d, t->dim[0]);
+        const char *row = e->m->insts[in->args[1]].op == IR_position ? "pos" : "token";
+        fprintf(o, "    if ((uint32_t)%s < %" PRId64 "u) krt_embed(%s, %s + (int64_t)%s * %" PRId64
+                   ", 0, %" PRId64 "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
+                row, w->type.dim[0], d, a, row, w->iattr[2], t->dim[0], d, t->dim[0]);
         return;
     }
+    case IR_topk:   /* k passes, each taking the largest element not yet taken */
+        fprintf(o, "    memset(%s, 0, %" PRId64 " * sizeof(float));\n"
+                   "    for (int64_t k = 0; k < %" PRId64 "; k++) {\n"
+                   "      int64_t best = -1;\n"
+                   "      for (int64_t i = 0; i < %" PRId64 "; i++)\n"
+                   "        if (%s[i] == 0.0f && (best < 0 || %s[i] > %s[best])) best = i;\n"
+                   "      %s[best] = 1.0f;\n    }\n",
+                d, numel(t), in->iattr[0], numel(t), d, a, a, d);
+        return;
     case IR_linear: {
         const ir_inst *w = &e->m->insts[in->args[1]];
         if (w->op != IR_weight)
@@ -230,8 +240,9 @@ static void emit_inst(const emitter *e, int id)
         return;
     case IR_rope:
         fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
-        fprintf(o, "    krt_rope(%s, %" PRId64 ", %" PRId64 ", pos, %s, %d);\n", d, in->iattr[0],
-                numel(t) / in->iattr[0], float_lit(in->fattr, s, sizeof s),
+        fprintf(o, "    krt_rope(%s, %" PRId64 ", %" PRId64 ", %" PRId64 ", pos, %s, %d);\n", d,
+                in->iattr[0], numel(t) / in->iattr[0], in->iattr[1],
+                float_lit(in->fattr, s, sizeof s),
                 strcmp(in->sattr, "interleaved") == 0);
         return;
     case IR_cache:

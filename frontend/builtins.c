@@ -11,7 +11,7 @@
 static sval bi_unary(ast_node *e, ir_op op, sval *args)
 {
     static double (*const folds[IR_OP_COUNT])(double) = {
-        [IR_exp] = exp, [IR_sqrt] = sqrt, [IR_tanh] = tanh,
+        [IR_exp] = exp, [IR_sqrt] = sqrt, [IR_tanh] = tanh, [IR_erf] = erf,
     };
     if (is_num(&args[0])) {
         double x = num(&args[0]);
@@ -28,7 +28,7 @@ static sval bi_unary(ast_node *e, ir_op op, sval *args)
 #define UNARY(name)                                                                            \
     static sval bi_##name(ast_node *e, sval *a) { return bi_unary(e, IR_##name, a); }
 UNARY(exp) UNARY(sqrt) UNARY(rsqrt) UNARY(tanh) UNARY(sigmoid) UNARY(silu) UNARY(gelu)
-UNARY(relu)
+UNARY(relu) UNARY(erf)
 #undef UNARY
 
 static sval bi_binary(ast_node *e, ir_op op, sval *args)
@@ -176,7 +176,9 @@ static sval bi_zeros(ast_node *e, sval *args)
     return mk_tensor(emit(e, IR_zeros, 0, NULL, ir_type_vec(DT_F32, n)));
 }
 
-static sval bi_rope(ast_node *e, sval *args)
+/* rope(x, heads, base, mode) rotates whole heads; rope_partial(..., rot) the first rot dims
+ * of each head (GPT-J, GPT-NeoX, Phi). */
+static sval rope(ast_node *e, sval *args, int partial)
 {
     int id = as_tensor(e, &args[0]);
     int64_t heads;
@@ -202,11 +204,44 @@ static sval bi_rope(ast_node *e, sval *args)
                            "(%lld heads)", (long long)heads);
         return err_val;
     }
+    int64_t head_dim = t->dim[0] / heads, rot = head_dim;
+    if (partial && !expect_int(e->kids.v[4], &args[4], "the rotary dims", &rot))
+        return err_val;
+    if (rot <= 0 || rot % 2 || rot > head_dim) {
+        diag_error(e->kids.v[4]->loc, "the rotary dims must be even and at most head_dim "
+                   "(%lld), got %lld", (long long)head_dim, (long long)rot);
+        return err_val;
+    }
     int r = emit(e, IR_rope, 1, &id, *t);
     ir_inst *in = ir_get(S.m, r);
     in->iattr[0] = heads;
+    in->iattr[1] = rot;
     in->fattr = num(&args[2]);
     in->sattr = args[3].s;
+    return mk_tensor(r);
+}
+
+static sval bi_rope(ast_node *e, sval *args) { return rope(e, args, 0); }
+static sval bi_rope_partial(ast_node *e, sval *args) { return rope(e, args, 1); }
+
+static sval bi_topk(ast_node *e, sval *args)
+{
+    int id = as_tensor(e, &args[0]);
+    int64_t k;
+    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "topk's k", &k))
+        return err_val;
+    const ir_type *t = tensor_type(id);
+    if (t->rank != 1 || t->seq) {
+        diag_error(e->loc, "topk needs a vector");
+        return err_val;
+    }
+    if (k < 0 || k > t->dim[0]) {
+        diag_error(e->kids.v[1]->loc, "topk's k must be in 0..%lld, got %lld",
+                   (long long)t->dim[0], (long long)k);
+        return err_val;
+    }
+    int r = emit(e, IR_topk, 1, &id, ir_type_vec(DT_BOOL, t->dim[0]));
+    ir_get(S.m, r)->iattr[0] = k;
     return mk_tensor(r);
 }
 
@@ -292,6 +327,9 @@ static const builtin builtins[] = {
     {"silu", 1, bi_silu, "silu(x)"},
     {"gelu", 1, bi_gelu, "gelu(x)"},
     {"relu", 1, bi_relu, "relu(x)"},
+    {"erf", 1, bi_erf, "erf(x)"},
+    {"topk", 2, bi_topk, "topk(x, k)"},
+    {"rope_partial", 5, bi_rope_partial, "rope_partial(x, heads, base, mode, rotary_dims)"},
     {"max", 2, bi_max, "max(a, b)"},
     {"min", 2, bi_min, "min(a, b)"},
     {"pow", 2, bi_pow, "pow(a, b)"},

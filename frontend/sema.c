@@ -475,7 +475,8 @@ static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nit
         sval iv = eval(sc, items[0]);
         if (iv.kind == V_TENSOR) {   /* a run-time index: embedding lookup */
             if (tensor_type(iv.id)->dtype != DT_I32 || v.vt.rank != 2) {
-                diag_error(e->loc, "a weight can be indexed at run time only by the token");
+                diag_error(e->loc, "a weight can be indexed at run time only by the token or "
+                                   "the position");
                 return err_val;
             }
             int args[2] = {emit_view(&v), iv.id};
@@ -793,7 +794,7 @@ static sval call(scope *sc, ast_node *e)
                        bi->arity == 1 ? "" : "s", e->kids.n, bi->usage);
             return err_val;
         }
-        sval args[4];
+        sval args[8];
         for (int k = 0; k < e->kids.n; k++) {
             args[k] = eval(sc, e->kids.v[k]);
             if (args[k].kind == V_ERR)
@@ -1110,8 +1111,9 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
         diag_error(model->loc, "model '%s' has no forward", model->name);
         return 0;
     }
-    if (forward->params.n != 1) {
-        diag_error(forward->loc, "forward takes one parameter: the token");
+    if (forward->params.n < 1 || forward->params.n > 2) {
+        diag_error(forward->loc, "forward takes the token and, optionally, the position: "
+                                 "forward(token) or forward(token, pos)");
         return 0;
     }
     if (diag_error_count())
@@ -1120,6 +1122,11 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
     S.token_id = emit(forward, IR_token, 0, NULL, ir_type_scalar(DT_I32));
     ir_get(S.m, S.token_id)->label = forward->params.v[0]->name;
     scope_set(body, forward->params.v[0]->name, mk_tensor(S.token_id));
+    if (forward->params.n == 2) {
+        int pos = emit(forward, IR_position, 0, NULL, ir_type_scalar(DT_I32));
+        ir_get(S.m, pos)->label = forward->params.v[1]->name;
+        scope_set(body, forward->params.v[1]->name, mk_tensor(pos));
+    }
     sval ret = {.kind = V_NONE};
     if (!exec_stmts(body, forward->b, &ret)) {
         if (!S.stopped)

@@ -27,6 +27,7 @@ enum {
 
 #define KILN_OPS(X)                                                                            \
     X(token, 0, OPF_SOURCE, "", "", "the input token id of this step (i32 scalar)")           \
+    X(position, 0, OPF_SOURCE, "", "", "the position of this step, from 0 (i32 scalar)")      \
     X(weight, 0, OPF_SOURCE, "i:tensor i:offset i:stride", "",                                 \
       "a view of checkpoint tensor #tensor: element offset, row stride")                      \
     X(const, 0, OPF_SOURCE, "f:value", "", "a scalar f32 constant")                            \
@@ -45,6 +46,7 @@ enum {
       "0.5f * a * (1.0f + tanhf(0.7978845608f * (a + 0.044715f * a * a * a)))",               \
       "GELU, tanh approximation")                                                              \
     X(relu, 1, OPF_ELEMWISE, "", "(a > 0.0f ? a : 0.0f)", "max(a, 0)")                         \
+    X(erf, 1, OPF_ELEMWISE, "", "erff(a)", "the error function (exact GELU: x*(1+erf(x/sqrt2))/2)") \
     X(not, 1, OPF_ELEMWISE | OPF_BOOL, "", "(a == 0.0f ? 1.0f : 0.0f)", "logical not")        \
     X(add, 2, OPF_ELEMWISE, "", "a + b", "sum")                                                \
     X(sub, 2, OPF_ELEMWISE, "", "a - b", "difference")                                         \
@@ -68,12 +70,15 @@ enum {
     X(count, 1, OPF_REDUCE, "", "", "number of non-zero (true) elements -> scalar")            \
     X(dot, 2, OPF_REDUCE, "", "", "inner product of two vectors -> scalar")                    \
     X(extract, 1, 0, "i:index", "", "element #index of a vector -> scalar")                    \
+    X(topk, 1, OPF_BOOL, "i:k", "",                                                            \
+      "mask of the k largest elements of a vector (the lower index first on ties)")          \
     X(slice, 1, 0, "i:start", "", "elements [start, start+n) of a vector, n from the type")    \
     X(concat, 2, 0, "", "", "two vectors end to end")                                          \
     X(softmax, 1, 0, "", "",                                                                   \
       "softmax over the last dim; over the first pos+1 entries when it is S")                  \
-    X(rope, 1, 0, "i:heads f:base s:mode", "",                                                 \
-      "rotary embedding at the current position; mode half or interleaved")                  \
+    X(rope, 1, 0, "i:heads i:rot f:base s:mode", "",                                           \
+      "rotary embedding at the current position of the first rot dims of each head; "         \
+      "mode half or interleaved")                                                              \
     X(cache, 1, OPF_STATE | OPF_EFFECT, "", "",                                                \
       "append args[0] [w] at the current position -> the cache [S, w]")                       \
     X(attn_scores, 2, 0, "i:heads", "",                                                        \

@@ -74,7 +74,7 @@ static void check_op(const ir_module *m, int id, const ir_inst *in)
         break;
     }
     case IR_embed:
-        if (t0->rank != 2 || t1->dtype != DT_I32 || in->type.rank != 1 ||
+        if (t0->rank != 2 || t1->dtype != DT_I32 || t1->rank != 0 || in->type.rank != 1 ||
             in->type.dim[0] != t0->dim[1])
             fail(m, id, "needs a [V, d] table and an i32 token, gives [d]");
         break;
@@ -100,8 +100,14 @@ static void check_op(const ir_module *m, int id, const ir_inst *in)
             fail(m, id, "slice out of range");
         break;
     case IR_rope:
-        if (t0->rank != 1 || in->iattr[0] <= 0 || t0->dim[0] % (2 * in->iattr[0]) != 0)
-            fail(m, id, "needs [heads * head_dim] with an even head_dim");
+        if (t0->rank != 1 || in->iattr[0] <= 0 || t0->dim[0] % (2 * in->iattr[0]) != 0 ||
+            in->iattr[1] <= 0 || in->iattr[1] % 2 || in->iattr[1] > t0->dim[0] / in->iattr[0])
+            fail(m, id, "needs [heads * head_dim] with an even head_dim and rot <= head_dim");
+        break;
+    case IR_topk:
+        if (t0->rank != 1 || in->type.rank != 1 || in->type.dim[0] != t0->dim[0] ||
+            in->iattr[0] < 0 || in->iattr[0] > t0->dim[0])
+            fail(m, id, "needs a vector and 0 <= k <= its length");
         break;
     case IR_cache:
         if (t0->rank != 1 || in->type.rank != 2 || in->type.seq != 1u ||

@@ -31,15 +31,17 @@ static inline void krt_embed(float *y, const float *table, int32_t token, int64_
     memcpy(y, table + (int64_t)token * d, (size_t)d * sizeof(float));
 }
 
-/* Rotary position embedding in place on x[heads][head_dim]. The angle of pair i is
- * pos * freq_i with freq_i = 1 / base^(2i/head_dim), computed in float exactly as
- * llama2.c does. interleaved: pairs (2i, 2i+1); otherwise (HF rotate_half): (i, i+hd/2). */
-static inline void krt_rope(float *x, int64_t heads, int64_t head_dim, int32_t pos, float base,
-                            int interleaved)
+/* Rotary position embedding in place on x[heads][head_dim]: the first `rot` dims of each head
+ * rotate (rot = head_dim for full rotary; less for partial rotary), the rest pass through.
+ * The angle of pair i is pos * freq_i with freq_i = 1 / base^(2i/rot), computed in float
+ * exactly as llama2.c does. interleaved: pairs (2i, 2i+1); otherwise (HF rotate_half):
+ * (i, i + rot/2). */
+static inline void krt_rope(float *x, int64_t heads, int64_t head_dim, int64_t rot, int32_t pos,
+                            float base, int interleaved)
 {
-    int64_t half = head_dim / 2;
+    int64_t half = rot / 2;
     for (int64_t i = 0; i < half; i++) {
-        float freq = 1.0f / powf(base, (float)(2 * i) / (float)head_dim);
+        float freq = 1.0f / powf(base, (float)(2 * i) / (float)rot);
         float val = (float)pos * freq;
         float fcr = cosf(val);
         float fci = sinf(val);

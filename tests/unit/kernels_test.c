@@ -125,7 +125,7 @@ static void test_rope(void)
             double c = cos(ang), s = sin(ang), a = x[k], b = x[partner];
             ref[k] = first ? a * c - b * s : b * s + a * c;
         }
-        krt_rope(x, heads, hd, pos, base, inter);
+        krt_rope(x, heads, hd, hd, pos, base, inter);
         char what[96];
         snprintf(what, sizeof what, "rope %s heads=%lld hd=%lld pos=%d base=%g",
                  inter ? "interleaved" : "half", (long long)heads, (long long)hd, pos, base);
@@ -138,7 +138,7 @@ static void test_rope(void)
         float a[3 * 48], b[3 * 48];
         for (int i = 0; i < 3 * 48; i++)
             a[i] = b[i] = rnd_f();
-        krt_rope(a, 3, 48, pos, 10000.0f, 1);
+        krt_rope(a, 3, 48, 48, pos, 10000.0f, 1);
         rope_llama2c(b, 3 * 48, 48, pos);
         exact &= memcmp(a, b, sizeof a) == 0;
     }
