@@ -208,7 +208,7 @@ static sval rope(ast_node *e, sval *args, int partial)
     if (partial && !expect_int(e->kids.v[4], &args[4], "the rotary dims", &rot))
         return err_val;
     if (rot <= 0 || rot % 2 || rot > head_dim) {
-        diag_error(e->kids.v[4]->loc, "the rotary dims must be even and at most head_dim "
+        diag_error(e->kids.v[4]->loc, "the rotary dims must be positive, even and at most head_dim "
                    "(%lld), got %lld", (long long)head_dim, (long long)rot);
         return err_val;
     }

@@ -319,4 +319,231 @@ sub argmax_margin {
     return ($bi, $best - $second);
 }
 
+
+# ---------------------------------------------------------------- GPT-2, GPT-J-style parallel, Mixtral
+#
+# Three more architectures, as a separate class with the same interface:
+#
+#   my $m = RefModel::new_arch($w, arch => 'gpt2', heads => 4);
+#   my $row = $m->step($token);
+#
+# arch 'gpt2': GPT2LMHeadModel (learned wpe, pre-LayerNorm with bias, MHA without RoPE,
+#   biases on every projection, GELU tanh MLP, classifier tied to wte), with c_attn split
+#   into q_proj / k_proj / v_proj and every Conv1D weight stored [out, in].
+#   Keys: heads, eps (1e-5).
+# arch 'gptp': GPT-J-style parallel block x += attn(LN x) + mlp(LN x), partial RoPE on the
+#   first rotary_dim dims of each head, untied lm_head with bias.
+#   Keys: heads, kv_heads, rotary_dim, rope (interleaved), rope_base (10000), eps (1e-5).
+# arch 'mixtral': LLaMA body (RMSNorm, GQA, RoPE) with a top-k routed SwiGLU expert FFN
+#   (softmax over the selected router logits only; ties go to the lower index).
+#   Keys: heads, kv_heads, experts, top_k, rope (half), rope_base (1e6), eps (1e-5), tied (0).
+#   After steps: $m->{top_weight}[$l] (sum over steps of the largest routing weight),
+#   $m->{selected}[$l][$e] (steps expert e ran), $m->{min_route_gap} (smallest gap between
+#   the k-th and (k+1)-th router logit seen: how close routing came to a tie).
+# Widths (dim, vocab, hidden, ctx) come from the tensors' shapes.
+
+sub layernorm {
+    my ($x, $g, $b, $eps) = @_;
+    my $n = @$x;
+    my $mu = sum0(@$x) / $n;
+    my @c = map { $_ - $mu } @$x;
+    my $var = 0;
+    $var += $_ * $_ for @c;
+    $var /= $n;
+    my $r = 1 / sqrt($var + $eps);
+    return [ map { $c[$_] * $r * $g->[$_] + $b->[$_] } 0 .. $n - 1 ];
+}
+
+sub gelu_tanh {
+    my ($x) = @_;
+    my $k = sqrt(2 / 3.14159265358979323846);
+    return 0.5 * $x * (1 + tanh_d($k * ($x + 0.044715 * $x ** 3)));
+}
+
+# tanh in double precision without POSIX (Perl has no builtin tanh)
+sub tanh_d {
+    my ($z) = @_;
+    return $z > 0 ? 1 : -1 if abs($z) > 40;
+    my $e = exp(2 * $z);
+    return ($e - 1) / ($e + 1);
+}
+
+# Rotate the first $rot dims of every head of $v (n_heads * dh values) in place; pair i
+# (i < rot/2) has angle pos * base^(-2i/rot); 'interleaved' pairs (2i, 2i+1), 'half'
+# pairs (i, i + rot/2). Dims rot..dh-1 of each head are left alone.
+sub rope_partial {
+    my ($v, $n_heads, $dh, $pos, $base, $mode, $rot) = @_;
+    my $half = $rot / 2;
+    for my $h (0 .. $n_heads - 1) {
+        my $o = $h * $dh;
+        for my $i (0 .. $half - 1) {
+            my $ang = $pos * $base ** (-2 * $i / $rot);
+            my ($c, $s) = (cos $ang, sin $ang);
+            my ($a, $b) = $mode eq 'interleaved' ? ($o + 2 * $i, $o + 2 * $i + 1)
+                                                 : ($o + $i, $o + $i + $half);
+            my ($x0, $x1) = ($v->[$a], $v->[$b]);
+            $v->[$a] = $x0 * $c - $x1 * $s;
+            $v->[$b] = $x0 * $s + $x1 * $c;
+        }
+    }
+    return $v;
+}
+
+# Causal softmax attention of q (H heads of dh) over the caches K, V (lists of rows of
+# Hkv * dh; query head h reads kv head h / (H / Hkv)); scores scaled by 1/sqrt(dh).
+sub causal_attention {
+    my ($q, $K, $V, $H, $Hkv, $dh) = @_;
+    my $rep = $H / $Hkv;
+    my @out;
+    for my $h (0 .. $H - 1) {
+        my $kh = int($h / $rep);
+        my @qh = @$q[$h * $dh .. ($h + 1) * $dh - 1];
+        my @s = map { dot(\@qh, [ @$_[$kh * $dh .. ($kh + 1) * $dh - 1] ]) / sqrt($dh) } @$K;
+        my $m = max(@s);
+        my @e = map { exp($_ - $m) } @s;
+        my $z = sum0(@e);
+        my @acc = (0) x $dh;
+        for my $t (0 .. $#$V) {
+            my $p = $e[$t] / $z;
+            $acc[$_] += $p * $V->[$t][$kh * $dh + $_] for 0 .. $dh - 1;
+        }
+        push @out, @acc;
+    }
+    return \@out;
+}
+
+sub new_arch {
+    my ($w, %c) = @_;
+    my %cfg = (eps => 1e-5, tied => 0, %c);
+    $cfg{rope} //= $cfg{arch} eq 'mixtral' ? 'half' : 'interleaved';
+    $cfg{rope_base} //= $cfg{arch} eq 'mixtral' ? 1e6 : 10000;     # Mixtral's rope_theta
+    $cfg{kv_heads} //= $cfg{heads};
+    die "RefModel: arch '$cfg{arch}'" unless ($cfg{arch} // '') =~ /^(gpt2|gptp|mixtral)$/;
+    my $self = bless { w => $w, c => \%cfg, pos => 0, steps => 0, K => [], V => [],
+                       top_weight => [], selected => [], min_route_gap => 9**9**9 },
+                     'RefModel::Arch';
+    my $emb = $cfg{arch} eq 'mixtral' ? 'model.embed_tokens.weight' : 'transformer.wte.weight';
+    $self->{dim} = $w->{$emb}{shape}[1] // die "RefModel: no $emb";
+    $self->{dh} = $self->{dim} / $cfg{heads};
+    $cfg{layers} //= scalar grep { /^(?:transformer\.h|model\.layers)\.\d+\.(?:ln_1|input_layernorm)\.weight$/ } keys %$w;
+    die "RefModel: heads not divisible by kv_heads" if $cfg{heads} % $cfg{kv_heads};
+    return $self;
+}
+
+package RefModel::Arch;
+use List::Util qw(max sum0);
+
+sub W  { my ($self, $n) = @_; my $t = $self->{w}{$n} or die "RefModel: tensor '$n' not in the checkpoint"; $t->{rows} }
+sub V1 { my ($self, $n) = @_; return $self->W($n)->[0] }
+sub lin {                      # W x (+ b when $bias names a tensor)
+    my ($self, $x, $wn, $bn) = @_;
+    my $y = RefModel::matvec($self->W($wn), $x);
+    return $bn ? RefModel::add($y, $self->V1($bn)) : $y;
+}
+
+sub attend {
+    my ($self, $l, $q, $k, $v) = @_;
+    push @{ $self->{K}[$l] }, $k;
+    push @{ $self->{V}[$l] }, $v;
+    my $c = $self->{c};
+    return RefModel::causal_attention($q, $self->{K}[$l], $self->{V}[$l], $c->{heads},
+                                      $c->{kv_heads}, $self->{dh});
+}
+
+sub gpt2_layer {
+    my ($self, $x, $l) = @_;
+    my $e = $self->{c}{eps};
+    my $p = "transformer.h.$l";
+    my $n = RefModel::layernorm($x, $self->V1("$p.ln_1.weight"), $self->V1("$p.ln_1.bias"), $e);
+    my @qkv = map { $self->lin($n, "$p.attn.${_}_proj.weight", "$p.attn.${_}_proj.bias") } qw(q k v);
+    my $a = $self->attend($l, @qkv);
+    $x = RefModel::add($x, $self->lin($a, "$p.attn.c_proj.weight", "$p.attn.c_proj.bias"));
+    my $h = RefModel::layernorm($x, $self->V1("$p.ln_2.weight"), $self->V1("$p.ln_2.bias"), $e);
+    my $f = [ map { RefModel::gelu_tanh($_) } @{ $self->lin($h, "$p.mlp.c_fc.weight", "$p.mlp.c_fc.bias") } ];
+    return RefModel::add($x, $self->lin($f, "$p.mlp.c_proj.weight", "$p.mlp.c_proj.bias"));
+}
+
+sub gptp_layer {
+    my ($self, $x, $l) = @_;
+    my $c = $self->{c};
+    my $p = "transformer.h.$l";
+    my $n = RefModel::layernorm($x, $self->V1("$p.ln_1.weight"), $self->V1("$p.ln_1.bias"), $c->{eps});
+    my $q = $self->lin($n, "$p.attn.q_proj.weight");
+    my $k = $self->lin($n, "$p.attn.k_proj.weight");
+    RefModel::rope_partial($q, $c->{heads}, $self->{dh}, $self->{pos}, $c->{rope_base}, $c->{rope}, $c->{rotary_dim});
+    RefModel::rope_partial($k, $c->{kv_heads}, $self->{dh}, $self->{pos}, $c->{rope_base}, $c->{rope}, $c->{rotary_dim});
+    my $a = $self->lin($self->attend($l, $q, $k, $self->lin($n, "$p.attn.v_proj.weight")), "$p.attn.out_proj.weight");
+    my $f = [ map { RefModel::gelu_tanh($_) } @{ $self->lin($n, "$p.mlp.fc_in.weight", "$p.mlp.fc_in.bias") } ];
+    my $m = $self->lin($f, "$p.mlp.fc_out.weight", "$p.mlp.fc_out.bias");
+    return [ map { $x->[$_] + $a->[$_] + $m->[$_] } 0 .. $#$x ];
+}
+
+sub mixtral_layer {
+    my ($self, $x, $l) = @_;
+    my $c = $self->{c};
+    my $p = "model.layers.$l";
+    my $u = RefModel::rmsnorm($x, $self->V1("$p.input_layernorm.weight"), $c->{eps});
+    my $q = $self->lin($u, "$p.self_attn.q_proj.weight");
+    my $k = $self->lin($u, "$p.self_attn.k_proj.weight");
+    RefModel::rope($q, $c->{heads}, $self->{dh}, $self->{pos}, $c->{rope_base}, $c->{rope});
+    RefModel::rope($k, $c->{kv_heads}, $self->{dh}, $self->{pos}, $c->{rope_base}, $c->{rope});
+    my $att = $self->attend($l, $q, $k, $self->lin($u, "$p.self_attn.v_proj.weight"));
+    $x = RefModel::add($x, $self->lin($att, "$p.self_attn.o_proj.weight"));
+
+    my $v = RefModel::rmsnorm($x, $self->V1("$p.post_attention_layernorm.weight"), $c->{eps});
+    my $r = $self->lin($v, "$p.block_sparse_moe.gate.weight");
+    # experts by descending logit, the lower index first among equals
+    my @order = sort { $r->[$b] <=> $r->[$a] || $a <=> $b } 0 .. $#$r;
+    my @sel = @order[0 .. $c->{top_k} - 1];
+    if ($c->{top_k} < @order) {
+        my $gap = $r->[ $order[ $c->{top_k} - 1 ] ] - $r->[ $order[ $c->{top_k} ] ];
+        $self->{min_route_gap} = $gap if $gap < $self->{min_route_gap};
+    }
+    my $rmax = $r->[ $order[0] ];
+    my %pw = map { $_ => exp($r->[$_] - $rmax) } @sel;
+    my $z = sum0(values %pw);
+    $pw{$_} /= $z for @sel;
+    $self->{top_weight}[$l] += max(values %pw);
+    my @out = @$x;
+    for my $e (@sel) {
+        $self->{selected}[$l][$e]++;
+        my $ep = "$p.block_sparse_moe.experts.$e";
+        my $y = RefModel::swiglu($v, $self->W("$ep.w1.weight"), $self->W("$ep.w3.weight"), $self->W("$ep.w2.weight"));
+        $out[$_] += $pw{$e} * $y->[$_] for 0 .. $#out;
+    }
+    return \@out;
+}
+
+# Feed one token at the next position; returns the logits row.
+sub step {
+    my ($self, $token) = @_;
+    my $c = $self->{c};
+    my $arch = $c->{arch};
+    my $emb = $self->W($arch eq 'mixtral' ? 'model.embed_tokens.weight' : 'transformer.wte.weight');
+    die "RefModel: token $token outside the vocabulary" if $token < 0 || $token > $#$emb;
+    my $x = [ @{ $emb->[$token] } ];
+    if ($arch eq 'gpt2') {
+        my $wpe = $self->W('transformer.wpe.weight');
+        die "RefModel: position $self->{pos} past wpe" if $self->{pos} > $#$wpe;
+        $x = RefModel::add($x, $wpe->[ $self->{pos} ]);
+    }
+    for my $l (0 .. $c->{layers} - 1) {
+        $x = $arch eq 'gpt2' ? $self->gpt2_layer($x, $l)
+           : $arch eq 'gptp' ? $self->gptp_layer($x, $l)
+           :                   $self->mixtral_layer($x, $l);
+    }
+    $self->{pos}++;
+    $self->{steps}++;
+    if ($arch eq 'mixtral') {
+        my $h = RefModel::rmsnorm($x, $self->V1('model.norm.weight'), $c->{eps});
+        return RefModel::matvec($c->{tied} ? $emb : $self->W('lm_head.weight'), $h);
+    }
+    my $h = RefModel::layernorm($x, $self->V1('transformer.ln_f.weight'),
+                                $self->V1('transformer.ln_f.bias'), $c->{eps});
+    return RefModel::matvec($emb, $h) if $arch eq 'gpt2';
+    return $self->lin($h, 'lm_head.weight', 'lm_head.bias');
+}
+
+package RefModel;
+
 1;
