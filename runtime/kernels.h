@@ -12,16 +12,28 @@
 #include <stdint.h>
 #include <string.h>
 
-/* y[i] = sum_j W[i*ld + j] * x[j], for i < out, j < in; ld >= in is W's row stride. */
+/* y[i] = sum_j W[i*ld + j] * x[j], for i < out, j < in; ld >= in is W's row stride.
+ * Each row is summed in KRT_LANES independent partial sums (lane k takes j = k mod
+ * KRT_LANES), added pairwise at the end: the compiler turns the lanes into vector registers
+ * at the baseline instruction set, and the order is fixed, so results do not depend on the
+ * machine. */
+#define KRT_LANES 16
 static inline void krt_linear(float *restrict y, const float *restrict W, int64_t ld,
                               const float *restrict x, int64_t out, int64_t in)
 {
+    int64_t body = in - in % KRT_LANES;
     for (int64_t i = 0; i < out; i++) {
         const float *row = W + i * ld;
-        float acc = 0.0f;
-        for (int64_t j = 0; j < in; j++)
-            acc += row[j] * x[j];
-        y[i] = acc;
+        float lane[KRT_LANES] = {0};
+        for (int64_t j = 0; j < body; j += KRT_LANES)
+            for (int k = 0; k < KRT_LANES; k++)
+                lane[k] += row[j + k] * x[j + k];
+        for (int64_t j = body; j < in; j++)
+            lane[j - body] += row[j] * x[j];
+        for (int width = KRT_LANES / 2; width > 0; width /= 2)
+            for (int k = 0; k < width; k++)
+                lane[k] += lane[k + width];
+        y[i] = lane[0];
     }
 }
 
