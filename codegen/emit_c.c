@@ -188,8 +188,8 @@ static void emit_inst(const emitter *e, int id)
     case IR_embed: {   /* the row of a weight view: rows lie `stride` floats apart */
         const ir_inst *w = &e->m->insts[in->args[0]];
         const char *row = e->m->insts[in->args[1]].op == IR_position ? "pos" : "token";
-        fprintf(o, "    if ((uint32_t)%s < %" PRId64 "u) krt_embed(%s, %s + (int64_t)%s * %" PRId64
-                   ", 0, %" PRId64 "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
+        fprintf(o, "    if ((uint32_t)%s < %" PRId64 "u) krt_embed(%s, %s, %s, %" PRId64 ", %" PRId64
+                   "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
                 row, w->type.dim[0], d, a, row, w->iattr[2], t->dim[0], d, t->dim[0]);
         return;
     }

@@ -37,10 +37,11 @@ static inline void krt_linear(float *restrict y, const float *restrict W, int64_
     }
 }
 
-/* y = table[token, 0..d-1]. The token was range-checked by the driver. */
-static inline void krt_embed(float *y, const float *table, int32_t token, int64_t d)
+/* y = row `row` of a table whose rows lie `stride` floats apart (d floats are copied); the
+ * caller has checked the row against the table. */
+static inline void krt_embed(float *y, const float *table, int32_t row, int64_t stride, int64_t d)
 {
-    memcpy(y, table + (int64_t)token * d, (size_t)d * sizeof(float));
+    memcpy(y, table + (int64_t)row * stride, (size_t)d * sizeof(float));
 }
 
 /* Rotary position embedding in place on x[heads][head_dim]: the first `rot` dims of each head

@@ -28,7 +28,7 @@ static void forward(krt_ctx *c, int32_t token, int32_t pos)
 {
     float *a = c->arena, *x = a + A_X, *s = a + A_S, *att = a + A_ATT, *h = a + A_H;
     float *logits = a + A_LOGITS, *cache = a + A_CACHE;
-    krt_embed(x, c->w[0], token, D);
+    krt_embed(x, c->w[0], token, D, D);
     krt_cache_store(cache, x, D, pos);
     krt_attn_scores(s, x, cache, 1, 1, D, pos + 1, CTX);
     for (int t = 0; t <= pos; t++)

@@ -77,7 +77,7 @@ static void test_embed_cache(void)
     int64_t V = 13, d = 7;
     float *table = rnd_vec(V * d), y[7];
     double ref[7];
-    krt_embed(y, table, 11, d);
+    krt_embed(y, table, 11, d, d);
     for (int i = 0; i < 7; i++)
         ref[i] = table[11 * 7 + i];
     check(rel_err(y, ref, 7), "embed row 11 of [13,7]");
