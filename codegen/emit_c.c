@@ -95,7 +95,6 @@ static void emit_elementwise(const emitter *e, int id, const ir_inst *in)
                     ptr(e, in->args[k], buf[k], sizeof buf[k]));
     }
     ptr(e, id, dst, sizeof dst);
-    const char *idx = "i";
     if (in->type.rank == 0) {
         fprintf(o, "      const int64_t i = 0;\n");
     } else if (in->type.seq == 2u) {   /* [rows, S]: only the first n columns are valid */
@@ -103,15 +102,11 @@ static void emit_elementwise(const emitter *e, int id, const ir_inst *in)
                    "      for (int64_t t = 0; t < n; t++) {\n"
                    "        const int64_t i = r * %" PRId64 " + t;\n",
                 in->type.dim[0], in->type.dim[1]);
-        idx = NULL;
     } else if (in->type.seq == 1u) {   /* [S, w]: the first n rows */
         fprintf(o, "      for (int64_t i = 0; i < n * %" PRId64 "; i++) {\n", in->type.dim[1]);
-        idx = NULL;
     } else {
         fprintf(o, "      for (int64_t i = 0; i < %" PRId64 "; i++) {\n", numel(&in->type));
-        idx = NULL;
     }
-    (void)idx;
     for (int k = 0; k < in->nargs; k++) {
         const ir_inst *a = &e->m->insts[in->args[k]];
         if (a->type.rank == 0)
@@ -126,11 +121,11 @@ static void emit_elementwise(const emitter *e, int id, const ir_inst *in)
         fprintf(o, "      }\n    }\n");
 }
 
+/* A reduction to a scalar; the caller has declared `a_`, the operand. */
 static void emit_reduce(const emitter *e, int id, const ir_inst *in)
 {
-    char a[96], b[96], d[96];
+    char b[96], d[96];
     int64_t n = numel(&e->m->insts[in->args[0]].type);
-    ptr(e, in->args[0], a, sizeof a);
     ptr(e, id, d, sizeof d);
     FILE *o = e->out;
     switch (in->op) {
@@ -156,7 +151,6 @@ static void emit_reduce(const emitter *e, int id, const ir_inst *in)
     default:
         DIE("not a reduction");
     }
-    (void)a;
 }
 
 static void emit_inst(const emitter *e, int id)
