@@ -132,17 +132,8 @@ for my $ci (0 .. $#cases) {
 
         # greedy decoding: the reference's argmax chain, up to the first step with a
         # margin under the bar
-        my $g = RefModel->new(RefModel::load_safetensors($w), %ref_cfg);
-        my $row;
-        $row = $g->step($_) for @prompt;
-        my (@chain, $cut);
-        for my $i (0 .. $ngen - 1) {
-            my ($best, $margin) = RefModel::argmax_margin($row);
-            $cut //= $i if $margin < $Golden::MARGIN_MIN;
-            push @chain, $best;
-            $row = $g->step($best) if $i < $ngen - 1;
-        }
-        $cut //= $ngen;
+        my ($chain, $cut) = RefModel::greedy_chain(RefModel->new(RefModel::load_safetensors($w), %ref_cfg), \@prompt, $ngen);
+        my @chain = @$chain;
         $r = Golden::run_cmd($prog, '--tokens', join(',', @prompt), '-n', $ngen, '--temp', '0', @run_set);
         ok($r->{rc} == 0 && !$r->{sig}, "$label: greedy run")
             or do { diag(Golden::how($r)); skip "$label: greedy run failed", 1 };

@@ -104,20 +104,7 @@ sub swiglu {
 # Rotate every head of $v (n_heads * dh values) in place for position $pos.
 sub rope {
     my ($v, $n_heads, $dh, $pos, $base, $mode) = @_;
-    my $half = $dh / 2;
-    for my $h (0 .. $n_heads - 1) {
-        my $o = $h * $dh;
-        for my $i (0 .. $half - 1) {
-            my $ang = $pos * $base ** (-2 * $i / $dh);
-            my ($c, $s) = (cos $ang, sin $ang);
-            my ($a, $b) = $mode eq 'interleaved' ? ($o + 2 * $i, $o + 2 * $i + 1)
-                                                 : ($o + $i, $o + $i + $half);
-            my ($x0, $x1) = ($v->[$a], $v->[$b]);
-            $v->[$a] = $x0 * $c - $x1 * $s;
-            $v->[$b] = $x0 * $s + $x1 * $c;
-        }
-    }
-    return $v;
+    return rope_partial($v, $n_heads, $dh, $pos, $base, $mode, $dh);
 }
 
 # ---------------------------------------------------------------- the model
@@ -317,6 +304,23 @@ sub argmax_margin {
         elsif ($row->[$i] > $second) { $second = $row->[$i] }
     }
     return ($bi, $best - $second);
+}
+
+# greedy_chain(MODEL, [prompt], N) -> ([tokens], CUT): feeds the prompt, then takes the argmax
+# N times (each fed back); CUT is the first step whose top-two margin is under the bar of
+# $Golden::MARGIN_MIN (N when none is): tokens from there on may legitimately differ.
+sub greedy_chain {
+    my ($model, $prompt, $n) = @_;
+    my $row;
+    $row = $model->step($_) for @$prompt;
+    my (@chain, $cut);
+    for my $i (0 .. $n - 1) {
+        my ($best, $margin) = argmax_margin($row);
+        $cut //= $i if $margin < ($Golden::MARGIN_MIN // 1e-3);
+        push @chain, $best;
+        $row = $model->step($best) if $i < $n - 1;
+    }
+    return (\@chain, $cut // $n);
 }
 
 
