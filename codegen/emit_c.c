@@ -24,16 +24,7 @@ typedef struct emitter {
 } emitter;
 
 /* Constants have a slot too (set at the start of each step), so any op can point at them. */
-static int has_storage(const ir_inst *in)
-{
-    switch (in->op) {
-    case IR_token: case IR_position: case IR_weight: case IR_rtparam:
-    case IR_stat: case IR_output:
-        return 0;
-    default:
-        return !in->dead;
-    }
-}
+static int has_storage(const ir_inst *in) { return ir_needs_storage(in); }
 
 /* The float constant v as an exact C expression. */
 static const char *float_lit(double v, char *buf, size_t size)
@@ -351,10 +342,16 @@ int codegen_emit_c(FILE *out, const ir_module *m)
     e.off = malloc(sizeof(int64_t) * (size_t)(m->ninsts ? m->ninsts : 1));
     if (!e.off)
         DIE("out of memory");
+    /* the slots of memory planning; without it, one slot per value */
+    e.arena = m->arena_floats;
     for (int i = 0; i < m->ninsts; i++) {
         e.off[i] = -1;
         if (!has_storage(&m->insts[i]))
             continue;
+        if (m->arena_floats) {
+            e.off[i] = m->insts[i].slot;
+            continue;
+        }
         e.off[i] = e.arena;
         int64_t n = numel(&m->insts[i].type);
         e.arena += (n + 15) / 16 * 16;   /* 64-byte aligned slots */

@@ -85,7 +85,19 @@ int ir_emit(ir_module *m, ir_op op, int nargs, const int *args, ir_type type)
         in->args[i] = args[i];
     in->type = type;
     in->guard = -1;
+    in->slot = -1;
     return m->ninsts++;
+}
+
+int ir_needs_storage(const ir_inst *in)
+{
+    switch (in->op) {
+    case IR_token: case IR_position: case IR_weight: case IR_rtparam:
+    case IR_stat: case IR_output:
+        return 0;
+    default:
+        return !in->dead;
+    }
 }
 
 ir_type ir_type_scalar(ir_dtype dt)

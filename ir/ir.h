@@ -46,6 +46,7 @@ typedef struct ir_inst {
     const char *scope;         /* loop indices when it was made ("l=3 e=2"), or NULL */
     src_loc loc;
     int dead;                  /* set by passes that remove it; skipped everywhere */
+    int64_t slot;              /* arena offset in floats (set by memory planning), or -1 */
 } ir_inst;
 
 /* A checkpoint tensor the model reads, whole; weight instructions are views into it. */
@@ -81,6 +82,7 @@ typedef struct ir_module {
     int output;                /* id of the output instruction's operand (the logits), or -1 */
     int64_t vocab;             /* logits length */
     int64_t ctx;               /* most positions the program can take: least cache capacity */
+    int64_t arena_floats;      /* arena size once memory is planned (slots set), else 0 */
 } ir_module;
 
 ir_module *ir_module_new(const char *name);
@@ -102,6 +104,9 @@ ir_type ir_type_vec(ir_dtype dt, int64_t n);
 ir_type ir_type_mat(ir_dtype dt, int64_t r, int64_t c);
 int ir_type_equal(const ir_type *a, const ir_type *b);
 int64_t ir_type_numel(const ir_type *t);        /* with S at its capacity */
+/* Whether the value of `in` lives in the arena (token, position, weights, run-time
+ * parameters and effects without a value do not). */
+int ir_needs_storage(const ir_inst *in);
 /* "f32[64]", "f32[4, S<=128]", "bool[]" into buf; returns buf */
 char *ir_type_str(const ir_type *t, char *buf, size_t size);
 const char *ir_dtype_name(ir_dtype dt);

@@ -80,6 +80,15 @@ void ir_print(FILE *out, const ir_module *m, const char *scope_filter)
         print_comment(out, col, t->decl, NULL);
         fputc('\n', out);
     }
+    if (m->arena_floats) {   /* planned: where the arena goes */
+        int64_t caches = 0;
+        for (int i = 0; i < m->ninsts; i++)
+            if (!m->insts[i].dead && m->insts[i].op == IR_cache)
+                caches += ir_type_numel(&m->insts[i].type);
+        fprintf(out, "arena %lld floats: KV caches %lld, values %lld\n",
+                (long long)m->arena_floats, (long long)caches,
+                (long long)(m->arena_floats - caches));
+    }
     fprintf(out, "forward {\n");
     for (int i = 0; i < m->ninsts; i++) {
         const ir_inst *in = &m->insts[i];

@@ -10,6 +10,8 @@
 
 /* Dead-code elimination: drops instructions no effect depends on. */
 void pass_dce(ir_module *m);
+/* Memory planning: arena slots reused after each value's last use; sets the arena size. */
+void pass_plan_memory(ir_module *m);
 
 /* Runs the pipeline on m. With `before` (a pass name), stops before that pass; with `after`,
  * stops after it ("none": before the first). Unknown names are reported. verbose: prints

@@ -12,6 +12,7 @@ static const struct pass {
     void (*run)(ir_module *m);
 } pipeline[] = {
     {"dce", pass_dce},
+    {"memplan", pass_plan_memory},   /* last: slots hold only while nothing else changes */
 };
 
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
