@@ -408,6 +408,7 @@ int main(int argc, char **argv)
     void *arena = NULL;
     if (m->arena_floats > SIZE_MAX / 8 || posix_memalign(&arena, 64, arena_bytes) != 0)
         fatal("cannot allocate the arena (%llu bytes)", (unsigned long long)m->arena_floats * 4);
+    memset(arena, 0, arena_bytes);   /* kiln_rt.h: the arena starts zeroed */
     s.c.w = blob.w;
     s.c.arena = arena;
     s.c.rtparams = o.rtparams;
