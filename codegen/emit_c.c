@@ -191,8 +191,11 @@ static void emit_inst(const emitter *e, int id)
         const ir_inst *w = &e->m->insts[in->args[1]];
         if (w->op != IR_weight)
             DIE("linear: the matrix of %%%d is not a weight", id);
-        fprintf(o, "    krt_linear(%s, %s, %" PRId64 ", %s, %" PRId64 ", %" PRId64 ");\n", d, b,
-                w->iattr[2], a, t1->dim[0], t1->dim[1]);
+        /* large products may be split across threads; small ones stay inline */
+        int par = t1->dim[0] * t1->dim[1] >= 1 << 15;
+        fprintf(o, "    krt_linear%s(%s%s, %s, %" PRId64 ", %s, %" PRId64 ", %" PRId64 ");\n",
+                par ? "_mt" : "", par ? "c, " : "", d, b, w->iattr[2], a, t1->dim[0],
+                t1->dim[1]);
         return;
     }
     case IR_sum: case IR_mean: case IR_amax: case IR_count: case IR_dot:

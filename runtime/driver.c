@@ -193,8 +193,8 @@ static void help(void)
            "                    set a run-time parameter (below). Repeatable.\n"
            "    --stats         after the run, print to standard error the mean of every\n"
            "                    statistic (below) and the KV-cache and arena memory report.\n"
-           "    --threads N     worker threads, N >= 1. Accepted, but this runtime is\n"
-           "                    currently single-threaded.\n"
+           "    --threads N     threads, N >= 1 (default 1): large matrix-vector products\n"
+           "                    are split by rows; results are the same for every N.\n"
            "    --blob FILE     read the weights from the standalone blob FILE instead.\n"
            "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
            "                    and print tokens/s (min/median/max) to standard error.\n"
@@ -412,6 +412,7 @@ int main(int argc, char **argv)
     s.c.w = blob.w;
     s.c.arena = arena;
     s.c.rtparams = o.rtparams;
+    s.c.pool = krt_pool_new((int)o.threads);   /* NULL for one thread */
     s.c.stat_sum = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.c.stat_count = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.probs = xcalloc((size_t)m->vocab, sizeof *s.probs);
@@ -448,6 +449,7 @@ int main(int argc, char **argv)
     free(tmp);
     free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(arena);
     free(o.rtparams), free(o.tokens);
+    krt_pool_free(s.c.pool);
     krt_blob_close(&blob);
     return 0;
 }

@@ -28,6 +28,8 @@ typedef struct krt_cache_desc {
     uint64_t capacity;         /* positions */
 } krt_cache_desc;
 
+typedef struct krt_pool krt_pool;   /* runtime/pool.c */
+
 /* Run-time state passed to the forward function. */
 typedef struct krt_ctx {
     const float *const *w;     /* w[i]: tensor i of the blob, in krt_model.tensors order */
@@ -36,7 +38,13 @@ typedef struct krt_ctx {
     double *stat_sum;          /* per statistic slot: sum of the accumulated values */
     double *stat_count;        /* per slot: how many values */
     float *logits;             /* set by forward: points at vocab floats (inside the arena) */
+    krt_pool *pool;            /* worker threads (--threads N > 1), or NULL */
 } krt_ctx;
+
+/* krt_linear (kernels.h) with its rows split across the pool's threads when the product is
+ * large enough to pay for it; bit-identical results whatever the thread count. */
+void krt_linear_mt(krt_ctx *c, float *restrict y, const float *restrict W, int64_t ld,
+                   const float *restrict x, int64_t out, int64_t in);
 
 typedef struct krt_model {
     const char *name;

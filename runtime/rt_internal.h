@@ -22,6 +22,10 @@ typedef struct krt_blob {
 int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m);
 void krt_blob_close(krt_blob *b);
 
+/* pool.c: N threads, the caller included (NULL for N < 2 or when no thread starts). */
+krt_pool *krt_pool_new(int threads);
+void krt_pool_free(krt_pool *p);
+
 /* sample.c: a small deterministic RNG (splitmix64) and the samplers. */
 typedef struct krt_rng {
     uint64_t state;

@@ -120,4 +120,23 @@ $r = run_cmd("$dir/moe", '--help');
 ok($r->{rc} == 0 && $r->{out} =~ /tau/ && $r->{out} =~ /active_fraction/,
    'the program\'s --help lists its run-time parameters and statistics');
 
+# ---- --threads: large products split by rows, results bit-identical for every thread count
+my @wide = ('-D', 'dim=128', '-D', 'hidden=384', '-D', 'layers=2', '-D', 'heads=4', '-D', 'kv_heads=2',
+            '-D', 'vocab=512', '-D', 'ctx=32');
+$r = run_cmd($kiln, 'weights', 'examples/llama.kiln', @wide, '--seed', 9, '-o', "$dir/wide.safetensors");
+ok($r->{rc} == 0, 'weights of a model whose products are split across threads');
+$r = run_cmd($kiln, 'build', 'examples/llama.kiln', @wide, '--weights', "$dir/wide.safetensors",
+             '-o', "$dir/wide", '--emit-c', "$dir/wide.c");
+ok($r->{rc} == 0 && Golden::slurp("$dir/wide.c") =~ /krt_linear_mt\(c, /,
+   'the large products go through the thread pool') or diag(Golden::how($r));
+my %out;
+for my $t (1, 2, 3) {
+    my $run = run_cmd("$dir/wide", '--tokens', '1,2,3,4,5,6', '--logits', "$dir/wide-$t.txt",
+                      '--threads', $t);
+    my $gen = run_cmd("$dir/wide", '--tokens', '1,2,3', '-n', 8, '--threads', $t);
+    ok($run->{rc} == 0 && $gen->{rc} == 0, "--threads $t runs") or diag(Golden::how($run));
+    $out{$t} = Golden::slurp("$dir/wide-$t.txt") . $gen->{out};
+}
+ok($out{1} eq $out{2} && $out{1} eq $out{3}, 'logits and tokens are identical with 1, 2 and 3 threads');
+
 done_testing();

@@ -289,7 +289,7 @@ static void test_runs(const char *prog, const char *plain)
 
     r = run(prog, (const char *[]){"--help", NULL});
     ok(r.code == 0 && strstr(r.out, "'fake'") && strstr(r.out, "vocabulary 11") &&
-       strstr(r.out, "logit_scale") && strstr(r.out, "attn_max[0]") && strstr(r.out, "single-threaded"),
+       strstr(r.out, "logit_scale") && strstr(r.out, "attn_max[0]") && strstr(r.out, "the same for every N"),
        "--help names the model, its parameters and statistics");
     drop(&r);
 }

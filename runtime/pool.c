@@ -1,0 +1,139 @@
+/* pool.c - the thread pool: `--threads N` splits large matrix-vector products by rows.
+ *
+ * Rows are independent and each row is summed exactly as with one thread, so the results
+ * are bit-identical whatever N is. The caller takes the first share of the rows itself;
+ * N-1 workers take the others. Between jobs a worker spins briefly on the job counter
+ * (decode issues jobs every few microseconds) and then sleeps on a condition variable.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+#include "rt_internal.h"
+
+#define POOL_SPIN 20000          /* polls of the job counter before sleeping */
+#define POOL_MIN_MACS (1 << 15)  /* smaller products run on the caller alone */
+
+struct krt_pool {
+    int n;                       /* threads, the caller included */
+    pthread_t *workers;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    atomic_uint_fast64_t job;    /* bumped for each job; workers wait for a change */
+    atomic_int pending;          /* workers still busy with the current job */
+    atomic_int stop;
+    /* the current job: y = W x over rows [0, out) */
+    float *y;
+    const float *W, *x;
+    int64_t ld, out, in;
+};
+
+typedef struct worker_arg {
+    krt_pool *p;
+    int k;                       /* this worker's share, 1..n-1 */
+} worker_arg;
+
+static void run_share(krt_pool *p, int k)
+{
+    int64_t r0 = p->out * k / p->n, r1 = p->out * (k + 1) / p->n;
+    if (r1 > r0)
+        krt_linear(p->y + r0, p->W + r0 * p->ld, p->ld, p->x, r1 - r0, p->in);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_arg *a = arg;
+    krt_pool *p = a->p;
+    uint_fast64_t seen = 0;
+    for (;;) {
+        uint_fast64_t job;
+        int spins = 0;
+        while ((job = atomic_load(&p->job)) == seen && !atomic_load(&p->stop)) {
+            if (++spins < POOL_SPIN)
+                continue;
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->job) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop))
+            break;
+        seen = job;
+        run_share(p, a->k);
+        atomic_fetch_sub(&p->pending, 1);
+    }
+    free(a);
+    return NULL;
+}
+
+krt_pool *krt_pool_new(int threads)
+{
+    if (threads < 2)
+        return NULL;
+    krt_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->n = threads;
+    p->workers = calloc((size_t)threads, sizeof *p->workers);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    atomic_init(&p->job, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
+    for (int k = 1; p->workers && k < threads; k++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (a)
+            *a = (worker_arg){p, k};
+        if (!a || pthread_create(&p->workers[k], NULL, worker_main, a) != 0) {
+            free(a);
+            p->n = k;            /* run with the workers that did start */
+            break;
+        }
+    }
+    if (!p->workers || p->n < 2) {
+        krt_pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void krt_pool_free(krt_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int k = 1; k < p->n; k++)
+        pthread_join(p->workers[k], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    free(p->workers);
+    free(p);
+}
+
+void krt_linear_mt(krt_ctx *c, float *restrict y, const float *restrict W, int64_t ld,
+                   const float *restrict x, int64_t out, int64_t in)
+{
+    krt_pool *p = c->pool;
+    if (!p || out * in < POOL_MIN_MACS || out < p->n) {
+        krt_linear(y, W, ld, x, out, in);
+        return;
+    }
+    p->y = y;
+    p->W = W;
+    p->x = x;
+    p->ld = ld;
+    p->out = out;
+    p->in = in;
+    atomic_store(&p->pending, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->job, 1);  /* publishes the job fields written above */
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    run_share(p, 0);
+    while (atomic_load(&p->pending) > 0)
+        ;                          /* the other shares take as long as this one */
+}
