@@ -116,14 +116,9 @@ for my $ci (0 .. $#cases) {
         ok($r->{rc} == 0 && !$r->{sig}, "$label: teacher-forced run")
             or do { diag(Golden::how($r)); skip "$label: run failed", 3 };
         my $rows = Golden::read_rows($lf) // [];
-        my ($worst, $at, @fails) = (0, '-');
-        push @fails, scalar(@$rows) . ' rows, want ' . scalar(@tokens) if @$rows != @tokens;
-        for my $i (0 .. $#tokens) {
-            my $got = $rows->[$i] or next;
-            my ($good, $ratio, $detail) = Golden::compare_row($got, $want[$i]);
-            ($worst, $at) = ($ratio, $i) if $ratio > $worst || $ratio != $ratio;
-            push @fails, "position $i: $detail" unless $good;
-        }
+        my ($worst, $at, @fails) =
+            Golden::compare_rows($rows, [ map { [$_, $want[$_]] } 0 .. $#tokens ]);
+        unshift @fails, scalar(@$rows) . ' rows, want ' . scalar(@tokens) if @$rows != @tokens;
         my $extra = $arch eq 'mixtral' ? sprintf(', closest routing tie %.2g', $ref->{min_route_gap}) : '';
         push @summary, sprintf('%-18s worst ratio %.3g%s', $label, $worst, $extra);
         ok(!@fails, sprintf('%s: %d logits rows within %g of row max (worst ratio %.3g at position %s)',

@@ -98,14 +98,9 @@ for my $ci (0 .. $#cases) {
             or do { diag(Golden::how($r)); skip "$label: run failed", 3 };
         $logits_text{$label} = Golden::slurp($lf);
         my $rows = Golden::read_rows($lf) // [];
-        my ($worst, $at, @fails) = (0, '-');
-        push @fails, scalar(@$rows) . ' rows, want ' . scalar(@tokens) if @$rows != @tokens;
-        for my $i (0 .. $#tokens) {
-            my $got = $rows->[$i] or next;
-            my ($good, $ratio, $detail) = Golden::compare_row($got, $want[$i]);
-            ($worst, $at) = ($ratio, $i) if $ratio > $worst || $ratio != $ratio;
-            push @fails, "position $i: $detail" unless $good;
-        }
+        my ($worst, $at, @fails) =
+            Golden::compare_rows($rows, [ map { [$_, $want[$_]] } 0 .. $#tokens ]);
+        unshift @fails, scalar(@$rows) . ' rows, want ' . scalar(@tokens) if @$rows != @tokens;
         push @summary, sprintf('%-24s worst ratio %.3g', $label, $worst);
         ok(!@fails, sprintf('%s: %d logits rows within %g of row max (worst ratio %.3g at position %s)',
                             $label, scalar @tokens, $Golden::REL_TOL, $worst, $at))

@@ -194,6 +194,22 @@ sub read_rows {
 my $NUM = qr/^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/;
 
 # Compare one row with a golden row: returns (ok, ratio, detail).
+# compare_rows(ROWS, [[position, want_row], ...]) -> (worst ratio, its position, failures):
+# each wanted row against ROWS->[position] with compare_row.
+sub compare_rows {
+    my ($rows, $wanted) = @_;
+    my ($worst, $at, @fails) = (0, '-');
+    for my $pw (@$wanted) {
+        my ($p, $want) = @$pw;
+        my $got = $rows->[$p];
+        if (!$got) { push @fails, "position $p: no row"; next }
+        my ($good, $ratio, $detail) = compare_row($got, $want);
+        ($worst, $at) = ($ratio, $p) if $ratio > $worst || $ratio != $ratio;
+        push @fails, "position $p: $detail" unless $good;
+    }
+    return ($worst, $at, @fails);
+}
+
 sub compare_row {
     my ($got, $want) = @_;
     return (0, 9**9**9, 'length ' . scalar(@$got) . ', want ' . scalar(@$want))
@@ -268,14 +284,8 @@ sub golden_case {
         my $rows = read_rows($lf) // [];
         my $n = @{ $g->{tokens} };
         is(scalar @$rows, $n, "$label: $n logits rows") or $all_ok = 0;
-        my ($worst, $worst_pos, @fails) = (0, '-');
-        for my $p (@{ $g->{logit_positions} }) {
-            my $got = $rows->[$p];
-            if (!$got) { push @fails, "position $p: no row"; next }
-            my ($good, $ratio, $detail) = compare_row($got, $g->{logits}{$p});
-            ($worst, $worst_pos) = ($ratio, $p) if $ratio > $worst || $ratio != $ratio;
-            push @fails, "position $p: $detail" unless $good;
-        }
+        my ($worst, $worst_pos, @fails) =
+            compare_rows($rows, [ map { [$_, $g->{logits}{$_}] } @{ $g->{logit_positions} } ]);
         my $nrows = @{ $g->{logit_positions} };
         ok(!@fails, sprintf('%s: %d logits rows within %g of row max (worst ratio %.3g at position %s)',
                             $label, $nrows, $REL_TOL, $worst, $worst_pos))
