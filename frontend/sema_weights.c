@@ -150,19 +150,28 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
 }
 
 
+/* The `if` condition of a declaration or loop (absent: true) into *present; 0 on error. */
+static int weight_condition(scope *sc, ast_node *cond, int *present)
+{
+    *present = 1;
+    if (!cond)
+        return 1;
+    sval c = eval(sc, cond);
+    if (c.kind != V_INT) {
+        if (c.kind != V_ERR)
+            diag_error(cond->loc, "a weight condition must be known at compile time");
+        return 0;
+    }
+    *present = c.i != 0;
+    return 1;
+}
+
 static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
 {
     if (k == f->ranges.n) {
-        int present = 1;
-        if (f->a) {
-            sval c = eval(sc, f->a);
-            if (c.kind != V_INT) {
-                if (c.kind != V_ERR)
-                    diag_error(f->a->loc, "a weight condition must be known at compile time");
-                return;
-            }
-            present = c.i != 0;
-        }
+        int present;
+        if (!weight_condition(sc, f->a, &present))
+            return;
         if (present)
             weights_items(sc, f->b, w);
         else {
@@ -209,16 +218,8 @@ void weights_items(scope *sc, ast_node *body, wctx *w)
             weights_for(sc, it, w, 0);
             continue;
         }
-        int present = 1;
-        if (it->a) {
-            sval c = eval(sc, it->a);
-            if (c.kind != V_INT) {
-                if (c.kind != V_ERR)
-                    diag_error(it->a->loc, "a weight condition must be known at compile time");
-                continue;
-            }
-            present = c.i != 0;
-        }
-        weight_decl(sc, it, w, present);
+        int present;
+        if (weight_condition(sc, it->a, &present))
+            weight_decl(sc, it, w, present);
     }
 }
