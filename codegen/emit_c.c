@@ -215,16 +215,21 @@ static void emit_inst(const emitter *e, int id)
         fprintf(o, "    memcpy(%s + %" PRId64 ", %s, %" PRId64 " * sizeof(float));\n", d,
                 numel(t0), b, numel(t1));
         return;
-    case IR_softmax:
-        fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
-        if (t->seq == 2u)
+    case IR_softmax:   /* copy, then in place; of [rows, S] only the n live columns */
+        if (t->seq == 2u) {
+            fprintf(o, "    for (int64_t r = 0; r < %" PRId64 "; r++)\n"
+                       "      memcpy(%s + r * %" PRId64 ", %s + r * %" PRId64
+                       ", (size_t)n * sizeof(float));\n",
+                    t->dim[0], d, t->dim[1], a, t->dim[1]);
             fprintf(o, "    krt_softmax_rows(%s, %" PRId64 ", n, %" PRId64 ");\n", d, t->dim[0],
                     t->dim[1]);
-        else if (t->seq)
+        } else if (t->seq) {
             DIE("softmax over a cache");
-        else
+        } else {
+            fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
             fprintf(o, "    krt_softmax_rows(%s, 1, %" PRId64 ", %" PRId64 ");\n", d, numel(t),
                     numel(t));
+        }
         return;
     case IR_rope:
         fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
