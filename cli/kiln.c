@@ -146,7 +146,7 @@ static void parse_args(int argc, char **argv, options *o)
                 usage_error("-D needs name=value, not '%s'", def);
             if (o->ndefs == 64)   /* the rest of defs[] is for implied values */
                 usage_error("too many -D options%s", "");
-            o->defs[o->ndefs].name = ast_intern(def, (size_t)(eq - def));
+            o->defs[o->ndefs].name = base_intern(def, (size_t)(eq - def));
             o->defs[o->ndefs++].value = eq + 1;
         } else if (a[0] == '-' && a[1]) {
             usage_error("unknown option '%s'", a);
@@ -487,6 +487,6 @@ int main(int argc, char **argv)
         rc = cmd_ops();
     else
         usage_error("unknown command '%s'", o.command);
-    ast_free_all();
+    base_free_all();
     return rc;
 }

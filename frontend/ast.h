@@ -10,43 +10,10 @@
 #ifndef KILN_AST_H
 #define KILN_AST_H
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---------------------------------------------------------------- source locations */
-
-typedef struct src_file {
-    const char *path;   /* as given on the command line, used in messages */
-    const char *text;   /* whole file, NUL-terminated */
-    size_t len;
-} src_file;
-
-typedef struct src_loc {
-    const src_file *file;
-    int line, col;      /* 1-based */
-    int len;            /* length of the token (for the caret run), >= 1 */
-} src_loc;
-
-/* ---------------------------------------------------------------- diagnostics (diag.c)
- *
- * Messages look like a C compiler's:
- *   dsmoe.kiln:12:17: error: shape mismatch: [64] vs [256]
- *      12 |     out = h + linear(v, up[l])
- *         |                 ^~~~~~~~~~~~~
- * diag_error never exits: it counts, and callers stop at the end of a phase.
- */
-void diag_error(src_loc at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void diag_note(src_loc at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void diag_verror(src_loc at, const char *fmt, va_list ap);
-/* An error about a file as a whole or a place in it without source text (weight files). */
-void diag_file_error(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int diag_error_count(void);
-void diag_reset(void);
-/* Internal compiler bug: prints where and aborts. */
-_Noreturn void kiln_die(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-#define DIE(...) kiln_die(__FILE__, __LINE__, __VA_ARGS__)
+#include "../base/base.h"
 
 /* ---------------------------------------------------------------- nodes */
 
@@ -119,10 +86,8 @@ struct ast_node {
 /* ast.c: construction (one call per grammar action) */
 ast_node *ast_new(ast_kind kind, src_loc loc);
 void ast_push(ast_list *list, ast_node *node);
-const char *ast_intern(const char *s, size_t len);
 const char *ast_kind_name(ast_kind kind);
 const char *ast_op_text(int op);   /* "+", "<=", "&&", "-" (neg), "!" ... */
-void ast_free_all(void);
 
 /* ast.c: builders, one per grammar action (parser.y). Lists are passed and returned by value:
  * `$$ = ast_list_add($1, $3)`. Locations follow the rule above: the node's own token (a call or
@@ -153,9 +118,5 @@ ast_node *ast_weight_for(src_loc loc, ast_list ranges, ast_node *cond, ast_node 
 /* parse.c glue (lexer.l + parser.y): parse one file. Returns the AST_SPEC root, or NULL after
  * reporting errors through diag_*. `file` must outlive the tree. */
 ast_node *parse_file(const src_file *file);
-/* Read a whole file into a src_file (diagnoses and returns 0 on failure). */
-int src_file_read(src_file *out, const char *path);
-/* Use an in-memory text as a source file (the built-in standard library). */
-void src_file_from_string(src_file *out, const char *path, const char *text);
 
 #endif

@@ -162,7 +162,7 @@ static const char *scope_label(void)
     for (int i = 0; i < S.nloops && n < sizeof buf; i++)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%lld", i ? " " : "",
                               S.loops[i].name, (long long)S.loops[i].value);
-    return ast_intern(buf, strlen(buf));
+    return base_intern(buf, strlen(buf));
 }
 
 void type_text(const ir_type *t, char *buf, size_t size)
@@ -849,7 +849,7 @@ static void assign(scope *sc, ast_node *target, sval v)
     varray *va = b->val.va;
     char label[128];
     snprintf(label, sizeof label, "%s[%lld]", base->name, (long long)k);
-    label_value(v, ast_intern(label, strlen(label)));
+    label_value(v, base_intern(label, strlen(label)));
     for (int i = 0; i < va->n; i++)
         if (va->keys[i] == k) {
             va->vals[i] = v;
@@ -893,7 +893,7 @@ static void stat_stmt(scope *sc, ast_node *st)
         return;
     }
     int r = emit(st, IR_stat, 1, &id, ir_type_scalar(DT_F32));
-    ir_get(S.m, r)->iattr[0] = ir_add_stat(S.m, ast_intern(name, strlen(name)));
+    ir_get(S.m, r)->iattr[0] = ir_add_stat(S.m, base_intern(name, strlen(name)));
 }
 
 /* Runs statements; returns 1 when a `return` was executed (its value in *ret). */
@@ -1094,7 +1094,7 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
             continue;
         }
         if (it->kind == AST_PARAM)
-            ir_add_param(S.m, it->name, ast_intern(text, strlen(text)));
+            ir_add_param(S.m, it->name, base_intern(text, strlen(text)));
         scope_set(S.model, it->name, v);
     }
     for (int d = 0; d < ndefs; d++)

@@ -46,7 +46,7 @@ static const char *expand_template(scope *sc, ast_node *d)
         p = end;
     }
     out[n] = 0;
-    return ast_intern(out, n);
+    return base_intern(out, n);
 }
 
 static wdecl *find_wdecl(const char *name)
@@ -145,7 +145,7 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
         diag_note(first->loc, "first bound here (as %s)", first->decl);
         return;
     }
-    wd->entries[flat] = ir_add_tensor(S.m, name, ast_intern(decl, strlen(decl)), t, d->loc);
+    wd->entries[flat] = ir_add_tensor(S.m, name, base_intern(decl, strlen(decl)), t, d->loc);
     *slot = wd->entries[flat] + 1;
 }
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../frontend/ast.h"
+#include "../base/base.h"
 #include "ops.h"
 
 #define IR_MAX_RANK 4

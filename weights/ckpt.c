@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../frontend/ast.h"
+#include "../base/base.h"
 #include "weights.h"
 
 static int ends_with(const char *s, const char *suf) {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../frontend/ast.h"
+#include "../base/base.h"
 #include "weights.h"
 
 static const struct { const char *hf, *kiln; } aliases[] = {
@@ -27,8 +27,8 @@ static int add(hf_param **out, int *n, const char *name, const char *value)
     if (!grown)
         return -1;
     *out = grown;
-    grown[*n].name = ast_intern(name, strlen(name));
-    grown[*n].value = ast_intern(value, strlen(value));
+    grown[*n].name = base_intern(name, strlen(name));
+    grown[*n].value = base_intern(value, strlen(value));
     (*n)++;
     return 0;
 }

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../frontend/ast.h"
+#include "../base/base.h"
 #include "weights.h"
 
 #define L2C_HEADER 28

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../frontend/ast.h"
+#include "../base/base.h"
 #include "weights.h"
 
 #define ST_MAX_HEADER 100000000ull /* same limit as the reference implementation */

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../frontend/ast.h"
+#include "../base/base.h"
 #include "weights.h"
 
 #define WF_CHUNK (1u << 20) /* floats generated at a time */

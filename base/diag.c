@@ -9,7 +9,7 @@
  * Unrolled loops would repeat one mistake per iteration: an error already printed (same
  * place, same text) is counted but not printed again, nor are the notes that follow it.
  */
-#include "ast.h"
+#include "../base/base.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,0 +1,66 @@
+/* base.h - what every part of kiln shares: source files and locations, diagnostics, one
+ * arena for long-lived allocations, and interned strings.
+ *
+ * The front end, the IR, the passes, the code generator and the weight readers all report
+ * through these functions, so that every message has the same form and names its place.
+ *
+ * Files: diag.c (diagnostics, reading source files), arena.c (the arena, interning).
+ */
+#ifndef KILN_BASE_H
+#define KILN_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- source locations */
+
+typedef struct src_file {
+    const char *path;   /* as given on the command line, used in messages */
+    const char *text;   /* whole file, NUL-terminated */
+    size_t len;
+} src_file;
+
+typedef struct src_loc {
+    const src_file *file;
+    int line, col;      /* 1-based */
+    int len;            /* length of the token (for the caret run), >= 1 */
+} src_loc;
+
+/* ---------------------------------------------------------------- diagnostics (diag.c)
+ *
+ * Messages look like a C compiler's:
+ *   dsmoe.kiln:12:17: error: shape mismatch: [64] vs [256]
+ *      12 |     out = h + linear(v, up[l])
+ *         |                 ^~~~~~~~~~~~~
+ * diag_error never exits: it counts, and callers stop at the end of a phase.
+ */
+void diag_error(src_loc at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_note(src_loc at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_verror(src_loc at, const char *fmt, va_list ap);
+/* An error about a file as a whole or a place in it without source text (weight files). */
+void diag_file_error(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int diag_error_count(void);
+void diag_reset(void);
+/* Internal compiler bug: prints where and aborts. */
+_Noreturn void kiln_die(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define DIE(...) kiln_die(__FILE__, __LINE__, __VA_ARGS__)
+
+/* Read a whole file into a src_file (diagnoses and returns 0 on failure). */
+int src_file_read(src_file *out, const char *path);
+/* Use an in-memory text as a source file (the built-in standard library). */
+void src_file_from_string(src_file *out, const char *path, const char *text);
+
+/* ---------------------------------------------------------------- arena and interning (arena.c)
+ *
+ * Allocations that live until the end of the run (syntax trees, names, IR strings) come from
+ * one arena and are released together by base_free_all(). Interned strings are unique:
+ * equal text gives the same pointer, so names compare with ==.
+ */
+void *base_alloc(size_t size);               /* zeroed, max-aligned; never NULL */
+const char *base_intern(const char *s, size_t len);
+const char *base_intern_str(const char *s);  /* base_intern(s, strlen(s)) */
+void base_free_all(void);
+
+#endif
