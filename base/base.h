@@ -4,7 +4,8 @@
  * The front end, the IR, the passes, the code generator and the weight readers all report
  * through these functions, so that every message has the same form and names its place.
  *
- * Files: diag.c (diagnostics, reading source files), arena.c (the arena, interning).
+ * Files: diag.c (diagnostics, reading source files), arena.c (the arena, interning),
+ * outfile.c (output files).
  */
 #ifndef KILN_BASE_H
 #define KILN_BASE_H
@@ -12,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---------------------------------------------------------------- source locations */
 
@@ -62,5 +64,32 @@ void *base_alloc(size_t size);               /* zeroed, max-aligned; never NULL 
 const char *base_intern(const char *s, size_t len);
 const char *base_intern_str(const char *s);  /* base_intern(s, strlen(s)) */
 void base_free_all(void);
+
+/* ---------------------------------------------------------------- output files (outfile.c)
+ *
+ * Every file kiln writes goes through these. A regular file or a new path is written to a
+ * temporary in the same folder, renamed onto the path by outfile_commit (no partial output;
+ * on failure an existing file is left untouched). A path that exists and is not a regular
+ * file (a character device such as /dev/null, a FIFO) is written directly: never renamed
+ * onto nor unlinked. With OUTFILE_STDOUT, "-" is standard output. Errors are diagnosed
+ * (diag_file_error) and the functions return 0 or -1.
+ */
+enum { OUTFILE_STREAM = 1,   /* also open a FILE (o->f) for stdio writes */
+       OUTFILE_STDOUT = 2 }; /* "-" means standard output */
+
+typedef struct outfile {
+    const char *path;   /* the target, as given */
+    char *tmp;          /* the temporary renamed onto path at commit; NULL when direct */
+    int fd;             /* where to write (with OUTFILE_STREAM, f's descriptor) */
+    FILE *f;            /* with OUTFILE_STREAM (or for "-"), else NULL */
+    int is_stdout;
+} outfile;
+
+/* mode: the permissions of the file that replaces or creates the path (0644, 0755). */
+int outfile_open(outfile *o, const char *path, int mode, int flags);
+int outfile_write(outfile *o, const void *p, size_t n);   /* through f if open, else fd */
+int outfile_copy_from(outfile *o, const char *src);        /* appends the bytes of src */
+int outfile_commit(outfile *o);   /* closes, then renames the temporary onto the path */
+void outfile_abort(outfile *o);   /* closes; removes the temporary (never the target) */
 
 #endif

@@ -65,22 +65,45 @@ static void report(const char *kind, src_loc at, const char *fmt, va_list ap)
         show_source(at);
 }
 
+/* "path:line:col:message" in a malloc'ed string (NULL if out of memory): sized by a first
+ * pass, since paths and messages have no length limit. */
+static char *error_key(src_loc at, const char *fmt, va_list ap)
+{
+    const char *path = at.file ? at.file->path : "";
+    va_list copy;
+    va_copy(copy, ap);
+    int nm = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    int np = snprintf(NULL, 0, "%s:%d:%d:", path, at.line, at.col);
+    if (nm < 0 || np < 0)
+        return NULL;
+    size_t size = (size_t)np + (size_t)nm + 1;
+    char *key = malloc(size);
+    if (!key)
+        return NULL;
+    snprintf(key, size, "%s:%d:%d:", path, at.line, at.col);
+    va_copy(copy, ap);
+    vsnprintf(key + np, size - (size_t)np, fmt, copy);
+    va_end(copy);
+    return key;
+}
+
 /* 1 if this error was printed before (then notes are muted until the next new error). */
 static int already_reported(src_loc at, const char *fmt, va_list ap)
 {
-    char msg[512];
-    va_list copy;
-    va_copy(copy, ap);
-    int n = snprintf(msg, sizeof msg, "%s:%d:%d:", at.file ? at.file->path : "", at.line,
-                     at.col);
-    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, copy);
-    va_end(copy);
+    char *key = error_key(at, fmt, ap);
+    if (!key)
+        return muted = 0;   /* cannot compare: print it */
     for (int i = 0; i < nseen; i++)
-        if (strcmp(seen[i], msg) == 0)
+        if (strcmp(seen[i], key) == 0) {
+            free(key);
             return muted = 1;
+        }
     muted = 0;
-    if (nseen < 256 && (seen[nseen] = malloc(strlen(msg) + 1)) != NULL)
-        strcpy(seen[nseen++], msg);
+    if (nseen < 256)
+        seen[nseen++] = key;
+    else
+        free(key);
     return 0;
 }
 

@@ -1,9 +1,10 @@
 /* kiln.c - the `kiln` command: parse a spec, lower it to IR, run the passes, and then build a
  * program, dump the IR, write test weights, or inspect a checkpoint.
  *
- *   kiln build SPEC --weights FILE -o PROG [-D name=value ...]
- *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [-D ...]
- *   kiln dump SPEC [--after PASS] [--scope l=2] [--dot] [-D ...]
+ *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
+ *              [-D name=value ...]
+ *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [--dtype T] [-D ...]
+ *   kiln dump SPEC|FILE.ir [--after PASS] [--scope l=2] [--dot] [-D ...]
  *   kiln check SPEC [-D ...]
  *   kiln emit-c SPEC -o FILE.c [-D ...]
  *   kiln inspect FILE
@@ -35,12 +36,15 @@ static const char usage_text[] =
     "  build SPEC --weights FILE -o PROG   compile SPEC with the checkpoint FILE (safetensors\n"
     "                                      or llama2.c .bin) into the executable PROG; the\n"
     "                                      weights are packed into PROG itself\n"
+    "                                      (SPEC may be an IR dump, FILE.ir)\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
     "                                      or llama2c)\n"
-    "  dump SPEC                           print the IR (versioned text) after the passes\n"
+    "  dump SPEC                           print the IR (kiln-ir 2 text, docs/ir.md) after the\n"
+    "                                      passes; of a FILE.ir, the dump as read back (with\n"
+    "                                      --after or --passes, after those passes)\n"
     "  check SPEC                          parse and check SPEC; print nothing when it is fine\n"
-    "  emit-c SPEC -o FILE                 write the generated C program\n"
+    "  emit-c SPEC -o FILE                 write the generated C program (-o -: stdout)\n"
     "  inspect FILE                        list the tensors of a checkpoint\n"
     "  ops                                 list the IR ops\n"
     "\n"
@@ -53,8 +57,17 @@ static const char usage_text[] =
     "  --weights FILE    checkpoint to build with\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
     "  --format F        safetensors | llama2c (weights)\n"
+    "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
+    "                    only; default f32)\n"
+    "  --wtype T         store weights as T (f32, f16, bf16) when packing; default: as the\n"
+    "                    checkpoint stores them (dump: show the IR for weights of type T)\n"
+    "  --max-batch N     the largest block of prompt tokens the program runs at once\n"
+    "                    (1..65536; default 64); each weight is read once per block\n"
     "  --before PASS     dump the IR before PASS instead of after the last pass\n"
-    "  --after PASS      dump the IR after PASS (or `none`: straight from the front end)\n"
+    "  --after PASS      dump the IR after PASS (or `none`: straight from the front end);\n"
+    "                    the passes: widen cse dce memplan\n"
+    "  --passes P,Q      dump: run exactly these passes, in this order (a pass test:\n"
+    "                    kiln dump in.ir --passes cse)\n"
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
     "  --dot             dump as Graphviz\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
@@ -71,9 +84,10 @@ static const char usage_text[] =
 
 typedef struct options {
     const char *command, *spec, *out, *weights, *format, *before, *after, *scope, *emit_c;
-    const char *config;
+    const char *config, *wtype, *dtype, *passes;
     uint64_t seed;
     int dot, verbose;
+    int64_t max_batch;         /* --max-batch, 0: the default */
     sema_define defs[256];
     int ndefs;
 } options;
@@ -112,6 +126,22 @@ static void parse_args(int argc, char **argv, options *o)
             TAKE(weights);
         } else if (!strcmp(a, "--format")) {
             TAKE(format);
+        } else if (!strcmp(a, "--passes")) {
+            TAKE(passes);
+        } else if (!strcmp(a, "--wtype")) {
+            TAKE(wtype);
+        } else if (!strcmp(a, "--max-batch")) {
+            if (!next)
+                usage_error("%s needs a value", a);
+            char *end;
+            errno = 0;
+            long long v = strtoll(next, &end, 10);
+            if (errno || end == next || *end || v < 1 || v > 65536)
+                usage_error("--max-batch needs an integer in 1..65536, not '%s'", next);
+            o->max_batch = v;
+            i++;
+        } else if (!strcmp(a, "--dtype")) {
+            TAKE(dtype);
         } else if (!strcmp(a, "--config")) {
             TAKE(config);
         } else if (!strcmp(a, "--before")) {
@@ -179,11 +209,53 @@ static int apply_config(options *o)
 }
 
 /* Parses the standard library and the spec, lowers to IR, verifies. NULL after errors. */
+/* Whether the input is an IR dump (FILE.ir, or text that starts with "kiln-ir"). */
+static int is_ir_input(const char *path)
+{
+    size_t n = strlen(path);
+    if (n > 3 && !strcmp(path + n - 3, ".ir"))
+        return 1;
+    char head[8] = "";
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        size_t got = fread(head, 1, 7, f);
+        head[got] = 0;
+        fclose(f);
+    }
+    return !strcmp(head, "kiln-ir");
+}
+
+/* Reads an IR dump and verifies it. NULL after errors. */
+static ir_module *read_ir(const options *o, src_file *file)
+{
+    if (o->ndefs || o->config)
+        usage_error("-D and --config apply to specs; %s is an IR dump", o->spec);
+    if (!src_file_read(file, o->spec))
+        return NULL;
+    ir_module *m = ir_read(file);
+    if (!m)
+        return NULL;
+    if (o->max_batch && o->max_batch != m->t_max) {
+        m->t_max = o->max_batch;   /* another block size: the memory plan no longer holds */
+        m->planned = 0;
+        for (int i = 0; i < m->ninsts; i++)
+            m->insts[i].mem = MEM_NONE, m->insts[i].offset = 0;
+    }
+    if (ir_verify(m)) {
+        diag_file_error(o->spec, "the IR does not verify (above)");
+        ir_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static ir_module *front_end(const options *o_in, src_file *spec_file, src_file *std_file)
 {
     options opts = *o_in, *o = &opts;
     if (!o->spec)
         usage_error("'%s' needs a spec file", o->command);
+    if (is_ir_input(o->spec))
+        return read_ir(o, spec_file);
     if (apply_config(o) != 0)
         return NULL;
     src_file_from_string(std_file, "<std>", kiln_std_source);
@@ -198,6 +270,8 @@ static ir_module *front_end(const options *o_in, src_file *spec_file, src_file *
     ir_module *m = sema_lower(std, spec, o->defs, o->ndefs);
     if (!m)
         return NULL;
+    if (o->max_batch)
+        m->t_max = o->max_batch;
     if (ir_verify(m))
         DIE("the front end produced invalid IR for %s", o->spec);
     return m;
@@ -218,7 +292,7 @@ static int cmd_check(const options *o)
     ir_module *m = front_end(o, &f, &s);
     if (!m)
         return 1;
-    int rc = passes_run(m, NULL, NULL, NULL, o->verbose);
+    int rc = passes_run(&m, NULL, NULL, o->verbose);
     ir_module_free(m);
     return finish(rc);
 }
@@ -229,7 +303,24 @@ static int cmd_dump(const options *o)
     ir_module *m = front_end(o, &f, &s);
     if (!m)
         return 1;
-    int rc = passes_run(m, o->before, o->after, NULL, o->verbose);
+    if (o->passes && (o->before || o->after))
+        usage_error("--passes runs the passes it names; it does not mix with --before/--after%s", "");
+    if (o->wtype) {            /* the IR as a build with weights of that storage type sees it */
+        int dt = ir_dtype_lookup(o->wtype);
+        if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
+            usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
+        if (dt != DT_F32 && ((o->after && !strcmp(o->after, "none")) ||
+                             (o->before && !strcmp(o->before, "widen"))))
+            usage_error("--wtype %s: weights of a storage type are read through the widen pass; "
+                        "the IR before it is the front end's, with f32 weights", o->wtype);
+        for (int t = 0; t < m->ntensors; t++)
+            ir_set_storage(m, t, (ir_dtype)dt);
+    }
+    /* a dump read back prints as it was read, unless passes are asked for */
+    int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->after;
+    int rc = as_read    ? 0
+             : o->passes ? passes_run_list(&m, o->passes, o->verbose)
+                         : passes_run(&m, o->before, o->after, o->verbose);
     if (rc == 0) {
         if (o->dot)
             ir_print_dot(stdout, m, o->scope);
@@ -240,27 +331,20 @@ static int cmd_dump(const options *o)
     return finish(rc);
 }
 
-/* Writes the module's C to path (via a temp file). */
+/* Writes the module's C to path ("-": standard output) through base/outfile.c. */
 static int write_c(const ir_module *m, const char *path)
 {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "kiln: error: cannot write %s: %s\n", path, strerror(errno));
+    outfile out;
+    if (outfile_open(&out, path, 0644, OUTFILE_STREAM | OUTFILE_STDOUT) != 0)
+        return -1;
+    int rc = codegen_emit_c(out.f, m);
+    if (rc != 0) {             /* -2: the lowering refused and said why */
+        if (rc == -1)
+            diag_file_error(path, "write failed: %s", strerror(errno));
+        outfile_abort(&out);
         return -1;
     }
-    FILE *f = fdopen(fd, "w");
-    int rc = f ? codegen_emit_c(f, m) : -1;
-    if (f && fclose(f) != 0)
-        rc = -1;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -1;
-    if (rc != 0) {
-        fprintf(stderr, "kiln: error: cannot write %s: %s\n", path, strerror(errno));
-        unlink(tmp);
-    }
-    return rc;
+    return outfile_commit(&out);
 }
 
 static int cmd_emit_c(const options *o)
@@ -271,7 +355,7 @@ static int cmd_emit_c(const options *o)
     ir_module *m = front_end(o, &f, &s);
     if (!m)
         return 1;
-    int rc = passes_run(m, NULL, NULL, NULL, o->verbose);
+    int rc = passes_run(&m, NULL, NULL, o->verbose);
     if (rc == 0)
         rc = write_c(m, o->out);
     ir_module_free(m);
@@ -306,12 +390,14 @@ static int cmd_build(const options *o_in)
         usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
     if (!o->spec)
         usage_error("'%s' needs a spec file", o->command);
+    if (o->wtype && strcmp(o->wtype, "f32") && strcmp(o->wtype, "f16") && strcmp(o->wtype, "bf16"))
+        usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
     if (o->verbose)
         fprintf(stderr, "kiln: reading %s\n", o->weights);
     ckpt *ck = ckpt_open(o->weights);
     if (!ck)
         return 1;
-    if (ck->format == CKPT_LLAMA2C)
+    if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
         imply_llama2c_params(o, ck);
     src_file f, s;
     ir_module *m = front_end(o, &f, &s);
@@ -323,9 +409,13 @@ static int cmd_build(const options *o_in)
     pack_tensor *packed = NULL;
     void **owned = NULL;
     int nowned = 0;
-    char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_tmp[PATH_MAX];
-    exe_tmp[0] = 0;
-    if (passes_run(m, NULL, NULL, NULL, o->verbose) != 0)
+    char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_path[64];
+    outfile exe = {.fd = -1};
+    int exe_open = 0;
+    /* the storage types first: they decide which ops need a widen (pass widen) */
+    if (bind_storage_types(m, ck, o->wtype) != 0)
+        goto out;
+    if (passes_run(&m, NULL, NULL, o->verbose) != 0)
         goto out;
     packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
     if (!packed)
@@ -337,37 +427,41 @@ static int cmd_build(const options *o_in)
         goto out;
     }
     snprintf(c_path, sizeof c_path, "%s/model.c", dir);
+    snprintf(exe_path, sizeof exe_path, "%s/prog", dir);
     if (write_c(m, c_path) != 0)
         goto out;
     if (o->emit_c && write_c(m, o->emit_c) != 0)
         goto out;
-    snprintf(exe_tmp, sizeof exe_tmp, "%s.tmpXXXXXX", o->out);
-    int fd = mkstemp(exe_tmp);
-    if (fd < 0) {
-        fprintf(stderr, "kiln: error: cannot write %s: %s\n", o->out, strerror(errno));
-        exe_tmp[0] = 0;
+    /* Into the temporary beside -o (renamed onto it at the end); onto a device or FIFO, into
+     * the build folder, then copied (the linker and the blob writer need a regular file). */
+    if (outfile_open(&exe, o->out, 0755, 0) != 0)
         goto out;
-    }
-    close(fd);
+    exe_open = 1;
+    const char *target = exe.tmp ? exe.tmp : exe_path;
     if (o->verbose)
         fprintf(stderr, "kiln: compiling %s\n", c_path);
-    if (codegen_compile(c_path, exe_tmp, o->verbose) != 0)
+    if (codegen_compile(c_path, target, o->verbose) != 0)
         goto out;
     if (o->verbose)
         fprintf(stderr, "kiln: packing %d tensors\n", m->ntensors);
-    if (pack_append_blob(exe_tmp, packed, m->ntensors) != 0)
+    if (pack_append_blob(target, packed, m->ntensors) != 0)
         goto out;
-    if (chmod(exe_tmp, 0755) != 0 || rename(exe_tmp, o->out) != 0) {
+    if (exe.tmp && chmod(exe.tmp, 0755) != 0) {
         fprintf(stderr, "kiln: error: cannot write %s: %s\n", o->out, strerror(errno));
         goto out;
     }
-    exe_tmp[0] = 0;
+    if (!exe.tmp && outfile_copy_from(&exe, exe_path) != 0)
+        goto out;
+    exe_open = 0;
+    if (outfile_commit(&exe) != 0)
+        goto out;
     rc = 0;
 out:
-    if (exe_tmp[0])
-        unlink(exe_tmp);
+    if (exe_open)
+        outfile_abort(&exe);
     if (dir[sizeof dir - 2] != 'X') {
         unlink(c_path);
+        unlink(exe_path);
         rmdir(dir);
     }
     bind_free(owned, nowned);
@@ -398,6 +492,16 @@ static int cmd_weights(const options *o)
     const char *format = o->format ? o->format : "safetensors";
     if (strcmp(format, "safetensors") && strcmp(format, "llama2c"))
         usage_error("--format must be safetensors or llama2c, not '%s'", format);
+    const char *dtname = o->dtype ? o->dtype : "f32";
+    ckpt_dtype dtype = CK_F32;
+    if (!strcmp(dtname, "f16"))
+        dtype = CK_F16;
+    else if (!strcmp(dtname, "bf16"))
+        dtype = CK_BF16;
+    else if (strcmp(dtname, "f32"))
+        usage_error("--dtype must be f32, f16 or bf16, not '%s'", dtname);
+    if (dtype != CK_F32 && strcmp(format, "safetensors"))
+        usage_error("--format llama2c holds f32 only (--dtype %s needs safetensors)", dtname);
     src_file f, s;
     ir_module *m = front_end(o, &f, &s);
     if (!m)
@@ -413,7 +517,7 @@ static int cmd_weights(const options *o)
     }
     int rc;
     if (!strcmp(format, "safetensors")) {
-        rc = safetensors_write_detweights(o->out, ws, m->ntensors, o->seed);
+        rc = safetensors_write_detweights(o->out, ws, m->ntensors, o->seed, dtype);
     } else {
         const char *why = "--format llama2c (its header)";
         int64_t v[7] = {param_int(m, "dim", why),    param_int(m, "hidden", why),

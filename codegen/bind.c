@@ -1,8 +1,9 @@
 /* bind.c - bind the spec's declared tensors to a checkpoint's, for the packer.
  *
  * Every declared tensor must exist in the checkpoint with the declared shape; each problem
- * is reported at the declaration in the spec, naming the file. F16 and BF16 tensors are
- * widened to F32 (the blob holds F32 until quantized layouts arrive).
+ * is reported at the declaration in the spec, naming the file. Each tensor is packed in its
+ * storage dtype (ir_tensor.type.dtype, chosen by bind_storage_types): as the checkpoint holds
+ * it when the dtypes agree (no copy), else converted (narrowing rounds to nearest even).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,26 +11,95 @@
 #include "codegen.h"
 #include "../runtime/kiln_blob.h"
 
-static float half_to_float(uint16_t h)
+uint32_t codegen_kblob_dtype(ir_dtype dt)
 {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
-    if (exp == 0 && man == 0) {
-        bits = sign;
-    } else if (exp == 0) {           /* subnormal: normalize */
-        int e = -1;
-        do {
-            e++;
-            man <<= 1;
-        } while (!(man & 1024));
-        bits = sign | (uint32_t)(112 - e) << 23 | (man & 1023) << 13;
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | man << 13;
-    } else {
-        bits = sign | (exp + 112) << 23 | man << 13;
+    switch (dt) {
+    case DT_F32: return KBLOB_F32;
+    case DT_F16: return KBLOB_F16;
+    case DT_BF16: return KBLOB_BF16;
+    case DT_Q8_0: return KBLOB_Q8_0;
+    case DT_Q4_0: return KBLOB_Q4_0;
+    case DT_I32: case DT_BOOL: case DT_COUNT: break;
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return CODEGEN_NO_KBLOB;
+}
+
+const char *codegen_kblob_name(uint32_t code)
+{
+    switch (code) {
+    case KBLOB_F32: return "KBLOB_F32";
+    case KBLOB_F16: return "KBLOB_F16";
+    case KBLOB_BF16: return "KBLOB_BF16";
+    case KBLOB_Q8_0: return "KBLOB_Q8_0";
+    case KBLOB_Q4_0: return "KBLOB_Q4_0";
+    default: return NULL;
+    }
+}
+
+static ir_dtype ckpt_storage(ckpt_dtype dt)
+{
+    switch (dt) {
+    case CK_F16: return DT_F16;
+    case CK_BF16: return DT_BF16;
+    case CK_F32: break;
+    }
+    return DT_F32;
+}
+
+int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype)
+{
+    static const struct { const char *name; ir_dtype dt; } types[] = {
+        {"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16},
+    };
+    int forced = -1;
+    if (wtype) {
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+            if (!strcmp(wtype, types[k].name))
+                forced = (int)k;
+        if (forced < 0) {
+            diag_file_error("kiln", "cannot store weights as '%s': the weight types are f32, "
+                            "f16 and bf16", wtype);
+            return -1;
+        }
+    }
+    for (int i = 0; i < m->ntensors; i++) {
+        ir_tensor *t = &m->tensors[i];
+        const ckpt_tensor *ct = ckpt_find(ck, t->name);
+        if (forced >= 0)
+            ir_set_storage(m, i, types[forced].dt);
+        else if (ct)   /* a missing tensor is bind_weights' to report */
+            ir_set_storage(m, i, ckpt_storage(ct->dtype));
+    }
+    return 0;
+}
+
+/* Element j of a checkpoint tensor of dtype dt, as f32 (exact for every checkpoint dtype). */
+static float load_f32(const uint8_t *src, ckpt_dtype dt, uint64_t j)
+{
+    if (dt == CK_F32) {
+        float f;
+        memcpy(&f, src + 4 * j, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, src + 2 * j, 2);
+    return dt == CK_F16 ? kblob_f16_to_f32(h) : kblob_bf16_to_f32(h);
+}
+
+/* n elements of src (checkpoint dtype from) into dst in the storage type `to` (f32, f16 or
+ * bf16): one rounding at most, since every checkpoint value is exact in f32. */
+static void convert(void *dst, uint32_t to, const uint8_t *src, ckpt_dtype from, uint64_t n)
+{
+    unsigned char *d = dst;
+    for (uint64_t j = 0; j < n; j++) {
+        float f = load_f32(src, from, j);
+        if (to == KBLOB_F32) {
+            memcpy(d + 4 * j, &f, 4);
+        } else {
+            uint16_t h = to == KBLOB_F16 ? kblob_f32_to_f16(f) : kblob_f32_to_bf16(f);
+            memcpy(d + 2 * j, &h, 2);
+        }
+    }
 }
 
 static void shape_text(int rank, const int64_t *dim, char *buf, size_t size)
@@ -69,35 +139,37 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
             bad++;
             continue;
         }
-        uint64_t n = (uint64_t)ir_type_numel(&t->type);
+        uint32_t code = codegen_kblob_dtype(t->type.dtype);
         pack_tensor *p = &out[i];
         memset(p, 0, sizeof *p);
         p->name = t->name;
-        p->dtype = KBLOB_F32;
+        p->dtype = code;
         p->rank = (uint32_t)t->type.rank;
         for (int k = 0; k < t->type.rank; k++)
             p->dims[k] = (uint64_t)t->type.dim[k];
-        p->nbytes = n * 4;
+        /* only f32/f16/bf16 can be made from a checkpoint tensor until quantizing lands */
+        if (code != KBLOB_F32 && code != KBLOB_F16 && code != KBLOB_BF16) {
+            diag_error(t->loc, "weight '%s' (\"%s\"): cannot store it as %s", t->decl, t->name,
+                       ir_dtype_name(t->type.dtype));
+            bad++;
+            continue;
+        }
+        if (kblob_tensor_bytes(code, p->rank, p->dims, &p->nbytes) < 0 || p->nbytes > SIZE_MAX) {
+            diag_error(t->loc, "weight '%s' (\"%s\"): its byte size overflows", t->decl, t->name);
+            bad++;
+            continue;
+        }
         const uint8_t *src = ckpt_data(ck, ct);
-        if (ct->dtype == CK_F32) {
+        if (ckpt_storage(ct->dtype) == t->type.dtype) {   /* stored as is: no copy */
             p->data = src;
             continue;
         }
-        float *f = malloc(n * 4);
-        if (!f)
+        void *buf = malloc(p->nbytes ? (size_t)p->nbytes : 1);
+        if (!buf)
             DIE("out of memory");
-        for (uint64_t j = 0; j < n; j++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * j, 2);
-            if (ct->dtype == CK_F16) {
-                f[j] = half_to_float(h);
-            } else {
-                uint32_t bits = (uint32_t)h << 16;
-                memcpy(&f[j], &bits, 4);
-            }
-        }
-        (*owned)[(*nowned)++] = f;
-        p->data = f;
+        convert(buf, code, src, ct->dtype, (uint64_t)ir_type_numel(&t->type));
+        (*owned)[(*nowned)++] = buf;
+        p->data = buf;
     }
     return bad ? -1 : 0;
 }

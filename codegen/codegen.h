@@ -1,19 +1,24 @@
-/* codegen.h - from IR to a program: the C emitter, the C compiler driver, the weight packer.
+/* codegen.h - from IR to a program: lowering, the back ends, the C compiler driver, the
+ * weight packer.
  *
- * Files: emit_c.c (IR -> C), cc.c (runs cc on it and links the runtime), pack.c (the weight
- * blob, runtime/kiln_blob.h), bind.c (checks the spec's tensors against a checkpoint and
- * gathers them for the packer).
+ * Files: lower.c (planned IR -> the decisions: kernels, rows, threads, places; lower.h),
+ * backend.c (the back-end interface, backend.h), emit_c.c (the C back end), cc.c (runs cc
+ * on it and links the runtime), pack.c (the weight blob, runtime/kiln_blob.h), bind.c
+ * (checks the spec's tensors against a checkpoint and gathers them for the packer).
  */
 #ifndef KILN_CODEGEN_H
 #define KILN_CODEGEN_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "../ir/ir.h"
 #include "../weights/weights.h"
+#include "lower.h"
 #include "pack.h"
 
-/* Writes the C program of module m. Returns 0, or -1 on a write error. */
+/* Lowers the planned module m and writes its C program. Returns 0, -1 on a write error,
+ * or -2 when lowering refused (reported). */
 int codegen_emit_c(FILE *out, const ir_module *m);
 
 /* Compiles the C file at c_path and links it with the runtime into the executable exe_path.
@@ -21,9 +26,22 @@ int codegen_emit_c(FILE *out, const ir_module *m);
  * $KILN_RUNTIME_DIR; the compiler is $CC or cc. Returns 0, or -1 after reporting. */
 int codegen_compile(const char *c_path, const char *exe_path, int verbose);
 
-/* Checks every tensor of m against the checkpoint (present, shape, dtype) and fills
- * out[i] for m->tensors[i], converting to f32 where needed (buffers owned by *owned,
- * freed with bind_free). Reports each problem at the spec's declaration; returns 0 or -1. */
+/* The blob dtype code (KBLOB_*) of a storage type, or CODEGEN_NO_KBLOB for DT_I32/DT_BOOL;
+ * and the name of a code's KBLOB_* constant ("KBLOB_BF16"), or NULL for an unknown code. */
+#define CODEGEN_NO_KBLOB UINT32_MAX
+uint32_t codegen_kblob_dtype(ir_dtype dt);
+const char *codegen_kblob_name(uint32_t code);
+
+/* Sets the storage dtype (m->tensors[i].type.dtype) of every tensor of m: `wtype` ("f32",
+ * "f16" or "bf16") for all of them when given, else the dtype the checkpoint stores that
+ * tensor in. Tensors the checkpoint lacks are left alone (bind_weights reports them).
+ * Returns 0, or -1 after reporting an unknown wtype. */
+int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype);
+
+/* Checks every tensor of m against the checkpoint (present, shape) and fills out[i] for
+ * m->tensors[i] in its storage dtype: pointing into the checkpoint when it stores that
+ * dtype, else converted (buffers owned by *owned, freed with bind_free). Reports each
+ * problem at the spec's declaration; returns 0 or -1. */
 int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***owned, int *nowned);
 void bind_free(void **owned, int nowned);
 /* For llama2.c checkpoints: the header fields shapes do not show (heads, kv_heads, layers,

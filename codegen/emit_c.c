@@ -1,277 +1,342 @@
-/* emit_c.c - the C backend: one IR module in, one C file out.
+/* emit_c.c - the C back end: prints a lowered program (lower.h) as one C file.
  *
  * The file defines `kiln_model` (runtime/kiln_rt.h): the tensor table the blob must match,
- * run-time parameters, statistics, KV caches, and the forward function, which runs the
- * instructions in order. Every value lives at a fixed offset of one arena whose size is
- * known here (caches included, since they persist across steps). Shapes are literals, so the
- * C compiler specializes the kernels of runtime/kernels.h it inlines. Elementwise ops come
- * from the op table's C expressions. A guarded instruction runs inside `if (guard)`.
- *
- * Values that need no storage: the token (a parameter), weights (pointers into the blob),
- * constants (literals) and run-time parameters (read from the context).
+ * run-time parameters, statistics, KV caches, and kiln_forward(c, tokens, pos0, T), which
+ * runs the steps in order. Values live at the byte offsets the memory plan gave them in the
+ * frame F (one call) or the state S (caches). Kernels are the runtime's (kernels.h), called
+ * with literal shapes; element-by-element steps are loops over the op table's C expressions.
+ * Every decision (kernel, rows, thread split, places) was made by the lowering: this file
+ * only spells it.
  */
 #include <inttypes.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "codegen.h"
-
-typedef struct emitter {
-    FILE *out;
-    const ir_module *m;
-    int64_t *off;              /* arena offset of each value (floats), -1 if none */
-    int64_t arena;
-} emitter;
-
-/* Constants have a slot too (set at the start of each step), so any op can point at them. */
-static int has_storage(const ir_inst *in) { return ir_needs_storage(in); }
+#include "../runtime/kiln_blob.h"
 
 /* The float constant v as an exact C expression. */
-static const char *float_lit(double v, char *buf, size_t size)
+static const char *float_lit(float v, char *buf, size_t size)
 {
-    snprintf(buf, size, "(float)%a", (double)(float)v);
+    snprintf(buf, size, "(float)%a", (double)v);
     return buf;
 }
 
-/* A pointer expression to value id's first element. */
-static const char *ptr(const emitter *e, int id, char *buf, size_t size)
+/* The first row (a C expression) and row count of a step. */
+static const char *row0(lw_rows rows)
 {
-    const ir_inst *in = &e->m->insts[id];
-    switch (in->op) {
-    case IR_weight:
-        snprintf(buf, size, "(c->w[%" PRId64 "] + %" PRId64 ")", in->iattr[0], in->iattr[1]);
+    switch (rows) {
+    case LW_ROWS_ALL: return "0";
+    case LW_ROWS_TAIL: return "t0";
+    case LW_ROWS_LOOP: return "t";
+    default: return "0";
+    }
+}
+
+static const char *nrows(lw_rows rows)
+{
+    switch (rows) {
+    case LW_ROWS_ALL: return "T";
+    case LW_ROWS_TAIL: return "(T - t0)";
+    default: return "1";
+    }
+}
+
+/* A pointer expression to ref's element 0 of token row `r` (a C expression). */
+static const char *ptr(const lw_ref *ref, const char *r, char *buf, size_t size)
+{
+    const char *ty = ref->i32 ? "int32_t" : "float";
+    char rowoff[96] = "";
+    if (ref->tok && strcmp(r, "0"))
+        snprintf(rowoff, sizeof rowoff, " + (%s) * %" PRId64, r, ref->row);
+    switch (ref->place) {
+    case LW_FRAME:
+        snprintf(buf, size, "((%s *)(F + %" PRId64 ")%s)", ty, ref->offset, rowoff);
         break;
-    case IR_rtparam:
-        snprintf(buf, size, "(c->rtparams + %" PRId64 ")", in->iattr[0]);
+    case LW_STATE:
+        snprintf(buf, size, "((%s *)(S + %" PRId64 ")%s)", ty, ref->offset, rowoff);
+        break;
+    case LW_WEIGHT:
+        snprintf(buf, size, "((const unsigned char *)c->w[%d] + %" PRId64 ")", ref->tensor,
+                 ref->offset);
+        break;
+    case LW_TOKENS:
+        snprintf(buf, size, "(tokens%s)", rowoff);
+        break;
+    case LW_RTPARAM:
+        snprintf(buf, size, "(c->rtparams + %d)", ref->index);
         break;
     default:
-        if (e->off[id] < 0)
-            DIE("value %%%d (%s) has no storage", id, ir_ops[in->op].name);
-        snprintf(buf, size, "(A + %" PRId64 ")", e->off[id]);
+        DIE("emit_c: no pointer to this operand");
     }
     return buf;
 }
 
-/* A scalar expression for value id (a scalar). */
-static const char *scalar(const emitter *e, int id, char *buf, size_t size)
+/* One element of operand `ref` in a map loop: row r, element i (scalars broadcast). */
+static const char *element(const lw_ref *ref, const char *name, char *buf, size_t size)
 {
-    const ir_inst *in = &e->m->insts[id];
-    if (in->op == IR_const)
-        return float_lit(in->fattr, buf, size);
-    if (in->op == IR_token || in->op == IR_position)
-        return snprintf(buf, size, "(float)%s", in->op == IR_token ? "token" : "pos"), buf;
-    char p[96];
-    snprintf(buf, size, "%s[0]", ptr(e, id, p, sizeof p));
-    return buf;
-}
-
-static int64_t numel(const ir_type *t) { return ir_type_numel(t); }
-
-/* The seq dimension's capacity (S), for [S, w] and [H, S] values. */
-static int64_t cap_of(const ir_type *t) { return t->seq & 1u ? t->dim[0] : t->dim[1]; }
-
-static void emit_elementwise(const emitter *e, int id, const ir_inst *in)
-{
-    FILE *o = e->out;
-    char buf[3][128], dst[96];
-    static const char names[] = "abc";
-    fprintf(o, "    {\n");
-    for (int k = 0; k < in->nargs; k++) {
-        const ir_inst *a = &e->m->insts[in->args[k]];
-        if (a->type.rank == 0)
-            fprintf(o, "      const float %c0 = %s;\n", names[k],
-                    scalar(e, in->args[k], buf[k], sizeof buf[k]));
-        else
-            fprintf(o, "      const float *%cp = %s;\n", names[k],
-                    ptr(e, in->args[k], buf[k], sizeof buf[k]));
+    char lit[48];
+    const char *cast = ref->i32 ? "(float)" : "";
+    switch (ref->place) {
+    case LW_CONST:
+        return snprintf(buf, size, "%s", float_lit(ref->value, lit, sizeof lit)), buf;
+    case LW_RTPARAM:
+        return snprintf(buf, size, "c->rtparams[%d]", ref->index), buf;
+    case LW_WEIGHT:
+        if (ref->dtype != KBLOB_F32)
+            DIE("emit_c: an element-by-element step reads a packed weight");
+        break;
+    default:
+        break;
     }
-    ptr(e, id, dst, sizeof dst);
-    if (in->type.rank == 0) {
-        fprintf(o, "      const int64_t i = 0;\n");
-    } else if (in->type.seq == 2u) {   /* [rows, S]: only the first n columns are valid */
-        fprintf(o, "      for (int64_t r = 0; r < %" PRId64 "; r++)\n"
-                   "      for (int64_t t = 0; t < n; t++) {\n"
-                   "        const int64_t i = r * %" PRId64 " + t;\n",
-                in->type.dim[0], in->type.dim[1]);
-    } else if (in->type.seq == 1u) {   /* [S, w]: the first n rows */
-        fprintf(o, "      for (int64_t i = 0; i < n * %" PRId64 "; i++) {\n", in->type.dim[1]);
-    } else {
-        fprintf(o, "      for (int64_t i = 0; i < %" PRId64 "; i++) {\n", numel(&in->type));
-    }
-    for (int k = 0; k < in->nargs; k++) {
-        const ir_inst *a = &e->m->insts[in->args[k]];
-        if (a->type.rank == 0)
-            fprintf(o, "        const float %c = %c0;\n", names[k], names[k]);
-        else
-            fprintf(o, "        const float %c = %cp[i];\n", names[k], names[k]);
-    }
-    fprintf(o, "        %s[i] = %s;\n", dst, ir_ops[in->op].cexpr);
-    if (in->type.rank == 0)
-        fprintf(o, "    }\n");
+    if (ref->row == 1)
+        snprintf(buf, size, "%s%s_[%s]", cast, name, ref->tok ? "r" : "0");
+    else if (ref->tok)
+        snprintf(buf, size, "%s%s_[r * %" PRId64 " + i]", cast, name, ref->row);
     else
-        fprintf(o, "      }\n    }\n");
+        snprintf(buf, size, "%s%s_[i]", cast, name);
+    return buf;
 }
 
-/* A reduction to a scalar; the caller has declared `a_`, the operand. */
-static void emit_reduce(const emitter *e, int id, const ir_inst *in)
+static void declare_operand(FILE *o, const lw_ref *ref, const char *name)
 {
-    char b[96], d[96];
-    int64_t n = numel(&e->m->insts[in->args[0]].type);
-    ptr(e, id, d, sizeof d);
-    FILE *o = e->out;
-    switch (in->op) {
-    case IR_sum: case IR_mean: case IR_count: {
-        char div[48] = "";
-        if (in->op == IR_mean)
-            snprintf(div, sizeof div, " / (float)%" PRId64, n);
-        fprintf(o, "    { float s = 0.0f; for (int64_t i = 0; i < %" PRId64 "; i++) s += %s;"
-                   " %s[0] = s%s; }\n",
-                n, in->op == IR_count ? "(a_[i] != 0.0f)" : "a_[i]", d, div);
-        break;
-    }
-    case IR_amax:
-        fprintf(o, "    { float s = a_[0]; for (int64_t i = 1; i < %" PRId64 "; i++)"
-                   " if (a_[i] > s) s = a_[i]; %s[0] = s; }\n", n, d);
-        break;
-    case IR_dot:
-        ptr(e, in->args[1], b, sizeof b);
-        fprintf(o, "    { const float *b_ = %s; float s = 0.0f;"
-                   " for (int64_t i = 0; i < %" PRId64 "; i++) s += a_[i] * b_[i];"
-                   " %s[0] = s; }\n", b, n, d);
-        break;
-    default:
-        DIE("not a reduction");
+    char b[160];
+    if (ref->place == LW_CONST || ref->place == LW_RTPARAM)
+        return;
+    if (ref->place == LW_WEIGHT)
+        fprintf(o, "      const float *%s_ = (const float *)%s;\n", name, ptr(ref, "0", b, sizeof b));
+    else if (ref->place == LW_TOKENS)
+        fprintf(o, "      const int32_t *%s_ = tokens;\n", name);
+    else
+        fprintf(o, "      const %s *%s_ = %s;\n", ref->i32 ? "int32_t" : "float", name,
+                ptr(ref, "0", b, sizeof b));
+}
+
+/* The row loop of a step: `for (r = first; r < end; r++)`. */
+static void row_loop(FILE *o, lw_rows rows)
+{
+    switch (rows) {
+    case LW_ROWS_ALL: fprintf(o, "      for (int64_t r = 0; r < T; r++) {\n"); break;
+    case LW_ROWS_TAIL: fprintf(o, "      for (int64_t r = t0; r < T; r++) {\n"); break;
+    case LW_ROWS_LOOP: fprintf(o, "      for (int64_t r = t; r < t + 1; r++) {\n"); break;
+    default: fprintf(o, "      for (int64_t r = 0; r < 1; r++) {\n"); break;
     }
 }
 
-static void emit_inst(const emitter *e, int id)
+static void emit_map(FILE *o, const lw_step *s)
 {
-    const ir_inst *in = &e->m->insts[id];
-    const ir_type *t = &in->type;
-    FILE *o = e->out;
-    char d[96], a[96], b[96], s[96];
-    const ir_type *t0 = in->nargs > 0 ? &e->m->insts[in->args[0]].type : NULL;
-    const ir_type *t1 = in->nargs > 1 ? &e->m->insts[in->args[1]].type : NULL;
-    if (has_storage(in))
-        ptr(e, id, d, sizeof d);
-    a[0] = b[0] = 0;
-    if (in->nargs > 0 && e->m->insts[in->args[0]].type.dtype != DT_I32)
-        ptr(e, in->args[0], a, sizeof a);
-    if (in->nargs > 1 && e->m->insts[in->args[1]].type.dtype != DT_I32)
-        ptr(e, in->args[1], b, sizeof b);
+    static const char *const names[] = {"a", "b", "c"};
+    char e[3][96], d[160];
+    fprintf(o, "    {\n");
+    for (int k = 0; k < s->nsrc; k++)
+        declare_operand(o, &s->src[k], names[k]);
+    fprintf(o, "      float *d_ = %s;\n", ptr(&s->dst, "0", d, sizeof d));
+    fprintf(o, "      (void)d_;\n");
+    row_loop(o, s->rows);
+    if (s->n[3] == 1)          /* [H, S]: row r sees positions 0 .. pos0 + r */
+        fprintf(o, "        for (int64_t h = 0; h < %" PRId64 "; h++)\n"
+                   "        for (int64_t p = 0; p <= (int64_t)pos0 + r; p++) {\n"
+                   "          const int64_t i = h * %" PRId64 " + p;\n", s->n[1], s->n[2]);
+    else if (s->n[3] == 2)     /* [S, w] over a cache: the positions written so far */
+        fprintf(o, "        for (int64_t i = 0; i < ((int64_t)pos0 + T) * %" PRId64 "; i++) {\n",
+                s->n[1]);
+    else
+        fprintf(o, "        for (int64_t i = 0; i < %" PRId64 "; i++) {\n", s->n[0]);
+    for (int k = 0; k < s->nsrc; k++)
+        fprintf(o, "          const float %s = %s;\n", names[k],
+                element(&s->src[k], names[k], e[k], sizeof e[k]));
+    if (s->dst.tok)
+        fprintf(o, "          d_[r * %" PRId64 " + i] = %s;\n", s->dst.row, ir_ops[s->op].cexpr);
+    else
+        fprintf(o, "          d_[i] = %s;\n", ir_ops[s->op].cexpr);
+    fprintf(o, "        }\n      }\n    }\n");
+}
 
-    if (ir_ops[in->op].flags & OPF_ELEMWISE) {
-        emit_elementwise(e, id, in);
-        return;
+static const char *weight_suffix(uint32_t dtype)
+{
+    switch (dtype) {
+    case KBLOB_F32: return "f32";
+    case KBLOB_F16: return "f16";
+    case KBLOB_BF16: return "bf16";
+    default: DIE("emit_c: no kernel for storage type %u", dtype);
     }
-    switch (in->op) {
-    case IR_token: case IR_position: case IR_weight: case IR_const: case IR_rtparam:
-        return;
-    case IR_zeros:
-        fprintf(o, "    memset(%s, 0, %" PRId64 " * sizeof(float));\n", d, numel(t));
-        return;
-    case IR_embed: {   /* the row of a weight view: rows lie `stride` floats apart */
-        const ir_inst *w = &e->m->insts[in->args[0]];
-        const char *row = e->m->insts[in->args[1]].op == IR_position ? "pos" : "token";
-        fprintf(o, "    if ((uint32_t)%s < %" PRId64 "u) krt_embed(%s, %s, %s, %" PRId64 ", %" PRId64
-                   "); else memset(%s, 0, %" PRId64 " * sizeof(float));\n",
-                row, w->type.dim[0], d, a, row, w->iattr[2], t->dim[0], d, t->dim[0]);
-        return;
+}
+
+/* Per-row copies: extract, slice, concat. */
+static void emit_copy(FILE *o, const lw_step *s)
+{
+    char a[160], b[160], d[160];
+    const lw_ref *x = &s->src[0];
+    fprintf(o, "    {\n      const float *a_ = %s;\n      float *d_ = %s;\n",
+            ptr(x, "0", a, sizeof a), ptr(&s->dst, "0", d, sizeof d));
+    if (s->kernel == LK_concat)
+        fprintf(o, "      const float *b_ = %s;\n", ptr(&s->src[1], "0", b, sizeof b));
+    row_loop(o, s->rows);
+    const char *xa = x->tok ? "r" : "0";
+    const char *da = s->dst.tok ? "r" : "0";
+    switch (s->kernel) {
+    case LK_extract:
+        fprintf(o, "        d_[%s] = a_[%s * %" PRId64 " + %" PRId64 "];\n", da, xa, s->n[0],
+                s->n[1]);
+        break;
+    case LK_slice:
+        fprintf(o, "        memcpy(d_ + %s * %" PRId64 ", a_ + %s * %" PRId64 " + %" PRId64
+                   ", %" PRId64 " * sizeof(float));\n", da, s->n[2], xa, s->n[0], s->n[1], s->n[2]);
+        break;
+    default: {
+        const char *xb = s->src[1].tok ? "r" : "0";
+        int64_t w = s->n[0] + s->n[1];
+        fprintf(o, "        memcpy(d_ + %s * %" PRId64 ", a_ + %s * %" PRId64 ", %" PRId64
+                   " * sizeof(float));\n", da, w, xa, s->n[0], s->n[0]);
+        fprintf(o, "        memcpy(d_ + %s * %" PRId64 " + %" PRId64 ", b_ + %s * %" PRId64
+                   ", %" PRId64 " * sizeof(float));\n", da, w, s->n[0], xb, s->n[1], s->n[1]);
     }
-    case IR_topk:   /* k passes, each taking the largest element not yet taken */
-        fprintf(o, "    memset(%s, 0, %" PRId64 " * sizeof(float));\n"
-                   "    for (int64_t k = 0; k < %" PRId64 "; k++) {\n"
-                   "      int64_t best = -1;\n"
-                   "      for (int64_t i = 0; i < %" PRId64 "; i++)\n"
-                   "        if (%s[i] == 0.0f && (best < 0 || %s[i] > %s[best])) best = i;\n"
-                   "      %s[best] = 1.0f;\n    }\n",
-                d, numel(t), in->iattr[0], numel(t), d, a, a, d);
-        return;
-    case IR_linear: {
-        const ir_inst *w = &e->m->insts[in->args[1]];
-        if (w->op != IR_weight)
-            DIE("linear: the matrix of %%%d is not a weight", id);
-        /* large products may be split across threads; small ones stay inline */
-        int par = t1->dim[0] * t1->dim[1] >= 1 << 15;
-        fprintf(o, "    krt_linear%s(%s%s, %s, %" PRId64 ", %s, %" PRId64 ", %" PRId64 ");\n",
-                par ? "_mt" : "", par ? "c, " : "", d, b, w->iattr[2], a, t1->dim[0],
-                t1->dim[1]);
-        return;
     }
-    case IR_sum: case IR_mean: case IR_amax: case IR_count: case IR_dot:
-        fprintf(o, "    { const float *a_ = %s;\n", a);
-        emit_reduce(e, id, in);
-        fprintf(o, "    }\n");
-        return;
-    case IR_extract:
-        fprintf(o, "    %s[0] = %s[%" PRId64 "];\n", d, a, in->iattr[0]);
-        return;
-    case IR_slice:
-        fprintf(o, "    memcpy(%s, %s + %" PRId64 ", %" PRId64 " * sizeof(float));\n", d, a,
-                in->iattr[0], numel(t));
-        return;
-    case IR_concat:
-        fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t0));
-        fprintf(o, "    memcpy(%s + %" PRId64 ", %s, %" PRId64 " * sizeof(float));\n", d,
-                numel(t0), b, numel(t1));
-        return;
-    case IR_softmax:   /* copy, then in place; of [rows, S] only the n live columns */
-        if (t->seq == 2u) {
-            fprintf(o, "    for (int64_t r = 0; r < %" PRId64 "; r++)\n"
-                       "      memcpy(%s + r * %" PRId64 ", %s + r * %" PRId64
-                       ", (size_t)n * sizeof(float));\n",
-                    t->dim[0], d, t->dim[1], a, t->dim[1]);
-            fprintf(o, "    krt_softmax_rows(%s, %" PRId64 ", n, %" PRId64 ");\n", d, t->dim[0],
-                    t->dim[1]);
-        } else if (t->seq) {
-            DIE("softmax over a cache");
-        } else {
-            fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
-            fprintf(o, "    krt_softmax_rows(%s, 1, %" PRId64 ", %" PRId64 ");\n", d, numel(t),
-                    numel(t));
-        }
-        return;
-    case IR_rope:
-        fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
-        fprintf(o, "    krt_rope(%s, %" PRId64 ", %" PRId64 ", %" PRId64 ", pos, %s, %d);\n", d,
-                in->iattr[0], numel(t) / in->iattr[0], in->iattr[1],
-                float_lit(in->fattr, s, sizeof s),
-                strcmp(in->sattr, "interleaved") == 0);
-        return;
-    case IR_cache:
-        fprintf(o, "    krt_cache_store(%s, %s, %" PRId64 ", pos);\n", d, a, t->dim[1]);
-        return;
-    case IR_attn_scores: {
-        int64_t heads = in->iattr[0], hd = t0->dim[0] / heads, kvh = t1->dim[1] / hd;
-        fprintf(o, "    krt_attn_scores(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-                   ", n, %" PRId64 ");\n", d, a, b, heads, kvh, hd, cap_of(t));
-        return;
+    fprintf(o, "      }\n    }\n");
+}
+
+static void c_step(FILE *o, const lw_program *p, const lw_step *s)
+{
+    const ir_inst *in = &p->m->insts[s->inst];
+    const char *r0 = row0(s->rows), *rows = nrows(s->rows);
+    char d[160], a[160], b[160], lit[48];
+    fprintf(o, "    /* %%%d %s%s%s */\n", s->inst, ir_ops[in->op].name, in->label ? " " : "",
+            in->label ? in->label : "");
+    if (s->dst.place != LW_NONE)
+        ptr(&s->dst, r0, d, sizeof d);
+    if (s->nsrc > 0 && s->src[0].place != LW_CONST)
+        ptr(&s->src[0], r0, a, sizeof a);
+    if (s->nsrc > 1 && s->src[1].place != LW_CONST)
+        ptr(&s->src[1], r0, b, sizeof b);
+    switch (s->kernel) {
+    case LK_constant:
+        fprintf(o, "    *%s = %s;\n", d, float_lit(s->f, lit, sizeof lit));
+        break;
+    case LK_positions:
+        fprintf(o, "    for (int64_t r = 0; r < T; r++) %s[r] = pos0 + (int32_t)r;\n",
+                ptr(&s->dst, "0", d, sizeof d));
+        break;
+    case LK_zeros:
+        fprintf(o, "    memset(%s, 0, (size_t)%s * %" PRId64 " * sizeof(float));\n", d,
+                s->dst.tok ? rows : "1", s->n[0]);
+        break;
+    case LK_widen:
+        fprintf(o, "    krt_widen(%s, %s, %u, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", d, a,
+                s->src[0].dtype, s->n[0], s->src[0].ld, s->n[1]);
+        break;
+    case LK_embed:
+        fprintf(o, "    krt_embed(%s, %s, %s, %s, %u, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
+                d, ptr(&s->src[1], r0, b, sizeof b), rows, ptr(&s->src[0], "0", a, sizeof a),
+                s->src[0].dtype, s->src[0].ld, s->n[0], s->n[1]);
+        break;
+    case LK_linear: {
+        const char *sfx = weight_suffix(s->src[1].dtype);
+        ptr(&s->src[1], "0", b, sizeof b);
+        const char *x_rows = s->src[0].tok ? rows : "1";
+        if (s->split)
+            fprintf(o, "    krt_linear_mt(c->pool, krt_linear_%s, %s, %s, %s, %s, %" PRId64
+                       ", %" PRId64 ", %" PRId64 ");\n",
+                    sfx, d, a, x_rows, b, s->src[1].ld, s->n[0], s->n[1]);
+        else
+            fprintf(o, "    krt_linear_%s(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+                       ", 0, %" PRId64 ");\n",
+                    sfx, d, a, x_rows, b, s->src[1].ld, s->n[0], s->n[1], s->n[0]);
+        break;
     }
-    case IR_attn_apply: {
-        int64_t kvh = in->iattr[0], hd = t1->dim[1] / kvh;
-        fprintf(o, "    krt_attn_apply(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-                   ", n, %" PRId64 ");\n", d, a, b, t0->dim[0], kvh, hd, cap_of(t0));
-        return;
+    case LK_map:
+        emit_map(o, s);
+        break;
+    case LK_reduce: {
+        static const char *const fn[IR_OP_COUNT] = {
+            [IR_sum] = "krt_sum", [IR_mean] = "krt_mean", [IR_amax] = "krt_amax",
+            [IR_count] = "krt_count"};
+        fprintf(o, "    %s(%s, %s, %s, %" PRId64 ");\n", fn[s->op], d, a,
+                s->src[0].tok ? rows : "1", s->n[0]);
+        break;
     }
-    case IR_accum_if: {
-        char p[96];
-        fprintf(o, "    memcpy(%s, %s, %" PRId64 " * sizeof(float));\n", d, a, numel(t));
-        fprintf(o, "    if (%s != 0.0f) for (int64_t i = 0; i < %" PRId64 "; i++) %s[i] += %s[i];\n",
-                scalar(e, in->args[2], p, sizeof p), numel(t), d, b);
-        return;
+    case LK_dot: {
+        /* the operand with the token axis first; the other is shared by every row */
+        int swap = !s->src[0].tok && s->src[1].tok;
+        fprintf(o, "    krt_dot(%s, %s, %s, %s, %" PRId64 ", %d);\n", d, swap ? b : a,
+                swap ? a : b, s->src[0].tok || s->src[1].tok ? rows : "1", s->n[0],
+                s->src[0].tok && s->src[1].tok);
+        break;
     }
-    case IR_stat: {
-        char v[96];
-        fprintf(o, "    c->stat_sum[%" PRId64 "] += %s; c->stat_count[%" PRId64 "] += 1;\n",
-                in->iattr[0], scalar(e, in->args[0], v, sizeof v), in->iattr[0]);
-        return;
+    case LK_extract: case LK_slice: case LK_concat:
+        emit_copy(o, s);
+        break;
+    case LK_topk:
+        fprintf(o, "    krt_topk(%s, %s, %s, %" PRId64 ", %" PRId64 ");\n", d, a,
+                s->src[0].tok ? rows : "1", s->n[0], s->n[1]);
+        break;
+    case LK_softmax:
+        fprintf(o, "    krt_softmax(%s, %s, %s, %" PRId64 ");\n", d, a,
+                s->src[0].tok ? rows : "1", s->n[0]);
+        break;
+    case LK_softmax_causal:
+        fprintf(o, "    krt_softmax_causal(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s, %" PRId64
+                   ");\n", d, a, rows, s->n[0], r0, s->n[1]);
+        break;
+    case LK_rope:
+        fprintf(o, "    krt_rope(%s, %s, %s, pos0 + (int32_t)%s, %" PRId64 ", %" PRId64 ", %" PRId64
+                   ", %s, %d);\n", d, a, rows, r0, s->n[0], s->n[1], s->n[2],
+                float_lit(s->f, lit, sizeof lit), s->flag);
+        break;
+    case LK_cache_store:
+        fprintf(o, "    krt_cache_store(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s);\n", d, a,
+                rows, s->n[0], r0);
+        break;
+    case LK_attn_scores: case LK_attn_apply:
+        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+                   ", pos0 + (int32_t)%s, %" PRId64 ");\n",
+                s->kernel == LK_attn_scores ? "attn_scores" : "attn_apply", d, a, rows,
+                ptr(&s->src[1], "0", b, sizeof b), s->n[0], s->n[1], s->n[2], r0, s->n[3]);
+        break;
+    case LK_stat: {
+        char e[96];
+        fprintf(o, "    {\n");
+        declare_operand(o, &s->src[0], "a");
+        row_loop(o, s->rows);
+        fprintf(o, "        c->stat_sum[%" PRId64 "] += %s;\n"
+                   "        c->stat_count[%" PRId64 "] += 1;\n      }\n    }\n",
+                s->n[0], element(&s->src[0], "a", e, sizeof e), s->n[0]);
+        break;
     }
-    case IR_output:
-        fprintf(o, "    c->logits = %s;\n", a);
-        return;
+    case LK_output:
+        fprintf(o, "    c->logits = %s;\n", ptr(&s->src[0], "0", a, sizeof a));
+        break;
     default:
-        DIE("emit_c: no code for op %s", ir_ops[in->op].name);
+        DIE("emit_c: no code for kernel %d", (int)s->kernel);
     }
+}
+
+static void c_loop_begin(FILE *o, const lw_program *p, const lw_loop *l)
+{
+    (void)p;
+    char g[96];
+    fprintf(o, "  for (int64_t t = %s; t < T; t++) {   /* the guard region, token by token */\n",
+            l->rows == LW_ROWS_TAIL ? "t0" : "0");
+    fprintf(o, "    { const float *g_ = %s;\n", ptr(&l->guard, "0", g, sizeof g));
+    fprintf(o, "      if (g_[%s] == 0.0f) continue; }\n", l->guard.tok ? "t" : "0");
+}
+
+static void c_loop_end(FILE *o, const lw_program *p, const lw_loop *l)
+{
+    (void)p, (void)l;
+    fprintf(o, "  }\n");
+}
+
+static void c_begin(FILE *o, const lw_program *p)
+{
+    fprintf(o, "/* Generated by kiln from model '%s'. Do not edit. */\n"
+               "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
+               "#include \"kiln_rt.h\"\n#include \"kernels.h\"\n\n", p->m->name);
+    fprintf(o, "static void kiln_forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)\n"
+               "{\n"
+               "    unsigned char *F = c->frame, *S = c->state;\n"
+               "    const int64_t t0 = c->all_logits ? 0 : (int64_t)T - 1;   /* rows whose "
+               "logits are wanted */\n"
+               "    (void)F; (void)S; (void)t0; (void)tokens;\n");
 }
 
 static void emit_string(FILE *o, const char *s)
@@ -288,16 +353,18 @@ static void emit_string(FILE *o, const char *s)
     fputc('"', o);
 }
 
-static void emit_tables(const emitter *e)
+static void c_end(FILE *o, const lw_program *p)
 {
-    FILE *o = e->out;
-    const ir_module *m = e->m;
-    fprintf(o, "static const krt_tensor_desc tensors[] = {\n");
+    const ir_module *m = p->m;
+    fprintf(o, "}\n\nstatic const krt_tensor_desc tensors[] = {\n");
     for (int i = 0; i < m->ntensors; i++) {
         const ir_type *t = &m->tensors[i].type;
+        const char *code = codegen_kblob_name(p->tensor_dtype[i]);
+        if (!code)
+            DIE("tensor '%s' has no storage type (%s)", m->tensors[i].name, ir_dtype_name(t->dtype));
         fprintf(o, "    {");
         emit_string(o, m->tensors[i].name);
-        fprintf(o, ", KBLOB_F32, %d, {", t->rank);
+        fprintf(o, ", %s, %d, {", code, t->rank);
         for (int k = 0; k < 4; k++)
             fprintf(o, "%s%" PRId64, k ? ", " : "", k < t->rank ? t->dim[k] : 0);
         fprintf(o, "}},\n");
@@ -310,94 +377,49 @@ static void emit_tables(const emitter *e)
     fprintf(o, "0};\nstatic const float rtparam_defaults[] = {");
     char buf[64];
     for (int i = 0; i < m->nrtparams; i++)
-        fprintf(o, "%s, ", float_lit(m->rtparams[i].value, buf, sizeof buf));
+        fprintf(o, "%s, ", float_lit((float)m->rtparams[i].value, buf, sizeof buf));
     fprintf(o, "0};\nstatic const char *const stat_names[] = {");
     for (int i = 0; i < m->nstats; i++) {
         emit_string(o, m->stats[i].name);
         fprintf(o, ", ");
     }
     fprintf(o, "0};\nstatic const krt_cache_desc caches[] = {\n");
-    int ncaches = 0;
-    for (int i = 0; i < m->ninsts; i++) {
-        const ir_inst *in = &m->insts[i];
-        if (in->dead || in->op != IR_cache)
-            continue;
-        char label[256];
-        snprintf(label, sizeof label, "%s%s%s", in->label ? in->label : "cache",
-                 in->scope ? " " : "", in->scope ? in->scope : "");
+    for (int i = 0; i < p->ncaches; i++) {
         fprintf(o, "    {");
-        emit_string(o, label);
-        fprintf(o, ", %" PRId64 ", %" PRId64 "},\n", in->type.dim[1], in->type.dim[0]);
-        ncaches++;
+        emit_string(o, p->caches[i].label);
+        fprintf(o, ", %" PRId64 ", %" PRId64 "},\n", p->caches[i].width, p->caches[i].capacity);
     }
     fprintf(o, "    {0}\n};\n\n");
     fprintf(o, "const krt_model kiln_model = {\n    .name = ");
     emit_string(o, m->name);
     fprintf(o, ",\n    .vocab = %" PRId64 ",\n    .ctx = %" PRId64 ",\n"
-               "    .arena_floats = %" PRId64 ",\n"
+               "    .max_batch = %" PRId64 ",\n"
+               "    .frame_bytes = %" PRId64 ", .state_bytes = %" PRId64 ",\n"
                "    .n_tensors = %d, .tensors = tensors,\n"
                "    .n_rtparams = %d, .rtparam_names = rtparam_names,"
                " .rtparam_defaults = rtparam_defaults,\n"
                "    .n_stats = %d, .stat_names = stat_names,\n"
                "    .n_caches = %d, .caches = caches,\n"
                "    .forward = kiln_forward,\n};\n",
-            m->vocab, m->ctx, e->arena, m->ntensors, m->nrtparams, m->nstats, ncaches);
+            m->vocab, m->ctx, m->t_max, m->frame_bytes, m->state_bytes, m->ntensors,
+            m->nrtparams, m->nstats, p->ncaches);
 }
+
+const backend backend_c = {
+    .name = "c",
+    .begin = c_begin,
+    .step = c_step,
+    .loop_begin = c_loop_begin,
+    .loop_end = c_loop_end,
+    .end = c_end,
+};
 
 int codegen_emit_c(FILE *out, const ir_module *m)
 {
-    emitter e = {.out = out, .m = m};
-    e.off = malloc(sizeof(int64_t) * (size_t)(m->ninsts ? m->ninsts : 1));
-    if (!e.off)
-        DIE("out of memory");
-    /* the slots of memory planning; without it, one slot per value */
-    e.arena = m->arena_floats;
-    for (int i = 0; i < m->ninsts; i++) {
-        e.off[i] = -1;
-        if (!has_storage(&m->insts[i]))
-            continue;
-        if (m->arena_floats) {
-            e.off[i] = m->insts[i].slot;
-            continue;
-        }
-        e.off[i] = e.arena;
-        int64_t n = numel(&m->insts[i].type);
-        e.arena += (n + 15) / 16 * 16;   /* 64-byte aligned slots */
-    }
-    fprintf(out, "/* Generated by kiln from model '%s'. Do not edit. */\n"
-                 "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
-                 "#include \"kiln_rt.h\"\n#include \"kernels.h\"\n\n", m->name);
-    fprintf(out, "static void kiln_forward(krt_ctx *c, int32_t token, int32_t pos)\n{\n"
-                 "    float *A = c->arena;\n    const int64_t n = (int64_t)pos + 1;\n"
-                 "    (void)A; (void)n; (void)token;\n");
-    for (int i = 0; i < m->ninsts; i++) {
-        char lit[64];
-        if (m->insts[i].op == IR_const && !m->insts[i].dead)
-            fprintf(out, "    A[%" PRId64 "] = %s;\n", e.off[i],
-                    float_lit(m->insts[i].fattr, lit, sizeof lit));
-    }
-    int open_guard = -1;
-    for (int i = 0; i < m->ninsts; i++) {
-        const ir_inst *in = &m->insts[i];
-        if (in->dead || (ir_ops[in->op].flags & OPF_SOURCE && in->op != IR_zeros))
-            continue;
-        if (in->guard != open_guard) {
-            if (open_guard >= 0)
-                fprintf(out, "  }\n");
-            open_guard = in->guard;
-            if (open_guard >= 0) {
-                char g[96];
-                fprintf(out, "  if (%s != 0.0f) {\n", scalar(&e, open_guard, g, sizeof g));
-            }
-        }
-        fprintf(out, "    /* %%%d %s%s%s */\n", i, ir_ops[in->op].name, in->label ? " " : "",
-                in->label ? in->label : "");
-        emit_inst(&e, i);
-    }
-    if (open_guard >= 0)
-        fprintf(out, "  }\n");
-    fprintf(out, "}\n\n");
-    emit_tables(&e);
-    free(e.off);
-    return ferror(out) ? -1 : 0;
+    lw_program p;
+    if (lower_program(m, &p) != 0)
+        return -2;
+    int rc = backend_print(&backend_c, out, &p);
+    lower_free(&p);
+    return rc;
 }

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../base/base.h"
 #include "../runtime/kiln_blob.h"
 
 #define PACK_PAGE 4096u
@@ -65,38 +66,47 @@ static int write_zeros(int fd, uint64_t n)
     return 0;
 }
 
-/* Element size of the dtypes whose size follows from the shape; 0 for block formats. */
-static uint64_t elem_size(uint32_t dtype)
-{
-    switch (dtype) {
-    case KBLOB_F32: return 4;
-    case KBLOB_F16: case KBLOB_BF16: return 2;
-    default: return 0;
-    }
-}
-
+/* Every tensor's byte size must follow from its dtype and shape (kblob_tensor_bytes, block
+ * types included), and the whole blob must fit in 64 bits: the reader checks the same, so a
+ * blob that passes here is one the program accepts. */
 static int check_tensors(const char *path, const pack_tensor *t, int n)
 {
     if (n < 0 || (n > 0 && !t)) {
         pack_error(path, "bad tensor list (%d tensors)", n);
         return -1;
     }
+    uint64_t total = sizeof(kblob_header) + (uint64_t)n * sizeof(kblob_entry);
     for (int i = 0; i < n; i++) {
         const char *nm = t[i].name ? t[i].name : "(null)";
         if (!t[i].name || !t[i].name[0] || t[i].rank > 4 || (t[i].nbytes && !t[i].data)) {
             pack_error(path, "tensor %d '%s': bad name, rank %u or data", i, nm, t[i].rank);
             return -1;
         }
-        uint64_t es = elem_size(t[i].dtype), numel = 1;
-        int overflow = 0;
-        for (uint32_t d = 0; d < t[i].rank; d++) {
-            if (t[i].dims[d] && numel > UINT64_MAX / t[i].dims[d])
-                overflow = 1;
-            numel *= t[i].dims[d];
+        const char *dt = kblob_dtype_name(t[i].dtype);
+        if (!dt) {
+            pack_error(path, "tensor %d '%s': unknown dtype code %u", i, nm, t[i].dtype);
+            return -1;
         }
-        if (es && (overflow || numel > UINT64_MAX / es || numel * es != t[i].nbytes)) {
-            pack_error(path, "tensor %d '%s': %llu bytes do not match its shape", i, nm,
-                       (unsigned long long)t[i].nbytes);
+        uint64_t bytes, row = t[i].rank ? t[i].dims[t[i].rank - 1] : 1;
+        if (kblob_tensor_bytes(t[i].dtype, t[i].rank, t[i].dims, &bytes) < 0) {
+            if ((t[i].dtype == KBLOB_Q8_0 || t[i].dtype == KBLOB_Q4_0) && row % KBLOB_BLOCK)
+                pack_error(path, "tensor %d '%s': %s rows of %llu elements are not a whole "
+                           "number of %u-element blocks", i, nm, dt, (unsigned long long)row,
+                           KBLOB_BLOCK);
+            else
+                pack_error(path, "tensor %d '%s': the byte size of its %s shape overflows", i,
+                           nm, dt);
+            return -1;
+        }
+        if (bytes != t[i].nbytes) {
+            pack_error(path, "tensor %d '%s': %llu bytes do not match its shape (%s: %llu)", i,
+                       nm, (unsigned long long)t[i].nbytes, dt, (unsigned long long)bytes);
+            return -1;
+        }
+        /* name, padding to the alignment, data */
+        if (__builtin_add_overflow(total, strlen(t[i].name) + 1 + KBLOB_ALIGN, &total) ||
+            __builtin_add_overflow(total, bytes, &total)) {
+            pack_error(path, "tensor %d '%s': the blob's size overflows", i, nm);
             return -1;
         }
     }
@@ -202,36 +212,13 @@ int pack_append_blob(const char *path, const pack_tensor *t, int n)
 
 int pack_write_blob(const char *path, const pack_tensor *t, int n)
 {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp) {
-        pack_error(path, "out of memory");
+    outfile o;
+    if (outfile_open(&o, path, 0644, 0) != 0)
         return -1;
-    }
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        pack_error(path, "cannot create a temporary file: %s", strerror(errno));
-        free(tmp);
-        return -1;
-    }
     uint64_t size;
-    int rc = write_blob(fd, path, t, n, &size);
-    if (rc == 0 && fchmod(fd, 0644) < 0) {
-        pack_error(path, "cannot set permissions: %s", strerror(errno));
-        rc = -1;
+    if (write_blob(o.fd, path, t, n, &size) != 0) {
+        outfile_abort(&o);
+        return -1;
     }
-    if (close(fd) < 0 && rc == 0) {
-        pack_error(path, "cannot write: %s", strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) < 0) {
-        pack_error(path, "cannot rename %s into place: %s", tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc < 0)
-        unlink(tmp);
-    free(tmp);
-    return rc;
+    return outfile_commit(&o);
 }

@@ -23,7 +23,8 @@ typedef struct pack_tensor {
  * 4096, write the blob, then a kblob_trailer. On failure the file is cut back to its size. */
 int pack_append_blob(const char *path, const pack_tensor *t, int n);
 
-/* Write a standalone blob file (no trailer), via a temporary file renamed into place. */
+/* Write a standalone blob file (no trailer), through base/outfile.c: via a temporary file
+ * renamed into place, or directly onto a device or FIFO. */
 int pack_write_blob(const char *path, const pack_tensor *t, int n);
 
 #endif

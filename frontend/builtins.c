@@ -53,106 +53,30 @@ static sval bi_select(ast_node *e, sval *a)
     return elementwise(e, IR_select, 3, a);
 }
 
-static sval reduce(ast_node *e, ir_op op, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    if (id < 0)
-        return err_val;
-    if (tensor_type(id)->rank != 1 || tensor_type(id)->seq) {
-        diag_error(e->loc, "'%s' needs a vector", e->name);
-        return err_val;
-    }
-    return mk_tensor(emit(e, op, 1, &id, ir_type_scalar(DT_F32)));
-}
-
-static sval bi_mean(ast_node *e, sval *a) { return reduce(e, IR_mean, a); }
-static sval bi_total(ast_node *e, sval *a) { return reduce(e, IR_sum, a); }
-static sval bi_amax(ast_node *e, sval *a) { return reduce(e, IR_amax, a); }
-static sval bi_count(ast_node *e, sval *a) { return reduce(e, IR_count, a); }
-
-/* Two operands as tensors; 0 on error. */
-static int two_tensors(ast_node *e, sval *args, int *ids)
-{
-    ids[0] = as_tensor(e, &args[0]);
-    ids[1] = ids[0] < 0 ? -1 : as_tensor(e, &args[1]);
-    return ids[0] >= 0 && ids[1] >= 0;
-}
-
-static sval bi_dot(ast_node *e, sval *args)
-{
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    const ir_type *a = tensor_type(ids[0]), *b = tensor_type(ids[1]);
-    if (a->rank != 1 || b->rank != 1 || a->dim[0] != b->dim[0]) {
-        char sa[64], sb[64];
-        type_text(a, sa, sizeof sa);
-        type_text(b, sb, sizeof sb);
-        diag_error(e->loc, "dot needs two vectors of one length: %s vs %s", sa, sb);
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_dot, 2, ids, ir_type_scalar(DT_F32)));
-}
+static sval bi_mean(ast_node *e, sval *a) { return op_value(e, IR_mean, 1, a, NULL); }
+static sval bi_total(ast_node *e, sval *a) { return op_value(e, IR_sum, 1, a, NULL); }
+static sval bi_amax(ast_node *e, sval *a) { return op_value(e, IR_amax, 1, a, NULL); }
+static sval bi_count(ast_node *e, sval *a) { return op_value(e, IR_count, 1, a, NULL); }
+static sval bi_dot(ast_node *e, sval *a) { return op_value(e, IR_dot, 2, a, NULL); }
+static sval bi_softmax(ast_node *e, sval *a) { return op_value(e, IR_softmax, 1, a, NULL); }
+static sval bi_concat(ast_node *e, sval *a) { return op_value(e, IR_concat, 2, a, NULL); }
 
 static sval bi_linear(ast_node *e, sval *args)
 {
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    if (S.m->insts[ids[1]].op != IR_weight) {
+    if (args[1].kind != V_WVIEW && args[1].kind != V_WARRAY && args[1].kind != V_ERR) {
         diag_error(e->kids.v[1]->loc, "linear's matrix must be a weight (or a view of one)");
         return err_val;
     }
-    const ir_type *x = tensor_type(ids[0]), *w = tensor_type(ids[1]);
-    if (w->rank != 2 || x->rank != 1 || w->dim[1] != x->dim[0]) {
-        char sx[64], sw[64];
-        type_text(x, sx, sizeof sx);
-        type_text(w, sw, sizeof sw);
-        diag_error(e->loc, "shape mismatch: linear(x %s, W %s) needs W [out, %lld]", sx, sw,
-                   x->rank == 1 ? (long long)x->dim[0] : 0LL);
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_linear, 2, ids, ir_type_vec(DT_F32, w->dim[0])));
+    return op_value(e, IR_linear, 2, args, NULL);
 }
 
 static sval bi_embedding(ast_node *e, sval *args)
 {
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    const ir_type *t = tensor_type(ids[0]);
-    if (t->rank != 2 || tensor_type(ids[1])->dtype != DT_I32 ||
-        S.m->insts[ids[0]].op != IR_weight) {
+    if (args[0].kind != V_WVIEW) {
         diag_error(e->loc, "embedding(table, token) needs a [V, d] weight and the token");
         return err_val;
     }
-    return mk_tensor(emit(e, IR_embed, 2, ids, ir_type_vec(DT_F32, t->dim[1])));
-}
-
-static sval bi_softmax(ast_node *e, sval *args)
-{
-    int id = as_tensor(e, &args[0]);
-    if (id < 0)
-        return err_val;
-    const ir_type *t = tensor_type(id);
-    if (!(t->rank == 1 && !t->seq) && !(t->rank == 2 && t->seq == 2u)) {
-        diag_error(e->loc, "softmax needs a vector or attention scores [heads, S]");
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_softmax, 1, &id, *tensor_type(id)));
-}
-
-static sval bi_concat(ast_node *e, sval *args)
-{
-    int ids[2];
-    if (!two_tensors(e, args, ids))
-        return err_val;
-    const ir_type *a = tensor_type(ids[0]), *b = tensor_type(ids[1]);
-    if (a->rank != 1 || b->rank != 1) {
-        diag_error(e->loc, "concat needs two vectors");
-        return err_val;
-    }
-    return mk_tensor(emit(e, IR_concat, 2, ids, ir_type_vec(DT_F32, a->dim[0] + b->dim[0])));
+    return op_value(e, IR_embed, 2, args, NULL);
 }
 
 static sval bi_width(ast_node *e, sval *args)
@@ -169,20 +93,21 @@ static sval bi_zeros(ast_node *e, sval *args)
     int64_t n;
     if (!expect_int(e, &args[0], "zeros' length", &n))
         return err_val;
-    if (n <= 0) {
-        diag_error(e->loc, "zeros(n) needs n > 0");
+    ir_inst z = ir_inst_make(IR_zeros, 0, NULL);
+    char why[128];
+    if (ir_type_make(&z.type, DT_F32, 0, 1, &n, 0, why, sizeof why) != 0) {
+        diag_error(e->loc, "zeros(%lld): %s", (long long)n, why);
         return err_val;
     }
-    return mk_tensor(emit(e, IR_zeros, 0, NULL, ir_type_vec(DT_F32, n)));
+    return op_value(e, IR_zeros, 0, args, &z);
 }
 
 /* rope(x, heads, base, mode) rotates whole heads; rope_partial(..., rot) the first rot dims
  * of each head (GPT-J, GPT-NeoX, Phi). */
 static sval rope(ast_node *e, sval *args, int partial)
 {
-    int id = as_tensor(e, &args[0]);
-    int64_t heads;
-    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "rope's head count", &heads))
+    int64_t heads, rot = 0;
+    if (!expect_int(e->kids.v[1], &args[1], "rope's head count", &heads))
         return err_val;
     if (!is_num(&args[2])) {
         diag_error(e->kids.v[2]->loc, "rope's base must be a number known at compile time");
@@ -198,27 +123,18 @@ static sval rope(ast_node *e, sval *args, int partial)
                                       "\"%s\"", args[3].s);
         return err_val;
     }
-    const ir_type *t = tensor_type(id);
-    if (t->rank != 1 || heads <= 0 || t->dim[0] % heads || (t->dim[0] / heads) % 2) {
-        diag_error(e->loc, "rope needs a vector of heads * head_dim with an even head_dim "
-                           "(%lld heads)", (long long)heads);
-        return err_val;
-    }
-    int64_t head_dim = t->dim[0] / heads, rot = head_dim;
     if (partial && !expect_int(e->kids.v[4], &args[4], "the rotary dims", &rot))
         return err_val;
-    if (rot <= 0 || rot % 2 || rot > head_dim) {
-        diag_error(e->kids.v[4]->loc, "the rotary dims must be positive, even and at most head_dim "
-                   "(%lld), got %lld", (long long)head_dim, (long long)rot);
+    int id = as_tensor(e, &args[0]);
+    if (id < 0)
         return err_val;
-    }
-    int r = emit(e, IR_rope, 1, &id, *t);
-    ir_inst *in = ir_get(S.m, r);
-    in->iattr[0] = heads;
-    in->iattr[1] = rot;
-    in->fattr = num(&args[2]);
-    in->sattr = args[3].s;
-    return mk_tensor(r);
+    const ir_type *t = tensor_type(id);
+    if (!partial)   /* whole heads; the rule checks the head split */
+        rot = heads > 0 && t->rank == 1 ? t->dim[0] / heads : 0;
+    ir_inst a = attrs_i(heads, rot, 0);
+    a.fattr = num(&args[2]);
+    a.sattr = args[3].s;
+    return op_value(e, IR_rope, 1, args, &a);
 }
 
 static sval bi_rope(ast_node *e, sval *args) { return rope(e, args, 0); }
@@ -226,94 +142,42 @@ static sval bi_rope_partial(ast_node *e, sval *args) { return rope(e, args, 1); 
 
 static sval bi_topk(ast_node *e, sval *args)
 {
-    int id = as_tensor(e, &args[0]);
     int64_t k;
-    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "topk's k", &k))
+    if (!expect_int(e->kids.v[1], &args[1], "topk's k", &k))
         return err_val;
-    const ir_type *t = tensor_type(id);
-    if (t->rank != 1 || t->seq) {
-        diag_error(e->loc, "topk needs a vector");
-        return err_val;
-    }
-    if (k < 0 || k > t->dim[0]) {
-        diag_error(e->kids.v[1]->loc, "topk's k must be in 0..%lld, got %lld",
-                   (long long)t->dim[0], (long long)k);
-        return err_val;
-    }
-    int r = emit(e, IR_topk, 1, &id, ir_type_vec(DT_BOOL, t->dim[0]));
-    ir_get(S.m, r)->iattr[0] = k;
-    return mk_tensor(r);
+    ir_inst a = attrs_i(k, 0, 0);
+    return op_value(e, IR_topk, 1, args, &a);
 }
 
 static sval bi_cache(ast_node *e, sval *args)
 {
-    int id = as_tensor(e, &args[0]);
     int64_t cap;
-    if (id < 0 || !expect_int(e->kids.v[1], &args[1], "the cache capacity", &cap))
+    if (!expect_int(e->kids.v[1], &args[1], "the cache capacity", &cap))
         return err_val;
-    const ir_type *t = tensor_type(id);
-    if (t->rank != 1 || cap <= 0) {
-        diag_error(e->loc, "cache(x, capacity) needs a vector and a positive capacity");
-        return err_val;
-    }
     if (S.guard >= 0) {
         diag_error(e->loc, "a cache cannot be written under a data-dependent condition");
         return err_val;
     }
-    ir_type ct = ir_type_mat(DT_F32, cap, t->dim[0]);
-    ct.seq = 1u;
-    if (!S.m->ctx || cap < S.m->ctx)
-        S.m->ctx = cap;
-    return mk_tensor(emit(e, IR_cache, 1, &id, ct));
+    ir_inst a = attrs_i(cap, 0, 0);
+    return op_value(e, IR_cache, 1, args, &a);
 }
 
 static sval bi_attn_scores(ast_node *e, sval *args)
 {
-    int ids[2];
     int64_t heads;
-    if (!two_tensors(e, args, ids) || !expect_int(e->kids.v[2], &args[2], "heads", &heads))
+    if (!expect_int(e->kids.v[2], &args[2], "heads", &heads))
         return err_val;
-    const ir_type *q = tensor_type(ids[0]), *kc = tensor_type(ids[1]);
-    if (q->rank != 1 || kc->rank != 2 || !(kc->seq & 1u)) {
-        diag_error(e->loc, "attn_scores(q, k_cache, heads) needs a vector and a cache");
-        return err_val;
-    }
-    if (heads <= 0 || q->dim[0] % heads || kc->dim[1] % (q->dim[0] / heads) ||
-        heads % (kc->dim[1] / (q->dim[0] / heads))) {
-        diag_error(e->loc, "attn_scores: q of %lld with %lld heads does not fit a cache of "
-                   "width %lld", (long long)q->dim[0], (long long)heads, (long long)kc->dim[1]);
-        return err_val;
-    }
-    ir_type st = ir_type_mat(DT_F32, heads, kc->dim[0]);
-    st.seq = 2u;
-    int r = emit(e, IR_attn_scores, 2, ids, st);
-    ir_get(S.m, r)->iattr[0] = heads;
-    return mk_tensor(r);
+    ir_inst a = attrs_i(heads, 0, 0);
+    return op_value(e, IR_attn_scores, 2, args, &a);
 }
 
 static sval bi_attn_apply(ast_node *e, sval *args)
 {
-    int ids[2];
     int64_t kvh;
-    if (!two_tensors(e, args, ids) || !expect_int(e->kids.v[2], &args[2], "kv_heads", &kvh))
+    if (!expect_int(e->kids.v[2], &args[2], "kv_heads", &kvh))
         return err_val;
-    const ir_type *p = tensor_type(ids[0]), *vc = tensor_type(ids[1]);
-    if (p->rank != 2 || !(p->seq & 2u) || vc->rank != 2 || !(vc->seq & 1u)) {
-        diag_error(e->loc, "attn_apply(probs, v_cache, kv_heads) needs probs [heads, S] "
-                           "and a cache");
-        return err_val;
-    }
-    if (kvh <= 0 || vc->dim[1] % kvh || p->dim[0] % kvh || p->dim[1] != vc->dim[0]) {
-        diag_error(e->loc, "attn_apply: %lld heads of probs over %lld positions do not fit "
-                   "a cache of %lld x %lld with %lld kv heads", (long long)p->dim[0],
-                   (long long)p->dim[1], (long long)vc->dim[0], (long long)vc->dim[1],
-                   (long long)kvh);
-        return err_val;
-    }
-    int64_t hd = vc->dim[1] / kvh;
-    int r = emit(e, IR_attn_apply, 2, ids, ir_type_vec(DT_F32, p->dim[0] * hd));
-    ir_get(S.m, r)->iattr[0] = kvh;
-    return mk_tensor(r);
+    ir_inst a = attrs_i(kvh, 0, 0);
+    return op_value(e, IR_attn_apply, 2, args, &a);
 }
 
 static const builtin builtins[] = {

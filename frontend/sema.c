@@ -1,4 +1,6 @@
-/* sema.c - semantic analysis: from the syntax tree of a spec to the IR of one decode step.
+/* sema.c - semantic analysis: from the syntax tree of a spec to the IR of one call over a
+ * block of tokens (a spec says what one token computes; every value computed from the
+ * tokens gets the token axis T, ir.h).
  *
  * The spec is evaluated like a small program. Everything known at compile time (parameters,
  * loop indices, shapes, `def` functions, `if` conditions, weight-array indices) is computed
@@ -12,6 +14,9 @@
  *   value array               `P[l] = ...`: values kept by compile-time index across
  *                             iterations (UniAttn's shared attention probabilities)
  * Data-dependent selection (`sum e in 0..n where act[e]: ...`) emits the body under a guard.
+ * Shapes are checked by the op table's typing rules (ir/typing.c) as each op is emitted
+ * (emit()); a refusal becomes a caret diagnostic. Sema itself checks only what the IR does
+ * not see: kinds of compile-time arguments, names, indices.
  *
  * Scoping is Python-like: `for`, `if` and `sum` do not open scopes; a block call does, and
  * sees its arguments plus the scope it was defined in (the model, or the file).
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "../ir/ir.h"
 #include "sema_internal.h"
@@ -107,6 +113,15 @@ void scope_set(scope *s, const char *name, sval v)
 
 /* ---------------------------------------------------------------- helpers */
 
+/* 1 if one more `for` or `sum` fits on the loop stack S.loops; else diagnoses at `at`. */
+static int loop_room(ast_node *at)
+{
+    if (S.nloops < MAX_LOOP_DEPTH)
+        return 1;
+    diag_error(at->loc, "loops and sums nest more than %d deep", MAX_LOOP_DEPTH);
+    return 0;
+}
+
 /* Stops evaluation after a limit was hit (reported once). */
 int over_limit(ast_node *at, int hit, const char *what)
 {
@@ -165,27 +180,41 @@ static const char *scope_label(void)
     return base_intern(buf, strlen(buf));
 }
 
-void type_text(const ir_type *t, char *buf, size_t size)
-{
-    size_t n = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < t->rank && n < size; i++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)t->dim[i]);
-    if (n < size)
-        snprintf(buf + n, size - n, "]");
-}
-
-/* Emits an instruction under the current guard, with the current loop scope. */
-int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type)
+int emit(ast_node *at, ir_op op, int nargs, const int *args, const ir_inst *proto)
 {
     if (S.m->ninsts >= MAX_INSTS && at)
         over_limit(at, 1, "the model unrolls to more than 2000000 instructions");
-    int id = ir_emit(S.m, op, nargs, args, type);
-    ir_inst *in = ir_get(S.m, id);
-    in->guard = (ir_ops[op].flags & OPF_SOURCE) ? -1 : S.guard;
-    in->scope = scope_label();
+    if (S.stopped)
+        return -1;
+    ir_inst in = proto ? *proto : ir_inst_make(op, nargs, args);
+    in.op = op;
+    in.nargs = nargs;
+    ir_type types[IR_MAX_ARGS];
+    for (int k = 0; k < nargs; k++) {
+        in.args[k] = args[k];
+        types[k] = S.m->insts[args[k]].type;
+    }
+    in.guard = (ir_ops[op].flags & OPF_SOURCE) ? -1 : S.guard;
+    in.scope = scope_label();
     if (at)
-        in->loc = at->loc;
-    return id;
+        in.loc = at->loc;
+    char why[256];
+    ir_type t;
+    if (ir_infer(S.m, &in, types, &t, why, sizeof why) != 0) {
+        diag_error(at ? at->loc : (src_loc){0}, "%s", why);
+        return -1;
+    }
+    in.type = t;
+    return ir_append(S.m, &in);
+}
+
+ir_inst attrs_i(int64_t a, int64_t b, int64_t c)
+{
+    ir_inst in = ir_inst_make(IR_const, 0, NULL);
+    in.iattr[0] = a;
+    in.iattr[1] = b;
+    in.iattr[2] = c;
+    return in;
 }
 
 static int same_const(int id, const void *arg)
@@ -201,8 +230,9 @@ static int emit_const(double v)
     int *slot = hash_slot(S.const_hash, bits, same_const, &v);
     if (*slot)
         return *slot - 1;
-    int id = emit(NULL, IR_const, 0, NULL, ir_type_scalar(DT_F32));
-    ir_get(S.m, id)->fattr = v;
+    ir_inst c = ir_inst_make(IR_const, 0, NULL);
+    c.fattr = v;
+    int id = emit(NULL, IR_const, 0, NULL, &c);
     ir_get(S.m, id)->scope = NULL;
     *slot = id + 1;
     return id;
@@ -212,26 +242,27 @@ static int same_view(int id, const void *arg)
 {
     const ir_inst *in = &S.m->insts[id];
     const sval *v = arg;
-    return in->iattr[0] == v->tensor && in->iattr[1] == v->off && in->iattr[2] == v->stride &&
+    return in->iattr[0] == v->tensor && in->iattr[1] == v->row && in->iattr[2] == v->col &&
            ir_type_equal(&in->type, &v->vt);
 }
 
 /* The weight instruction of a view (one per distinct view, shared by all readers). */
 static int emit_view(const sval *v)
 {
-    uint64_t key = (uint64_t)v->tensor * 0x9E3779B97F4A7C15ULL ^ (uint64_t)v->off * 31 ^
-                   (uint64_t)v->stride ^ (uint64_t)v->vt.rank << 60;
+    uint64_t key = (uint64_t)v->tensor * 0x9E3779B97F4A7C15ULL ^ (uint64_t)v->row * 31 ^
+                   (uint64_t)v->col * 0x100000001b3ULL ^ (uint64_t)v->vt.rank << 60 ^
+                   (uint64_t)v->vt.dim[0] << 40;
     int *slot = hash_slot(S.view_hash, key, same_view, v);
     if (*slot)
         return *slot - 1;
-    int id = emit(NULL, IR_weight, 0, NULL, v->vt);
+    ir_inst w = attrs_i(v->tensor, v->row, v->col);
+    w.type = v->vt;
+    w.label = S.m->tensors[v->tensor].decl;
+    int id = emit(NULL, IR_weight, 0, NULL, &w);
+    if (id < 0)
+        DIE("a weight view the front end made is invalid");
     *slot = id + 1;
-    ir_inst *in = ir_get(S.m, id);
-    in->iattr[0] = v->tensor;
-    in->iattr[1] = v->off;
-    in->iattr[2] = v->stride;
-    in->label = S.m->tensors[v->tensor].decl;
-    in->scope = NULL;
+    ir_get(S.m, id)->scope = NULL;
     return id;
 }
 
@@ -330,39 +361,21 @@ compare:;
     return err_val;
 }
 
-/* Elementwise op on tensors (scalars broadcast); checks shapes. */
-sval elementwise(ast_node *at, ir_op op, int n, const sval *args)
+sval op_value(ast_node *at, ir_op op, int n, const sval *args, const ir_inst *attrs)
 {
-    int ids[3];
-    ir_type shape_copy;        /* by value: emitting may move the instruction array */
-    const ir_type *shape = NULL;
+    int ids[IR_MAX_ARGS];
     for (int k = 0; k < n; k++) {
         ids[k] = as_tensor(at, &args[k]);
         if (ids[k] < 0)
             return err_val;
-        ir_type t = *tensor_type(ids[k]);
-        if (t.rank == 0)
-            continue;
-        if (t.seq) {
-            if (shape && !ir_type_equal(shape, &t))
-                goto mismatch;
-        } else if (shape && (shape->rank != t.rank ||
-                             memcmp(shape->dim, t.dim, sizeof(int64_t) * (size_t)t.rank)))
-            goto mismatch;
-        shape_copy = t;
-        shape = &shape_copy;
-        continue;
-    mismatch: {
-        char sa[64], sb[64];
-        type_text(shape, sa, sizeof sa);
-        type_text(&t, sb, sizeof sb);
-        diag_error(at->loc, "shape mismatch: %s vs %s", sa, sb);
-        return err_val;
     }
-    }
-    ir_type rt = shape ? *shape : ir_type_scalar(DT_F32);
-    rt.dtype = (ir_ops[op].flags & OPF_BOOL) ? DT_BOOL : DT_F32;
-    return mk_tensor(emit(at, op, n, ids, rt));
+    int id = emit(at, op, n, ids, attrs);
+    return id < 0 ? err_val : mk_tensor(id);
+}
+
+sval elementwise(ast_node *at, ir_op op, int n, const sval *args)
+{
+    return op_value(at, op, n, args, NULL);
 }
 
 static sval binary(ast_node *e, int op, sval a, sval b)
@@ -441,12 +454,14 @@ static sval warray_view(ast_node *at, wdecl *wd, const int64_t *idx)
     }
     const ir_type *tt = &S.m->tensors[t].type;
     sval v = {.kind = V_WVIEW, .wd = wd, .tensor = t, .vt = *tt};
-    v.stride = tt->rank == 2 ? tt->dim[1] : tt->dim[0];
     return v;
 }
 
 /* Slice bounds [lo, hi) of dimension size n from an AST_SLICE. */
-static int slice_bounds(scope *sc, ast_node *s, int64_t n, int64_t *lo, int64_t *hi)
+/* Slice bounds [lo, hi) of dimension size n from an AST_SLICE; check_range: refuse bounds
+ * outside the dimension here (weight views; a tensor's slice is checked by its op's rule). */
+static int slice_bounds(scope *sc, ast_node *s, int64_t n, int64_t *lo, int64_t *hi,
+                        int check_range)
 {
     *lo = 0;
     *hi = n;
@@ -460,7 +475,7 @@ static int slice_bounds(scope *sc, ast_node *s, int64_t n, int64_t *lo, int64_t 
         if (!expect_int(s->b, &v, "a slice bound", hi))
             return 0;
     }
-    if (*lo < 0 || *hi > n || *lo >= *hi) {
+    if (check_range && (*lo < 0 || *hi > n || *lo >= *hi)) {
         diag_error(s->loc, "slice %lld:%lld is out of range for a dimension of %lld",
                    (long long)*lo, (long long)*hi, (long long)n);
         return 0;
@@ -480,7 +495,8 @@ static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nit
                 return err_val;
             }
             int args[2] = {emit_view(&v), iv.id};
-            return mk_tensor(emit(e, IR_embed, 2, args, ir_type_vec(DT_F32, v.vt.dim[1])));
+            int id = emit(e, IR_embed, 2, args, NULL);
+            return id < 0 ? err_val : mk_tensor(id);
         }
         int64_t r;
         if (!expect_int(items[0], &iv, "an index", &r))
@@ -494,13 +510,14 @@ static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nit
                        (long long)v.vt.dim[0]);
             return err_val;
         }
-        if (v.vt.rank == 1) {          /* one element of a vector weight */
-            v.off += r;
-            v.vt = ir_type_scalar(DT_F32);
+        if (v.vt.rank == 1) {          /* one element of a vector */
+            v.col += r;
+            v.vt.rank = 0;
             return v;
         }
-        v.off += r * v.stride;         /* one row of a matrix */
-        v.vt = ir_type_vec(DT_F32, v.vt.dim[1]);
+        v.row += r;                    /* one row of a matrix */
+        v.vt.rank = 1;
+        v.vt.dim[0] = v.vt.dim[1];
         return v;
     }
     if (nitems > v.vt.rank) {
@@ -513,48 +530,40 @@ static sval index_view(scope *sc, ast_node *e, sval v, ast_node **items, int nit
             return err_val;
         }
         int64_t lo, hi;
-        if (!slice_bounds(sc, items[k], v.vt.dim[k], &lo, &hi))
+        if (!slice_bounds(sc, items[k], v.vt.dim[k], &lo, &hi, 1))
             return err_val;
-        v.off += k == 0 && v.vt.rank == 2 ? lo * v.stride : lo;
+        if (k == 0 && v.vt.rank == 2)
+            v.row += lo;
+        else
+            v.col += lo;
         v.vt.dim[k] = hi - lo;
     }
     return v;
 }
 
+/* Indexing a tensor: one index (extract) or one slice; the op's rule checks the rest. */
 static sval index_tensor(scope *sc, ast_node *e, sval v, ast_node **items, int nitems)
 {
-    const ir_type *t = tensor_type(v.id);
-    if (t->rank == 0) {
-        diag_error(e->loc, "a scalar cannot be indexed");
+    if (nitems != 1) {
+        diag_error(e->loc, "a tensor takes one index or slice, given %d", nitems);
         return err_val;
     }
-    if (nitems != 1 || t->rank != 1) {
-        diag_error(e->loc, "only vectors can be indexed, with one index or slice; this is a "
-                           "tensor of rank %d", t->rank);
-        return err_val;
-    }
-    ir_type rt = *t;
     if (items[0]->kind == AST_SLICE) {
         int64_t lo, hi;
-        if (!slice_bounds(sc, items[0], t->dim[0], &lo, &hi))
+        const ir_type *t = tensor_type(v.id);
+        if (!slice_bounds(sc, items[0], t->rank ? t->dim[0] : 1, &lo, &hi, 0))
             return err_val;
-        rt.dim[0] = hi - lo;
-        int id = emit(e, IR_slice, 1, &v.id, rt);
-        ir_get(S.m, id)->iattr[0] = lo;
-        return mk_tensor(id);
+        ir_inst a = attrs_i(lo, hi - lo, 0);
+        int id = emit(items[0], IR_slice, 1, &v.id, &a);
+        return id < 0 ? err_val : mk_tensor(id);
     }
     sval iv = eval(sc, items[0]);
     int64_t i;
     if (!expect_int(items[0], &iv, "a tensor index", &i))
         return err_val;
-    if (i < 0 || i >= t->dim[0]) {
-        diag_error(items[0]->loc, "index %lld is out of range for a tensor of %lld elements",
-                   (long long)i, (long long)t->dim[0]);
-        return err_val;
-    }
-    int id = emit(e, IR_extract, 1, &v.id, ir_type_scalar(t->dtype));
-    ir_get(S.m, id)->iattr[0] = i;
-    return mk_tensor(id);
+    ir_inst a = attrs_i(i, 0, 0);
+    int id = emit(items[0], IR_extract, 1, &v.id, &a);
+    return id < 0 ? err_val : mk_tensor(id);
 }
 
 static sval index_expr(scope *sc, ast_node *e)
@@ -615,6 +624,8 @@ static sval sum_expr(scope *sc, ast_node *e)
     int64_t a, b;
     if (!expect_int(r->a, &lo, "a range bound", &a) || !expect_int(r->b, &hi, "a range bound", &b))
         return err_val;
+    if (!loop_room(e))
+        return err_val;
     binding *old = scope_find_local(sc, r->name);
     sval saved = old ? old->val : err_val;
     sval acc = {.kind = V_NONE};
@@ -666,19 +677,23 @@ static sval sum_expr(scope *sc, ast_node *e)
         if (tid < 0)
             return err_val;
         if (acc.kind == V_NONE) {
-            acc_id = emit(e, IR_zeros, 0, NULL, *tensor_type(tid));
-            ir_get(S.m, acc_id)->type.dtype = DT_F32;
+            ir_inst z = ir_inst_make(IR_zeros, 0, NULL);
+            z.type = *tensor_type(tid);
+            z.type.dtype = DT_F32;
+            z.type.tok = 1;            /* the guard is per token */
+            acc_id = emit(e, IR_zeros, 0, NULL, &z);
+            if (acc_id < 0)
+                return err_val;
         } else {
             acc_id = as_tensor(e, &acc);
             if (acc_id < 0)
                 return err_val;
-            if (!ir_type_equal(tensor_type(acc_id), tensor_type(tid))) {
-                diag_error(e->loc, "the terms of this sum have different shapes");
-                return err_val;
-            }
         }
         int args[3] = {acc_id, tid, guard};
-        acc = mk_tensor(emit(e, IR_accum_if, 3, args, *tensor_type(acc_id)));
+        int id = emit(e, IR_accum_if, 3, args, NULL);
+        if (id < 0)
+            return err_val;
+        acc = mk_tensor(id);
     }
     if (old)
         scope_set(sc, r->name, saved);
@@ -687,7 +702,34 @@ static sval sum_expr(scope *sc, ast_node *e)
     return acc;
 }
 
+static sval eval_node(scope *sc, ast_node *e);
+
+/* eval recurses once per level of the syntax tree: a limit keeps `exp(exp(...))` thousands
+ * deep from overflowing the C stack. */
 sval eval(scope *sc, ast_node *e)
+{
+    if (S.expr_depth >= MAX_EXPR_DEPTH) {
+        diag_error(e->loc, "expression nests more than %d deep", MAX_EXPR_DEPTH);
+        return err_val;
+    }
+    /* Calls restart the count, and frame sizes differ between builds (sanitizers): the
+     * stack in use is what bounds block calls nested within deep expressions. */
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (here < S.stack_base && S.stack_base - here > S.stack_budget) {
+        if (!S.stopped)
+            diag_error(e->loc, "expressions, statements and calls nest too deeply "
+                               "(more than %zu KB of the compiler's stack)",
+                       S.stack_budget >> 10);
+        S.stopped = 1;   /* unwind: every caller is as deep */
+        return err_val;
+    }
+    S.expr_depth++;
+    sval v = eval_node(sc, e);
+    S.expr_depth--;
+    return v;
+}
+
+static sval eval_node(scope *sc, ast_node *e)
 {
     switch (e->kind) {
     case AST_INT: return mk_int(e->ival);
@@ -763,6 +805,8 @@ static sval call_user(scope *sc, ast_node *e, sval fnv)
         scope_set(inner, fn->params.v[i]->name, a);
     }
     S.depth++;
+    int saved_expr_depth = S.expr_depth;   /* the callee's body nests on its own count */
+    S.expr_depth = 0;
     int errors = diag_error_count();
     sval ret = {.kind = V_NONE};
     if (fn->kind == AST_DEF)
@@ -770,6 +814,7 @@ static sval call_user(scope *sc, ast_node *e, sval fnv)
     else if (!exec_stmts(inner, fn->b, &ret) && ret.kind == V_NONE)
         diag_error(e->loc, "block '%s' returned no value", fn->name);
     S.depth--;
+    S.expr_depth = saved_expr_depth;
     if (diag_error_count() > errors) {
         /* the call chain of an error, innermost first, at most 4 deep */
         if (S.notes_err != diag_error_count()) {
@@ -888,12 +933,8 @@ static void stat_stmt(scope *sc, ast_node *st)
     int id = as_tensor(st->b, &v);
     if (id < 0)
         return;
-    if (tensor_type(id)->rank != 0) {
-        diag_error(st->b->loc, "a statistic must be a scalar");
-        return;
-    }
-    int r = emit(st, IR_stat, 1, &id, ir_type_scalar(DT_F32));
-    ir_get(S.m, r)->iattr[0] = ir_add_stat(S.m, base_intern(name, strlen(name)));
+    ir_inst a = attrs_i(ir_add_stat(S.m, base_intern(name, strlen(name))), 0, 0);
+    emit(st->b, IR_stat, 1, &id, &a);
 }
 
 /* Runs statements; returns 1 when a `return` was executed (its value in *ret). */
@@ -944,10 +985,8 @@ static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
             if (!expect_int(r->a, &lo, "a range bound", &a) ||
                 !expect_int(r->b, &hi, "a range bound", &b))
                 break;
-            if (S.nloops >= 15) {
-                diag_error(st->loc, "loops nest too deeply");
+            if (!loop_room(st))
                 break;
-            }
             for (int64_t k = a; k < b && !S.stopped; k++) {
                 if (over_limit(st, ++S.iterations > MAX_ITERATIONS,
                                "loops run more than 16000000 iterations"))
@@ -976,8 +1015,20 @@ static void param_text(sval v, char *buf, size_t size)
         snprintf(buf, size, "%lld", (long long)v.i);
     else if (v.kind == V_FLOAT)
         snprintf(buf, size, "%.9g", v.f);
-    else if (v.kind == V_STR)
-        snprintf(buf, size, "\"%s\"", v.s);
+    else if (v.kind == V_STR) {   /* quoted as a dump prints strings, so it reads back */
+        size_t n = 0;
+        buf[n++] = '"';
+        for (const char *p = v.s; *p && n + 6 < size; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (c == '"' || c == '\\')
+                n += (size_t)snprintf(buf + n, size - n, "\\%c", c);
+            else if (c < 32 || c == 127)
+                n += (size_t)snprintf(buf + n, size - n, "\\%03o", c);
+            else
+                buf[n++] = (char)c;
+        }
+        snprintf(buf + n, size - n, "\"");
+    }
     else
         snprintf(buf, size, "?");
 }
@@ -1086,10 +1137,9 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
                 diag_error(it->a->loc, "run-time parameter '%s' must be a number", it->name);
                 continue;
             }
-            int idx = ir_add_rtparam(S.m, it->name, num(&v));
-            int id = emit(it, IR_rtparam, 0, NULL, ir_type_scalar(DT_F32));
-            ir_get(S.m, id)->iattr[0] = idx;
-            ir_get(S.m, id)->label = it->name;
+            ir_inst a = attrs_i(ir_add_rtparam(S.m, it->name, num(&v)), 0, 0);
+            a.label = it->name;
+            int id = emit(it, IR_rtparam, 0, NULL, &a);
             scope_set(S.model, it->name, mk_tensor(id));
             continue;
         }
@@ -1119,11 +1169,11 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
     if (diag_error_count())
         return 0;
     scope *body = scope_new(S.model);
-    S.token_id = emit(forward, IR_token, 0, NULL, ir_type_scalar(DT_I32));
+    S.token_id = emit(forward, IR_token, 0, NULL, NULL);
     ir_get(S.m, S.token_id)->label = forward->params.v[0]->name;
     scope_set(body, forward->params.v[0]->name, mk_tensor(S.token_id));
     if (forward->params.n == 2) {
-        int pos = emit(forward, IR_position, 0, NULL, ir_type_scalar(DT_I32));
+        int pos = emit(forward, IR_position, 0, NULL, NULL);
         ir_get(S.m, pos)->label = forward->params.v[1]->name;
         scope_set(body, forward->params.v[1]->name, mk_tensor(pos));
     }
@@ -1136,25 +1186,29 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
     int id = ret.kind == V_ERR ? -1 : as_tensor(forward, &ret);
     if (id < 0)
         return 0;
-    const ir_type *t = tensor_type(id);
-    if (t->rank != 1 || t->seq) {
-        char buf[64];
-        type_text(t, buf, sizeof buf);
-        diag_error(S.returned ? S.returned->loc : forward->loc,
-                   "forward must return a vector of logits, not %s%s", t->rank ? "a tensor " : "",
-                   t->rank ? buf : "a scalar");
+    if (emit(S.returned ? S.returned : forward, IR_output, 1, &id, NULL) < 0)
         return 0;
-    }
-    S.m->vocab = t->dim[0];
-    S.m->output = id;
-    emit(forward, IR_output, 1, &id, ir_type_scalar(DT_F32));
+    ir_module_derive(S.m);
     return 1;
+}
+
+/* Half the stack limit (the rest is for the caller and for reporting), at most 64 MB. */
+static size_t stack_budget(void)
+{
+    struct rlimit rl;
+    size_t cap = (size_t)64 << 20;
+    if (getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur / 2 > cap)
+        return cap;
+    return (size_t)rl.rlim_cur / 2;
 }
 
 ir_module *sema_lower(ast_node *std, ast_node *spec, const sema_define *defs, int ndefs)
 {
     memset(&S, 0, sizeof S);
     S.guard = -1;
+    S.stack_base = (uintptr_t)__builtin_frame_address(0);
+    S.stack_budget = stack_budget();
     S.root = scope_new(NULL);
     define_callables(S.root, std);
     scope *file = scope_new(S.root);

@@ -33,7 +33,7 @@ typedef struct sval {
     int nidx;                  /* V_WARRAY: array indices given so far */
     int64_t idx[4];
     int tensor;                /* V_WVIEW: module tensor index */
-    int64_t off, stride;       /* V_WVIEW: element offset and row stride */
+    int64_t row, col;          /* V_WVIEW: first row and column of the view in the tensor */
     ir_type vt;                /* V_WVIEW: view shape */
     varray *va;                /* V_VARRAY */
     ast_node *fn;              /* V_BLOCK / V_DEF */
@@ -79,16 +79,18 @@ typedef struct loopvar {
 
 /* Limits that keep a mistaken spec (layers = 100000000) from running away. */
 enum { MAX_INSTS = 2000000, MAX_ITERATIONS = 16000000, MAX_TENSORS = 1000000,
-       MAX_CALL_DEPTH = 256 };
-#define MAX_TENSOR_ELEMS ((int64_t)1 << 40)
+       MAX_CALL_DEPTH = 256, MAX_LOOP_DEPTH = 16, MAX_EXPR_DEPTH = 256 };
 
 struct sema_state {
     ir_module *m;
     scope *root, *model;
-    loopvar loops[16];
+    loopvar loops[MAX_LOOP_DEPTH];   /* the `for`s and `sum`s being unrolled */
     int nloops;
     int guard;                 /* current guard (-1: none) */
     int depth;                 /* block call depth */
+    int expr_depth;            /* eval recursion depth, for MAX_EXPR_DEPTH */
+    uintptr_t stack_base;      /* frame address at sema_lower, and how far below it */
+    size_t stack_budget;       /* eval may recurse (calls nest with their own counts) */
     int token_id;
     wdecl **wdecls;
     int nwdecls;
@@ -127,10 +129,18 @@ int over_limit(ast_node *at, int hit, const char *what);
 uint64_t hash_string(const char *s);
 int *hash_slot(int *t, uint64_t key, int (*same)(int id, const void *arg), const void *arg);
 const char *kind_name(vkind k);
-void type_text(const ir_type *t, char *buf, size_t size);
-int emit(ast_node *at, ir_op op, int nargs, const int *args, ir_type type);
+/* Emits op over args (ids) with the attributes of *proto (NULL: none; for weight views and
+ * zeros, proto->type is the declared type) under the current guard and loop scope. The type
+ * comes from the op's typing rule; a refusal is reported at `at`. Returns the id, or -1. */
+int emit(ast_node *at, ir_op op, int nargs, const int *args, const ir_inst *proto);
+/* A prototype carrying attributes for emit. */
+ir_inst attrs_i(int64_t a, int64_t b, int64_t c);
 int as_tensor(ast_node *at, const sval *v);
 int expect_int(ast_node *at, const sval *v, const char *what, int64_t *out);
+/* op over the values as tensors (constants become `const`s), with the attributes of *attrs
+ * (NULL: none); the op's typing rule checks them. */
+sval op_value(ast_node *at, ir_op op, int n, const sval *args, const ir_inst *attrs);
+/* An elementwise op (scalars broadcast). */
 sval elementwise(ast_node *at, ir_op op, int n, const sval *args);
 sval eval(scope *sc, ast_node *e);
 int64_t warray_entry(ast_node *at, const wdecl *wd, const int64_t *idx);

@@ -74,15 +74,20 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
         wd->name = d->name;
         wd->decl = d;
         wd->ndim = w->nr;
-        int64_t total = 1;
+        /* checked arithmetic: four 0..65536 loops make 2^64 entries, which wraps to 0 */
+        int64_t total = 1, span;
+        int too_many = 0;
         for (int k = 0; k < w->nr; k++) {
             wd->dim_name[k] = w->ranges[k]->name;
             wd->lo[k] = w->lo[k];
             wd->hi[k] = w->hi[k];
-            total *= w->hi[k] - w->lo[k];
+            if (__builtin_sub_overflow(w->hi[k], w->lo[k], &span) ||
+                __builtin_mul_overflow(total, span, &total) || total > MAX_ITERATIONS)
+                too_many = 1;
+            if (too_many)
+                break;
         }
-        if (over_limit(d, total > MAX_ITERATIONS, "a weight array has more than 16000000 "
-                                                  "entries"))
+        if (over_limit(d, too_many, "a weight array has more than 16000000 entries"))
             return;
         wd->nentries = total;
         wd->entries = sema_alloc(sizeof(int) * (size_t)(total ? total : 1));
@@ -105,25 +110,26 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
     wd->entries[flat] = -1;
     if (!present)
         return;
-    ir_type t = {.dtype = DT_F32, .rank = d->kids.n};
     if (d->kids.n < 1 || d->kids.n > 2) {
         diag_error(d->loc, "weight '%s' needs 1 or 2 dimensions", d->name);
         return;
     }
-    int64_t elems = 1;
+    int64_t dim[2];
     for (int k = 0; k < d->kids.n; k++) {
         sval v = eval(sc, d->kids.v[k]);
-        if (!expect_int(d->kids.v[k], &v, "a weight dimension", &t.dim[k]))
+        if (!expect_int(d->kids.v[k], &v, "a weight dimension", &dim[k]))
             return;
-        if (t.dim[k] <= 0) {
+        if (dim[k] <= 0) {
             diag_error(d->kids.v[k]->loc, "weight dimension must be positive, got %lld",
-                       (long long)t.dim[k]);
+                       (long long)dim[k]);
             return;
         }
-        if (__builtin_mul_overflow(elems, t.dim[k], &elems) || elems > MAX_TENSOR_ELEMS) {
-            diag_error(d->loc, "weight '%s' is too large (more than 2^40 elements)", d->name);
-            return;
-        }
+    }
+    ir_type t;
+    char why[128];
+    if (ir_type_make(&t, DT_F32, 0, d->kids.n, dim, 0, why, sizeof why) != 0) {
+        diag_error(d->loc, "weight '%s': %s", d->name, why);
+        return;
     }
     if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than 1000000 "
                                                     "weight tensors"))
@@ -134,7 +140,7 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
     char decl[256];
     size_t n = (size_t)snprintf(decl, sizeof decl, "%s", d->name);
     for (int k = 0; k < w->nr && n < sizeof decl; k++)
-        n += (size_t)snprintf(decl + n, sizeof decl - n, "%s%lld", k ? ", " : "[",
+        n += (size_t)snprintf(decl + n, sizeof decl - n, "%s%lld", k ? "," : "[",
                               (long long)w->cur[k]);
     if (w->nr && n < sizeof decl)
         snprintf(decl + n, sizeof decl - n, "]");

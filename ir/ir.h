@@ -1,15 +1,23 @@
-/* ir.h - the kiln graph IR: one decode step of a model as a list of typed SSA instructions.
+/* ir.h - the kiln graph IR: what one call of the compiled forward function computes for a
+ * block of T tokens, as a list of typed SSA instructions.
  *
- * A module is what one call of the compiled forward function computes: it reads the token
- * at the current position (`pos`, implicit) and produces the logits. Layer loops, blocks and
- * compile-time conditions are already unrolled by the front end, so the instruction list is
- * straight-line; the only control flow is a guard: an instruction with guard >= 0 runs only
- * when that scalar bool value is true (data-dependent expert selection). The value of a
- * guarded instruction may be used only by instructions with the same guard, or as the term
- * of an accum_if whose predicate is that guard (the verifier checks this).
+ * A module reads the tokens of a block at positions pos0 .. pos0+T-1 (pos0 and T are
+ * implicit) and produces their logits. Layer loops, blocks and compile-time conditions are
+ * unrolled by the front end, so the list is straight-line. The only control flow is a guard:
+ * an instruction with guard >= 0 runs, for each token, only when that token's row of the
+ * scalar bool value `guard` is true (data-dependent expert selection). A guarded value is
+ * used only by instructions with the same guard, or as the term of an accum_if whose
+ * predicate is that guard (the verifier checks this). A run of instructions with one guard
+ * is a guard region (ir_guard_regions): it runs token by token.
  *
- * Files: ir.c (builder, types), print.c (versioned text dump), verify.c (verifier),
- * ops.c (op table).
+ * Types: every value has a dtype and a static shape. Values computed from the tokens have a
+ * leading token axis T (symbolic, at most the module's t_max); weights, constants and caches
+ * do not. The cached-positions axis S is symbolic too (capacity in the dim). Weights keep
+ * their checkpoint's storage type (f32, f16, bf16, block types); every op computes in f32.
+ *
+ * Files: ir.c (types, builder), rewrite.c (building a module from another, use lists),
+ * typing.c (one typing rule per op), print.c (the versioned text dump), read.c (reading it
+ * back), verify.c (the verifier), ops.c (the op table). Format: docs/ir.md.
  */
 #ifndef KILN_IR_H
 #define KILN_IR_H
@@ -22,38 +30,51 @@
 
 #define IR_MAX_RANK 4
 #define IR_MAX_ARGS 3
-#define IR_DUMP_VERSION 1
+#define IR_DUMP_VERSION 2
+/* Limits of the checked type constructor: a value holds at most 2^36 elements (per
+ * token, for values with the token axis); the frame and the state at most IR_MAX_BYTES. */
+#define IR_MAX_ELEMS ((int64_t)1 << 36)
+#define IR_MAX_BYTES ((int64_t)1 << 40)
+#define IR_DEFAULT_BATCH 64
 
-typedef enum ir_dtype { DT_F32, DT_I32, DT_BOOL } ir_dtype;
+typedef enum ir_dtype {
+    DT_F32, DT_I32, DT_BOOL,                  /* what ops compute in */
+    DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0,        /* storage types of weights */
+    DT_COUNT
+} ir_dtype;
 
 typedef struct ir_type {
     ir_dtype dtype;
-    int rank;                  /* 0 = scalar */
+    int tok;                   /* 1: a leading token axis T, not counted in rank */
+    int rank;                  /* per-token rank; 0 = scalar */
     int64_t dim[IR_MAX_RANK];
     unsigned seq;              /* bit k set: dim[k] is the symbolic S; dim[k] is its capacity */
 } ir_type;
+
+/* Where a value lives once memory is planned (passes/memplan.c). */
+typedef enum ir_mem { MEM_NONE, MEM_FRAME, MEM_STATE } ir_mem;
 
 typedef struct ir_inst {
     ir_op op;
     int nargs;
     int args[IR_MAX_ARGS];     /* value ids (= instruction indices) */
     ir_type type;
-    int guard;                 /* -1, or the id of a scalar bool: runs only when it is true */
-    int64_t iattr[3];          /* integer attributes, in the op table's "i:" order */
-    double fattr;              /* the "f:" attribute */
-    const char *sattr;         /* the "s:" attribute */
+    int guard;                 /* -1, or the id of a scalar bool: runs only where it is true */
+    int64_t iattr[3];          /* integer and tensor attributes, in the op table's order */
+    double fattr;              /* the "f:" attribute, always a float value */
+    const char *sattr;         /* the "s:" attribute (interned) */
     const char *label;         /* source name bound to the value ("q", "act"), or NULL */
     const char *scope;         /* loop indices when it was made ("l=3 e=2"), or NULL */
-    src_loc loc;
-    int dead;                  /* set by passes that remove it; skipped everywhere */
-    int64_t slot;              /* arena offset in floats (set by memory planning), or -1 */
+    src_loc loc;               /* in the spec; no file when read from a dump */
+    ir_mem mem;                /* after memory planning: the region of the value ... */
+    int64_t offset;            /* ... and its byte offset there */
 } ir_inst;
 
 /* A checkpoint tensor the model reads, whole; weight instructions are views into it. */
 typedef struct ir_tensor {
     const char *name;          /* checkpoint name, templates expanded */
-    const char *decl;          /* spec name with array indices: "wq[3]" */
-    ir_type type;
+    const char *decl;          /* spec name with array indices: "wq[3]", "e[0,1]" */
+    ir_type type;              /* dtype: the storage type */
     src_loc loc;               /* the declaration, for diagnostics about the file */
 } ir_tensor;
 
@@ -79,10 +100,13 @@ typedef struct ir_module {
     ir_rtparam *rtparams; int nrtparams, crtparams;
     ir_stat *stats;     int nstats, cstats;
     ir_inst *insts;     int ninsts, cinsts;
-    int output;                /* id of the output instruction's operand (the logits), or -1 */
-    int64_t vocab;             /* logits length */
+    int output;                /* id of the logits value (the output's operand), or -1 */
+    int64_t vocab;             /* logits per token */
     int64_t ctx;               /* most positions the program can take: least cache capacity */
-    int64_t arena_floats;      /* arena size once memory is planned (slots set), else 0 */
+    int64_t t_max;             /* the largest block of tokens (T) one call takes */
+    int planned;               /* memory planned: every value's mem and offset are set */
+    int64_t frame_bytes;       /* when planned: the frame (values of one call) ... */
+    int64_t state_bytes;       /* ... and the state (KV caches, kept across calls) */
 } ir_module;
 
 ir_module *ir_module_new(const char *name);
@@ -93,29 +117,91 @@ int ir_add_param(ir_module *m, const char *name, const char *text);
 int ir_add_tensor(ir_module *m, const char *name, const char *decl, ir_type type, src_loc loc);
 int ir_add_rtparam(ir_module *m, const char *name, double value);
 int ir_add_stat(ir_module *m, const char *name);
-/* Appends an instruction and returns its id; type, attributes, guard are set by the caller on
- * the returned ir_inst (ir_get). */
-int ir_emit(ir_module *m, ir_op op, int nargs, const int *args, ir_type type);
+/* Appends a copy of *proto (op, nargs, args, attributes, guard, type, names) and returns its
+ * id. The type is not checked here: front ends use ir_infer first. */
+int ir_append(ir_module *m, const ir_inst *proto);
+/* A prototype instruction of op with its operands, no guard, no attributes. */
+ir_inst ir_inst_make(ir_op op, int nargs, const int *args);
 static inline ir_inst *ir_get(ir_module *m, int id) { return &m->insts[id]; }
+/* Sets the storage type of tensor t and of every weight view of it. */
+void ir_set_storage(ir_module *m, int t, ir_dtype dt);
+/* Recomputes what follows from the instructions: vocab, ctx and output. */
+void ir_module_derive(ir_module *m);
 
-/* types */
+/* types (ir.c) */
+/* The one checked constructor: dims >= 1, element counts within IR_MAX_ELEMS. Returns 0, or
+ * -1 with a message in why[]. */
+int ir_type_make(ir_type *out, ir_dtype dt, int tok, int rank, const int64_t *dim,
+                 unsigned seq, char *why, size_t size);
 ir_type ir_type_scalar(ir_dtype dt);
-ir_type ir_type_vec(ir_dtype dt, int64_t n);
-ir_type ir_type_mat(ir_dtype dt, int64_t r, int64_t c);
 int ir_type_equal(const ir_type *a, const ir_type *b);
-int64_t ir_type_numel(const ir_type *t);        /* with S at its capacity */
-/* Whether the value of `in` lives in the arena (token, position, weights, run-time
+int64_t ir_type_numel(const ir_type *t);       /* per token, with S at its capacity */
+int ir_dtype_is_storage(ir_dtype dt);          /* f16, bf16 and the block types */
+/* Bytes of the value of `in` for one token (or the whole value without a token axis), and
+ * with T at t_max. */
+int64_t ir_value_bytes(const ir_module *m, const ir_inst *in);
+/* Whether the value of `in` lives in memory planned for it (tokens, weights, run-time
  * parameters and effects without a value do not). */
 int ir_needs_storage(const ir_inst *in);
-/* "f32[64]", "f32[4, S<=128]", "bool[]" into buf; returns buf */
+/* "f32[T, 64]", "f32[4, S<=128]", "bool[]" into buf; returns buf */
 char *ir_type_str(const ir_type *t, char *buf, size_t size);
+/* The per-token shape as a spec author writes it: "[64]", "[4, 128]", "[]" */
+char *ir_shape_str(const ir_type *t, char *buf, size_t size);
 const char *ir_dtype_name(ir_dtype dt);
+int ir_dtype_lookup(const char *name);         /* -1 if none */
 
-/* print.c: the versioned text dump ("kiln-ir 1"). layer_filter: print only instructions whose
- * scope starts with it (e.g. "l=2"), or NULL for all. */
+/* typing.c: the result type of `in` (its op, attributes, guard, declared type) over operand
+ * types args[]; 0, or -1 with a message. */
+int ir_infer(const ir_module *m, const ir_inst *in, const ir_type *args, ir_type *out,
+             char *why, size_t size);
+
+/* Guard regions: end[i] = the last instruction of the guard region of i (i itself when i
+ * is not guarded). A region is a run of instructions with one guard; weight views,
+ * run-time parameters, the tokens and constants between them do not end it. malloc'ed,
+ * m->ninsts entries. */
+int *ir_guard_regions(const ir_module *m);
+
+/* rewrite.c: building a new module from an old one. The new module starts with the old
+ * one's tables (tensors may be dropped); instructions are copied, replaced, inserted or left
+ * out, in order. map[old id] is the new id of an old value (-1: not copied). */
+typedef struct ir_rewriter {
+    const ir_module *old;
+    ir_module *m;              /* the module being built */
+    int *map;                  /* old value id -> new id, -1 */
+    int *tensor_map;           /* old tensor -> new tensor, -1 if dropped */
+} ir_rewriter;
+/* keep_tensor: NULL keeps every tensor, else keep_tensor[t] != 0 keeps tensor t. */
+void ir_rw_begin(ir_rewriter *rw, const ir_module *old, const int *keep_tensor);
+/* Old instruction id with its operands, guard and tensor renamed, not yet added. */
+ir_inst ir_rw_renamed(const ir_rewriter *rw, int id);
+/* Copies old instruction id (operands and guard mapped); returns its new id. */
+int ir_rw_copy(ir_rewriter *rw, int id);
+/* Appends a new instruction whose operands are already new ids. */
+int ir_rw_add(ir_rewriter *rw, const ir_inst *proto);
+/* From now on, readers of old value id read new value new_id (replace). */
+void ir_rw_replace(ir_rewriter *rw, int id, int new_id);
+/* The new module; the old one is left as it was (the caller frees it). */
+ir_module *ir_rw_end(ir_rewriter *rw);
+
+/* Use lists: users of value v are user[first[v] .. first[v+1]-1], in order (an operand or
+ * guard read counts once per instruction). */
+typedef struct ir_uses {
+    int *first;                /* ninsts + 1 entries */
+    int *user;
+} ir_uses;
+void ir_uses_build(const ir_module *m, ir_uses *u);
+void ir_uses_free(ir_uses *u);
+static inline int ir_use_count(const ir_uses *u, int v) { return u->first[v + 1] - u->first[v]; }
+
+/* print.c: the versioned text dump ("kiln-ir 2"). scope_filter: print only instructions
+ * whose scope starts with it (e.g. "l=2"), or NULL for all. */
 void ir_print(FILE *out, const ir_module *m, const char *scope_filter);
 /* Graphviz of the same graph. */
 void ir_print_dot(FILE *out, const ir_module *m, const char *scope_filter);
+
+/* read.c: parses a dump (path names it in messages). NULL after reporting errors as
+ * path:line:col: error: ... */
+ir_module *ir_read(const src_file *file);
 
 /* verify.c: checks every invariant; prints each violation to stderr and returns their count. */
 int ir_verify(const ir_module *m);

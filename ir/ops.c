@@ -1,10 +1,16 @@
-/* ops.c - the op table, expanded from the X-macro in ops.h. */
+/* ops.c - the op table, expanded from the X-macro in ops.h; the rules live in typing.c. */
 #include <string.h>
 
-#include "ops.h"
+#include "ir.h"
+
+#define X(name, arity, flags, attrs, rule, cexpr, doc)                                         \
+    int rule(const ir_module *m, const ir_inst *in, const ir_type *args, ir_type *out,         \
+             char *why, size_t size);
+KILN_OPS(X)
+#undef X
 
 const ir_op_info ir_ops[IR_OP_COUNT] = {
-#define X(name, arity, flags, attrs, cexpr, doc) {#name, arity, flags, attrs, cexpr, doc},
+#define X(name, arity, flags, attrs, rule, cexpr, doc) {#name, arity, flags, attrs, rule, cexpr, doc},
     KILN_OPS(X)
 #undef X
 };

@@ -1,22 +1,26 @@
-/* print.c - the IR as versioned, diff-friendly text, and as Graphviz.
+/* print.c - the IR as versioned, diff-friendly text ("kiln-ir 2", docs/ir.md), and as
+ * Graphviz.
  *
- *   kiln-ir 1
+ *   kiln-ir 2
  *   model llama
  *   param dim = 64
  *   runtime tau = 0.5
  *   stat #0 active_fraction[0]
  *   tensor @0 f32[256, 64] "model.embed_tokens.weight"            ; embed
+ *   batch T<=64
+ *   memory frame 52480 bytes, state 65536 bytes
  *   forward {
- *     %0 : i32[] = token
- *     %1 : f32[256, 64] = weight tensor=@0 offset=0 stride=64
- *     %2 : f32[64] = embed %1, %0                                  ; x
- *     %9 : f32[32] = linear %7, %8 if %6                           ; l=0 e=1
+ *     %0 : i32[T] = token                                          ; token
+ *     %1 : f32[256, 64] = weight tensor=@0 row=0 col=0             ; embed
+ *     %2 : f32[T, 64] = embed %1, %0 mem=frame+0                   ; x
+ *     %9 : f32[T, 32] = linear %7, %8 if %6 mem=frame+4096         ; l=0 e=1
  *     output %40
  *   }
  *
  * Attributes print in the op table's order; the trailing comment gives the source name and
- * the loop indices the value was made under. Removed (dead) instructions are not printed.
- * Bump IR_DUMP_VERSION when this format changes.
+ * the loop indices the value was made under. read.c reads exactly this back, so printing a
+ * module read from a dump gives the dump again byte for byte. Bump IR_DUMP_VERSION when the
+ * format changes.
  */
 #include <string.h>
 
@@ -32,24 +36,44 @@ static int scope_matches(const ir_inst *in, const char *filter)
     return strncmp(in->scope, filter, n) == 0 && (in->scope[n] == 0 || in->scope[n] == ' ');
 }
 
+/* A quoted string with \" \\ and \ooo escapes. Returns the columns printed. */
+static int print_string(FILE *out, const char *s)
+{
+    int col = 2;
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            col += fprintf(out, "\\%c", c);
+        else if (c < 32 || c == 127)
+            col += fprintf(out, "\\%03o", c);
+        else
+            col += (fputc(c, out), 1);
+    }
+    fputc('"', out);
+    return col;
+}
+
 /* Prints " name=value" for each attribute slot of the op, in table order. */
 static int print_attrs(FILE *out, const ir_inst *in)
 {
-    int col = 0;
+    int col = 0, ki = 0;
     const char *p = ir_ops[in->op].attrs;
-    int ki = 0;
     while (*p) {
         char kind = p[0];
         const char *name = p + 2, *end = strchr(name, ' ');
         int len = end ? (int)(end - name) : (int)strlen(name);
-        if (kind == 'i' && in->op == IR_weight && ki == 0)
+        if (kind == 't')
             col += fprintf(out, " %.*s=@%lld", len, name, (long long)in->iattr[ki++]);
         else if (kind == 'i')
             col += fprintf(out, " %.*s=%lld", len, name, (long long)in->iattr[ki++]);
         else if (kind == 'f')
             col += fprintf(out, " %.*s=%.9g", len, name, in->fattr);
-        else if (kind == 's')
-            col += fprintf(out, " %.*s=\"%s\"", len, name, in->sattr ? in->sattr : "");
+        else if (kind == 's') {
+            /* quoted like tensor names, so that read.c can read any string back */
+            col += fprintf(out, " %.*s=", len, name);
+            col += print_string(out, in->sattr ? in->sattr : "");
+        }
         p = end ? end + 1 : name + len;
     }
     return col;
@@ -75,27 +99,22 @@ void ir_print(FILE *out, const ir_module *m, const char *scope_filter)
         fprintf(out, "stat #%d %s\n", i, m->stats[i].name);
     for (int i = 0; i < m->ntensors; i++) {
         const ir_tensor *t = &m->tensors[i];
-        int col = fprintf(out, "tensor @%d %s \"%s\"", i, ir_type_str(&t->type, tb, sizeof tb),
-                          t->name);
+        int col = fprintf(out, "tensor @%d %s ", i, ir_type_str(&t->type, tb, sizeof tb));
+        col += print_string(out, t->name);
         print_comment(out, col, t->decl, NULL);
         fputc('\n', out);
     }
-    if (m->arena_floats) {   /* planned: where the arena goes */
-        int64_t caches = 0;
-        for (int i = 0; i < m->ninsts; i++)
-            if (!m->insts[i].dead && m->insts[i].op == IR_cache)
-                caches += ir_type_numel(&m->insts[i].type);
-        fprintf(out, "arena %lld floats: KV caches %lld, values %lld\n",
-                (long long)m->arena_floats, (long long)caches,
-                (long long)(m->arena_floats - caches));
-    }
+    fprintf(out, "batch T<=%lld\n", (long long)m->t_max);
+    if (m->planned)
+        fprintf(out, "memory frame %lld bytes, state %lld bytes\n", (long long)m->frame_bytes,
+                (long long)m->state_bytes);
     fprintf(out, "forward {\n");
     for (int i = 0; i < m->ninsts; i++) {
         const ir_inst *in = &m->insts[i];
-        if (in->dead || !scope_matches(in, scope_filter))
+        if (!scope_matches(in, scope_filter))
             continue;
         int col;
-        if (in->op == IR_output || in->op == IR_stat)
+        if (ir_ops[in->op].flags & OPF_NOVALUE)
             col = fprintf(out, "  %s", ir_ops[in->op].name);
         else
             col = fprintf(out, "  %%%d : %s = %s", i, ir_type_str(&in->type, tb, sizeof tb),
@@ -105,6 +124,9 @@ void ir_print(FILE *out, const ir_module *m, const char *scope_filter)
         col += print_attrs(out, in);
         if (in->guard >= 0)
             col += fprintf(out, " if %%%d", in->guard);
+        if (in->mem != MEM_NONE)
+            col += fprintf(out, " mem=%s+%lld", in->mem == MEM_STATE ? "state" : "frame",
+                           (long long)in->offset);
         print_comment(out, col, in->label, in->scope);
         fputc('\n', out);
     }
@@ -117,13 +139,13 @@ void ir_print_dot(FILE *out, const ir_module *m, const char *scope_filter)
     fprintf(out, "digraph \"%s\" {\n  node [shape=box, fontname=monospace];\n", m->name);
     for (int i = 0; i < m->ninsts; i++) {
         const ir_inst *in = &m->insts[i];
-        if (in->dead || !scope_matches(in, scope_filter))
+        if (!scope_matches(in, scope_filter))
             continue;
         fprintf(out, "  v%d [label=\"%%%d %s\\n%s%s%s\"%s];\n", i, i, ir_ops[in->op].name,
                 ir_type_str(&in->type, tb, sizeof tb), in->label ? "\\n" : "",
                 in->label ? in->label : "", in->guard >= 0 ? ", style=dashed" : "");
         for (int a = 0; a < in->nargs; a++)
-            if (!m->insts[in->args[a]].dead && scope_matches(&m->insts[in->args[a]], scope_filter))
+            if (scope_matches(&m->insts[in->args[a]], scope_filter))
                 fprintf(out, "  v%d -> v%d;\n", in->args[a], i);
     }
     fprintf(out, "}\n");

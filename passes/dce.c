@@ -3,24 +3,35 @@
  * requires: verified IR
  * preserves: everything an effect (output, stat, cache write) depends on, and its order;
  *            tensor and statistic tables are unchanged
- * Marks live what the effects read, transitively (guards count as reads), and sets `dead`
- * on the rest. Instructions are not renumbered, so dumps keep their value names.
+ * Marks live what the effects read, transitively (guards count as reads), and rebuilds the
+ * module without the rest; value numbers close up.
  */
+#include <stdlib.h>
+
 #include "passes.h"
 
-void pass_dce(ir_module *m)
+ir_module *pass_dce(ir_module *m)
 {
-    for (int i = 0; i < m->ninsts; i++)
-        if (!(ir_ops[m->insts[i].op].flags & OPF_EFFECT))
-            m->insts[i].dead = 1;
+    char *live = calloc((size_t)(m->ninsts ? m->ninsts : 1), 1);
+    if (!live)
+        DIE("out of memory");
     /* one backward sweep suffices: operands always precede their users */
     for (int i = m->ninsts - 1; i >= 0; i--) {
-        ir_inst *in = &m->insts[i];
-        if (in->dead)
+        const ir_inst *in = &m->insts[i];
+        if (ir_ops[in->op].flags & OPF_EFFECT)
+            live[i] = 1;
+        if (!live[i])
             continue;
         for (int k = 0; k < in->nargs; k++)
-            m->insts[in->args[k]].dead = 0;
+            live[in->args[k]] = 1;
         if (in->guard >= 0)
-            m->insts[in->guard].dead = 0;
+            live[in->guard] = 1;
     }
+    ir_rewriter rw;
+    ir_rw_begin(&rw, m, NULL);
+    for (int i = 0; i < m->ninsts; i++)
+        if (live[i])
+            ir_rw_copy(&rw, i);
+    free(live);
+    return ir_rw_end(&rw);
 }

@@ -1,15 +1,17 @@
-/* memplan.c - memory planning: one arena for every value, slots reused after last use.
+/* memplan.c - memory planning: one frame for the values of a call, slots reused after last
+ * use; the KV caches in the state, which persists across calls.
  *
- * requires: verified IR; runs last (later passes would invalidate the slots)
- * preserves: the instructions; sets each stored value's `slot` (arena offset in floats,
- *            64-byte aligned) and the module's `arena_floats`
- * A value is live from its definition to its last reader (operands and guards). KV caches
- * and constants live for the whole run (caches persist across steps; constants are set once
- * per step before anything runs), and so do the logits the program reads after the step.
- * An instruction's result never shares a slot with its own operands: slots of values whose
- * life ends at an instruction are freed only after its result is placed. A freed slot is
- * reused by a later value of exactly the same size, which suits transformer graphs, where
- * most values are a few repeated widths.
+ * requires: verified IR; runs last (later passes would invalidate the plan)
+ * preserves: the instructions; sets each stored value's mem and offset (bytes, 64-byte
+ *            aligned) and the module's frame_bytes and state_bytes; planned = 1
+ * A value is live from its definition to its last reader (operands and guards). Constants
+ * are set at the start of a call, before anything runs, in slots of their own at the
+ * frame's start; the logits are read after the call, so they live to its end. A guard region runs token by token, so whatever an instruction inside it reads
+ * or writes stays live to the end of the region. An instruction's result never shares a slot
+ * with its own operands. A freed slot is reused by a later value of exactly the same size,
+ * which suits transformer graphs, where most values are a few repeated widths. Values with
+ * the token axis take T_max rows. Slots are offsets into the frame, not addresses, so that
+ * one frame layout can serve calls that share code.
  */
 #include <stdlib.h>
 
@@ -19,68 +21,107 @@ typedef struct free_slot {
     int64_t offset, size;
 } free_slot;
 
-static int64_t aligned_size(const ir_inst *in)
+static int64_t aligned_size(const ir_module *m, const ir_inst *in)
 {
-    int64_t n = ir_type_numel(&in->type);
-    return (n + 15) / 16 * 16;
+    return (ir_value_bytes(m, in) + 63) / 64 * 64;
 }
 
-void pass_plan_memory(ir_module *m)
+static int too_big(int64_t bytes, const char *what)
+{
+    if (bytes <= IR_MAX_BYTES)
+        return 0;
+    fprintf(stderr, "kiln: error: the %s would need %lld bytes, more than the limit of 2^40; "
+                    "lower ctx, the widths, or --max-batch\n", what, (long long)bytes);
+    return 1;
+}
+
+ir_module *pass_plan_memory(ir_module *m)
 {
     int n = m->ninsts;
     int *last = malloc(sizeof(int) * (size_t)(n ? n : 1));
     free_slot *pool = malloc(sizeof(free_slot) * (size_t)(n ? n : 1));
+    int *region_end = ir_guard_regions(m);
     if (!last || !pool)
         DIE("out of memory");
     for (int i = 0; i < n; i++) {
         const ir_inst *in = &m->insts[i];
-        last[i] = in->op == IR_cache || in->op == IR_const || i == m->output ? n : i;
+        last[i] = in->op == IR_const || i == m->output ? n : region_end[i];
     }
     for (int i = 0; i < n; i++) {
         const ir_inst *in = &m->insts[i];
-        if (in->dead)
-            continue;
+        int until = region_end[i];
         for (int k = 0; k < in->nargs; k++)
-            if (last[in->args[k]] < i)
-                last[in->args[k]] = i;
-        if (in->guard >= 0 && last[in->guard] < i)
-            last[in->guard] = i;
+            if (last[in->args[k]] < until)
+                last[in->args[k]] = until;
+        if (in->guard >= 0 && last[in->guard] < until)
+            last[in->guard] = until;
     }
+    /* dies[first[i] .. first[i+1]-1]: the values whose life ends at instruction i */
+    int *first = calloc((size_t)n + 2, sizeof(int)), *dies = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    if (!first || !dies)
+        DIE("out of memory");
+    for (int v = 0; v < n; v++)
+        if (last[v] < n)
+            first[last[v] + 1]++;
+    for (int i = 0; i < n; i++)
+        first[i + 1] += first[i];
+    for (int v = 0, *fill = first; v < n; v++)
+        if (last[v] < n)
+            dies[fill[last[v]]++] = v;
+    for (int i = n; i > 0; i--)   /* undo the fill's shift */
+        first[i] = first[i - 1];
+    first[0] = 0;
     int npool = 0;
-    int64_t top = 0;
-    for (int i = 0; i < n; i++) {
+    int64_t top = 0, state = 0;
+    int failed = 0;
+    /* constants first, in slots of their own: the program sets them before anything runs */
+    for (int i = 0; i < n; i++)
+        if (m->insts[i].op == IR_const) {
+            m->insts[i].mem = MEM_FRAME;
+            m->insts[i].offset = top;
+            top += aligned_size(m, &m->insts[i]);
+        }
+    for (int i = 0; i < n && !failed; i++) {
         ir_inst *in = &m->insts[i];
-        in->slot = -1;
-        if (ir_needs_storage(in)) {
-            int64_t size = aligned_size(in);
+        if (in->op == IR_const)
+            continue;
+        in->mem = MEM_NONE;
+        in->offset = 0;
+        if (in->op == IR_cache) {
+            in->mem = MEM_STATE;
+            in->offset = state;
+            state += aligned_size(m, in);
+            failed = too_big(state, "KV-cache state");
+        } else if (ir_needs_storage(in)) {
+            int64_t size = aligned_size(m, in);
             int found = -1;
             for (int p = 0; p < npool && found < 0; p++)
                 if (pool[p].size == size)
                     found = p;
+            in->mem = MEM_FRAME;
             if (found >= 0) {
-                in->slot = pool[found].offset;
+                in->offset = pool[found].offset;
                 pool[found] = pool[--npool];
             } else {
-                in->slot = top;
+                in->offset = top;
                 top += size;
+                failed = too_big(top, "frame (the values of one call)");
             }
         }
-        /* values whose life ends here give their slots back */
-        for (int k = 0; k < in->nargs + (in->guard >= 0); k++) {
-            int a = k < in->nargs ? in->args[k] : in->guard;
-            if (last[a] != i || m->insts[a].slot < 0)
-                continue;
-            int dup = 0;   /* an operand named twice (mul %3, %3) is freed once */
-            for (int j = 0; j < k; j++)
-                dup |= (j < in->nargs ? in->args[j] : in->guard) == a;
-            if (!dup)
-                pool[npool++] = (free_slot){m->insts[a].slot, aligned_size(&m->insts[a])};
+        /* after the result is placed, the values whose life ends here give their slots back */
+        for (int k = first[i]; k < first[i + 1]; k++) {
+            const ir_inst *d = &m->insts[dies[k]];
+            if (d->mem == MEM_FRAME)
+                pool[npool++] = (free_slot){d->offset, aligned_size(m, d)};
         }
-        /* a value nobody reads is free at once (its instruction has an effect) */
-        if (in->slot >= 0 && last[i] == i)
-            pool[npool++] = (free_slot){in->slot, aligned_size(in)};
     }
-    m->arena_floats = top ? top : 16;
+    free(first);
+    free(dies);
+    m->frame_bytes = top ? top : 64;
+    m->state_bytes = state;
+    m->planned = !failed;
+    free(region_end);
     free(pool);
     free(last);
+    return failed ? NULL : m;
 }

@@ -9,13 +9,17 @@
 
 static const struct pass {
     const char *name;
-    void (*run)(ir_module *m);
+    ir_module *(*run)(ir_module *m);
 } pipeline[] = {
-    {"dce", pass_dce},
-    {"memplan", pass_plan_memory},   /* last: slots hold only while nothing else changes */
+    {"widen", pass_widen},           /* first: makes the IR valid after storage types are set */
+    {"cse", pass_cse},
+    {"dce", pass_dce},               /* after cse: the duplicates it leaves are dead */
+    {"memplan", pass_plan_memory},   /* last: the plan holds only while nothing else changes */
 };
 
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
+
+const char *const passes_names[] = {"widen", "cse", "dce", "memplan", NULL};
 
 static int known(const char *name)
 {
@@ -27,18 +31,48 @@ static int known(const char *name)
     return 0;
 }
 
-static int live_count(const ir_module *m)
+/* Runs pass i of the pipeline on *mp and verifies; 0, or 1 after the pass reported. */
+static int run_one(ir_module **mp, int i, int verbose)
 {
-    int n = 0;
-    for (int i = 0; i < m->ninsts; i++)
-        n += !m->insts[i].dead;
-    return n;
+    ir_module *m = pipeline[i].run(*mp);
+    if (!m)
+        return 1;                    /* the pass reported why */
+    if (m != *mp)
+        ir_module_free(*mp);
+    *mp = m;
+    if (verbose)
+        fprintf(stderr, "kiln: pass %-12s %d instructions\n", pipeline[i].name, m->ninsts);
+    if (ir_verify(m))
+        DIE("IR invalid after pass %s", pipeline[i].name);
+    return 0;
 }
 
-int passes_run(ir_module *m, const char *before, const char *after, const char *unused,
-               int verbose)
+int passes_run_list(ir_module **mp, const char *list, int verbose)
 {
-    (void)unused;
+    char name[64];
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        int found = -1;
+        for (int i = 0; i < NPASSES; i++)
+            if (!strcmp(pipeline[i].name, name))
+                found = i;
+        if (found < 0) {
+            fprintf(stderr, "kiln: error: no pass named '%s'; the pipeline is:", name);
+            for (int i = 0; i < NPASSES; i++)
+                fprintf(stderr, " %s", pipeline[i].name);
+            fputc('\n', stderr);
+            return 1;
+        }
+        if (run_one(mp, found, verbose))
+            return 1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+int passes_run(ir_module **mp, const char *before, const char *after, int verbose)
+{
     const char *names[2] = {before, after};
     for (int k = 0; k < 2; k++)
         if (names[k] && !known(names[k])) {
@@ -53,12 +87,8 @@ int passes_run(ir_module *m, const char *before, const char *after, const char *
     for (int i = 0; i < NPASSES; i++) {
         if (before && !strcmp(before, pipeline[i].name))
             return 0;
-        pipeline[i].run(m);
-        if (verbose)
-            fprintf(stderr, "kiln: pass %-12s %d instructions\n", pipeline[i].name,
-                    live_count(m));
-        if (ir_verify(m))
-            DIE("IR invalid after pass %s", pipeline[i].name);
+        if (run_one(mp, i, verbose))
+            return 1;
         if (after && !strcmp(after, pipeline[i].name))
             return 0;
     }

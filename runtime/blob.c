@@ -95,37 +95,50 @@ static int check_entry(const char *prog, const krt_model *m, int i, const unsign
                    (unsigned long long)e->nbytes, (unsigned long long)size);
         return -1;
     }
-    if (e->dtype != want->dtype) {
-        blob_error(prog, "tensor %d '%s': dtype %u, expected %u", i, nm, e->dtype, want->dtype);
+    const char *dt = kblob_dtype_name(e->dtype);
+    if (!dt) {
+        blob_error(prog, "tensor %d '%s': unknown dtype code %u (this program reads f32, f16, "
+                         "bf16, q8_0, q4_0)", i, nm, e->dtype);
         return -1;
     }
     if (e->rank != want->rank || e->rank > 4) {
         blob_error(prog, "tensor %d '%s': rank %u, expected %u", i, nm, e->rank, want->rank);
         return -1;
     }
-    uint64_t numel = 1;
-    int overflow = 0;
-    for (uint32_t d = 0; d < e->rank; d++) {
+    for (uint32_t d = 0; d < e->rank; d++)
         if (e->dims[d] != want->dims[d]) {
             blob_error(prog, "tensor %d '%s': dimension %u is %llu, expected %llu", i, nm, d,
                        (unsigned long long)e->dims[d], (unsigned long long)want->dims[d]);
             return -1;
         }
-        if (e->dims[d] && numel > UINT64_MAX / e->dims[d])
-            overflow = 1;
-        numel *= e->dims[d];
+    /* the size must follow from the entry's own dtype and shape, block types included, before
+     * the dtype is compared with the model's: a self-inconsistent entry is a corrupt blob */
+    uint64_t bytes;
+    if (kblob_tensor_bytes(e->dtype, e->rank, e->dims, &bytes) < 0) {
+        uint64_t row = e->rank ? e->dims[e->rank - 1] : 1;
+        if ((e->dtype == KBLOB_Q8_0 || e->dtype == KBLOB_Q4_0) && row % KBLOB_BLOCK != 0)
+            blob_error(prog, "tensor %d '%s': %s rows of %llu elements are not a whole number of "
+                             "%u-element blocks", i, nm, dt, (unsigned long long)row, KBLOB_BLOCK);
+        else
+            blob_error(prog, "tensor %d '%s': the byte size of its %s shape overflows", i, nm, dt);
+        return -1;
     }
-    uint64_t es = e->dtype == KBLOB_F32 ? 4 : (e->dtype == KBLOB_F16 || e->dtype == KBLOB_BF16) ? 2 : 0;
-    if (es && (overflow || numel > UINT64_MAX / es || e->nbytes != numel * es)) {
-        blob_error(prog, "tensor %d '%s': %llu bytes of data, expected %llu", i, nm,
-                   (unsigned long long)e->nbytes, (unsigned long long)(numel * es));
+    if (e->nbytes != bytes) {
+        blob_error(prog, "tensor %d '%s': %llu bytes of data, expected %llu for %s", i, nm,
+                   (unsigned long long)e->nbytes, (unsigned long long)bytes, dt);
+        return -1;
+    }
+    if (e->dtype != want->dtype) {
+        const char *wn = kblob_dtype_name(want->dtype);
+        blob_error(prog, "tensor %d '%s': dtype %s, the program expects %s", i, nm, dt,
+                   wn ? wn : "an unknown dtype");
         return -1;
     }
     return 0;
 }
 
 static int check_blob(const char *prog, const char *file, const krt_model *m,
-                      const unsigned char *base, uint64_t size, const float **w)
+                      const unsigned char *base, uint64_t size, const void **w)
 {
     kblob_header h;
     if (size < sizeof h) {
@@ -163,7 +176,7 @@ static int check_blob(const char *prog, const char *file, const krt_model *m,
         memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
         if (check_entry(prog, m, i, base, size, &e) < 0)
             return -1;
-        w[i] = (const float *)(const void *)(base + e.offset);
+        w[i] = base + e.offset;
     }
     return 0;
 }

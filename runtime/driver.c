@@ -1,9 +1,13 @@
 /* driver.c - main() of every program kiln emits.
  *
- * Parses the command line, maps the weight blob (blob.c), allocates the arena, then feeds the
- * prompt through kiln_model.forward one position at a time: with --logits it writes every
- * logits row (teacher forcing), with -n it samples (sample.c) and feeds back new tokens.
+ * Parses the command line, maps the weight blob (blob.c), allocates the frame and the state,
+ * then feeds the prompt through kiln_model.forward in blocks of up to --batch tokens: with
+ * --logits it asks for and writes every row's logits (teacher forcing); otherwise only the
+ * last row's are computed, and -n samples (sample.c) and feeds back new tokens one at a time.
  * Usage errors exit 2, run-time errors (blob, I/O) exit 1.
+ * The logits file is written to FILE.tmp and renamed onto FILE only when FILE is a regular
+ * file or new; a device or FIFO is written directly (the same rule as the compiler's
+ * base/outfile.c, which this program, depending on libc only, cannot link).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "rt_internal.h"
@@ -24,7 +29,7 @@ typedef struct opts {
     int64_t n_gen;             /* -1: default */
     double temp, top_p;
     uint64_t seed;
-    int64_t threads, bench_runs;
+    int64_t threads, bench_runs, batch;
     const char *blob;
     int stats, bench;
     float *rtparams;
@@ -161,25 +166,29 @@ static void help(void)
     const krt_model *m = &kiln_model;
     printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
     printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
-           "        [--set NAME=VALUE]... [--stats] [--threads N] [--blob FILE] [--bench]\n\n", prog);
+           "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--blob FILE]\n"
+           "        [--bench]\n\n", prog);
     printf("DESCRIPTION\n"
-           "    Feeds the prompt IDS through the model at positions 0, 1, ... and then generates\n"
-           "    tokens, each fed back at the next position. Weights come from the blob appended\n"
-           "    to this program (or --blob FILE) and are checked against the model at start.\n\n"
+           "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
+           "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
+           "    Weights come from the blob appended to this program (or --blob FILE) and are\n"
+           "    checked against the model at start.\n\n"
            "    Model '%s': vocabulary %lld tokens, context ",
            m->name, (long long)m->vocab);
     if (m->ctx > 0)
         printf("%lld positions", (long long)m->ctx);
     else
         printf("unbounded");
-    printf(", %d weight tensors,\n    working memory (arena) %llu bytes.\n", m->n_tensors,
-           (unsigned long long)m->arena_floats * 4);
+    printf(", %d weight tensors,\n    blocks of up to %lld tokens, working memory %llu bytes (frame) and %llu\n"
+           "    bytes of KV caches (state).\n", m->n_tensors, (long long)m->max_batch,
+           (unsigned long long)m->frame_bytes, (unsigned long long)m->state_bytes);
     printf("\nOPTIONS\n"
            "    --tokens IDS    prompt: comma-separated token ids, each in [0, %lld), at most\n"
            "                    %lld of them. Required.\n"
            "    --logits FILE   teacher forcing: after each prompt token write one line holding\n"
            "                    the full logits row (%lld values, %%.9g, space-separated).\n"
-           "                    '-' is standard output. Written to FILE.tmp, then renamed.\n"
+           "                    '-' is standard output. Written to FILE.tmp, then renamed\n"
+           "                    (a device or FIFO is written directly).\n"
            "    -n N            generate N tokens after the prompt and print their ids on one\n"
            "                    line. Default: 0 with --logits, else 16. Stops early, with a\n"
            "                    note, when the context is full.\n"
@@ -192,9 +201,12 @@ static void help(void)
            "    --set NAME=VALUE\n"
            "                    set a run-time parameter (below). Repeatable.\n"
            "    --stats         after the run, print to standard error the mean of every\n"
-           "                    statistic (below) and the KV-cache and arena memory report.\n"
-           "    --threads N     threads, N >= 1 (default 1): large matrix-vector products\n"
-           "                    are split by rows; results are the same for every N.\n"
+           "                    statistic (below) and the KV-cache and frame memory report.\n"
+           "    --threads N     threads, N >= 1 (default 1): large matrix products are\n"
+           "                    split by rows; results are the same for every N.\n"
+           "    --batch N       run the prompt in blocks of at most N tokens, 1 <= N <= %lld\n"
+           "                    (default %lld, set by kiln build --max-batch). Each weight is\n"
+           "                    read once per block; results are the same for every N.\n"
            "    --blob FILE     read the weights from the standalone blob FILE instead.\n"
            "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
            "                    and print tokens/s (min/median/max) to standard error.\n"
@@ -202,7 +214,7 @@ static void help(void)
            "    -h, --help      print this help.\n"
            "    Long options also take the form --option=VALUE.\n",
            (long long)m->vocab, (long long)(m->ctx > 0 ? m->ctx : INT32_MAX),
-           (long long)m->vocab);
+           (long long)m->vocab, (long long)m->max_batch, (long long)m->max_batch);
     printf("\nRUN-TIME PARAMETERS (--set NAME=VALUE)\n");
     if (!m->n_rtparams)
         printf("    none\n");
@@ -256,6 +268,8 @@ static void parse_args(opts *o, int argc, char **argv)
             parse_set(o, VALUE());
         } else if (FLAG("--threads")) {
             o->threads = parse_int(VALUE(), 1, 4096, "--threads");
+        } else if (FLAG("--batch")) {
+            o->batch = parse_int(VALUE(), 1, kiln_model.max_batch, "--batch");
         } else if (FLAG("--blob")) {
             o->blob = VALUE();
         } else if (FLAG("--bench-runs")) {
@@ -292,27 +306,40 @@ static void write_row(FILE *f, const float *x, int64_t n)
     fputc('\n', f);
 }
 
+static double now(void);
+
 /* One pass: prompt, then generation. Writes logits rows to logf and generated ids to out
- * when they are not NULL. Returns the number of forward calls. */
-static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out)
+ * when they are not NULL; *prompt_s gets the seconds the prompt took. Returns the number of
+ * positions run. */
+static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *prompt_s)
 {
     const krt_model *m = &kiln_model;
     krt_ctx *c = &s->c;
-    memset(c->arena, 0, (size_t)(m->arena_floats ? m->arena_floats : 1) * sizeof(float));
+    memset(c->frame, 0, (size_t)m->frame_bytes);
+    memset(c->state, 0, (size_t)m->state_bytes);
     int64_t cap = m->ctx > 0 ? m->ctx : INT32_MAX, pos = 0;
-    for (; pos < o->n_tokens; pos++) {
+    const float *last = NULL;      /* the logits of the latest position */
+    double t0 = now();
+    c->all_logits = logf != NULL;
+    while (pos < o->n_tokens) {
+        int64_t T = o->n_tokens - pos < o->batch ? o->n_tokens - pos : o->batch;
         c->logits = NULL;
-        m->forward(c, o->tokens[pos], (int32_t)pos);
+        m->forward(c, o->tokens + pos, (int32_t)pos, (int32_t)T);
         if (!c->logits)
             fatal("internal error: forward did not set the logits");
         if (logf)
-            write_row(logf, c->logits, m->vocab);
+            for (int64_t t = 0; t < T; t++)
+                write_row(logf, c->logits + t * m->vocab, m->vocab);
+        last = c->logits + (T - 1) * m->vocab;
+        pos += T;
     }
+    *prompt_s = now() - t0;
+    c->all_logits = 0;
     krt_rng rng;
     krt_rng_seed(&rng, o->seed);
     int64_t made = 0;
     for (; made < o->n_gen; made++) {
-        int32_t next = krt_sample(c->logits, m->vocab, (float)o->temp, (float)o->top_p, &rng,
+        int32_t next = krt_sample(last, m->vocab, (float)o->temp, (float)o->top_p, &rng,
                                   s->probs, s->idx);
         if (out)
             fprintf(out, made ? " %d" : "%d", (int)next);
@@ -324,7 +351,8 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out)
                                 "generated tokens\n", prog, (long long)cap, (long long)made + 1);
             break;
         }
-        m->forward(c, next, (int32_t)pos++);
+        m->forward(c, &next, (int32_t)pos++, 1);
+        last = c->logits;
     }
     if (out && o->n_gen > 0)
         fputc('\n', out);
@@ -344,21 +372,34 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void report_rates(const char *what, int64_t n, double *tps, int64_t runs)
+{
+    qsort(tps, (size_t)runs, sizeof *tps, cmp_double);
+    fprintf(stderr, "bench: %s %lld tokens, %lld runs: tokens/s min %.2f median %.2f max %.2f\n",
+            what, (long long)n, (long long)runs, tps[0], tps[runs / 2], tps[runs - 1]);
+}
+
 static void bench(const opts *o, run_state *s)
 {
-    double *tps = xcalloc((size_t)o->bench_runs, sizeof *tps);
+    double *all = xcalloc((size_t)o->bench_runs, sizeof *all);
+    double *prompt = xcalloc((size_t)o->bench_runs, sizeof *prompt);
+    double *gen = xcalloc((size_t)o->bench_runs, sizeof *gen);
     int64_t steps = 0;
     for (int64_t r = 0; r < o->bench_runs; r++) {
-        double t0 = now();
-        steps = run(o, s, NULL, NULL);
+        double t0 = now(), ps;
+        steps = run(o, s, NULL, NULL, &ps);
         double dt = now() - t0;
-        tps[r] = dt > 0 ? (double)steps / dt : INFINITY;
+        all[r] = dt > 0 ? (double)steps / dt : INFINITY;
+        prompt[r] = ps > 0 ? (double)o->n_tokens / ps : INFINITY;
+        gen[r] = dt - ps > 0 ? (double)(steps - o->n_tokens) / (dt - ps) : INFINITY;
     }
-    qsort(tps, (size_t)o->bench_runs, sizeof *tps, cmp_double);
-    fprintf(stderr, "bench: %lld positions per run, %lld runs: tokens/s min %.2f median %.2f max %.2f\n",
-            (long long)steps, (long long)o->bench_runs, tps[0], tps[o->bench_runs / 2],
-            tps[o->bench_runs - 1]);
-    free(tps);
+    fprintf(stderr, "bench: batch %lld, threads %lld\n", (long long)o->batch,
+            (long long)o->threads);
+    report_rates("prompt", o->n_tokens, prompt, o->bench_runs);
+    if (steps > o->n_tokens)
+        report_rates("generation", steps - o->n_tokens, gen, o->bench_runs);
+    report_rates("all", steps, all, o->bench_runs);
+    free(all), free(prompt), free(gen);
 }
 
 static void report_stats(const krt_ctx *c)
@@ -381,8 +422,9 @@ static void report_stats(const krt_ctx *c)
     }
     fprintf(stderr, "kv-cache total: %d caches, %.0f bytes (%.2f MiB)\n", m->n_caches, total,
             total / 1048576.0);
-    fprintf(stderr, "arena: %llu bytes (%.2f MiB)\n", (unsigned long long)m->arena_floats * 4,
-            (double)m->arena_floats * 4.0 / 1048576.0);
+    fprintf(stderr, "frame: %llu bytes (%.2f MiB) for blocks of up to %lld tokens\n",
+            (unsigned long long)m->frame_bytes, (double)m->frame_bytes / 1048576.0,
+            (long long)m->max_batch);
 }
 
 int main(int argc, char **argv)
@@ -392,7 +434,8 @@ int main(int argc, char **argv)
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];
     }
-    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = 1, .bench_runs = 5};
+    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = 1, .bench_runs = 5,
+              .batch = m->max_batch};
     o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
     for (int i = 0; i < m->n_rtparams; i++)
         o.rtparams[i] = m->rtparam_defaults[i];
@@ -404,13 +447,15 @@ int main(int argc, char **argv)
 
     run_state s;
     memset(&s, 0, sizeof s);
-    size_t arena_bytes = ((size_t)(m->arena_floats ? m->arena_floats : 1) * sizeof(float) + 63) / 64 * 64;
-    void *arena = NULL;
-    if (m->arena_floats > SIZE_MAX / 8 || posix_memalign(&arena, 64, arena_bytes) != 0)
-        fatal("cannot allocate the arena (%llu bytes)", (unsigned long long)m->arena_floats * 4);
-    memset(arena, 0, arena_bytes);   /* kiln_rt.h: the arena starts zeroed */
+    void *frame = NULL, *state = NULL;
+    if (m->frame_bytes > SIZE_MAX / 2 || m->state_bytes > SIZE_MAX / 2 ||
+        posix_memalign(&frame, 64, (size_t)(m->frame_bytes ? m->frame_bytes : 64)) != 0 ||
+        posix_memalign(&state, 64, (size_t)(m->state_bytes ? m->state_bytes : 64)) != 0)
+        fatal("cannot allocate the working memory (%llu bytes) and KV caches (%llu bytes)",
+              (unsigned long long)m->frame_bytes, (unsigned long long)m->state_bytes);
     s.c.w = blob.w;
-    s.c.arena = arena;
+    s.c.frame = frame;
+    s.c.state = state;
     s.c.rtparams = o.rtparams;
     s.c.pool = krt_pool_new((int)o.threads);   /* NULL for one thread */
     s.c.stat_sum = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
@@ -420,8 +465,15 @@ int main(int argc, char **argv)
 
     FILE *logf = NULL;
     char *tmp = NULL;
+    struct stat st;
     if (o.logits && strcmp(o.logits, "-") == 0) {
         logf = stdout;
+    } else if (o.logits && stat(o.logits, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device or FIFO (/dev/null): write to it; renaming onto it would replace it */
+        if (S_ISDIR(st.st_mode))
+            fatal("cannot write %s: it is a folder", o.logits);
+        if (!(logf = fopen(o.logits, "w")))
+            fatal("cannot write %s: %s", o.logits, strerror(errno));
     } else if (o.logits) {
         tmp = xcalloc(strlen(o.logits) + 5, 1);
         sprintf(tmp, "%s.tmp", o.logits);
@@ -429,7 +481,13 @@ int main(int argc, char **argv)
             fatal("cannot write %s: %s", tmp, strerror(errno));
         partial_file = tmp;
     }
-    run(&o, &s, logf, stdout);
+    double prompt_s;
+    run(&o, &s, logf, stdout, &prompt_s);
+    if (logf && logf != stdout && !tmp) {
+        int bad = ferror(logf);
+        if (fclose(logf) != 0 || bad)
+            fatal("cannot write %s", o.logits);
+    }
     if (tmp) {
         int bad = ferror(logf);
         if (fclose(logf) != 0 || bad)
@@ -447,7 +505,7 @@ int main(int argc, char **argv)
         bench(&o, &s);
 
     free(tmp);
-    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(arena);
+    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(frame), free(state);
     free(o.rtparams), free(o.tokens);
     krt_pool_free(s.c.pool);
     krt_blob_close(&blob);

@@ -1,138 +1,92 @@
-/* kernels.h - the scalar compute kernels that emitted code calls.
+/* kernels.h - the compute kernels emitted programs call (runtime/kernels.c, linked from
+ * libkilnrt.a; external linkage so that per-ISA variants can be chosen at start and LLVM IR
+ * can call them).
  *
- * Every kernel is `static inline` and the emitted C passes literal shape arguments, so the C
- * compiler specializes each call site. Plain loops over float32; every sum runs left to right
- * in float, matching llama2.c's run.c operation for operation. All matrices are row-major.
- * The signatures are what a SIMD version would keep; only the bodies would change.
+ * Activations are f32, row-major; a value with the token axis is [rows, n] with rows n floats
+ * apart (row t is token t of the block). Weights are read in their storage type (KBLOB_F32,
+ * KBLOB_F16, KBLOB_BF16), their rows `ld` BYTES apart. Every sum runs in a fixed order that
+ * depends only on the shape, never on `rows` or on the thread share, so a block of T tokens
+ * gives bit for bit what T calls with one token give, whatever the thread count.
+ * Positions: row t of a block that starts at position pos0 is at position pos0 + t; causal
+ * attention lets row t see cache positions 0 .. pos0 + t.
  */
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
 
-#include <math.h>
 #include <stdint.h>
-#include <string.h>
 
-/* y[i] = sum_j W[i*ld + j] * x[j], for i < out, j < in; ld >= in is W's row stride.
- * Each row is summed in KRT_LANES independent partial sums (lane k takes j = k mod
- * KRT_LANES), added pairwise at the end: the compiler turns the lanes into vector registers
- * at the baseline instruction set, and the order is fixed, so results do not depend on the
- * machine. */
+/* Y[t, i] = sum_j W[i, j] * X[t, j] for t < rows, i0 <= i < i1 (Y rows are `out` floats
+ * wide, X rows `in`). Each dot product is summed in KRT_LANES partial sums (lane k takes
+ * j = k mod KRT_LANES) added pairwise at the end. Each weight row is read once per block of
+ * rows, not once per token. The thread pool hands out [i0, i1) shares. */
 #define KRT_LANES 16
-static inline void krt_linear(float *restrict y, const float *restrict W, int64_t ld,
-                              const float *restrict x, int64_t out, int64_t in)
-{
-    int64_t body = in - in % KRT_LANES;
-    for (int64_t i = 0; i < out; i++) {
-        const float *row = W + i * ld;
-        float lane[KRT_LANES] = {0};
-        for (int64_t j = 0; j < body; j += KRT_LANES)
-            for (int k = 0; k < KRT_LANES; k++)
-                lane[k] += row[j + k] * x[j + k];
-        for (int64_t j = body; j < in; j++)
-            lane[j - body] += row[j] * x[j];
-        for (int width = KRT_LANES / 2; width > 0; width /= 2)
-            for (int k = 0; k < width; k++)
-                lane[k] += lane[k + width];
-        y[i] = lane[0];
-    }
-}
+typedef void (*krt_linear_fn)(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                              int64_t out, int64_t in, int64_t i0, int64_t i1);
+void krt_linear_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                    int64_t out, int64_t in, int64_t i0, int64_t i1);
+void krt_linear_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                    int64_t out, int64_t in, int64_t i0, int64_t i1);
+void krt_linear_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                     int64_t out, int64_t in, int64_t i0, int64_t i1);
 
-/* y = row `row` of a table whose rows lie `stride` floats apart (d floats are copied); the
- * caller has checked the row against the table. */
-static inline void krt_embed(float *y, const float *table, int32_t row, int64_t stride, int64_t d)
-{
-    memcpy(y, table + (int64_t)row * stride, (size_t)d * sizeof(float));
-}
+/* Y[t] = row tok[t] of a [vocab, d] table (storage type dtype, rows ld bytes apart), widened
+ * to f32; a token outside [0, vocab) gives a row of zeros. */
+void krt_embed(float *y, const int32_t *tok, int64_t rows, const void *table, uint32_t dtype,
+               int64_t ld, int64_t vocab, int64_t d);
 
-/* Rotary position embedding in place on x[heads][head_dim]: the first `rot` dims of each head
- * rotate (rot = head_dim for full rotary; less for partial rotary), the rest pass through.
- * The angle of pair i is pos * freq_i with freq_i = 1 / base^(2i/rot), computed in float
- * exactly as llama2.c does. interleaved: pairs (2i, 2i+1); otherwise (HF rotate_half):
- * (i, i + rot/2). */
-static inline void krt_rope(float *x, int64_t heads, int64_t head_dim, int64_t rot, int32_t pos,
-                            float base, int interleaved)
-{
-    int64_t half = rot / 2;
-    for (int64_t i = 0; i < half; i++) {
-        float freq = 1.0f / powf(base, (float)(2 * i) / (float)rot);
-        float val = (float)pos * freq;
-        float fcr = cosf(val);
-        float fci = sinf(val);
-        for (int64_t h = 0; h < heads; h++) {
-            float *v = x + h * head_dim;
-            int64_t a = interleaved ? 2 * i : i;
-            int64_t b = interleaved ? 2 * i + 1 : i + half;
-            float v0 = v[a], v1 = v[b];
-            v[a] = v0 * fcr - v1 * fci;
-            v[b] = v0 * fci + v1 * fcr;
-        }
-    }
-}
+/* Y[r, j] = W[r, j] widened to f32, for r < rows, j < n (a weight read by an op that computes
+ * in f32: norm gains, biases, a row picked at compile time). */
+void krt_widen(float *y, const void *w, uint32_t dtype, int64_t rows, int64_t ld, int64_t n);
 
-/* s[h*s_stride + t] = q[h] . k[t, kv head of h], t < n. kc rows are kv_heads*head_dim wide;
- * query head h reads kv head h / (heads/kv_heads). Unscaled. */
-static inline void krt_attn_scores(float *restrict s, const float *restrict q,
-                                   const float *restrict kc, int64_t heads, int64_t kv_heads,
-                                   int64_t head_dim, int64_t n, int64_t s_stride)
-{
-    int64_t kvw = kv_heads * head_dim, group = heads / kv_heads;
-    for (int64_t h = 0; h < heads; h++) {
-        const float *qh = q + h * head_dim;
-        const float *kh = kc + (h / group) * head_dim;
-        for (int64_t t = 0; t < n; t++) {
-            const float *k = kh + t * kvw;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < head_dim; i++)
-                acc += qh[i] * k[i];
-            s[h * s_stride + t] = acc;
-        }
-    }
-}
+/* y[j] = h[j] widened, j < n: kiln_blob.h's kblob_f16_to_f32 / kblob_bf16_to_f32, bit for
+ * bit, as loops the compiler vectorizes (helpers of the kernels above). */
+void krt_widen_f16(float *y, const uint16_t *h, int64_t n);
+void krt_widen_bf16(float *y, const uint16_t *h, int64_t n);
 
-/* Softmax in place over the first n entries of each of `rows` rows, `stride` apart. */
-static inline void krt_softmax_rows(float *p, int64_t rows, int64_t n, int64_t stride)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        float *x = p + r * stride;
-        float max = x[0];
-        for (int64_t i = 1; i < n; i++)
-            if (x[i] > max)
-                max = x[i];
-        float sum = 0.0f;
-        for (int64_t i = 0; i < n; i++) {
-            x[i] = expf(x[i] - max);
-            sum += x[i];
-        }
-        for (int64_t i = 0; i < n; i++)
-            x[i] /= sum;
-    }
-}
+/* Rotary embedding of x [rows, heads * head_dim] into y (y may equal x): row t at position
+ * pos0 + t; the first `rot` dims of each head rotate, the rest are copied. freq_i =
+ * 1 / base^(2i/rot) in float, as llama2.c computes it. interleaved: pairs (2i, 2i+1);
+ * otherwise (Hugging Face rotate_half) (i, i + rot/2). */
+void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
+              int64_t head_dim, int64_t rot, float base, int interleaved);
 
-/* out[h*hd + i] = sum_{t<n} p[h*p_stride + t] * v[t, kv head of h][i]. */
-static inline void krt_attn_apply(float *restrict out, const float *restrict p,
-                                  const float *restrict vc, int64_t heads, int64_t kv_heads,
-                                  int64_t head_dim, int64_t n, int64_t p_stride)
-{
-    int64_t kvw = kv_heads * head_dim, group = heads / kv_heads;
-    for (int64_t h = 0; h < heads; h++) {
-        float *o = out + h * head_dim;
-        const float *ph = p + h * p_stride;
-        const float *vh = vc + (h / group) * head_dim;
-        for (int64_t i = 0; i < head_dim; i++)
-            o[i] = 0.0f;
-        for (int64_t t = 0; t < n; t++) {
-            float a = ph[t];
-            const float *v = vh + t * kvw;
-            for (int64_t i = 0; i < head_dim; i++)
-                o[i] += a * v[i];
-        }
-    }
-}
+/* cache[pos0 + t, :] = x[t, :] for t < rows (rows `width` floats). */
+void krt_cache_store(float *cache, const float *x, int64_t rows, int64_t width, int32_t pos0);
 
-/* cache[pos, 0..width-1] = x. */
-static inline void krt_cache_store(float *cache, const float *x, int64_t width, int32_t pos)
-{
-    memcpy(cache + (int64_t)pos * width, x, (size_t)width * sizeof(float));
-}
+/* S[t, h, c] = q[t, h] . k[c, kv head of h] for c <= pos0 + t (unscaled); S rows are `cap`
+ * floats (the cache capacity). Cache rows are kv_heads * head_dim wide; query head h reads kv
+ * head h / (heads / kv_heads). Columns past pos0 + t are not written. */
+void krt_attn_scores(float *s, const float *q, int64_t rows, const float *kc, int64_t heads,
+                     int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap);
+
+/* O[t, h] = sum_{c <= pos0 + t} P[t, h, c] * v[c, kv head of h] (P rows `cap` floats). */
+void krt_attn_apply(float *o, const float *p, int64_t rows, const float *vc, int64_t heads,
+                    int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap);
+
+/* Softmax of each of `rows` rows of n floats (rows n apart), y may equal x. */
+void krt_softmax(float *y, const float *x, int64_t rows, int64_t n);
+/* Softmax of scores [rows, heads, cap] over the live columns c <= pos0 + t of row t. */
+void krt_softmax_causal(float *y, const float *x, int64_t rows, int64_t heads, int32_t pos0,
+                        int64_t cap);
+
+/* Per-row reductions of x [rows, n] into y[rows]: left-to-right float sums. */
+void krt_sum(float *y, const float *x, int64_t rows, int64_t n);
+void krt_mean(float *y, const float *x, int64_t rows, int64_t n);
+void krt_amax(float *y, const float *x, int64_t rows, int64_t n);
+void krt_count(float *y, const float *x, int64_t rows, int64_t n);   /* non-zero entries */
+/* y[t] = a[t] . b[t]; b_rows 0: b is one vector shared by every row. */
+void krt_dot(float *y, const float *a, const float *b, int64_t rows, int64_t n, int b_rows);
+/* mask[t, i] = 1 for the k largest x[t, i] of each row (the lower index first on ties). */
+void krt_topk(float *mask, const float *x, int64_t rows, int64_t n, int64_t k);
+
+/* ---- threads (pool.c): one persistent pool that runs any job ---- */
+typedef struct krt_pool krt_pool;
+/* fn(arg, share, nshares) for share = 0 .. nshares-1, the caller taking share 0; returns when
+ * all are done. p == NULL runs fn(arg, 0, 1). */
+typedef void (*krt_job_fn)(void *arg, int share, int nshares);
+void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg);
+/* fn over output rows [0, out), split into one contiguous share per thread. */
+void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
+                   const void *w, int64_t ld, int64_t out, int64_t in);
 
 #endif

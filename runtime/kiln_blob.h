@@ -51,6 +51,19 @@ typedef struct kblob_trailer {
     char magic[8];
 } kblob_trailer;
 
+/* The dtype's lower-case name ("f32", "q8_0"), or NULL for an unknown code. */
+static inline const char *kblob_dtype_name(uint32_t dtype)
+{
+    switch (dtype) {
+    case KBLOB_F32: return "f32";
+    case KBLOB_F16: return "f16";
+    case KBLOB_BF16: return "bf16";
+    case KBLOB_Q8_0: return "q8_0";
+    case KBLOB_Q4_0: return "q4_0";
+    default: return NULL;
+    }
+}
+
 /* Bytes of one row of n elements of dtype into *bytes; -1 for an unknown dtype, a row that
  * is not a whole number of blocks, or overflow. */
 static inline int kblob_row_bytes(uint32_t dtype, uint64_t n, uint64_t *bytes)

@@ -1,9 +1,10 @@
 /* kiln_rt.h - the contract between a program emitted by kiln and the runtime it links.
  *
  * The emitted C file defines one `const krt_model kiln_model` describing the model and its
- * forward function; the runtime (the runtime/ sources, linked as libkilnrt.a) provides main(): it maps
- * the weight blob, allocates the arena, parses the command line, runs the tokens through
- * kiln_model.forward and samples. Depends on libc, libm and pthreads only.
+ * forward function; the runtime (the runtime/ sources, linked as libkilnrt.a) provides
+ * main(): it maps the weight blob, allocates the frame and the state, parses the command
+ * line, runs the prompt through kiln_model.forward in blocks of tokens, and samples.
+ * Kernels are declared in kernels.h. Depends on libc, libm and pthreads only.
  */
 #ifndef KILN_RT_H
 #define KILN_RT_H
@@ -16,14 +17,14 @@
 /* What the program expects of each blob tensor; checked against the blob at start. */
 typedef struct krt_tensor_desc {
     const char *name;
-    uint32_t dtype;            /* KBLOB_F32 ... */
+    uint32_t dtype;            /* KBLOB_F32 ... (the storage type) */
     uint32_t rank;
     uint64_t dims[4];
 } krt_tensor_desc;
 
 /* One KV cache of the model (for --stats: the memory report). */
 typedef struct krt_cache_desc {
-    const char *label;         /* "k l=3", "v l=3" */
+    const char *label;         /* "k_cache l=3", "v_cache l=3" */
     uint64_t width;            /* floats per position */
     uint64_t capacity;         /* positions */
 } krt_cache_desc;
@@ -32,25 +33,24 @@ typedef struct krt_pool krt_pool;   /* runtime/pool.c */
 
 /* Run-time state passed to the forward function. */
 typedef struct krt_ctx {
-    const float *const *w;     /* w[i]: tensor i of the blob, in krt_model.tensors order */
-    float *arena;              /* krt_model.arena_floats floats, zeroed at start; caches included */
+    const void *const *w;      /* w[i]: tensor i of the blob, in krt_model.tensors order */
+    unsigned char *frame;      /* krt_model.frame_bytes: the values of one call */
+    unsigned char *state;      /* krt_model.state_bytes: the KV caches, kept across calls */
     float *rtparams;           /* current values of the run-time parameters */
     double *stat_sum;          /* per statistic slot: sum of the accumulated values */
-    double *stat_count;        /* per slot: how many values */
-    float *logits;             /* set by forward: points at vocab floats (inside the arena) */
+    double *stat_count;        /* per slot: how many values (one per token) */
+    int all_logits;            /* set by the caller: 1 every row's logits, 0 only the last */
+    float *logits;             /* set by forward: row t of the block at logits + t * vocab
+                                  (rows 0 .. T-1 when all_logits, else row T-1 only) */
     krt_pool *pool;            /* worker threads (--threads N > 1), or NULL */
 } krt_ctx;
-
-/* krt_linear (kernels.h) with its rows split across the pool's threads when the product is
- * large enough to pay for it; bit-identical results whatever the thread count. */
-void krt_linear_mt(krt_ctx *c, float *restrict y, const float *restrict W, int64_t ld,
-                   const float *restrict x, int64_t out, int64_t in);
 
 typedef struct krt_model {
     const char *name;
     int64_t vocab;
     int64_t ctx;               /* positions the program can take (0: unbounded) */
-    uint64_t arena_floats;
+    int64_t max_batch;         /* the largest block of tokens one forward call takes */
+    uint64_t frame_bytes, state_bytes;
     int n_tensors;
     const krt_tensor_desc *tensors;
     int n_rtparams;
@@ -60,8 +60,9 @@ typedef struct krt_model {
     const char *const *stat_names;
     int n_caches;
     const krt_cache_desc *caches;
-    /* Feed `token` at position `pos` (0-based, < ctx); sets c->logits. */
-    void (*forward)(krt_ctx *c, int32_t token, int32_t pos);
+    /* Feed tokens[0 .. T-1] at positions pos0 .. pos0+T-1 (1 <= T <= max_batch, pos0 + T <=
+     * ctx); sets c->logits. Row t attends to positions 0 .. pos0 + t. */
+    void (*forward)(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T);
 } krt_model;
 
 extern const krt_model kiln_model;

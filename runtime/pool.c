@@ -1,16 +1,17 @@
-/* pool.c - the thread pool: `--threads N` splits large matrix-vector products by rows.
+/* pool.c - the thread pool: one persistent set of workers that runs any job, and the
+ * row-split matrix products built on it.
  *
- * Rows are independent and each row is summed exactly as with one thread, so the results
- * are bit-identical whatever N is. The caller takes the first share of the rows itself;
- * N-1 workers take the others. Between jobs a worker spins briefly on the job counter
- * (decode issues jobs every few microseconds) and then sleeps on a condition variable.
+ * A job is fn(arg, share, nshares) on every thread, the caller taking share 0. Linear splits
+ * output rows, and each row is summed exactly as with one thread, so the results are
+ * bit-identical whatever N is. Between jobs a worker spins briefly on the job counter (decode
+ * issues jobs every few microseconds) and then sleeps on a condition variable.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "kernels.h"
 #include "rt_internal.h"
+#include "kernels.h"
 
 #define POOL_SPIN 20000          /* polls of the job counter before sleeping */
 #define POOL_MIN_MACS (1 << 15)  /* smaller products run on the caller alone */
@@ -23,23 +24,15 @@ struct krt_pool {
     atomic_uint_fast64_t job;    /* bumped for each job; workers wait for a change */
     atomic_int pending;          /* workers still busy with the current job */
     atomic_int stop;
-    /* the current job: y = W x over rows [0, out) */
-    float *y;
-    const float *W, *x;
-    int64_t ld, out, in;
+    /* the current job, written before the bump of `job` that publishes it */
+    krt_job_fn fn;
+    void *arg;
 };
 
 typedef struct worker_arg {
     krt_pool *p;
     int k;                       /* this worker's share, 1..n-1 */
 } worker_arg;
-
-static void run_share(krt_pool *p, int k)
-{
-    int64_t r0 = p->out * k / p->n, r1 = p->out * (k + 1) / p->n;
-    if (r1 > r0)
-        krt_linear(p->y + r0, p->W + r0 * p->ld, p->ld, p->x, r1 - r0, p->in);
-}
 
 static void *worker_main(void *arg)
 {
@@ -60,7 +53,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->stop))
             break;
         seen = job;
-        run_share(p, a->k);
+        p->fn(p->arg, a->k, p->n);
         atomic_fetch_sub(&p->pending, 1);
     }
     free(a);
@@ -114,26 +107,48 @@ void krt_pool_free(krt_pool *p)
     free(p);
 }
 
-void krt_linear_mt(krt_ctx *c, float *restrict y, const float *restrict W, int64_t ld,
-                   const float *restrict x, int64_t out, int64_t in)
+void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg)
 {
-    krt_pool *p = c->pool;
-    if (!p || out * in < POOL_MIN_MACS || out < p->n) {
-        krt_linear(y, W, ld, x, out, in);
+    if (!p) {
+        fn(arg, 0, 1);
         return;
     }
-    p->y = y;
-    p->W = W;
-    p->x = x;
-    p->ld = ld;
-    p->out = out;
-    p->in = in;
+    p->fn = fn;
+    p->arg = arg;
     atomic_store(&p->pending, p->n - 1);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->job, 1);  /* publishes the job fields written above */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    run_share(p, 0);
+    fn(arg, 0, p->n);
     while (atomic_load(&p->pending) > 0)
         ;                          /* the other shares take as long as this one */
+}
+
+typedef struct linear_job {
+    krt_linear_fn fn;
+    float *y;
+    const float *x;
+    const void *w;
+    int64_t rows, ld, out, in;
+} linear_job;
+
+static void linear_share(void *arg, int share, int nshares)
+{
+    const linear_job *j = arg;
+    int64_t i0 = j->out * share / nshares, i1 = j->out * (share + 1) / nshares;
+    if (i1 > i0)
+        j->fn(j->y, j->x, j->rows, j->w, j->ld, j->out, j->in, i0, i1);
+}
+
+void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
+                   const void *w, int64_t ld, int64_t out, int64_t in)
+{
+    /* waking the workers costs a few microseconds: small products stay on the caller */
+    if (!p || out < p->n || rows * out * in < POOL_MIN_MACS) {
+        fn(y, x, rows, w, ld, out, in, 0, out);
+        return;
+    }
+    linear_job j = {fn, y, x, w, rows, ld, out, in};
+    krt_pool_run(p, linear_share, &j);
 }

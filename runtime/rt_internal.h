@@ -13,7 +13,7 @@
 typedef struct krt_blob {
     void *map;                 /* the mmap'ed region (page-aligned) */
     size_t map_len;
-    const float **w;           /* m->n_tensors pointers into the blob */
+    const void **w;            /* m->n_tensors pointers into the blob */
 } krt_blob;
 
 /* Map the blob: from `blob_path` (a standalone blob) or, if NULL, from the program's own

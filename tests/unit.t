@@ -12,7 +12,10 @@ my $b = $ENV{KILN_BUILD} // 'build';
 my @progs = (
     ["$b/tests/weights_test"],
     ["$b/tests/kernels_test"],
+    ["$b/tests/bind_test"],
     ["$b/tests/blob_test", "$b/tests/fake_prog"],
+    ["$b/tests/ir_read_test"],
+    ["$b/tests/ir_rewrite_test"],
 );
 
 for my $p (@progs) {

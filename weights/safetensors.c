@@ -267,14 +267,14 @@ done:
 
 /* ---------------------------------------------------------------- writer */
 
-static json_t *st_entry_json(const wspec *s, uint64_t begin, uint64_t end) {
+static json_t *st_entry_json(const wspec *s, const char *dtype, uint64_t begin, uint64_t end) {
     json_t *o = json_object(), *sh = json_array(), *off = json_array();
     if (!o || !sh || !off) goto fail;
     for (int i = 0; i < s->rank; i++)
         if (json_array_append_new(sh, json_integer((json_int_t)s->shape[i]))) goto fail;
     if (json_array_append_new(off, json_integer((json_int_t)begin)) ||
         json_array_append_new(off, json_integer((json_int_t)end)) ||
-        json_object_set_new(o, "dtype", json_string("F32")))
+        json_object_set_new(o, "dtype", json_string(dtype)))
         goto fail;
     json_object_set_new(o, "shape", sh);
     json_object_set_new(o, "data_offsets", off);
@@ -287,7 +287,16 @@ fail:
 }
 
 /* Builds the header JSON (padded with spaces to a multiple of 8); NULL after reporting. */
-static char *st_header(const char *path, const wspec *t, int n, uint64_t seed, size_t *len) {
+static char *st_header(const char *path, const wspec *t, int n, uint64_t seed, ckpt_dtype dtype,
+                       size_t *len) {
+    uint64_t esize = 0;
+    const char *dtname = NULL;
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (st_dtypes[i].dt == dtype) dtname = st_dtypes[i].name, esize = st_dtypes[i].size;
+    if (!dtname) {
+        diag_file_error(path, "cannot write dtype %d", (int)dtype);
+        return NULL;
+    }
     char *text = NULL, seedstr[24];
     json_t *root = json_object(), *meta = json_object();
     snprintf(seedstr, sizeof seedstr, "%" PRIu64, seed);
@@ -311,7 +320,7 @@ static char *st_header(const char *path, const wspec *t, int n, uint64_t seed, s
                 diag_file_error(path, "tensor '%s': bad shape", s->name);
                 goto done;
             }
-        if (wmul_u64(numel, 4, &nbytes) || wadd_u64(off, nbytes, &off) ||
+        if (wmul_u64(numel, esize, &nbytes) || wadd_u64(off, nbytes, &off) ||
             off > (uint64_t)INT64_MAX) {
             diag_file_error(path, "tensor '%s': the data section size overflows", s->name);
             goto done;
@@ -321,7 +330,7 @@ static char *st_header(const char *path, const wspec *t, int n, uint64_t seed, s
                             json_object_get(root, s->name) ? "given twice" : "a reserved name");
             goto done;
         }
-        json_t *e = st_entry_json(s, off - nbytes, off);
+        json_t *e = st_entry_json(s, dtname, off - nbytes, off);
         if (!e || json_object_set_new(root, s->name, e)) {
             diag_file_error(path, "tensor '%s': cannot put it in the header (not UTF-8?)",
                             s->name);
@@ -349,9 +358,10 @@ done:
     return text;
 }
 
-int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64_t seed) {
+int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64_t seed,
+                                 ckpt_dtype dtype) {
     size_t hlen = 0;
-    char *hdr = st_header(path, t, n, seed, &hlen);
+    char *hdr = st_header(path, t, n, seed, dtype, &hlen);
     if (!hdr) return -1;
     wfile *w = wfile_open(path);
     if (!w) {
@@ -365,7 +375,7 @@ int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64
     for (int i = 0; i < n && rc == 0; i++) {
         uint64_t numel = 1;
         for (int k = 0; k < t[i].rank; k++) numel *= (uint64_t)t[i].shape[k]; /* checked */
-        rc = wfile_put_detweights(w, t[i].name, numel, seed);
+        rc = wfile_put_detweights_as(w, t[i].name, numel, seed, dtype);
     }
     if (rc) {
         wfile_abort(w);

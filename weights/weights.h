@@ -68,7 +68,9 @@ typedef struct wspec {
     int rank;
     int64_t shape[4];
 } wspec;
-int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64_t seed);
+/* dtype: the stored type; F16/BF16 values are the f32 det-weights rounded to nearest even. */
+int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64_t seed,
+                                 ckpt_dtype dtype);
 /* The spec's tensors must be exactly the layout's model tensors for `h` (names and shapes);
  * otherwise reports which one differs. */
 int llama2c_write_detweights(const char *path, const llama2c_header *h, const wspec *t, int n,
@@ -97,13 +99,17 @@ int llama2c_parse(const char *path, const uint8_t *map, size_t size, llama2c_hea
 /* Checks a llama2.c header; reports against `path` unless it is NULL. 0 if valid, else -1. */
 int llama2c_check_header(const char *path, const llama2c_header *h);
 
-/* Output files (wfile.c): written to PATH.tmp.XXXXXX and renamed into place by wfile_commit;
- * wfile_abort (or any failing call) unlinks the temporary. Errors are reported. */
+/* Output files (wfile.c, over base/outfile.c): a regular file is written to PATH.tmp.XXXXXX
+ * and renamed into place by wfile_commit, a device or FIFO directly; wfile_abort (or a failing
+ * commit) unlinks the temporary. Errors are reported. */
 typedef struct wfile wfile;
 wfile *wfile_open(const char *path);
 int wfile_write(wfile *w, const void *p, size_t n);
 int wfile_put_f32(wfile *w, const float *v, size_t n);        /* little-endian float32 */
 int wfile_put_detweights(wfile *w, const char *name, uint64_t n, uint64_t seed);
+/* The same values rounded to dtype (nearest even), little-endian: 4 or 2 bytes each. */
+int wfile_put_detweights_as(wfile *w, const char *name, uint64_t n, uint64_t seed,
+                            ckpt_dtype dtype);
 int wfile_commit(wfile *w);                                   /* closes, renames, frees */
 void wfile_abort(wfile *w);                                   /* closes, unlinks, frees */
 

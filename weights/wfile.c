@@ -1,7 +1,8 @@
 /* wfile.c - output files for the checkpoint writers.
  *
- * Everything goes to PATH.tmp.XXXXXX (mkstemp) and is renamed onto PATH only once fully
- * written and closed; any failure unlinks the temporary, so no partial output is left.
+ * Through base/outfile.c: a regular file (or a new path) is written to PATH.tmp.XXXXXX and
+ * renamed onto PATH only once fully written and closed, so any failure leaves no partial
+ * output; a device or FIFO is written directly.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -13,43 +14,25 @@
 
 #include "../base/base.h"
 #include "weights.h"
+#include "../runtime/kiln_blob.h"
 
 #define WF_CHUNK (1u << 20) /* floats generated at a time */
 
 struct wfile {
-    FILE *f;
-    char *tmp;
+    outfile out;
     char *path;
 };
 
-static void wfile_free(wfile *w) {
-    free(w->tmp);
-    free(w->path);
-    free(w);
-}
-
 wfile *wfile_open(const char *path) {
     wfile *w = calloc(1, sizeof *w);
-    size_t len = strlen(path);
-    if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(len + sizeof ".tmp.XXXXXX"))) {
+    if (!w || !(w->path = strdup(path))) {
         diag_file_error(path, "out of memory");
-        if (w) wfile_free(w);
+        free(w);
         return NULL;
     }
-    memcpy(w->tmp, path, len);
-    memcpy(w->tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(w->tmp);
-    if (fd < 0) {
-        diag_file_error(path, "cannot create a temporary file beside it: %s", strerror(errno));
-        wfile_free(w);
-        return NULL;
-    }
-    (void)fchmod(fd, 0644);
-    if (!(w->f = fdopen(fd, "wb"))) {
-        diag_file_error(path, "cannot open %s: %s", w->tmp, strerror(errno));
-        close(fd);
-        unlink(w->tmp);
-        wfile_free(w);
+    if (outfile_open(&w->out, w->path, 0644, OUTFILE_STREAM) != 0) {
+        free(w->path);
+        free(w);
         return NULL;
     }
     return w;
@@ -57,17 +40,13 @@ wfile *wfile_open(const char *path) {
 
 void wfile_abort(wfile *w) {
     if (!w) return;
-    if (w->f) fclose(w->f);
-    unlink(w->tmp);
-    wfile_free(w);
+    outfile_abort(&w->out);
+    free(w->path);
+    free(w);
 }
 
 int wfile_write(wfile *w, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, w->f) != n) {
-        diag_file_error(w->path, "write failed: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return outfile_write(&w->out, p, n);
 }
 
 int wfile_put_f32(wfile *w, const float *v, size_t n) {
@@ -86,8 +65,16 @@ int wfile_put_f32(wfile *w, const float *v, size_t n) {
 }
 
 int wfile_put_detweights(wfile *w, const char *name, uint64_t n, uint64_t seed) {
+    return wfile_put_detweights_as(w, name, n, seed, CK_F32);
+}
+
+int wfile_put_detweights_as(wfile *w, const char *name, uint64_t n, uint64_t seed,
+                            ckpt_dtype dtype) {
     float *buf = malloc(WF_CHUNK * sizeof *buf);
-    if (!buf) {
+    unsigned char *out = malloc(WF_CHUNK * 2);
+    if (!buf || !out) {
+        free(buf);
+        free(out);
         diag_file_error(w->path, "out of memory");
         return -1;
     }
@@ -95,28 +82,24 @@ int wfile_put_detweights(wfile *w, const char *name, uint64_t n, uint64_t seed) 
     for (uint64_t a = 0; a < n && rc == 0; a += WF_CHUNK) {
         uint64_t m = n - a < WF_CHUNK ? n - a : WF_CHUNK;
         detweights_fill(buf, name, a, m, seed);
-        rc = wfile_put_f32(w, buf, (size_t)m);
+        if (dtype == CK_F32) {
+            rc = wfile_put_f32(w, buf, (size_t)m);
+            continue;
+        }
+        for (uint64_t j = 0; j < m; j++) {   /* byte by byte: little-endian on any host */
+            uint16_t h = dtype == CK_F16 ? kblob_f32_to_f16(buf[j]) : kblob_f32_to_bf16(buf[j]);
+            out[2 * j] = (unsigned char)h, out[2 * j + 1] = (unsigned char)(h >> 8);
+        }
+        rc = wfile_write(w, out, (size_t)m * 2);
     }
     free(buf);
+    free(out);
     return rc;
 }
 
 int wfile_commit(wfile *w) {
-    int rc = 0;
-    if (fflush(w->f) != 0 || ferror(w->f)) {
-        diag_file_error(w->path, "write failed: %s", strerror(errno));
-        rc = -1;
-    }
-    if (fclose(w->f) != 0 && rc == 0) {
-        diag_file_error(w->path, "write failed: %s", strerror(errno));
-        rc = -1;
-    }
-    w->f = NULL;
-    if (rc == 0 && rename(w->tmp, w->path) != 0) {
-        diag_file_error(w->path, "cannot rename %s onto it: %s", w->tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc) unlink(w->tmp);
-    wfile_free(w);
+    int rc = outfile_commit(&w->out);
+    free(w->path);
+    free(w);
     return rc;
 }

@@ -322,6 +322,26 @@ sub golden_case {
     } else {
         $all_ok = 0;
     }
+
+    # The same model built from its own IR dump gives the same logits, byte for byte.
+    if ($o{from_ir} // 1) {
+        my $ir = "$dir/$tag.ir";
+        my $d = run_cmd($KILN, 'dump', $o{spec}, @defs);
+        my $dumped = $d->{rc} == 0 && open(my $fh, '>', $ir);
+        if ($dumped) { print $fh $d->{out}; close $fh }
+        ok($dumped, "$label: kiln dump to $tag.ir") or diag(how($d));
+        my $irprog = "$dir/$tag.ir.prog";
+        if ($dumped && build_prog(spec => $ir, weights => $w, out => $irprog,
+                                  label => "$label from its IR dump")) {
+            my $lf2 = "$dir/$tag.ir.logits";
+            my $r2 = run_cmd($irprog, '--tokens', join(',', @{ $g->{tokens} }), '--logits', $lf2);
+            my $same = $r2->{rc} == 0 && defined slurp($lf) && slurp($lf2) eq slurp($lf);
+            ok($same, "$label: built from its IR dump, identical logits") or do { diag(how($r2)); $all_ok = 0 };
+            unlink $irprog;
+        } else {
+            $all_ok = 0;
+        }
+    }
     $res{ok} = $all_ok;
     return \%res;
 }

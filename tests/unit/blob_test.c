@@ -4,14 +4,17 @@
  * libkilnrt.a (no blob). The test packs random weights onto copies of it, runs them and
  * checks logits, generated tokens, --set, --stats, --blob and usage errors against a
  * reference computed here in double precision; then it corrupts the blob and the trailer in
- * many ways and expects a clean `error: weight blob` exit 1, never a signal. All files live
- * in a mkdtemp directory that is removed at the end.
+ * many ways and expects a clean `error: weight blob` exit 1, never a signal. The fake model
+ * also declares one tensor of each other storage type (q8_0, q4_0, f16, bf16), so the size
+ * rule of every dtype is checked by both the packer (test_pack_sizes) and the reader
+ * (test_reader_sizes). All files live in a mkdtemp directory that is removed at the end.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +27,14 @@
 #include "../../codegen/pack.h"
 
 enum { V = 11, D = 6, CTX = 8, LD = D + 2 }; /* as in fake_model.c */
+enum { N_GOOD = 6 };                         /* fake_model.c's tensors */
+/* the unread tensors' byte sizes: q8_0 [2, 64], q4_0 [3, 32], f16 [4, 5], bf16 [7] */
+enum { Q8_BYTES = 2 * 2 * 34, Q4_BYTES = 3 * 18, F16_BYTES = 4 * 5 * 2, BF16_BYTES = 7 * 2 };
 
 static int n_test, n_fail;
 static char dir[256];
 static float emb[V * D], outw[V * LD];
+static unsigned char q8[Q8_BYTES], q4[Q4_BYTES], h16[F16_BYTES], b16[BF16_BYTES];
 
 static int ok(int cond, const char *fmt, ...)
 {
@@ -214,9 +221,13 @@ static double logits_err(const char *text, double ref[][V], int rows, int *rows_
 
 /* ---- the tests ---- */
 
-static const pack_tensor good_tensors[2] = {
+static const pack_tensor good_tensors[N_GOOD] = {
     {"tok_embeddings", KBLOB_F32, 2, {V, D, 0, 0}, emb, sizeof emb},
     {"output", KBLOB_F32, 2, {V, LD, 0, 0}, outw, sizeof outw},
+    {"w_q8", KBLOB_Q8_0, 2, {2, 64, 0, 0}, q8, sizeof q8},
+    {"w_q4", KBLOB_Q4_0, 2, {3, 32, 0, 0}, q4, sizeof q4},
+    {"w_f16", KBLOB_F16, 2, {4, 5, 0, 0}, h16, sizeof h16},
+    {"w_bf16", KBLOB_BF16, 1, {7, 0, 0, 0}, b16, sizeof b16},
 };
 
 static void test_runs(const char *prog, const char *plain)
@@ -252,8 +263,8 @@ static void test_runs(const char *prog, const char *plain)
     ref_run(toks, 3, 2, 1.0, ref, gen, &mean);
     snprintf(msg, sizeof msg, "stat attn_max[0] %.6f (4 samples)", mean);
     ok(r.code == 0 && strstr(r.err, msg), "--stats: '%s'", msg);
-    ok(strstr(r.err, "kv-cache kv l=0: width 6, capacity 8, 192 bytes") && strstr(r.err, "arena: "),
-       "--stats: cache and arena report");
+    ok(strstr(r.err, "kv-cache kv l=0: width 6, capacity 8, 192 bytes") && strstr(r.err, "frame: "),
+       "--stats: cache and frame report");
     drop(&r);
 
     r = run(prog, (const char *[]){"--tokens", "1,2,3,4,5,6,7", "-n", "5", NULL});
@@ -276,7 +287,7 @@ static void test_runs(const char *prog, const char *plain)
     drop(&a), drop(&b);
 
     spew(path_in("weights.blob"), "", 0);
-    ok(pack_write_blob(path_in("weights.blob"), good_tensors, 2) == 0, "pack_write_blob");
+    ok(pack_write_blob(path_in("weights.blob"), good_tensors, N_GOOD) == 0, "pack_write_blob");
     r = run(plain, (const char *[]){"--tokens", "1,2,3", "-n", "4", "--blob", path_in("weights.blob"), NULL});
     ref_run(toks, 3, 4, 1.0, ref, gen, &mean);
     snprintf(msg, sizeof msg, "%d %d %d %d\n", gen[0], gen[1], gen[2], gen[3]);
@@ -381,7 +392,7 @@ static void test_corruption(const char *plain, const char *prog)
     u32 = 7;
     corrupt("blob version", good, len, bo + 8, &u32, 4, "version");
     u32 = 3;
-    corrupt("tensor count in header", good, len, bo + 12, &u32, 4, "expects 2");
+    corrupt("tensor count in header", good, len, bo + 12, &u32, 4, "expects 6");
     u32 = 0x7fffffff;
     corrupt("tensor count huge", good, len, bo + 12, &u32, 4, "table");
     u = UINT64_MAX - 7;
@@ -414,13 +425,13 @@ static void test_corruption(const char *plain, const char *prog)
     corrupt("dims wrong (in the table)", good, len, ent1 + 40, &u, 8, "dimension 1");
 
     /* blobs packed from wrong tensor lists */
-    pack_tensor t[2];
+    pack_tensor t[N_GOOD];
     memcpy(t, good_tensors, sizeof t);
     struct { const char *what, *want; int n; } packs[] = {
         {"one tensor instead of two", "1 tensors", 1},
-        {"dims wrong", "tensor 1 'output': dimension 1 is 6, expected 8", 2},
-        {"name wrong", "tensor 0 'tok_embeddings': the blob has 'tok_embedding'", 2},
-        {"dtype wrong", "dtype", 2},
+        {"dims wrong", "tensor 1 'output': dimension 1 is 6, expected 8", N_GOOD},
+        {"name wrong", "tensor 0 'tok_embeddings': the blob has 'tok_embedding'", N_GOOD},
+        {"dtype wrong", "tensor 0 'tok_embeddings': dtype f16, the program expects f32", N_GOOD},
     };
     for (int k = 0; k < 4; k++) {
         memcpy(t, good_tensors, sizeof t);
@@ -457,8 +468,167 @@ static void test_corruption(const char *plain, const char *prog)
     free(slurp(path_in("bad"), &after));
     ok(rc == -1 && after == plen, "pack_append_blob rejects rank 5 and restores the file");
     fprintf(stderr, "# (an error message from pack is expected next)\n");
-    ok(pack_append_blob(path_in("nonexistent"), good_tensors, 2) == -1, "pack_append_blob on a missing file fails");
+    ok(pack_append_blob(path_in("nonexistent"), good_tensors, N_GOOD) == -1, "pack_append_blob on a missing file fails");
     free(good), free(pl);
+}
+
+/* The reader's size rule for every dtype: entries of the good program whose nbytes or dtype
+ * lie. The model's dims are checked first, so block-row and overflow cases use the dtype. */
+static void test_reader_sizes(const char *prog)
+{
+    size_t len;
+    char *good = slurp(prog, &len);
+    kblob_trailer tr;
+    memcpy(&tr, good + len - sizeof tr, sizeof tr);
+    size_t bo = (size_t)tr.blob_offset;
+    kblob_header h;
+    memcpy(&h, good + bo, sizeof h);
+    kblob_entry e[N_GOOD];
+    memcpy(e, good + bo + h.table_offset, sizeof e);
+#define ENT(k, field) (bo + h.table_offset + (k) * sizeof(kblob_entry) + offsetof(kblob_entry, field))
+    int intact = 1;
+    for (int k = 2; k < N_GOOD; k++)
+        intact &= e[k].dtype == good_tensors[k].dtype && e[k].nbytes == good_tensors[k].nbytes &&
+                  e[k].offset % KBLOB_ALIGN == 0 &&
+                  memcmp(good + bo + e[k].offset, good_tensors[k].data, good_tensors[k].nbytes) == 0;
+    ok(intact, "appended blob: q8_0, q4_0, f16, bf16 entries and data as packed");
+
+    static const struct { int k; int64_t delta; const char *want; } sizes[] = {
+        {2, -1, "tensor 2 'w_q8': 135 bytes of data, expected 136 for q8_0"},
+        {2, +1, "tensor 2 'w_q8': 137 bytes of data, expected 136 for q8_0"},
+        {3, -1, "tensor 3 'w_q4': 53 bytes of data, expected 54 for q4_0"},
+        {3, +1, "tensor 3 'w_q4': 55 bytes of data, expected 54 for q4_0"},
+        {4, -1, "tensor 4 'w_f16': 39 bytes of data, expected 40 for f16"},
+        {4, +1, "tensor 4 'w_f16': 41 bytes of data, expected 40 for f16"},
+        {5, -1, "tensor 5 'w_bf16': 13 bytes of data, expected 14 for bf16"},
+        /* the last tensor one long runs past the blob's end: the bounds check catches it */
+        {5, +1, "tensor 5 'w_bf16': data (offset"},
+    };
+    char what[96];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int k = sizes[i].k;
+        uint64_t u = e[k].nbytes + (uint64_t)sizes[i].delta;
+        snprintf(what, sizeof what, "reader: %s nbytes one %s", good_tensors[k].name,
+                 sizes[i].delta < 0 ? "short" : "long");
+        corrupt(what, good, len, ENT(k, nbytes), &u, 8, sizes[i].want);
+    }
+    uint32_t u32 = KBLOB_Q8_0;
+    corrupt("reader: output [11, 8] claimed q8_0 (rows not whole blocks)", good, len, ENT(1, dtype),
+            &u32, 4, "tensor 1 'output': q8_0 rows of 8 elements are not a whole number of 32-element blocks");
+    u32 = KBLOB_Q4_0;
+    corrupt("reader: w_f16 [4, 5] claimed q4_0", good, len, ENT(4, dtype), &u32, 4,
+            "q4_0 rows of 5 elements are not a whole number");
+    u32 = 7;
+    corrupt("reader: unknown dtype code", good, len, ENT(0, dtype), &u32, 4,
+            "tensor 0 'tok_embeddings': unknown dtype code 7");
+    u32 = 0xffffffffu;
+    corrupt("reader: dtype code 2^32-1", good, len, ENT(5, dtype), &u32, 4, "unknown dtype code 4294967295");
+    {   /* bf16 one long where there is room after it: w_f16's entry claims bf16 */
+        char *buf = malloc(len);
+        memcpy(buf, good, len);
+        u32 = KBLOB_BF16;
+        uint64_t u = F16_BYTES + 1;
+        memcpy(buf + ENT(4, dtype), &u32, 4);
+        memcpy(buf + ENT(4, nbytes), &u, 8);
+        spew(path_in("bad"), buf, len);
+        free(buf);
+        expect_blob_error("reader: bf16 nbytes one long", path_in("bad"),
+                          "tensor 4 'w_f16': 41 bytes of data, expected 40 for bf16");
+    }
+    u32 = KBLOB_BF16;   /* same size as f16: only the model's expectation catches it */
+    corrupt("reader: w_f16 claimed bf16, size consistent", good, len, ENT(4, dtype), &u32, 4,
+            "tensor 4 'w_f16': dtype bf16, the program expects f16");
+    {   /* f16 where the model wants q8_0, nbytes made consistent: the dtype check names both */
+        char *buf = malloc(len);
+        memcpy(buf, good, len);
+        u32 = KBLOB_F16;
+        uint64_t u = 2 * 64 * 2;
+        memcpy(buf + ENT(2, dtype), &u32, 4);
+        memcpy(buf + ENT(2, nbytes), &u, 8);
+        spew(path_in("bad"), buf, len);
+        free(buf);
+        expect_blob_error("reader: w_q8 claimed f16 with f16 nbytes", path_in("bad"),
+                          "tensor 2 'w_q8': dtype f16, the program expects q8_0");
+    }
+    uint64_t u = (uint64_t)1 << 62;
+    corrupt("reader: overflowing dims", good, len, ENT(2, dims), &u, 8,
+            "tensor 2 'w_q8': dimension 0 is 4611686018427387904, expected 2");
+#undef ENT
+    free(good);
+}
+
+/* The packer's size rule for every dtype: each bad list is refused with a message naming the
+ * tensor, and no file is left behind. */
+static void test_pack_sizes(void)
+{
+    static unsigned char any[4096];
+    static const struct { pack_tensor t; const char *want; } bad[] = {
+        {{"q8", KBLOB_Q8_0, 2, {2, 64}, any, Q8_BYTES - 1}, "tensor 0 'q8': 135 bytes do not match its shape (q8_0: 136)"},
+        {{"q8", KBLOB_Q8_0, 2, {2, 64}, any, Q8_BYTES + 1}, "137 bytes do not match its shape (q8_0: 136)"},
+        {{"q4", KBLOB_Q4_0, 2, {3, 32}, any, Q4_BYTES - 1}, "53 bytes do not match its shape (q4_0: 54)"},
+        {{"q4", KBLOB_Q4_0, 2, {3, 32}, any, Q4_BYTES + 1}, "55 bytes do not match its shape (q4_0: 54)"},
+        {{"h", KBLOB_F16, 2, {4, 5}, any, F16_BYTES - 1}, "39 bytes do not match its shape (f16: 40)"},
+        {{"h", KBLOB_F16, 2, {4, 5}, any, F16_BYTES + 1}, "41 bytes do not match its shape (f16: 40)"},
+        {{"b", KBLOB_BF16, 1, {7}, any, BF16_BYTES - 1}, "13 bytes do not match its shape (bf16: 14)"},
+        {{"b", KBLOB_BF16, 1, {7}, any, BF16_BYTES + 1}, "15 bytes do not match its shape (bf16: 14)"},
+        {{"q8row", KBLOB_Q8_0, 2, {2, 48}, any, 102}, "tensor 0 'q8row': q8_0 rows of 48 elements are not a whole number of 32-element blocks"},
+        {{"q4row", KBLOB_Q4_0, 1, {5}, any, 18}, "q4_0 rows of 5 elements are not a whole number"},
+        {{"q8none", KBLOB_Q8_0, 0, {0}, any, 34}, "q8_0 rows of 1 elements are not a whole number"},
+        {{"odd", 7, 2, {2, 2}, any, 16}, "tensor 0 'odd': unknown dtype code 7"},
+        {{"odd", 3, 1, {2}, any, 8}, "unknown dtype code 3"},
+        {{"big", KBLOB_F32, 2, {(uint64_t)1 << 32, (uint64_t)1 << 32}, any, 0}, "tensor 0 'big': the byte size of its f32 shape overflows"},
+        {{"big", KBLOB_F16, 1, {(uint64_t)1 << 63}, any, 0}, "f16 shape overflows"},
+        {{"big", KBLOB_Q8_0, 2, {(uint64_t)1 << 40, (uint64_t)1 << 40}, any, 0}, "q8_0 shape overflows"},
+        {{"big", KBLOB_Q4_0, 3, {(uint64_t)1 << 32, (uint64_t)1 << 32, 32}, any, 0}, "q4_0 shape overflows"},
+    };
+    char out[512];   /* path_in's buffers rotate: keep a copy */
+    snprintf(out, sizeof out, "%s", path_in("packed.blob"));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        unlink(out);
+        fflush(stderr);
+        int save = dup(2), fd = open(path_in("pack_err.txt"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        close(fd);
+        int rc = pack_write_blob(out, &bad[i].t, 1);
+        fflush(stderr);
+        dup2(save, 2);
+        close(save);
+        size_t n;
+        char *msg = slurp(path_in("pack_err.txt"), &n);
+        int left = 0;   /* a temporary or the output left behind */
+        DIR *d = opendir(dir);
+        for (struct dirent *de; d && (de = readdir(d));)
+            left |= !strncmp(de->d_name, "packed.blob", 11);
+        if (d)
+            closedir(d);
+        if (rc != -1 || left)
+            printf("# rc %d, files left %d\n", rc, left);
+        ok(rc == -1 && msg && strstr(msg, out) && strstr(msg, bad[i].want) && !left,
+           "pack_write_blob refuses %s %s: %.*s", kblob_dtype_name(bad[i].t.dtype) ? kblob_dtype_name(bad[i].t.dtype) : "?",
+           bad[i].t.name, msg ? (int)strcspn(msg, "\n") : 0, msg ? msg : "");
+        free(msg);
+    }
+    /* a valid blob of every dtype, read back field by field */
+    ok(pack_write_blob(out, good_tensors, N_GOOD) == 0, "pack_write_blob: one tensor of each dtype");
+    size_t n;
+    char *b = slurp(out, &n);
+    kblob_header h;
+    int good = b && n >= sizeof h;
+    if (good) {
+        memcpy(&h, b, sizeof h);
+        good = h.total_size == n && h.n_tensors == N_GOOD;
+    }
+    for (int k = 0; good && k < N_GOOD; k++) {
+        kblob_entry e;
+        memcpy(&e, b + h.table_offset + (size_t)k * sizeof e, sizeof e);
+        uint64_t want;
+        good = e.dtype == good_tensors[k].dtype && kblob_tensor_bytes(e.dtype, e.rank, e.dims, &want) == 0 &&
+               e.nbytes == want && e.offset % KBLOB_ALIGN == 0 && e.offset + e.nbytes <= n &&
+               memcmp(b + e.offset, good_tensors[k].data, e.nbytes) == 0;
+    }
+    ok(good, "standalone blob: every entry's nbytes follows its dtype, data intact");
+    free(b);
+    unlink(out);
 }
 
 int main(int argc, char **argv)
@@ -479,6 +649,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < V * LD; i++)
         s = s * 6364136223846793005ull + 1442695040888963407ull, outw[i] = (float)((s >> 40) / 16777216.0 * 2 - 1);
 
+    unsigned char *extra[] = {q8, q4, h16, b16};
+    size_t extra_len[] = {sizeof q8, sizeof q4, sizeof h16, sizeof b16};
+    for (int k = 0; k < 4; k++)
+        for (size_t i = 0; i < extra_len[k]; i++)
+            s = s * 6364136223846793005ull + 1442695040888963407ull, extra[k][i] = (unsigned char)(s >> 56);
+
     size_t len;
     char *exe = slurp(argv[1], &len);
     if (!exe) {
@@ -491,11 +667,13 @@ int main(int argc, char **argv)
     spew(plain, exe, len);
     spew(prog, exe, len);
     free(exe);
-    ok(pack_append_blob(prog, good_tensors, 2) == 0, "pack_append_blob");
+    ok(pack_append_blob(prog, good_tensors, N_GOOD) == 0, "pack_append_blob");
 
     test_runs(prog, plain);
     test_usage_errors(prog);
     test_corruption(plain, prog);
+    test_reader_sizes(prog);
+    test_pack_sizes();
 
     remove_dir();
     printf("1..%d\n", n_test);

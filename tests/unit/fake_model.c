@@ -2,7 +2,9 @@
  * the runtime (linked with libkilnrt.a into fake_prog; driven by blob_test.c).
  *
  * The model: vocabulary V=11, width D=6, context CTX=8. Tensors: "tok_embeddings" [V, D] and
- * "output" [V, D+2] (only its first D columns are used: a column-slice view, ld = D+2).
+ * "output" [V, D+2] (only its first D columns are used: a column-slice view, ld = D+2), plus
+ * four tensors the forward function never reads, one of each other storage type (q8_0, q4_0,
+ * f16, bf16), so the blob reader's size and dtype checks are exercised for every dtype.
  *   x = embed(token); cache[pos] = x; p = softmax(x . cache[0..pos] / sqrt(D));
  *   h = x + sum_t p[t] cache[t];  logits = logit_scale * (output[:, :D] h)
  * One run-time parameter (logit_scale, default 1) and one statistic (attn_max[0]: the
@@ -11,39 +13,47 @@
 #include "../../runtime/kernels.h"
 #include "../../runtime/kiln_rt.h"
 
-enum { V = 11, D = 6, CTX = 8, LD = D + 2 };
-/* arena layout, in floats */
-enum { A_X = 0, A_S = 8, A_ATT = 16, A_H = 24, A_LOGITS = 32, A_CACHE = 48, A_END = A_CACHE + CTX * D };
+enum { V = 11, D = 6, CTX = 8, LD = D + 2, TMAX = 4 };
+/* frame layout, in floats, for blocks of up to TMAX tokens; the cache is the state */
+enum { A_X = 0, A_S = A_X + TMAX * D, A_ATT = A_S + TMAX * CTX, A_H = A_ATT + TMAX * D,
+       A_LOGITS = A_H + TMAX * D, A_END = A_LOGITS + TMAX * V };
 
 static const krt_tensor_desc tensors[] = {
     {"tok_embeddings", KBLOB_F32, 2, {V, D, 0, 0}},
     {"output", KBLOB_F32, 2, {V, LD, 0, 0}},
+    {"w_q8", KBLOB_Q8_0, 2, {2, 64, 0, 0}},
+    {"w_q4", KBLOB_Q4_0, 2, {3, 32, 0, 0}},
+    {"w_f16", KBLOB_F16, 2, {4, 5, 0, 0}},
+    {"w_bf16", KBLOB_BF16, 1, {7, 0, 0, 0}},
 };
 static const char *const rtparam_names[] = {"logit_scale"};
 static const float rtparam_defaults[] = {1.0f};
 static const char *const stat_names[] = {"attn_max[0]"};
 static const krt_cache_desc caches[] = {{"kv l=0", D, CTX}};
 
-static void forward(krt_ctx *c, int32_t token, int32_t pos)
+static void forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)
 {
-    float *a = c->arena, *x = a + A_X, *s = a + A_S, *att = a + A_ATT, *h = a + A_H;
-    float *logits = a + A_LOGITS, *cache = a + A_CACHE;
-    krt_embed(x, c->w[0], token, D, D);
-    krt_cache_store(cache, x, D, pos);
-    krt_attn_scores(s, x, cache, 1, 1, D, pos + 1, CTX);
-    for (int t = 0; t <= pos; t++)
-        s[t] *= 0.40824829f; /* 1/sqrt(6) */
-    krt_softmax_rows(s, 1, pos + 1, CTX);
-    float mx = 0.0f;
-    for (int t = 0; t <= pos; t++)
-        mx = s[t] > mx ? s[t] : mx;
-    c->stat_sum[0] += mx;
-    c->stat_count[0] += 1;
-    krt_attn_apply(att, s, cache, 1, 1, D, pos + 1, CTX);
-    for (int i = 0; i < D; i++)
+    float *a = (float *)(void *)c->frame, *x = a + A_X, *s = a + A_S, *att = a + A_ATT;
+    float *h = a + A_H, *logits = a + A_LOGITS, *cache = (float *)(void *)c->state;
+    krt_embed(x, tokens, T, c->w[0], KBLOB_F32, D * 4, V, D);
+    krt_cache_store(cache, x, T, D, pos0);
+    krt_attn_scores(s, x, T, cache, 1, 1, D, pos0, CTX);
+    for (int r = 0; r < T; r++)
+        for (int t = 0; t <= pos0 + r; t++)
+            s[r * CTX + t] *= 0.40824829f; /* 1/sqrt(6) */
+    krt_softmax_causal(s, s, T, 1, pos0, CTX);
+    for (int r = 0; r < T; r++) {
+        float mx = 0.0f;
+        for (int t = 0; t <= pos0 + r; t++)
+            mx = s[r * CTX + t] > mx ? s[r * CTX + t] : mx;
+        c->stat_sum[0] += mx;
+        c->stat_count[0] += 1;
+    }
+    krt_attn_apply(att, s, T, cache, 1, 1, D, pos0, CTX);
+    for (int i = 0; i < T * D; i++)
         h[i] = x[i] + att[i];
-    krt_linear(logits, c->w[1], LD, h, V, D);
-    for (int i = 0; i < V; i++)
+    krt_linear_f32(logits, h, T, c->w[1], LD * 4, V, D, 0, V);
+    for (int i = 0; i < T * V; i++)
         logits[i] *= c->rtparams[0];
     c->logits = logits;
 }
@@ -52,8 +62,10 @@ const krt_model kiln_model = {
     .name = "fake",
     .vocab = V,
     .ctx = CTX,
-    .arena_floats = A_END,
-    .n_tensors = 2,
+    .max_batch = TMAX,
+    .frame_bytes = A_END * 4,
+    .state_bytes = CTX * D * 4,
+    .n_tensors = 6,
     .tensors = tensors,
     .n_rtparams = 1,
     .rtparam_names = rtparam_names,

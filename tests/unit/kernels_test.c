@@ -1,16 +1,26 @@
-/* kernels_test.c - TAP test of runtime/kernels.h against naive references.
+/* kernels_test.c - TAP test of runtime/kernels.c (and the pool of pool.c) against naive
+ * references.
  *
  * Each reference is written independently: double accumulation, explicit index arithmetic,
- * loops in a different order. Shapes are random (fixed seed) and include odd sizes, ld > in
- * and grouped-query attention. The error reported per check is max |got - ref| / max |ref|.
- * RoPE is also checked bit for bit against a verbatim copy of llama2.c's loop.
+ * loops in a different order. Shapes are random (fixed seed) and include odd sizes, ld > in,
+ * grouped-query attention and blocks of 1, 3 and 7 tokens. The error reported per check is
+ * max |got - ref| / max |ref|. Bit-exact checks: a block of T rows against T one-row calls,
+ * f16/bf16 weights against f32 weights holding the same values, the pool against one thread,
+ * linear against the old single-token loop, RoPE against a verbatim copy of llama2.c's loop.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/kiln_blob.h"
+#include "../../runtime/rt_internal.h"   /* krt_pool_new; before kernels.h (see there) */
 #include "../../runtime/kernels.h"
+
+/* the verbatim old loops below must not be fused into multiply-adds either (see kernels.c) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 static int n_test, n_fail;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -31,6 +41,14 @@ static float *rnd_vec(int64_t n)
         v[i] = rnd_f();
     return v;
 }
+static double *dvec(int64_t n) { return calloc((size_t)(n ? n : 1), sizeof(double)); }
+static float *fdup(const float *a, int64_t n)
+{
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    memcpy(v, a, (size_t)n * sizeof *v);
+    return v;
+}
+static const int64_t block_rows[] = {1, 3, 7};
 
 /* max |got - ref| / max |ref| over n values */
 static double rel_err(const float *got, const double *ref, int64_t n)
@@ -55,41 +73,220 @@ static void check(double err, const char *what)
     printf("%s %d - %s (max rel err %.3g)\n", ok ? "ok" : "not ok", n_test, what, err);
 }
 
-static void test_linear(void)
+static void check_exact(int ok, const char *what)
 {
-    for (int rep = 0; rep < 8; rep++) {
-        int64_t out = rnd_int(1, 67), in = rnd_int(1, 301), ld = in + (rep % 2 ? rnd_int(1, 9) : 0);
-        float *W = rnd_vec(out * ld), *x = rnd_vec(in), *y = rnd_vec(out);
-        double *ref = calloc((size_t)out, sizeof *ref);
-        for (int64_t j = in - 1; j >= 0; j--) /* column order, reversed */
-            for (int64_t i = 0; i < out; i++)
-                ref[i] += (double)W[i * ld + j] * (double)x[j];
-        krt_linear(y, W, ld, x, out, in);
-        char what[80];
-        snprintf(what, sizeof what, "linear out=%lld in=%lld ld=%lld", (long long)out, (long long)in, (long long)ld);
-        check(rel_err(y, ref, out), what);
-        free(W), free(x), free(y), free(ref);
+    n_test++;
+    if (!ok)
+        n_fail++;
+    printf("%s %d - %s\n", ok ? "ok" : "not ok", n_test, what);
+}
+
+/* ---- linear ---- */
+
+static const char *const dt_name[] = {"f32", "f16", "bf16"};
+static const uint32_t dt_code[] = {KBLOB_F32, KBLOB_F16, KBLOB_BF16};
+static const krt_linear_fn dt_fn[] = {krt_linear_f32, krt_linear_f16, krt_linear_bf16};
+
+/* A random [rows, n] weight in storage type dt, rows ld bytes apart (ld > n * elem when pad),
+ * and its exact f32 values in wf [rows, n]. */
+static void *make_weight(int dt, int64_t rows, int64_t n, int64_t *ld, float *wf, int pad)
+{
+    int64_t elem = dt == 0 ? 4 : 2;
+    *ld = (n + (pad ? rnd_int(1, 9) : 0)) * elem;
+    char *w = malloc((size_t)(rows * *ld + 4));
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float v = rnd_f();
+            char *at = w + i * *ld + j * elem;
+            if (dt == 0) {
+                memcpy(at, &v, 4);
+            } else {
+                uint16_t h = dt == 1 ? kblob_f32_to_f16(v) : kblob_f32_to_bf16(v);
+                memcpy(at, &h, 2);
+                v = dt == 1 ? kblob_f16_to_f32(h) : kblob_bf16_to_f32(h);
+            }
+            wf[i * n + j] = v;
+        }
+    return w;
+}
+
+/* the single-token krt_linear that came before blocks, verbatim but for the name: the order to keep */
+static void linear_v1(float *restrict y, const float *restrict W, int64_t ld,
+                      const float *restrict x, int64_t out, int64_t in)
+{
+    int64_t body = in - in % KRT_LANES;
+    for (int64_t i = 0; i < out; i++) {
+        const float *row = W + i * ld;
+        float lane[KRT_LANES] = {0};
+        for (int64_t j = 0; j < body; j += KRT_LANES)
+            for (int k = 0; k < KRT_LANES; k++)
+                lane[k] += row[j + k] * x[j + k];
+        for (int64_t j = body; j < in; j++)
+            lane[j - body] += row[j] * x[j];
+        for (int width = KRT_LANES / 2; width > 0; width /= 2)
+            for (int k = 0; k < width; k++)
+                lane[k] += lane[k + width];
+        y[i] = lane[0];
     }
 }
 
-static void test_embed_cache(void)
+static void test_linear(void)
 {
-    int64_t V = 13, d = 7;
-    float *table = rnd_vec(V * d), y[7];
-    double ref[7];
-    krt_embed(y, table, 11, d, d);
-    for (int i = 0; i < 7; i++)
-        ref[i] = table[11 * 7 + i];
-    check(rel_err(y, ref, 7), "embed row 11 of [13,7]");
+    for (int rep = 0; rep < 15; rep++) {
+        int dt = rep % 3;
+        int64_t out = rnd_int(1, 67), rows = rep < 9 ? block_rows[rep / 3] : rnd_int(2, 20);
+        /* wide rows (past the 1024-column chunk of f16/bf16) now and then */
+        int64_t in = rep % 5 == 4 ? rnd_int(1025, 2600) : rnd_int(1, 301);
+        int64_t ld;
+        float *wf = rnd_vec(out * in);
+        void *w = make_weight(dt, out, in, &ld, wf, rep % 2);
+        float *x = rnd_vec(rows * in), *y = rnd_vec(rows * out), *y1 = rnd_vec(rows * out);
+        double *ref = dvec(rows * out);
+        for (int64_t j = in - 1; j >= 0; j--) /* column order, reversed */
+            for (int64_t t = 0; t < rows; t++)
+                for (int64_t i = 0; i < out; i++)
+                    ref[t * out + i] += (double)wf[i * in + j] * (double)x[t * in + j];
+        dt_fn[dt](y, x, rows, w, ld, out, in, 0, out);
+        char what[128];
+        snprintf(what, sizeof what, "linear_%s rows=%lld out=%lld in=%lld ld=%lld", dt_name[dt],
+                 (long long)rows, (long long)out, (long long)in, (long long)ld);
+        check(rel_err(y, ref, rows * out), what);
 
-    float *cache = calloc(5 * 7, sizeof *cache);
-    krt_cache_store(cache, y, 7, 3);
-    double got = 0;
-    for (int i = 0; i < 5 * 7; i++)
-        got += (i / 7 == 3) ? fabs(cache[i] - y[i % 7]) : fabs(cache[i]);
-    check(got, "cache_store row 3 of [5,7]");
-    free(table), free(cache);
+        /* (a) one row at a time, in odd shares [i0, i1) */
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t i0 = 0; i0 < out;) {
+                int64_t step = rnd_int(1, 9), i1 = i0 + step > out ? out : i0 + step;
+                dt_fn[dt](y1 + t * out, x + t * in, 1, w, ld, out, in, i0, i1);
+                i0 = i1;
+            }
+        snprintf(what, sizeof what, "linear_%s rows=%lld is bit-identical to one-row calls in shares",
+                 dt_name[dt], (long long)rows);
+        check_exact(memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0, what);
+
+        /* (b) f32 weights holding the same values; and the old one-token loop */
+        float *y2 = rnd_vec(rows * out), *y3 = rnd_vec(rows * out);
+        krt_linear_f32(y2, x, rows, wf, in * 4, out, in, 0, out);
+        for (int64_t t = 0; t < rows; t++)
+            linear_v1(y3 + t * out, wf, in, x + t * in, out, in);
+        snprintf(what, sizeof what, "linear_%s is bit-identical to linear_f32 on the same values"
+                 " and to the old krt_linear", dt_name[dt]);
+        check_exact(memcmp(y, y2, (size_t)(rows * out) * sizeof *y) == 0 &&
+                        memcmp(y, y3, (size_t)(rows * out) * sizeof *y) == 0, what);
+        free(w), free(wf), free(x), free(y), free(y1), free(y2), free(y3), free(ref);
+    }
 }
+
+/* ---- the pool ---- */
+
+typedef struct share_log {
+    int seen[8], nshares[8];
+} share_log;
+
+static void log_share(void *arg, int share, int nshares)
+{
+    share_log *l = arg;
+    l->seen[share]++;
+    l->nshares[share] = nshares;
+}
+
+static void test_pool(void)
+{
+    for (int threads = 2; threads <= 3; threads++) {
+        krt_pool *p = krt_pool_new(threads);
+        char what[128];
+        snprintf(what, sizeof what, "pool of %d threads starts", threads);
+        check_exact(p != NULL, what);
+        if (!p)
+            continue;
+        share_log l = {{0}, {0}};
+        for (int k = 0; k < 100; k++)
+            krt_pool_run(p, log_share, &l);
+        int ok = 1;
+        for (int s = 0; s < 8; s++)
+            ok &= s < threads ? l.seen[s] == 100 && l.nshares[s] == threads : l.seen[s] == 0;
+        snprintf(what, sizeof what, "krt_pool_run on %d threads runs each share once per job", threads);
+        check_exact(ok, what);
+
+        for (int dt = 0; dt < 3; dt++) {
+            int64_t shapes[][3] = {{5, 203, 517}, {1, 301, 777}, {7, 64, 1100}, {3, 2, 40000}};
+            ok = 1;
+            for (int r = 0; r < 4; r++) {
+                int64_t rows = shapes[r][0], out = shapes[r][1], in = shapes[r][2], ld;
+                float *wf = malloc((size_t)(out * in) * sizeof *wf);
+                void *w = make_weight(dt, out, in, &ld, wf, r % 2);
+                float *x = rnd_vec(rows * in), *y = rnd_vec(rows * out), *y1 = rnd_vec(rows * out);
+                dt_fn[dt](y, x, rows, w, ld, out, in, 0, out);
+                for (int rep = 0; rep < 20; rep++) {
+                    krt_linear_mt(p, dt_fn[dt], y1, x, rows, w, ld, out, in);
+                    ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
+                }
+                free(wf), free(w), free(x), free(y), free(y1);
+            }
+            snprintf(what, sizeof what, "krt_linear_mt (%s) on %d threads is bit-identical to one call",
+                     dt_name[dt], threads);
+            check_exact(ok, what);
+        }
+        krt_pool_free(p);
+    }
+    share_log l = {{0}, {0}};
+    krt_pool_run(NULL, log_share, &l);
+    check_exact(l.seen[0] == 1 && l.nshares[0] == 1 && l.seen[1] == 0, "krt_pool_run(NULL) runs share 0 of 1");
+}
+
+/* ---- embed, widen, cache ---- */
+
+static void test_widen_all(void)
+{
+    static uint16_t h[65536];
+    static float a[65536], b[65536], c[65536];
+    for (int i = 0; i < 65536; i++) {
+        h[i] = (uint16_t)i;
+        a[i] = kblob_f16_to_f32(h[i]);
+        c[i] = kblob_bf16_to_f32(h[i]);
+    }
+    krt_widen_f16(b, h, 65536);
+    check_exact(memcmp(a, b, sizeof a) == 0, "widen_f16 equals kblob_f16_to_f32 on all 65536 values (bits)");
+    krt_widen_bf16(b, h, 65536);
+    check_exact(memcmp(c, b, sizeof c) == 0, "widen_bf16 equals kblob_bf16_to_f32 on all 65536 values (bits)");
+}
+
+static void test_embed_widen_cache(void)
+{
+    for (int dt = 0; dt < 3; dt++) {
+        int64_t V = 13, d = 7, ld;
+        float *wf = malloc((size_t)(V * d) * sizeof *wf);
+        void *table = make_weight(dt, V, d, &ld, wf, 1);
+        int32_t tok[5] = {11, -1, 0, 13, 12};
+        float y[5 * 7];
+        double ref[5 * 7];
+        for (int t = 0; t < 5; t++)
+            for (int i = 0; i < 7; i++)
+                ref[t * 7 + i] = tok[t] >= 0 && tok[t] < V ? wf[tok[t] * d + i] : 0.0;
+        krt_embed(y, tok, 5, table, dt_code[dt], ld, V, d);
+        char what[96];
+        snprintf(what, sizeof what, "embed %s [13,7] tokens 11 -1 0 13 12 (out of range: zeros)", dt_name[dt]);
+        check_exact(rel_err(y, ref, 35) == 0, what);
+
+        float *z = rnd_vec(V * d);
+        krt_widen(z, table, dt_code[dt], V, ld, d);
+        snprintf(what, sizeof what, "widen %s [13,7] ld=%lld", dt_name[dt], (long long)ld);
+        check_exact(memcmp(z, wf, (size_t)(V * d) * sizeof *z) == 0, what);
+        free(wf), free(table), free(z);
+    }
+
+    int64_t cap = 9, w = 7, rows = 3;
+    int32_t pos0 = 4;
+    float *cache = rnd_vec(cap * w), *before = fdup(cache, cap * w), *x = rnd_vec(rows * w);
+    krt_cache_store(cache, x, rows, w, pos0);
+    int ok = 1;
+    for (int64_t c = 0; c < cap; c++)
+        for (int64_t i = 0; i < w; i++)
+            ok &= cache[c * w + i] == (c >= pos0 && c < pos0 + rows ? x[(c - pos0) * w + i] : before[c * w + i]);
+    check_exact(ok, "cache_store rows 4..6 of [9,7], the others untouched");
+    free(cache), free(before), free(x);
+}
+
+/* ---- rope ---- */
 
 /* llama2.c run.c, verbatim but for names: interleaved RoPE over dim = heads*head_size. */
 static void rope_llama2c(float *q, int dim, int head_size, int pos)
@@ -109,97 +306,238 @@ static void rope_llama2c(float *q, int dim, int head_size, int pos)
 
 static void test_rope(void)
 {
-    for (int rep = 0; rep < 8; rep++) {
-        int64_t heads = rnd_int(1, 5), hd = 2 * rnd_int(1, 40), n = heads * hd;
-        int32_t pos = (int32_t)rnd_int(0, 50);
+    for (int rep = 0; rep < 12; rep++) {
+        int64_t rows = block_rows[rep % 3], heads = rnd_int(1, 5), hd = 2 * rnd_int(1, 40), n = heads * hd;
+        int64_t rot = rep % 4 == 3 ? 2 * rnd_int(1, hd / 2) : hd;   /* partial rotary too */
+        int32_t pos0 = (int32_t)rnd_int(0, 50);
         int inter = rep % 2;
-        float base = rep < 4 ? 10000.0f : 500000.0f;
-        float *x = rnd_vec(n);
-        double *ref = malloc((size_t)n * sizeof *ref);
-        for (int64_t k = 0; k < n; k++) {
-            int64_t h = k / hd, e = k % hd, half = hd / 2;
-            int64_t i = inter ? e / 2 : e % half;      /* pair index */
-            int first = inter ? e % 2 == 0 : e < half;
-            int64_t partner = h * hd + (inter ? (first ? e + 1 : e - 1) : (first ? e + half : e - half));
-            double ang = (double)pos * pow((double)base, -2.0 * (double)i / (double)hd);
-            double c = cos(ang), s = sin(ang), a = x[k], b = x[partner];
-            ref[k] = first ? a * c - b * s : b * s + a * c;
-        }
-        krt_rope(x, heads, hd, hd, pos, base, inter);
-        char what[96];
-        snprintf(what, sizeof what, "rope %s heads=%lld hd=%lld pos=%d base=%g",
-                 inter ? "interleaved" : "half", (long long)heads, (long long)hd, pos, base);
-        check(rel_err(x, ref, n), what);
-        free(x), free(ref);
+        float base = rep < 6 ? 10000.0f : 500000.0f;
+        float *x = rnd_vec(rows * n), *y = rnd_vec(rows * n);
+        double *ref = dvec(rows * n);
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t k = 0; k < n; k++) {
+                const float *xt = x + t * n;
+                int64_t h = k / hd, e = k % hd, half = rot / 2;
+                if (e >= rot) {
+                    ref[t * n + k] = xt[k];
+                    continue;
+                }
+                int64_t i = inter ? e / 2 : e % half;      /* pair index */
+                int first = inter ? e % 2 == 0 : e < half;
+                int64_t partner = h * hd + (inter ? (first ? e + 1 : e - 1) : (first ? e + half : e - half));
+                double ang = (double)(pos0 + t) * pow((double)base, -2.0 * (double)i / (double)rot);
+                double c = cos(ang), s = sin(ang), a = xt[k], b = xt[partner];
+                ref[t * n + k] = first ? a * c - b * s : b * s + a * c;
+            }
+        krt_rope(y, x, rows, pos0, heads, hd, rot, base, inter);
+        char what[128];
+        snprintf(what, sizeof what, "rope %s rows=%lld heads=%lld hd=%lld rot=%lld pos0=%d base=%g",
+                 inter ? "interleaved" : "half", (long long)rows, (long long)heads, (long long)hd,
+                 (long long)rot, pos0, base);
+        check(rel_err(y, ref, rows * n), what);
+
+        float *z = fdup(x, rows * n), *u = rnd_vec(rows * n);
+        krt_rope(z, z, rows, pos0, heads, hd, rot, base, inter);      /* in place */
+        for (int64_t t = 0; t < rows; t++)
+            krt_rope(u + t * n, x + t * n, 1, pos0 + (int32_t)t, heads, hd, rot, base, inter);
+        snprintf(what, sizeof what, "rope rows=%lld: in place and one-row calls are bit-identical", (long long)rows);
+        check_exact(memcmp(y, z, (size_t)(rows * n) * sizeof *y) == 0 &&
+                        memcmp(y, u, (size_t)(rows * n) * sizeof *y) == 0, what);
+        free(x), free(y), free(z), free(u), free(ref);
     }
-    /* bit-exact agreement with llama2.c at large positions */
+    /* bit-exact agreement with llama2.c at large positions, one row and blocks of 7 */
     int exact = 1;
     for (int pos = 0; pos < 4096; pos += 97) {
-        float a[3 * 48], b[3 * 48];
-        for (int i = 0; i < 3 * 48; i++)
+        float a[7 * 3 * 48], b[7 * 3 * 48];
+        for (int i = 0; i < 7 * 3 * 48; i++)
             a[i] = b[i] = rnd_f();
-        krt_rope(a, 3, 48, 48, pos, 10000.0f, 1);
-        rope_llama2c(b, 3 * 48, 48, pos);
+        krt_rope(a, a, pos % 2 ? 7 : 1, pos, 3, 48, 48, 10000.0f, 1);
+        for (int t = 0; t < (pos % 2 ? 7 : 1); t++)
+            rope_llama2c(b + t * 3 * 48, 3 * 48, 48, pos + t);
         exact &= memcmp(a, b, sizeof a) == 0;
     }
-    check(exact ? 0.0 : 1.0, "rope interleaved is bit-identical to llama2.c (pos up to 4096)");
+    check_exact(exact, "rope interleaved is bit-identical to llama2.c (pos up to 4096, blocks of 1 and 7)");
 }
 
-/* scores, softmax and apply, GQA included */
+/* ---- attention: scores, causal softmax, apply; GQA included ---- */
+
 static void test_attention(void)
 {
     static const int64_t shapes[][3] = {{1, 1, 16}, {4, 4, 8}, {8, 2, 6}, {6, 3, 5}, {12, 1, 7}, {4, 2, 64}};
-    for (size_t r = 0; r < sizeof shapes / sizeof shapes[0]; r++) {
-        int64_t H = shapes[r][0], KV = shapes[r][1], hd = shapes[r][2];
-        int64_t n = rnd_int(1, 37), cap = n + 3, stride = cap + 1, kvw = KV * hd;
-        float *q = rnd_vec(H * hd), *kc = rnd_vec(cap * kvw), *vc = rnd_vec(cap * kvw);
-        float *s = rnd_vec(H * stride), *out = rnd_vec(H * hd);
-        double *rs = malloc((size_t)(H * stride) * sizeof *rs), *ro = calloc((size_t)(H * hd), sizeof *ro);
-        for (int64_t k = 0; k < H * stride; k++)
-            rs[k] = s[k]; /* entries t >= n must be left alone */
-        for (int64_t t = 0; t < n; t++)
+    for (size_t r = 0; r < 2 * sizeof shapes / sizeof shapes[0]; r++) {
+        int64_t H = shapes[r % 6][0], KV = shapes[r % 6][1], hd = shapes[r % 6][2];
+        int64_t rows = block_rows[r % 3], kvw = KV * hd;
+        int32_t pos0 = (int32_t)rnd_int(0, 30);
+        int64_t cap = pos0 + rows + rnd_int(0, 4), sn = rows * H * cap;
+        float *q = rnd_vec(rows * H * hd), *kc = rnd_vec(cap * kvw), *vc = rnd_vec(cap * kvw);
+        float *s = rnd_vec(sn), *s0 = fdup(s, sn), *s1 = fdup(s, sn);
+        double *rs = dvec(sn);
+        for (int64_t k = 0; k < sn; k++)
+            rs[k] = s[k];       /* columns past pos0 + t must be left alone */
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t c = 0; c <= pos0 + t; c++)
+                for (int64_t h = 0; h < H; h++) {
+                    int64_t kvh = h * KV / H;
+                    double d = 0;
+                    for (int64_t i = hd - 1; i >= 0; i--)
+                        d += (double)q[(t * H + h) * hd + i] * kc[c * kvw + kvh * hd + i];
+                    rs[(t * H + h) * cap + c] = d;
+                }
+        char what[128], shape[80];
+        snprintf(shape, sizeof shape, "rows=%lld heads=%lld kv=%lld hd=%lld pos0=%d cap=%lld",
+                 (long long)rows, (long long)H, (long long)KV, (long long)hd, pos0, (long long)cap);
+        krt_attn_scores(s, q, rows, kc, H, KV, hd, pos0, cap);
+        snprintf(what, sizeof what, "attn_scores %s", shape);
+        check(rel_err(s, rs, sn), what);
+        int untouched = 1;
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t c = pos0 + t + 1; c < cap; c++)
+                for (int64_t h = 0; h < H; h++)
+                    untouched &= s[(t * H + h) * cap + c] == s0[(t * H + h) * cap + c];
+        for (int64_t t = 0; t < rows; t++)
+            krt_attn_scores(s1 + t * H * cap, q + t * H * hd, 1, kc, H, KV, hd, pos0 + (int32_t)t, cap);
+        snprintf(what, sizeof what, "attn_scores rows=%lld: one-row calls bit-identical, columns past pos0+t untouched",
+                 (long long)rows);
+        check_exact(untouched && memcmp(s, s1, (size_t)sn * sizeof *s) == 0, what);
+
+        for (int64_t t = 0; t < rows; t++)   /* reference softmax: two-pass in double */
             for (int64_t h = 0; h < H; h++) {
-                int64_t kvh = h * KV / H;
-                double d = 0;
-                for (int64_t i = 0; i < hd; i++)
-                    d += (double)q[h * hd + i] * kc[t * kvw + kvh * hd + i];
-                rs[h * stride + t] = d;
+                double *row = rs + (t * H + h) * cap, m = -INFINITY, z = 0;
+                int64_t n = pos0 + t + 1;
+                for (int64_t c = 0; c < n; c++)
+                    m = fmax(m, row[c]);
+                for (int64_t c = 0; c < n; c++)
+                    z += exp(row[c] - m);
+                for (int64_t c = 0; c < n; c++)
+                    row[c] = exp(row[c] - m) / z;
             }
-        char what[96];
-        snprintf(what, sizeof what, "attn_scores heads=%lld kv=%lld hd=%lld n=%lld", (long long)H, (long long)KV, (long long)hd, (long long)n);
-        krt_attn_scores(s, q, kc, H, KV, hd, n, stride);
-        check(rel_err(s, rs, H * stride), what);
+        float *p = rnd_vec(sn), *pb = fdup(p, sn), *p1 = fdup(p, sn);
+        krt_softmax_causal(p, s, rows, H, pos0, cap);
+        untouched = 1;
+        for (int64_t k = 0; k < sn; k++)
+            if (k % cap > pos0 + k / (H * cap)) {
+                untouched &= p[k] == pb[k];
+                rs[k] = pb[k];
+            }
+        snprintf(what, sizeof what, "softmax_causal %s", shape);
+        check(rel_err(p, rs, sn), what);
+        for (int64_t t = 0; t < rows; t++)
+            krt_softmax_causal(p1 + t * H * cap, s + t * H * cap, 1, H, pos0 + (int32_t)t, cap);
+        float *pin = fdup(s, sn);
+        krt_softmax_causal(pin, pin, rows, H, pos0, cap);        /* in place */
+        int inplace = 1;
+        for (int64_t k = 0; k < sn; k++)
+            inplace &= k % cap > pos0 + k / (H * cap) ? pin[k] == s[k] : pin[k] == p[k];
+        snprintf(what, sizeof what, "softmax_causal rows=%lld: one-row calls and in place bit-identical, "
+                 "columns past pos0+t untouched", (long long)rows);
+        check_exact(untouched && inplace && memcmp(p, p1, (size_t)sn * sizeof *p) == 0, what);
 
-        for (int64_t h = 0; h < H; h++) { /* reference softmax: two-pass in double */
-            double *row = rs + h * stride, m = -INFINITY, z = 0;
-            for (int64_t t = 0; t < n; t++)
-                m = fmax(m, row[t]);
-            for (int64_t t = 0; t < n; t++)
-                z += exp(row[t] - m);
-            for (int64_t t = 0; t < n; t++)
-                row[t] = exp(row[t] - m) / z;
+        double *ro = dvec(rows * H * hd);
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < hd; i++)
+                    for (int64_t c = pos0 + t; c >= 0; c--)
+                        ro[(t * H + h) * hd + i] += rs[(t * H + h) * cap + c] * vc[c * kvw + (h / (H / KV)) * hd + i];
+        float *o = rnd_vec(rows * H * hd), *o1 = rnd_vec(rows * H * hd);
+        krt_attn_apply(o, p, rows, vc, H, KV, hd, pos0, cap);
+        snprintf(what, sizeof what, "attn_apply %s", shape);
+        check(rel_err(o, ro, rows * H * hd), what);
+        for (int64_t t = 0; t < rows; t++)
+            krt_attn_apply(o1 + t * H * hd, p + t * H * cap, 1, vc, H, KV, hd, pos0 + (int32_t)t, cap);
+        snprintf(what, sizeof what, "attn_apply rows=%lld is bit-identical to one-row calls", (long long)rows);
+        check_exact(memcmp(o, o1, (size_t)(rows * H * hd) * sizeof *o) == 0, what);
+        free(q), free(kc), free(vc), free(s), free(s0), free(s1), free(rs), free(p), free(pb);
+        free(p1), free(pin), free(ro), free(o), free(o1);
+    }
+}
+
+/* ---- softmax, reductions, topk ---- */
+
+static void test_rows(void)
+{
+    for (int rep = 0; rep < 6; rep++) {
+        int64_t rows = rep < 3 ? block_rows[rep] : rnd_int(2, 9), n = rnd_int(1, 77);
+        float *x = rnd_vec(rows * n), *b = rnd_vec(rows * n), *y = rnd_vec(rows * n);
+        for (int64_t k = 0; k < rows * n; k++)
+            if (next_u64() % 4 == 0)
+                x[k] = 0.0f;     /* zeros for count */
+        double *ref = dvec(rows * n), *rr = dvec(rows);
+        char what[96], shape[48];
+        snprintf(shape, sizeof shape, "rows=%lld n=%lld", (long long)rows, (long long)n);
+
+        for (int64_t t = 0; t < rows; t++) {
+            double m = -INFINITY, z = 0;
+            for (int64_t i = n - 1; i >= 0; i--)
+                m = fmax(m, x[t * n + i]);
+            for (int64_t i = 0; i < n; i++)
+                z += exp(x[t * n + i] - m);
+            for (int64_t i = 0; i < n; i++)
+                ref[t * n + i] = exp(x[t * n + i] - m) / z;
         }
-        krt_softmax_rows(s, H, n, stride);
-        snprintf(what, sizeof what, "softmax_rows rows=%lld n=%lld stride=%lld", (long long)H, (long long)n, (long long)stride);
-        check(rel_err(s, rs, H * stride), what);
+        krt_softmax(y, x, rows, n);
+        snprintf(what, sizeof what, "softmax %s", shape);
+        check(rel_err(y, ref, rows * n), what);
 
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < hd; i++)
-                for (int64_t t = n - 1; t >= 0; t--)
-                    ro[h * hd + i] += rs[h * stride + t] * vc[t * kvw + (h / (H / KV)) * hd + i];
-        krt_attn_apply(out, s, vc, H, KV, hd, n, stride);
-        snprintf(what, sizeof what, "attn_apply heads=%lld kv=%lld hd=%lld n=%lld", (long long)H, (long long)KV, (long long)hd, (long long)n);
-        check(rel_err(out, ro, H * hd), what);
-        free(q), free(kc), free(vc), free(s), free(out), free(rs), free(ro);
+        float r[16];
+        for (int op = 0; op < 6; op++) {
+            static const char *const names[] = {"sum", "mean", "amax", "count", "dot", "dot shared b"};
+            for (int64_t t = 0; t < rows; t++) {
+                double s = op == 2 ? -INFINITY : 0;
+                for (int64_t i = n - 1; i >= 0; i--) {
+                    double a = x[t * n + i];
+                    switch (op) {
+                    case 0: case 1: s += a; break;
+                    case 2: s = fmax(s, a); break;
+                    case 3: s += a != 0; break;
+                    case 4: s += a * b[t * n + i]; break;
+                    default: s += a * b[i]; break;
+                    }
+                }
+                rr[t] = op == 1 ? s / (double)n : s;
+            }
+            switch (op) {
+            case 0: krt_sum(r, x, rows, n); break;
+            case 1: krt_mean(r, x, rows, n); break;
+            case 2: krt_amax(r, x, rows, n); break;
+            case 3: krt_count(r, x, rows, n); break;
+            case 4: krt_dot(r, x, b, rows, n, 1); break;
+            default: krt_dot(r, x, b, rows, n, 0); break;
+            }
+            snprintf(what, sizeof what, "%s %s", names[op], shape);
+            if (op == 2 || op == 3)
+                check_exact(rel_err(r, rr, rows) == 0, what);
+            else
+                check(rel_err(r, rr, rows), what);
+        }
+
+        /* topk: few distinct values, so ties are common */
+        int64_t k = rnd_int(1, n);
+        for (int64_t i = 0; i < rows * n; i++)
+            x[i] = (float)(next_u64() % 5);
+        krt_topk(y, x, rows, n, k);
+        int ok = 1;
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t i = 0; i < n; i++) {
+                int64_t before = 0;    /* entries that rank ahead of i */
+                for (int64_t j = 0; j < n; j++)
+                    before += x[t * n + j] > x[t * n + i] || (x[t * n + j] == x[t * n + i] && j < i);
+                ok &= y[t * n + i] == (before < k ? 1.0f : 0.0f);
+            }
+        snprintf(what, sizeof what, "topk k=%lld %s (lower index first on ties)", (long long)k, shape);
+        check_exact(ok, what);
+        free(x), free(b), free(y), free(ref), free(rr);
     }
 }
 
 int main(void)
 {
     test_linear();
-    test_embed_cache();
+    test_pool();
+    test_widen_all();
+    test_embed_widen_cache();
     test_rope();
     test_attention();
+    test_rows();
     printf("1..%d\n", n_test);
     return n_fail ? 1 : 0;
 }

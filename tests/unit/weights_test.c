@@ -1,6 +1,7 @@
 /* weights_test.c - TAP tests of weights/: det-weights v1, the safetensors and llama2.c
- * writers and readers, the llama2.c layout, and rejection of corrupt files with messages
- * that name the file and the place.
+ * writers and readers (f32, f16 and bf16 safetensors), the llama2.c layout, rejection of
+ * corrupt files with messages that name the file and the place, and the f16/bf16
+ * conversions of runtime/kiln_blob.h (round trips, rounding at ties).
  *
  * Build: cc -std=c11 -Wall -Wextra tests/unit/weights_test.c weights/[a-z]*.c
  *        frontend/diag.c -ljansson -lm
@@ -16,7 +17,9 @@
 #include <unistd.h>
 
 #include "../../weights/weights.h"
+#include "../../runtime/kiln_blob.h"
 
+enum { NTESTS = 47 + 7 + 5 };
 static int ntest, nfail;
 static char dir[256], msg[4096];
 
@@ -174,7 +177,7 @@ static void test_safetensors(void) {
     wspec s[64];
     int n = hf_specs(&h, s);
     const char *p = tmp("m.safetensors");
-    ok(safetensors_write_detweights(p, s, n, 5) == 0 && only_files(p, NULL),
+    ok(safetensors_write_detweights(p, s, n, 5, CK_F32) == 0 && only_files(p, NULL),
        "safetensors writer: written, no temporary left");
     ckpt *c = open_quiet(p);
     ok(c && c->format == CKPT_SAFETENSORS && c->n == n, "safetensors: opens with every tensor");
@@ -254,6 +257,125 @@ static void test_safetensors(void) {
     rejects(st_raw("z.safetensors", "[1, 2]  ", 0), "not an object", "header not an object");
     t = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,8],\"data_offsets\":[0,4]}}";
     rejects(st_raw("v.safetensors", t, 4), "'a': the element count", "shape product overflow");
+}
+
+/* Every tensor of c holds det-weights v1 under seed rounded to dtype (f16 or bf16), bit for
+ * bit, stored little-endian 2 bytes each. */
+static int rounded_match(const ckpt *c, const wspec *s, int n, uint64_t seed, ckpt_dtype dt) {
+    for (int i = 0; i < n; i++) {
+        const ckpt_tensor *t = ckpt_find(c, s[i].name);
+        if (!t || t->dtype != dt || t->rank != s[i].rank) return 0;
+        for (int k = 0; k < t->rank; k++)
+            if (t->shape[k] != s[i].shape[k]) return 0;
+        uint64_t m = numel(t);
+        float *want = malloc(m * sizeof *want);
+        detweights_fill(want, t->name, 0, m, seed);
+        const unsigned char *got = ckpt_data(c, t);
+        int same = t->nbytes == m * 2;
+        for (uint64_t j = 0; same && j < m; j++) {
+            uint16_t w = dt == CK_F16 ? kblob_f32_to_f16(want[j]) : kblob_f32_to_bf16(want[j]);
+            same = got[2 * j] == (w & 0xff) && got[2 * j + 1] == (w >> 8);
+        }
+        free(want);
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+static void test_half_files(void) {
+    llama2c_header h = {32, 48, 2, 4, 2, -40, 16};
+    wspec s[64];
+    int n = hf_specs(&h, s);
+    static const struct { ckpt_dtype dt; const char *file, *json; } cases[] = {
+        {CK_BF16, "m-bf16.safetensors", "\"dtype\":\"BF16\",\"shape\":[40,32],\"data_offsets\":[0,2560]"},
+        {CK_F16, "m-f16.safetensors", "\"dtype\":\"F16\",\"shape\":[40,32],\"data_offsets\":[0,2560]"},
+    };
+    for (int k = 0; k < 2; k++) {
+        const char *p = tmp(cases[k].file), *dn = ckpt_dtype_name(cases[k].dt);
+        char d[128];
+        int wrote = safetensors_write_detweights(p, s, n, 9, cases[k].dt) == 0 && only_files(p, NULL);
+        snprintf(d, sizeof d, "safetensors writer, %s: written, no temporary left", dn);
+        ok(wrote, d);
+        ckpt *c = open_quiet(p);
+        snprintf(d, sizeof d, "%s file: opens, every tensor %s, values = det-weights rounded to %s", dn, dn, dn);
+        ok(c && c->n == n && rounded_match(c, s, n, 9, cases[k].dt), d);
+        snprintf(d, sizeof d, "%s file: header names the dtype and 2-byte data offsets", dn);
+        ok(c && strstr((const char *)c->map + 8, cases[k].json) != NULL, d);
+        ckpt_close(c);
+    }
+    /* the f32 writer is unchanged by the dtype parameter */
+    const char *p = tmp("m-f32.safetensors");
+    ckpt *c = safetensors_write_detweights(p, s, n, 9, CK_F32) == 0 ? open_quiet(p) : NULL;
+    ok(c && values_match(c, s, n, 9), "f32 file: det-weights bit-exact");
+    ckpt_close(c);
+}
+
+static int is_nan16(uint16_t h, int bf) {
+    return bf ? (h & 0x7f80) == 0x7f80 && (h & 0x7f) : (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+}
+
+static uint16_t bits_to_bf16(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return kblob_f32_to_bf16(f);
+}
+
+static uint16_t bits_to_f16(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return kblob_f32_to_f16(f);
+}
+
+static void test_conversions(void) {
+    int bf_ok = 1, f16_ok = 1, nan_ok = 1;
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint16_t x = (uint16_t)h;
+        if (is_nan16(x, 1)) nan_ok &= is_nan16(kblob_f32_to_bf16(kblob_bf16_to_f32(x)), 1);
+        else bf_ok &= kblob_f32_to_bf16(kblob_bf16_to_f32(x)) == x;
+        if (is_nan16(x, 0)) nan_ok &= is_nan16(kblob_f32_to_f16(kblob_f16_to_f32(x)), 0);
+        else f16_ok &= kblob_f32_to_f16(kblob_f16_to_f32(x)) == x;
+    }
+    ok(bf_ok, "bf16 -> f32 -> bf16 is the identity on every non-NaN bit pattern");
+    ok(f16_ok, "f16 -> f32 -> f16 is the identity on every non-NaN bit pattern (subnormals too)");
+    ok(nan_ok, "NaN stays NaN through both round trips");
+    /* f32 bits -> expected, at and next to ties (halfway values go to the even neighbour) */
+    static const struct { uint32_t f; uint16_t bf; } bt[] = {
+        {0x3F808000u, 0x3F80}, /* 1 + 2^-8: tie, down to even */
+        {0x3F818000u, 0x3F82}, /* 1 + 3*2^-8: tie, up to even */
+        {0x3F808001u, 0x3F81}, /* just above the tie */
+        {0x3F807FFFu, 0x3F80}, /* just below */
+        {0xBF808000u, 0xBF80}, /* negative tie */
+        {0x7F7F8000u, 0x7F80}, /* tie above the largest finite: infinity */
+        {0x00008000u, 0x0000}, /* subnormal tie to zero */
+        {0x00018000u, 0x0002}, /* subnormal tie up to even */
+    };
+    int bok = 1;
+    for (size_t i = 0; i < sizeof bt / sizeof bt[0]; i++)
+        if (bits_to_bf16(bt[i].f) != bt[i].bf) {
+            printf("# bf16(%08x) = %04x, want %04x\n", bt[i].f, bits_to_bf16(bt[i].f), bt[i].bf);
+            bok = 0;
+        }
+    ok(bok, "f32 -> bf16 rounds to nearest even at ties (normal, negative, overflow, subnormal)");
+    static const struct { uint32_t f; uint16_t h; } ht[] = {
+        {0x3F801000u, 0x3C00}, /* 1 + 2^-11: tie, down to even */
+        {0x3F803000u, 0x3C02}, /* 1 + 3*2^-11: tie, up to even */
+        {0x3F801001u, 0x3C01}, /* just above the tie */
+        {0xBF801000u, 0xBC00}, /* negative tie */
+        {0x477FF000u, 0x7C00}, /* 65520: tie above 65504, to infinity */
+        {0x477FEFFFu, 0x7BFF}, /* just below: 65504 */
+        {0x33000000u, 0x0000}, /* 2^-25: tie between 0 and the least subnormal, to 0 */
+        {0x33000001u, 0x0001}, /* just above: the least subnormal */
+        {0x33C00000u, 0x0002}, /* 1.5 * 2^-24: tie, up to even */
+        {0x34200000u, 0x0002}, /* 2.5 * 2^-24: tie, down to even */
+        {0x387FF000u, 0x0400}, /* tie between the largest subnormal and 2^-14 */
+    };
+    int hok = 1;
+    for (size_t i = 0; i < sizeof ht / sizeof ht[0]; i++)
+        if (bits_to_f16(ht[i].f) != ht[i].h) {
+            printf("# f16(%08x) = %04x, want %04x\n", ht[i].f, bits_to_f16(ht[i].f), ht[i].h);
+            hok = 0;
+        }
+    ok(hok, "f32 -> f16 rounds to nearest even at ties (normal, negative, overflow, subnormal)");
 }
 
 static void test_llama2c(void) {
@@ -373,11 +495,13 @@ int main(void) {
         printf("1..0 # SKIP cannot create a temporary directory\n");
         return 0;
     }
-    printf("1..47\n");
+    printf("1..%d\n", NTESTS);
     test_detweights();
     test_safetensors();
+    test_half_files();
+    test_conversions();
     test_llama2c();
     cleanup();
-    if (ntest != 47) printf("# planned 47 tests, ran %d\n", ntest);
-    return nfail || ntest != 47;
+    if (ntest != NTESTS) printf("# planned %d tests, ran %d\n", NTESTS, ntest);
+    return nfail || ntest != NTESTS;
 }

@@ -1,0 +1,125 @@
+/* lower.h - the lowering stage: from planned IR to every decision a back end prints.
+ *
+ * One pass over a memory-planned module decides, per instruction: the kernel (by op, the
+ * storage type of its weights, its shape and whether it has the token axis), which rows of
+ * the block it runs for (all tokens; only the tokens whose logits are wanted; one token of a
+ * guard region's per-token loop), how its work splits across threads, and where each
+ * operand and result lives (frame, state, a weight's bytes, the tokens, a run-time
+ * parameter, a literal). A back end (backend.h) prints the result and decides nothing.
+ *
+ * Rows: an instruction whose value reaches only the logits (not a cache, not a statistic)
+ * runs for the rows t0 .. T-1, where t0 = 0 when every row's logits are wanted and T-1 when
+ * only the last is (generation after a prompt); the rest runs for all rows.
+ */
+#ifndef KILN_LOWER_H
+#define KILN_LOWER_H
+
+#include <stdint.h>
+
+#include "../ir/ir.h"
+
+/* Where an operand or result lives. */
+typedef enum lw_place {
+    LW_NONE,
+    LW_FRAME,                  /* the frame of one call: byte offset */
+    LW_STATE,                  /* the state kept across calls (KV caches): byte offset */
+    LW_WEIGHT,                 /* a blob tensor: byte offset into it, rows `ld` bytes apart */
+    LW_TOKENS,                 /* the block's token ids (int32) */
+    LW_RTPARAM,                /* a run-time parameter (float) */
+    LW_CONST,                  /* a literal float */
+} lw_place;
+
+typedef struct lw_ref {
+    lw_place place;
+    int64_t offset;            /* bytes */
+    int tensor;                /* LW_WEIGHT: blob tensor index */
+    int64_t ld;                /* LW_WEIGHT: bytes between the tensor's rows */
+    uint32_t dtype;            /* LW_WEIGHT: storage type (KBLOB_*) */
+    int tok;                   /* has the token axis: token row r starts `row` elements in */
+    int64_t row;               /* elements per token row */
+    int i32;                   /* elements are int32 (tokens, positions), else float */
+    int index;                 /* LW_RTPARAM */
+    float value;               /* LW_CONST */
+} lw_ref;
+
+/* The rows of the block a step runs for. */
+typedef enum lw_rows {
+    LW_ROWS_NONE,              /* the value has no token axis: computed once */
+    LW_ROWS_ALL,               /* rows 0 .. T-1 */
+    LW_ROWS_TAIL,              /* rows t0 .. T-1 (only logits rows are wanted) */
+    LW_ROWS_LOOP,              /* row t of the enclosing per-token loop */
+} lw_rows;
+
+/* Kernels: X(name, doc). Parameters n[] and f per kernel are listed with it. */
+#define LW_KERNELS(X)                                                                          \
+    X(constant, "dst = value")                                                                 \
+    X(positions, "dst[r] = pos0 + r (int32)")                                                  \
+    X(zeros, "dst rows = 0; n0 elements per row")                                              \
+    X(widen, "dst = weight src0 as f32; n0 rows, n1 columns")                                  \
+    X(embed, "dst[r] = row src1[r] of table src0; n0 vocab, n1 width")                         \
+    X(linear, "dst = src0 src1^T; n0 out, n1 in; split: output rows across threads")          \
+    X(map, "element by element (op's C expression); n0 elements per row; n1 heads, n2 "       \
+           "capacity for causal [H, S] values (mode 1), cache rows (mode 2): n3 mode")          \
+    X(reduce, "per-row reduction op; n0 elements")                                             \
+    X(dot, "dst[r] = src0[r] . src1[r]; n0 elements")                                          \
+    X(extract, "dst[r] = src0[r][n1]")                                                          \
+    X(topk, "mask of the n1 largest of n0")                                                    \
+    X(slice, "dst[r] = src0[r][n1 .. n1+n2)")                                                  \
+    X(concat, "dst[r] = src0[r] (n0), src1[r] (n1)")                                           \
+    X(softmax, "softmax of rows of n0")                                                        \
+    X(softmax_causal, "softmax of [H, S] rows over live positions; n0 heads, n1 capacity")    \
+    X(rope, "rotary; n0 heads, n1 head_dim, n2 rot, f base, flag interleaved")                 \
+    X(cache_store, "cache rows pos0 .. pos0+T-1 = src0; n0 width")                             \
+    X(attn_scores, "n0 heads, n1 kv heads, n2 head_dim, n3 capacity")                          \
+    X(attn_apply, "n0 heads, n1 kv heads, n2 head_dim, n3 capacity")                           \
+    X(stat, "statistic n0 += src0 for each row")                                               \
+    X(output, "the logits are dst")
+
+typedef enum lw_kernel {
+#define X(name, doc) LK_##name,
+    LW_KERNELS(X)
+#undef X
+    LK_COUNT
+} lw_kernel;
+
+typedef struct lw_step {
+    lw_kernel kernel;
+    int inst;                  /* the IR instruction it computes */
+    ir_op op;                  /* map/reduce: which op */
+    lw_rows rows;
+    int split;                 /* 1: the output rows are split across the thread pool */
+    int loop;                  /* >= 0: inside per-token loop #loop */
+    lw_ref dst;
+    int nsrc;
+    lw_ref src[IR_MAX_ARGS];
+    int64_t n[4];
+    float f;
+    int flag;
+} lw_step;
+
+/* A guard region: steps first .. last run for each token whose guard row is true. */
+typedef struct lw_loop {
+    int first, last;
+    lw_ref guard;
+    lw_rows rows;              /* LW_ROWS_ALL or LW_ROWS_TAIL: which tokens it visits */
+} lw_loop;
+
+typedef struct lw_cache {
+    const char *label;         /* "k_cache l=3" */
+    int64_t width, capacity, offset;
+} lw_cache;
+
+typedef struct lw_program {
+    const ir_module *m;
+    lw_step *steps; int nsteps;
+    lw_loop *loops; int nloops;
+    lw_cache *caches; int ncaches;
+    uint32_t *tensor_dtype;    /* per blob tensor: its KBLOB_* storage type */
+    lw_ref logits;
+} lw_program;
+
+/* Lowers a planned module. 0, or -1 after reporting what no kernel can do. */
+int lower_program(const ir_module *m, lw_program *p);
+void lower_free(lw_program *p);
+
+#endif

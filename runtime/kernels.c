@@ -1,0 +1,448 @@
+/* kernels.c - the compute kernels of kernels.h, in portable C11.
+ *
+ * No intrinsics: the 16-lane loops have a fixed trip count so the C compiler turns them into
+ * vector code at the baseline ISA. Every sum keeps the order documented in kernels.h (the
+ * order of the single-token kernels before blocks of tokens), so the results do not depend
+ * on the block size, the thread share or the machine.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kiln_blob.h"
+
+/* A fused multiply-add would round differently from the old kernels; gcc in ISO C mode
+ * (-std=c11) does not contract, clang needs to be told. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* ---- linear ---- */
+
+/* Unrolling the 16 lanes completely lets the compiler keep them in vector registers instead
+ * of a stack array it reloads every step. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KRT_UNROLL _Pragma("GCC unroll 16")
+#else
+#define KRT_UNROLL
+#endif
+
+#define LIN_R 4          /* weight rows per block: each is read once per block of tokens */
+#define LIN_CHUNK 1024   /* columns of a widened f16/bf16 row held at once (LIN_R x 4 KB) */
+#define LIN_TB 16        /* tokens per pass over a row wider than one chunk */
+
+/* lane[r][k] += w[r][j] * x[j] over columns j < n of one chunk: columns below nb (a multiple
+ * of KRT_LANES) go to lane j mod KRT_LANES, the tail (j >= nb, fewer than KRT_LANES) to lane
+ * j - nb. The chunk starts at a multiple of KRT_LANES, so the lanes are those of the row. */
+static void lin_acc(float (*lane)[KRT_LANES], const float *const *w, int rr, const float *x,
+                    int64_t n, int64_t nb)
+{
+    for (int r = 0; r < rr; r++) {
+        const float *wr = w[r];
+        float l[KRT_LANES];      /* a local copy: no aliasing with w or x, so it stays in registers */
+        memcpy(l, lane[r], sizeof l);
+        for (int64_t j = 0; j < nb; j += KRT_LANES) {
+            KRT_UNROLL
+            for (int k = 0; k < KRT_LANES; k++)
+                l[k] += wr[j + k] * x[j + k];
+        }
+        for (int64_t j = nb; j < n; j++)
+            l[j - nb] += wr[j] * x[j];
+        memcpy(lane[r], l, sizeof l);
+    }
+}
+
+/* lin_acc for two tokens at once (x0, x1 with lanes a and b): each weight load serves both,
+ * and 2 x 16 lanes still fit the baseline's 16 vector registers. Same order per token. */
+static void lin_acc2(float (*a)[KRT_LANES], float (*b)[KRT_LANES], const float *const *w, int rr,
+                     const float *x0, const float *x1, int64_t n, int64_t nb)
+{
+    for (int r = 0; r < rr; r++) {
+        const float *wr = w[r];
+        float l0[KRT_LANES], l1[KRT_LANES];
+        memcpy(l0, a[r], sizeof l0);
+        memcpy(l1, b[r], sizeof l1);
+        for (int64_t j = 0; j < nb; j += KRT_LANES) {
+            KRT_UNROLL
+            for (int k = 0; k < KRT_LANES; k++) {
+                float v = wr[j + k];
+                l0[k] += v * x0[j + k];
+                l1[k] += v * x1[j + k];
+            }
+        }
+        for (int64_t j = nb; j < n; j++) {
+            l0[j - nb] += wr[j] * x0[j];
+            l1[j - nb] += wr[j] * x1[j];
+        }
+        memcpy(a[r], l0, sizeof l0);
+        memcpy(b[r], l1, sizeof l1);
+    }
+}
+
+/* y[r] = the pairwise sum of lane[r] (width 8, 4, 2, 1), for r < rr. */
+static void lin_finish(float *y, float (*lane)[KRT_LANES], int rr)
+{
+    for (int r = 0; r < rr; r++) {
+        float *l = lane[r];
+        for (int w = KRT_LANES / 2; w > 0; w /= 2)
+            for (int k = 0; k < w; k++)
+                l[k] += l[k + w];
+        y[r] = l[0];
+    }
+}
+
+/* f16 -> f32, exactly kblob_f16_to_f32 but branch-free so that the loop vectorizes: the
+ * exponent and mantissa shifted into place are a float 2^112 too small (subnormal halves
+ * included), a power-of-two multiply fixes that exactly, and infinities / NaNs (>= 2^16 after
+ * it) get the all-ones exponent. Checked against kblob_f16_to_f32 on all 65536 values. */
+static inline float widen_f16(uint16_t h)
+{
+    uint32_t u = (uint32_t)(h & 0x7fff) << 13, sign = (uint32_t)(h & 0x8000) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    f *= 0x1p112f;
+    memcpy(&u, &f, sizeof u);
+    u |= f >= 65536.0f ? 0x7f800000u : 0u;
+    u |= sign;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void krt_widen_f16(float *y, const uint16_t *h, int64_t n)
+{
+    int64_t body = n - n % KRT_LANES, j = 0;
+    for (; j < body; j += KRT_LANES) {   /* fixed-width steps: vectorized even at -O2 */
+        KRT_UNROLL
+        for (int k = 0; k < KRT_LANES; k++)
+            y[j + k] = widen_f16(h[j + k]);
+    }
+    for (; j < n; j++)
+        y[j] = widen_f16(h[j]);
+}
+
+void krt_widen_bf16(float *y, const uint16_t *h, int64_t n)
+{
+    int64_t body = n - n % KRT_LANES, j = 0;
+    for (; j < body; j += KRT_LANES) {
+        KRT_UNROLL
+        for (int k = 0; k < KRT_LANES; k++) {
+            uint32_t u = (uint32_t)h[j + k] << 16;
+            memcpy(&y[j + k], &u, sizeof u);
+        }
+    }
+    for (; j < n; j++) {
+        uint32_t u = (uint32_t)h[j] << 16;
+        memcpy(&y[j], &u, sizeof u);
+    }
+}
+
+/* Columns [c0, c1) of the rr weight rows at wb (ld bytes apart) as f32: f32 rows are used in
+ * place, f16/bf16 are widened (exactly) into buf. */
+static void lin_rows(const float **wr, float (*buf)[LIN_CHUNK], const char *wb, int64_t ld,
+                     int rr, int64_t c0, int64_t c1, uint32_t dt)
+{
+    for (int r = 0; r < rr; r++) {
+        const char *row = wb + r * ld;
+        if (dt == KBLOB_F32) {
+            wr[r] = (const float *)row + c0;
+            continue;
+        }
+        const uint16_t *h = (const uint16_t *)row + c0;
+        float *b = buf[r];
+        if (dt == KBLOB_F16)
+            krt_widen_f16(b, h, c1 - c0);
+        else
+            krt_widen_bf16(b, h, c1 - c0);
+        wr[r] = b;
+    }
+}
+
+static void linear(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                   int64_t out, int64_t in, int64_t i0, int64_t i1, uint32_t dt)
+{
+    int64_t body = in - in % KRT_LANES;
+    int64_t chunk = dt == KBLOB_F32 ? in : LIN_CHUNK;
+    float buf[LIN_R][LIN_CHUNK];
+    const float *wr[LIN_R];
+    for (int64_t i = i0; i < i1; i += LIN_R) {
+        int rr = i1 - i < LIN_R ? (int)(i1 - i) : LIN_R;
+        const char *wb = (const char *)w + i * ld;
+        if (in <= chunk) {
+            /* the whole block of rows at once (in cache, or widened once) for every token */
+            lin_rows(wr, buf, wb, ld, rr, 0, in, dt);
+            int64_t t = 0;
+            for (; t + 1 < rows; t += 2) {
+                float lane[2][LIN_R][KRT_LANES] = {{{0}}};
+                lin_acc2(lane[0], lane[1], wr, rr, x + t * in, x + (t + 1) * in, in, body);
+                lin_finish(y + t * out + i, lane[0], rr);
+                lin_finish(y + (t + 1) * out + i, lane[1], rr);
+            }
+            if (t < rows) {
+                float lane[LIN_R][KRT_LANES] = {{0}};
+                lin_acc(lane, wr, rr, x + t * in, in, body);
+                lin_finish(y + t * out + i, lane, rr);
+            }
+            continue;
+        }
+        /* a wide f16/bf16 row: widen it a chunk at a time, once per LIN_TB tokens, carrying
+         * each token's lanes from chunk to chunk */
+        for (int64_t t0 = 0; t0 < rows; t0 += LIN_TB) {
+            int64_t tb = rows - t0 < LIN_TB ? rows - t0 : LIN_TB;
+            float lane[LIN_TB][LIN_R][KRT_LANES];
+            memset(lane, 0, sizeof lane);
+            for (int64_t c0 = 0; c0 < in; c0 += chunk) {
+                int64_t c1 = in - c0 < chunk ? in : c0 + chunk;
+                int64_t nb = (body < c1 ? body : c1) - c0;
+                lin_rows(wr, buf, wb, ld, rr, c0, c1, dt);
+                const float *xc = x + t0 * in + c0;
+                int64_t t = 0;
+                for (; t + 1 < tb; t += 2)
+                    lin_acc2(lane[t], lane[t + 1], wr, rr, xc + t * in, xc + (t + 1) * in, c1 - c0, nb);
+                if (t < tb)
+                    lin_acc(lane[t], wr, rr, xc + t * in, c1 - c0, nb);
+            }
+            for (int64_t t = 0; t < tb; t++)
+                lin_finish(y + (t0 + t) * out + i, lane[t], rr);
+        }
+    }
+}
+
+void krt_linear_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                    int64_t out, int64_t in, int64_t i0, int64_t i1)
+{
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F32);
+}
+
+void krt_linear_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                    int64_t out, int64_t in, int64_t i0, int64_t i1)
+{
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F16);
+}
+
+void krt_linear_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                     int64_t out, int64_t in, int64_t i0, int64_t i1)
+{
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_BF16);
+}
+
+/* ---- weights read as f32 ---- */
+
+/* y[j] = src[j] widened, j < n; a storage type without a widening here gives zeros. */
+static void widen_row(float *y, const void *src, uint32_t dtype, int64_t n)
+{
+    const uint16_t *h = src;
+    switch (dtype) {
+    case KBLOB_F32:
+        memcpy(y, src, (size_t)n * sizeof *y);
+        break;
+    case KBLOB_F16:
+        krt_widen_f16(y, h, n);
+        break;
+    case KBLOB_BF16:
+        krt_widen_bf16(y, h, n);
+        break;
+    default:
+        memset(y, 0, (size_t)n * sizeof *y);
+    }
+}
+
+void krt_embed(float *y, const int32_t *tok, int64_t rows, const void *table, uint32_t dtype,
+               int64_t ld, int64_t vocab, int64_t d)
+{
+    for (int64_t t = 0; t < rows; t++) {
+        if (tok[t] < 0 || tok[t] >= vocab)
+            memset(y + t * d, 0, (size_t)d * sizeof *y);
+        else
+            widen_row(y + t * d, (const char *)table + tok[t] * ld, dtype, d);
+    }
+}
+
+void krt_widen(float *y, const void *w, uint32_t dtype, int64_t rows, int64_t ld, int64_t n)
+{
+    for (int64_t r = 0; r < rows; r++)
+        widen_row(y + r * n, (const char *)w + r * ld, dtype, n);
+}
+
+/* ---- positions and attention ---- */
+
+void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
+              int64_t head_dim, int64_t rot, float base, int interleaved)
+{
+    int64_t width = heads * head_dim, half = rot / 2;
+    for (int64_t t = 0; t < rows; t++) {
+        float *yt = y + t * width;
+        if (y != x)
+            memcpy(yt, x + t * width, (size_t)width * sizeof *y);
+        int32_t pos = pos0 + (int32_t)t;
+        /* the old kernel's arithmetic, operation for operation (llama2.c's) */
+        for (int64_t i = 0; i < half; i++) {
+            float freq = 1.0f / powf(base, (float)(2 * i) / (float)rot);
+            float val = (float)pos * freq;
+            float fcr = cosf(val);
+            float fci = sinf(val);
+            int64_t a = interleaved ? 2 * i : i;
+            int64_t b = interleaved ? 2 * i + 1 : i + half;
+            for (int64_t h = 0; h < heads; h++) {
+                float *v = yt + h * head_dim;
+                float v0 = v[a], v1 = v[b];
+                v[a] = v0 * fcr - v1 * fci;
+                v[b] = v0 * fci + v1 * fcr;
+            }
+        }
+    }
+}
+
+void krt_cache_store(float *cache, const float *x, int64_t rows, int64_t width, int32_t pos0)
+{
+    memcpy(cache + (int64_t)pos0 * width, x, (size_t)(rows * width) * sizeof *x);
+}
+
+void krt_attn_scores(float *s, const float *q, int64_t rows, const float *kc, int64_t heads,
+                     int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap)
+{
+    int64_t kvw = kv_heads * head_dim, group = heads / kv_heads;
+    for (int64_t t = 0; t < rows; t++) {
+        int64_t n = (int64_t)pos0 + t + 1;
+        for (int64_t h = 0; h < heads; h++) {
+            const float *qh = q + (t * heads + h) * head_dim;
+            const float *kh = kc + (h / group) * head_dim;
+            float *sr = s + (t * heads + h) * cap;
+            for (int64_t c = 0; c < n; c++) {
+                const float *k = kh + c * kvw;
+                float acc = 0.0f;
+                for (int64_t i = 0; i < head_dim; i++)
+                    acc += qh[i] * k[i];
+                sr[c] = acc;
+            }
+        }
+    }
+}
+
+void krt_attn_apply(float *o, const float *p, int64_t rows, const float *vc, int64_t heads,
+                    int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap)
+{
+    int64_t kvw = kv_heads * head_dim, group = heads / kv_heads;
+    for (int64_t t = 0; t < rows; t++) {
+        int64_t n = (int64_t)pos0 + t + 1;
+        for (int64_t h = 0; h < heads; h++) {
+            float *oh = o + (t * heads + h) * head_dim;
+            const float *ph = p + (t * heads + h) * cap;
+            const float *vh = vc + (h / group) * head_dim;
+            for (int64_t i = 0; i < head_dim; i++)
+                oh[i] = 0.0f;
+            for (int64_t c = 0; c < n; c++) {
+                float a = ph[c];
+                const float *v = vh + c * kvw;
+                for (int64_t i = 0; i < head_dim; i++)
+                    oh[i] += a * v[i];
+            }
+        }
+    }
+}
+
+/* ---- softmax ---- */
+
+/* The old krt_softmax_rows on one row of n: max, exp(x - max) summed left to right, divide. */
+static void softmax_row(float *y, const float *x, int64_t n)
+{
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = expf(x[i] - max);
+        sum += y[i];
+    }
+    for (int64_t i = 0; i < n; i++)
+        y[i] /= sum;
+}
+
+void krt_softmax(float *y, const float *x, int64_t rows, int64_t n)
+{
+    for (int64_t r = 0; r < rows; r++)
+        softmax_row(y + r * n, x + r * n, n);
+}
+
+void krt_softmax_causal(float *y, const float *x, int64_t rows, int64_t heads, int32_t pos0,
+                        int64_t cap)
+{
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t h = 0; h < heads; h++) {
+            int64_t off = (t * heads + h) * cap;
+            softmax_row(y + off, x + off, (int64_t)pos0 + t + 1);
+        }
+}
+
+/* ---- reductions (the old emitted loops, one row at a time) ---- */
+
+void krt_sum(float *y, const float *x, int64_t rows, int64_t n)
+{
+    for (int64_t t = 0; t < rows; t++) {
+        const float *a = x + t * n;
+        float s = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            s += a[i];
+        y[t] = s;
+    }
+}
+
+void krt_mean(float *y, const float *x, int64_t rows, int64_t n)
+{
+    krt_sum(y, x, rows, n);
+    for (int64_t t = 0; t < rows; t++)
+        y[t] = y[t] / (float)n;
+}
+
+void krt_amax(float *y, const float *x, int64_t rows, int64_t n)
+{
+    for (int64_t t = 0; t < rows; t++) {
+        const float *a = x + t * n;
+        float s = a[0];
+        for (int64_t i = 1; i < n; i++)
+            if (a[i] > s)
+                s = a[i];
+        y[t] = s;
+    }
+}
+
+void krt_count(float *y, const float *x, int64_t rows, int64_t n)
+{
+    for (int64_t t = 0; t < rows; t++) {
+        const float *a = x + t * n;
+        float s = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            s += (a[i] != 0.0f);
+        y[t] = s;
+    }
+}
+
+void krt_dot(float *y, const float *a, const float *b, int64_t rows, int64_t n, int b_rows)
+{
+    for (int64_t t = 0; t < rows; t++) {
+        const float *at = a + t * n, *bt = b_rows ? b + t * n : b;
+        float s = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            s += at[i] * bt[i];
+        y[t] = s;
+    }
+}
+
+void krt_topk(float *mask, const float *x, int64_t rows, int64_t n, int64_t k)
+{
+    for (int64_t t = 0; t < rows; t++) {
+        float *m = mask + t * n;
+        const float *a = x + t * n;
+        memset(m, 0, (size_t)n * sizeof *m);
+        for (int64_t p = 0; p < k; p++) {
+            int64_t best = -1;
+            for (int64_t i = 0; i < n; i++)
+                if (m[i] == 0.0f && (best < 0 || a[i] > a[best]))
+                    best = i;
+            if (best < 0)
+                break;           /* k > n: every entry is taken */
+            m[best] = 1.0f;
+        }
+    }
+}

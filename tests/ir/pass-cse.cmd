@@ -1,0 +1,1 @@
+tests/ir/pass-cse.in --passes cse

@@ -1,0 +1,1 @@
+tests/ir/pass-dce.in --passes dce

@@ -1,0 +1,1 @@
+tests/ir/pass-memplan.in --max-batch 4 --passes memplan

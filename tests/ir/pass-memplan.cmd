@@ -1,0 +1,1 @@
+tests/ir/pass-memplan.in --passes memplan

@@ -1,0 +1,1 @@
+tests/ir/pass-widen.in --wtype bf16 --passes widen
