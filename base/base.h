@@ -43,6 +43,15 @@ void diag_verror(src_loc at, const char *fmt, va_list ap);
 /* An error about a file as a whole or a place in it without source text (weight files). */
 void diag_file_error(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int diag_error_count(void);
+/* Warnings: `file:line:col: warning: ...` with the source line and caret (or `path:
+ * warning: ...`). The mode is set once from the command line: DIAG_WARN prints them,
+ * DIAG_NO_WARN (-w) drops them, DIAG_WERROR (-Werror) prints them as errors and counts them
+ * as errors. diag_warning_count() counts those printed or turned into errors. */
+enum { DIAG_WARN, DIAG_NO_WARN, DIAG_WERROR };
+void diag_set_warnings(int mode);
+void diag_warning(src_loc at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_file_warning(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int diag_warning_count(void);
 void diag_reset(void);
 /* Internal compiler bug: prints where and aborts. */
 _Noreturn void kiln_die(const char *file, int line, const char *fmt, ...)

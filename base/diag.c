@@ -132,6 +132,41 @@ void diag_note(src_loc at, const char *fmt, ...)
     va_end(ap);
 }
 
+static int warn_mode = DIAG_WARN, warning_count;
+
+void diag_set_warnings(int mode) { warn_mode = mode; }
+int diag_warning_count(void) { return warning_count; }
+
+void diag_warning(src_loc at, const char *fmt, ...)
+{
+    if (warn_mode == DIAG_NO_WARN)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    warning_count++;
+    if (warn_mode == DIAG_WERROR) {
+        diag_verror(at, fmt, ap);   /* -Werror: an error like any other */
+    } else {
+        report("warning", at, fmt, ap);
+    }
+    va_end(ap);
+}
+
+void diag_file_warning(const char *path, const char *fmt, ...)
+{
+    if (warn_mode == DIAG_NO_WARN)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    warning_count++;
+    if (warn_mode == DIAG_WERROR)
+        error_count++;
+    fprintf(stderr, "%s: %s: ", path, warn_mode == DIAG_WERROR ? "error" : "warning");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 void diag_file_error(const char *path, const char *fmt, ...)
 {
     va_list ap;

@@ -203,7 +203,7 @@ static int apply_config(options *o)
     if (hf_config_read(o->config, &p, &n) != 0)
         return -1;
     for (int i = 0; i < n && o->ndefs < 256; i++)
-        o->defs[o->ndefs++] = (sema_define){p[i].name, p[i].value, 1};
+        o->defs[o->ndefs++] = (sema_define){p[i].name, p[i].value, 1, SD_TEXT, o->config};
     free(p);
     return 0;
 }
@@ -377,7 +377,7 @@ static void imply_llama2c_params(options *o, const ckpt *ck)
     };
     for (int i = 0; i < 8 && o->ndefs < 256; i++) {
         snprintf(text[i], sizeof text[i], "%lld", fields[i].v);
-        o->defs[o->ndefs++] = (sema_define){fields[i].name, text[i], 1};
+        o->defs[o->ndefs++] = (sema_define){fields[i].name, text[i], 1, SD_TEXT, NULL};
     }
 }
 

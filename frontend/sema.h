@@ -6,11 +6,21 @@
 #include "ast.h"
 
 /* A -D name=value override of a compile-time parameter. An `implied` one (taken from a
- * checkpoint's header) is ignored when the model has no such parameter or -D set it. */
+ * checkpoint's header or a config) is ignored when the model has no such parameter or -D
+ * set it. */
+typedef enum sema_shape {
+    SD_TEXT,                   /* -D text: "a,b,c" is a list, "a" a scalar or a list of one */
+    SD_SCALAR,                 /* a JSON scalar: only for a scalar parameter */
+    SD_LIST,                   /* a JSON array, its items as "a,b,c": only for a list parameter */
+} sema_shape;
+
 typedef struct sema_define {
     const char *name;
     const char *value;
     int implied;
+    sema_shape shape;
+    const char *origin;        /* who gave it, for messages: NULL for -D, else e.g.
+                                  "config.json: key \"num_attention_heads\"" */
 } sema_define;
 
 /* Lowers the one model of `spec` to IR; the blocks of `std` (the standard library) are

@@ -62,6 +62,8 @@ typedef struct ir_inst {
     int guard;                 /* -1, or the id of a scalar bool: runs only where it is true */
     int64_t iattr[3];          /* integer and tensor attributes, in the op table's order */
     double fattr;              /* the "f:" attribute, always a float value */
+    const float *fvec;         /* the "v:" attribute: nfvec floats (arena-owned, base.h) */
+    int nfvec;
     const char *sattr;         /* the "s:" attribute (interned) */
     const char *label;         /* source name bound to the value ("q", "act"), or NULL */
     const char *scope;         /* loop indices when it was made ("l=3 e=2"), or NULL */

@@ -7,7 +7,7 @@
  *   flags  OPF_* properties below
  *   attrs  attribute slots, in print order: "i:heads" an integer in iattr[k] (k counts the i:
  *          and t: slots), "t:tensor" a tensor reference (@N) in iattr[k], "f:base" the float
- *          fattr, "s:mode" the string sattr
+ *          fattr, "v:bases" the float vector fvec[0 .. nfvec-1], "s:mode" the string sattr
  *   rule   the typing rule (ir/typing.c): computes the result type from the operand types and
  *          the attributes, or says why it cannot. The front end turns a failure into a caret
  *          diagnostic; the verifier checks every instruction's type against it.
@@ -99,6 +99,8 @@ enum {
     X(rope, 1, 0, "i:heads i:rot f:base s:mode", rule_rope, "",                                \
       "rotary embedding of row t at position pos0 + t, the first rot dims of each head; "     \
       "mode half or interleaved")                                                              \
+    X(rope_heads, 1, 0, "i:heads i:rot v:bases s:mode", rule_rope_heads, "",                   \
+      "rope with one base per head: head h turns by (pos0 + t) * bases[h]^(-2i/rot)")          \
     X(cache, 1, OPF_STATE | OPF_EFFECT, "i:capacity", rule_cache, "",                          \
       "append the T rows of args[0] [w] at positions pos0 .. pos0+T-1 -> the cache [S, w]")    \
     X(attn_scores, 2, 0, "i:heads", rule_attn_scores, "",                                      \

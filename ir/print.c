@@ -69,6 +69,12 @@ static int print_attrs(FILE *out, const ir_inst *in)
             col += fprintf(out, " %.*s=%lld", len, name, (long long)in->iattr[ki++]);
         else if (kind == 'f')
             col += fprintf(out, " %.*s=%.9g", len, name, in->fattr);
+        else if (kind == 'v') {    /* [a,b,c]: no spaces, so the attribute stays one token */
+            col += fprintf(out, " %.*s=[", len, name);
+            for (int k = 0; k < in->nfvec; k++)
+                col += fprintf(out, "%s%.9g", k ? "," : "", (double)in->fvec[k]);
+            col += fprintf(out, "]");
+        }
         else if (kind == 's') {
             /* quoted like tensor names, so that read.c can read any string back */
             col += fprintf(out, " %.*s=", len, name);

@@ -241,6 +241,43 @@ static int parse_float(reader *r, double *out, const char *what)
     return 1;
 }
 
+/* [a,b,c]: a float vector attribute (print.c), at most 65536 values, into the arena. */
+static int parse_floats(reader *r, ir_inst *in)
+{
+    enum { MAX_FLOATS = 65536 };
+    if (!expect(r, "[", "'[' (a list of numbers)"))
+        return 0;
+    float *v = NULL;
+    int n = 0, cap = 0;
+    while (!lit(r, "]")) {
+        double d;
+        if ((n && !expect(r, ",", "',' or ']'")) || !parse_float(r, &d, "a number")) {
+            free(v);
+            return 0;
+        }
+        if (n == MAX_FLOATS) {
+            fail_at(r, r->p, 1, "more than %d numbers in a list", MAX_FLOATS);
+            free(v);
+            return 0;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            float *g = realloc(v, sizeof *v * (size_t)cap);
+            if (!g)
+                DIE("out of memory");
+            v = g;
+        }
+        v[n++] = (float)d;
+    }
+    float *keep = base_alloc(sizeof *keep * (size_t)(n ? n : 1));
+    if (n)
+        memcpy(keep, v, sizeof *keep * (size_t)n);
+    free(v);
+    in->fvec = keep;
+    in->nfvec = n;
+    return 1;
+}
+
 /* A quoted string with \" \\ and \ooo escapes (print.c's print_string). */
 static const char *parse_string(reader *r, const char *what)
 {
@@ -589,6 +626,8 @@ static int parse_attrs(reader *r, ir_inst *in)
             ok = parse_int(r, INT64_MIN, INT64_MAX, &in->iattr[ki++], "an integer");
         else if (kind == 'f')
             ok = parse_float(r, &in->fattr, "a number");
+        else if (kind == 'v')
+            ok = parse_floats(r, in);
         else if (kind == 's')
             ok = (in->sattr = parse_string(r, "a quoted string")) != NULL;
         if (!ok)

@@ -251,6 +251,18 @@ RULE(rule_rope)
     return make_vec(out, DT_F32, 1, t->dim[0], why, size);
 }
 
+RULE(rule_rope_heads)
+{
+    UNUSED;
+    if (in->nfvec != in->iattr[0] || !in->fvec)
+        REFUSE("rope with one base per head needs %lld bases, given %d", (long long)in->iattr[0],
+               in->nfvec);
+    for (int h = 0; h < in->nfvec; h++)
+        if (!(in->fvec[h] > 0))
+            REFUSE("rope's base of head %d must be positive, got %g", h, (double)in->fvec[h]);
+    return rule_rope(m, in, args, out, why, size);
+}
+
 RULE(rule_cache)
 {
     UNUSED;

@@ -45,7 +45,9 @@ static int same(const ir_inst *a, const ir_inst *b)
     if (a->op != b->op || a->nargs != b->nargs || a->guard != b->guard ||
         a->fattr != b->fattr || !ir_type_equal(&a->type, &b->type) ||
         memcmp(a->iattr, b->iattr, sizeof a->iattr) ||
-        (a->sattr != b->sattr && (!a->sattr || !b->sattr || strcmp(a->sattr, b->sattr))))
+        (a->sattr != b->sattr && (!a->sattr || !b->sattr || strcmp(a->sattr, b->sattr))) ||
+        a->nfvec != b->nfvec ||
+        (a->nfvec && memcmp(a->fvec, b->fvec, sizeof(float) * (size_t)a->nfvec)))
         return 0;
     for (int k = 0; k < a->nargs; k++)
         if (a->args[k] != b->args[k])
