@@ -293,6 +293,33 @@ void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t head
     }
 }
 
+void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
+                    int64_t head_dim, int64_t rot, const float *bases, int interleaved)
+{
+    int64_t width = heads * head_dim, half = rot / 2;
+    for (int64_t t = 0; t < rows; t++) {
+        float *yt = y + t * width;
+        if (y != x)
+            memcpy(yt, x + t * width, (size_t)width * sizeof *y);
+        int32_t pos = pos0 + (int32_t)t;
+        /* heads outer: the angles differ per head; each pair's arithmetic is krt_rope's */
+        for (int64_t h = 0; h < heads; h++) {
+            float *v = yt + h * head_dim;
+            for (int64_t i = 0; i < half; i++) {
+                float freq = 1.0f / powf(bases[h], (float)(2 * i) / (float)rot);
+                float val = (float)pos * freq;
+                float fcr = cosf(val);
+                float fci = sinf(val);
+                int64_t a = interleaved ? 2 * i : i;
+                int64_t b = interleaved ? 2 * i + 1 : i + half;
+                float v0 = v[a], v1 = v[b];
+                v[a] = v0 * fcr - v1 * fci;
+                v[b] = v0 * fci + v1 * fcr;
+            }
+        }
+    }
+}
+
 void krt_cache_store(float *cache, const float *x, int64_t rows, int64_t width, int32_t pos0)
 {
     memcpy(cache + (int64_t)pos0 * width, x, (size_t)(rows * width) * sizeof *x);

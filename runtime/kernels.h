@@ -49,6 +49,11 @@ void krt_widen_bf16(float *y, const uint16_t *h, int64_t n);
  * otherwise (Hugging Face rotate_half) (i, i + rot/2). */
 void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
               int64_t head_dim, int64_t rot, float base, int interleaved);
+/* krt_rope with one base per head: head h turns by bases[h] (heads floats). Each head's
+ * arithmetic is krt_rope's operation for operation, so with every base equal to b it gives
+ * krt_rope(..., b, ...) bit for bit. */
+void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
+                    int64_t head_dim, int64_t rot, const float *bases, int interleaved);
 
 /* cache[pos0 + t, :] = x[t, :] for t < rows (rows `width` floats). */
 void krt_cache_store(float *cache, const float *x, int64_t rows, int64_t width, int32_t pos0);

@@ -359,6 +359,64 @@ static void test_rope(void)
     check_exact(exact, "rope interleaved is bit-identical to llama2.c (pos up to 4096, blocks of 1 and 7)");
 }
 
+/* rope_heads: one base per head against a double reference; all bases equal is krt_rope bit
+ * for bit; a block (and in place) equals one-row calls. */
+static void test_rope_heads(void)
+{
+    static const float pool_bases[] = {10000.0f, 500000.0f, 1000.0f, 1e6f, 160000.0f};
+    for (int rep = 0; rep < 12; rep++) {
+        int64_t rows = block_rows[rep % 3], heads = rnd_int(2, 5), hd = 2 * rnd_int(1, 40), n = heads * hd;
+        int64_t rot = rep % 4 == 3 ? 2 * rnd_int(1, hd / 2) : hd;
+        int32_t pos0 = (int32_t)rnd_int(0, 50);
+        int inter = rep % 2;
+        float bases[5], same[5];
+        for (int64_t h = 0; h < heads; h++) {
+            bases[h] = pool_bases[(h + rep) % 5];
+            same[h] = pool_bases[rep % 5];
+        }
+        float *x = rnd_vec(rows * n), *y = rnd_vec(rows * n);
+        double *ref = dvec(rows * n);
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t k = 0; k < n; k++) {
+                const float *xt = x + t * n;
+                int64_t h = k / hd, e = k % hd, half = rot / 2;
+                if (e >= rot) {
+                    ref[t * n + k] = xt[k];
+                    continue;
+                }
+                int64_t i = inter ? e / 2 : e % half;
+                int first = inter ? e % 2 == 0 : e < half;
+                int64_t partner = h * hd + (inter ? (first ? e + 1 : e - 1) : (first ? e + half : e - half));
+                double ang = (double)(pos0 + t) * pow((double)bases[h], -2.0 * (double)i / (double)rot);
+                double c = cos(ang), s = sin(ang), a = xt[k], b = xt[partner];
+                ref[t * n + k] = first ? a * c - b * s : b * s + a * c;
+            }
+        krt_rope_heads(y, x, rows, pos0, heads, hd, rot, bases, inter);
+        char what[160];
+        snprintf(what, sizeof what, "rope_heads %s rows=%lld heads=%lld hd=%lld rot=%lld pos0=%d",
+                 inter ? "interleaved" : "half", (long long)rows, (long long)heads, (long long)hd,
+                 (long long)rot, pos0);
+        check(rel_err(y, ref, rows * n), what);
+
+        float *z = fdup(x, rows * n), *u = rnd_vec(rows * n);
+        krt_rope_heads(z, z, rows, pos0, heads, hd, rot, bases, inter);
+        for (int64_t t = 0; t < rows; t++)
+            krt_rope_heads(u + t * n, x + t * n, 1, pos0 + (int32_t)t, heads, hd, rot, bases, inter);
+        snprintf(what, sizeof what, "rope_heads rows=%lld: in place and one-row calls are bit-identical",
+                 (long long)rows);
+        check_exact(memcmp(y, z, (size_t)(rows * n) * sizeof *y) == 0 &&
+                        memcmp(y, u, (size_t)(rows * n) * sizeof *y) == 0, what);
+
+        float *p = rnd_vec(rows * n), *q = rnd_vec(rows * n);
+        krt_rope_heads(p, x, rows, pos0 + 1000 * rep, heads, hd, rot, same, inter);
+        krt_rope(q, x, rows, pos0 + 1000 * rep, heads, hd, rot, same[0], inter);
+        snprintf(what, sizeof what, "rope_heads with every base %g is krt_rope bit for bit (pos0=%d)",
+                 (double)same[0], pos0 + 1000 * rep);
+        check_exact(memcmp(p, q, (size_t)(rows * n) * sizeof *p) == 0, what);
+        free(x), free(y), free(z), free(u), free(p), free(q), free(ref);
+    }
+}
+
 /* ---- attention: scores, causal softmax, apply; GQA included ---- */
 
 static void test_attention(void)
@@ -536,6 +594,7 @@ int main(void)
     test_widen_all();
     test_embed_widen_cache();
     test_rope();
+    test_rope_heads();
     test_attention();
     test_rows();
     printf("1..%d\n", n_test);
