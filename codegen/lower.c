@@ -205,6 +205,15 @@ static int choose_kernel(const ir_module *m, int id, lw_step *s)
         s->f = (float)in->fattr;
         s->flag = strcmp(in->sattr, "interleaved") == 0;
         return 0;
+    case IR_rope_heads:
+        s->kernel = LK_rope_heads;
+        s->n[0] = in->iattr[0];
+        s->n[1] = t->dim[0] / in->iattr[0];
+        s->n[2] = in->iattr[1];
+        s->fvec = in->fvec;
+        s->nfvec = in->nfvec;
+        s->flag = strcmp(in->sattr, "interleaved") == 0;
+        return 0;
     case IR_cache:
         s->kernel = LK_cache_store;
         s->n[0] = t->dim[1];

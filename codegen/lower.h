@@ -69,6 +69,8 @@ typedef enum lw_rows {
     X(softmax, "softmax of rows of n0")                                                        \
     X(softmax_causal, "softmax of [H, S] rows over live positions; n0 heads, n1 capacity")    \
     X(rope, "rotary; n0 heads, n1 head_dim, n2 rot, f base, flag interleaved")                 \
+    X(rope_heads, "rotary, one base per head; n0 heads, n1 head_dim, n2 rot, fvec the n0 "     \
+                  "bases, flag interleaved")                                                   \
     X(cache_store, "cache rows pos0 .. pos0+T-1 = src0; n0 width")                             \
     X(attn_scores, "n0 heads, n1 kv heads, n2 head_dim, n3 capacity")                          \
     X(attn_apply, "n0 heads, n1 kv heads, n2 head_dim, n3 capacity")                           \
@@ -94,6 +96,8 @@ typedef struct lw_step {
     lw_ref src[IR_MAX_ARGS];
     int64_t n[4];
     float f;
+    const float *fvec;         /* rope_heads: nfvec bases (the module's arena owns them) */
+    int nfvec;
     int flag;
 } lw_step;
 
