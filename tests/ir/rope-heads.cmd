@@ -1,0 +1,1 @@
+tests/ir/rope-heads.in
