@@ -407,7 +407,8 @@ static void c_end(FILE *o, const lw_program *p)
     for (int i = 0; i < p->ncaches; i++) {
         fprintf(o, "    {");
         emit_string(o, p->caches[i].label);
-        fprintf(o, ", %" PRId64 ", %" PRId64 "},\n", p->caches[i].width, p->caches[i].capacity);
+        fprintf(o, ", %" PRId64 ", %" PRId64 ", %" PRId64 "},\n", p->caches[i].width,
+                p->caches[i].capacity, p->caches[i].offset);
     }
     fprintf(o, "    {0}\n};\n\n");
     fprintf(o, "const krt_model kiln_model = {\n    .name = ");

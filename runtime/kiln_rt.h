@@ -27,6 +27,7 @@ typedef struct krt_cache_desc {
     const char *label;         /* "k_cache l=3", "v_cache l=3" */
     uint64_t width;            /* floats per position */
     uint64_t capacity;         /* positions */
+    uint64_t offset;           /* byte offset in the state: row r at offset + r * width * 4 */
 } krt_cache_desc;
 
 typedef struct krt_pool krt_pool;   /* runtime/pool.c */

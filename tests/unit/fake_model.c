@@ -29,7 +29,7 @@ static const krt_tensor_desc tensors[] = {
 static const char *const rtparam_names[] = {"logit_scale"};
 static const float rtparam_defaults[] = {1.0f};
 static const char *const stat_names[] = {"attn_max[0]"};
-static const krt_cache_desc caches[] = {{"kv l=0", D, CTX}};
+static const krt_cache_desc caches[] = {{"kv l=0", D, CTX, 0}};   /* at the start of the state */
 
 static void forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)
 {
