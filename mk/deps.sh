@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh - install what building and testing kiln needs, if it is missing (Debian, as root):
-# a C compiler, ninja, flex, bison, jansson (JSON for safetensors headers), perl (prove).
+# a C compiler, ninja, flex, bison, jansson (JSON for safetensors headers), perl (prove),
+# GNU time (peak memory in tests).
 set -eu
 need=""
 for p in cc:build-essential ninja:ninja-build flex:flex bison:bison prove:perl ar:binutils; do
@@ -8,6 +9,7 @@ for p in cc:build-essential ninja:ninja-build flex:flex bison:bison prove:perl a
 done
 [ -f /usr/include/stdio.h ] || need="$need build-essential"
 [ -f /usr/include/jansson.h ] || need="$need libjansson-dev"
+[ -x /usr/bin/time ] || need="$need time"    # tests/ctx.t: peak memory of a program
 perl -MTest::More -e1 2>/dev/null || need="$need perl"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

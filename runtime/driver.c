@@ -5,11 +5,16 @@
  * --logits it asks for and writes every row's logits (teacher forcing); otherwise only the
  * last row's are computed, and -n samples (sample.c) and feeds back new tokens one at a time.
  * Usage errors exit 2, run-time errors (blob, I/O) exit 1.
+ * The state (the KV caches) is an anonymous mapping: its pages are zero until written, so a
+ * program compiled for a long context costs memory only for the positions a run reaches
+ * (--ctx N caps them below the compiled context). Between runs (--bench) only the cache rows
+ * the previous run wrote are zeroed again.
  * The logits file is written to FILE.tmp and renamed onto FILE only when FILE is a regular
  * file or new; a device or FIFO is written directly (the same rule as the compiler's
  * base/outfile.c, which this program, depending on libc only, cannot link).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE    /* MAP_ANONYMOUS, which POSIX.1-2008 lacks */
 
 #include <errno.h>
 #include <math.h>
@@ -17,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -30,6 +36,7 @@ typedef struct opts {
     double temp, top_p;
     uint64_t seed;
     int64_t threads, bench_runs, batch;
+    int64_t ctx;               /* positions a run may take: --ctx, else the compiled ctx */
     const char *blob;
     int stats, bench;
     float *rtparams;
@@ -106,16 +113,24 @@ static uint64_t parse_u64(const char *s, const char *what)
     return v;
 }
 
+/* The most positions a program can take: the compiled ctx (0: unbounded, int32 positions). */
+static int64_t ctx_max(void)
+{
+    return kiln_model.ctx > 0 ? kiln_model.ctx : INT32_MAX;
+}
+
 static void parse_tokens(opts *o, const char *s)
 {
     const krt_model *m = &kiln_model;
-    int64_t cap = m->ctx > 0 ? m->ctx : INT32_MAX, n = 1;
+    int64_t cap = o->ctx, n = 1;
     for (const char *p = s; *p; p++)
         n += *p == ',';
     if (!*s)
         usage_error("--tokens: the list is empty");
     if (n > cap)
-        usage_error("--tokens: %lld tokens, but the model's context holds %lld", (long long)n, (long long)cap);
+        usage_error("--tokens: %lld tokens, but %s holds %lld", (long long)n,
+                    o->ctx < ctx_max() ? "the context of this run (--ctx)" : "the model's context",
+                    (long long)cap);
     o->tokens = xcalloc((size_t)n, sizeof *o->tokens);
     o->n_tokens = n;
     const char *p = s;
@@ -166,8 +181,8 @@ static void help(void)
     const krt_model *m = &kiln_model;
     printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
     printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
-           "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--blob FILE]\n"
-           "        [--bench]\n\n", prog);
+           "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
+           "        [--blob FILE] [--bench]\n\n", prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -180,7 +195,8 @@ static void help(void)
     else
         printf("unbounded");
     printf(", %d weight tensors,\n    blocks of up to %lld tokens, working memory %llu bytes (frame) and %llu\n"
-           "    bytes of KV caches (state).\n", m->n_tensors, (long long)m->max_batch,
+           "    bytes of KV caches (state) for the full context. Cache memory is taken as\n"
+           "    positions are reached, not at start.\n", m->n_tensors, (long long)m->max_batch,
            (unsigned long long)m->frame_bytes, (unsigned long long)m->state_bytes);
     printf("\nOPTIONS\n"
            "    --tokens IDS    prompt: comma-separated token ids, each in [0, %lld), at most\n"
@@ -207,14 +223,19 @@ static void help(void)
            "    --batch N       run the prompt in blocks of at most N tokens, 1 <= N <= %lld\n"
            "                    (default %lld, set by kiln build --max-batch). Each weight is\n"
            "                    read once per block; results are the same for every N.\n"
+           "    --ctx N         context length of this run, 1 <= N <= %lld (default %lld, the\n"
+           "                    compiled context): the prompt may hold at most N tokens and\n"
+           "                    generation stops, with a note, at N positions; the KV caches\n"
+           "                    use (and --stats reports) only N positions.\n"
            "    --blob FILE     read the weights from the standalone blob FILE instead.\n"
            "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
            "                    and print tokens/s (min/median/max) to standard error.\n"
            "    --bench-runs R  number of timed runs, R >= 1.\n"
            "    -h, --help      print this help.\n"
            "    Long options also take the form --option=VALUE.\n",
-           (long long)m->vocab, (long long)(m->ctx > 0 ? m->ctx : INT32_MAX),
-           (long long)m->vocab, (long long)m->max_batch, (long long)m->max_batch);
+           (long long)m->vocab, (long long)ctx_max(),
+           (long long)m->vocab, (long long)m->max_batch, (long long)m->max_batch,
+           (long long)ctx_max(), (long long)ctx_max());
     printf("\nRUN-TIME PARAMETERS (--set NAME=VALUE)\n");
     if (!m->n_rtparams)
         printf("    none\n");
@@ -270,6 +291,8 @@ static void parse_args(opts *o, int argc, char **argv)
             o->threads = parse_int(VALUE(), 1, 4096, "--threads");
         } else if (FLAG("--batch")) {
             o->batch = parse_int(VALUE(), 1, kiln_model.max_batch, "--batch");
+        } else if (FLAG("--ctx")) {
+            o->ctx = parse_int(VALUE(), 1, ctx_max(), "--ctx");
         } else if (FLAG("--blob")) {
             o->blob = VALUE();
         } else if (FLAG("--bench-runs")) {
@@ -297,7 +320,21 @@ typedef struct run_state {
     krt_ctx c;
     float *probs;
     int32_t *idx;
+    int64_t written;           /* cache rows the last run wrote (0: the state is all zero) */
 } run_state;
+
+/* Zeroes the cache rows a previous run wrote, and only those: the rest of the state was
+ * never touched, and its pages stay unallocated. */
+static void clear_state(run_state *s)
+{
+    const krt_model *m = &kiln_model;
+    for (int i = 0; i < m->n_caches && s->written > 0; i++) {
+        const krt_cache_desc *k = &m->caches[i];
+        uint64_t rows = (uint64_t)s->written < k->capacity ? (uint64_t)s->written : k->capacity;
+        memset(s->c.state + k->offset, 0, (size_t)(rows * k->width * sizeof(float)));
+    }
+    s->written = 0;
+}
 
 static void write_row(FILE *f, const float *x, int64_t n)
 {
@@ -316,8 +353,8 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
     const krt_model *m = &kiln_model;
     krt_ctx *c = &s->c;
     memset(c->frame, 0, (size_t)m->frame_bytes);
-    memset(c->state, 0, (size_t)m->state_bytes);
-    int64_t cap = m->ctx > 0 ? m->ctx : INT32_MAX, pos = 0;
+    clear_state(s);
+    int64_t cap = o->ctx, pos = 0;
     const float *last = NULL;      /* the logits of the latest position */
     double t0 = now();
     c->all_logits = logf != NULL;
@@ -332,6 +369,7 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
                 write_row(logf, c->logits + t * m->vocab, m->vocab);
         last = c->logits + (T - 1) * m->vocab;
         pos += T;
+        s->written = pos;
     }
     *prompt_s = now() - t0;
     c->all_logits = 0;
@@ -352,6 +390,7 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
             break;
         }
         m->forward(c, &next, (int32_t)pos++, 1);
+        s->written = pos;
         last = c->logits;
     }
     if (out && o->n_gen > 0)
@@ -402,7 +441,7 @@ static void bench(const opts *o, run_state *s)
     free(all), free(prompt), free(gen);
 }
 
-static void report_stats(const krt_ctx *c)
+static void report_stats(const opts *o, const krt_ctx *c)
 {
     const krt_model *m = &kiln_model;
     for (int i = 0; i < m->n_stats; i++) {
@@ -415,13 +454,19 @@ static void report_stats(const krt_ctx *c)
     double total = 0;
     for (int i = 0; i < m->n_caches; i++) {
         const krt_cache_desc *k = &m->caches[i];
-        double bytes = (double)k->width * (double)k->capacity * 4.0;
+        /* the capacity in use: --ctx caps the positions below the compiled capacity */
+        uint64_t cap = (uint64_t)o->ctx < k->capacity ? (uint64_t)o->ctx : k->capacity;
+        double bytes = (double)k->width * (double)cap * 4.0;
         total += bytes;
         fprintf(stderr, "kv-cache %s: width %llu, capacity %llu, %.0f bytes\n", k->label,
-                (unsigned long long)k->width, (unsigned long long)k->capacity, bytes);
+                (unsigned long long)k->width, (unsigned long long)cap, bytes);
     }
-    fprintf(stderr, "kv-cache total: %d caches, %.0f bytes (%.2f MiB)\n", m->n_caches, total,
+    fprintf(stderr, "kv-cache total: %d caches, %.0f bytes (%.2f MiB)", m->n_caches, total,
             total / 1048576.0);
+    if (o->ctx < ctx_max())
+        fprintf(stderr, " for --ctx %lld of %lld positions", (long long)o->ctx,
+                (long long)ctx_max());
+    fputc('\n', stderr);
     fprintf(stderr, "frame: %llu bytes (%.2f MiB) for blocks of up to %lld tokens\n",
             (unsigned long long)m->frame_bytes, (double)m->frame_bytes / 1048576.0,
             (long long)m->max_batch);
@@ -435,7 +480,7 @@ int main(int argc, char **argv)
         prog = slash ? slash + 1 : argv[0];
     }
     opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = 1, .bench_runs = 5,
-              .batch = m->max_batch};
+              .batch = m->max_batch, .ctx = ctx_max()};
     o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
     for (int i = 0; i < m->n_rtparams; i++)
         o.rtparams[i] = m->rtparam_defaults[i];
@@ -447,10 +492,14 @@ int main(int argc, char **argv)
 
     run_state s;
     memset(&s, 0, sizeof s);
-    void *frame = NULL, *state = NULL;
+    void *frame = NULL, *state = MAP_FAILED;
+    /* the state is mapped, not allocated and zeroed: untouched pages cost nothing, so only
+     * the positions a run reaches take memory (page-aligned, so 64-byte aligned too) */
+    size_t state_len = (size_t)(m->state_bytes ? m->state_bytes : 64);
     if (m->frame_bytes > SIZE_MAX / 2 || m->state_bytes > SIZE_MAX / 2 ||
         posix_memalign(&frame, 64, (size_t)(m->frame_bytes ? m->frame_bytes : 64)) != 0 ||
-        posix_memalign(&state, 64, (size_t)(m->state_bytes ? m->state_bytes : 64)) != 0)
+        (state = mmap(NULL, state_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                      0)) == MAP_FAILED)
         fatal("cannot allocate the working memory (%llu bytes) and KV caches (%llu bytes)",
               (unsigned long long)m->frame_bytes, (unsigned long long)m->state_bytes);
     s.c.w = blob.w;
@@ -500,12 +549,13 @@ int main(int argc, char **argv)
     if (fflush(stdout) != 0 || ferror(stdout))
         fatal("cannot write to standard output");
     if (o.stats)
-        report_stats(&s.c);
+        report_stats(&o, &s.c);
     if (o.bench)
         bench(&o, &s);
 
     free(tmp);
-    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(frame), free(state);
+    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(frame);
+    munmap(state, state_len);
     free(o.rtparams), free(o.tokens);
     krt_pool_free(s.c.pool);
     krt_blob_close(&blob);
