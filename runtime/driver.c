@@ -352,8 +352,7 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
 {
     const krt_model *m = &kiln_model;
     krt_ctx *c = &s->c;
-    memset(c->frame, 0, (size_t)m->frame_bytes);
-    clear_state(s);
+    clear_state(s);            /* the frame needs no clearing: a call writes a value before it reads it */
     int64_t cap = o->ctx, pos = 0;
     const float *last = NULL;      /* the logits of the latest position */
     double t0 = now();
@@ -492,12 +491,15 @@ int main(int argc, char **argv)
 
     run_state s;
     memset(&s, 0, sizeof s);
-    void *frame = NULL, *state = MAP_FAILED;
-    /* the state is mapped, not allocated and zeroed: untouched pages cost nothing, so only
-     * the positions a run reaches take memory (page-aligned, so 64-byte aligned too) */
+    void *frame = MAP_FAILED, *state = MAP_FAILED;
+    /* the frame and the state are mapped, not allocated and zeroed: untouched pages cost
+     * nothing, so only the positions a run reaches take memory (the attention scores of a
+     * long context included; page-aligned, so 64-byte aligned too) */
+    size_t frame_len = (size_t)(m->frame_bytes ? m->frame_bytes : 64);
     size_t state_len = (size_t)(m->state_bytes ? m->state_bytes : 64);
     if (m->frame_bytes > SIZE_MAX / 2 || m->state_bytes > SIZE_MAX / 2 ||
-        posix_memalign(&frame, 64, (size_t)(m->frame_bytes ? m->frame_bytes : 64)) != 0 ||
+        (frame = mmap(NULL, frame_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                      0)) == MAP_FAILED ||
         (state = mmap(NULL, state_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                       0)) == MAP_FAILED)
         fatal("cannot allocate the working memory (%llu bytes) and KV caches (%llu bytes)",
@@ -554,7 +556,8 @@ int main(int argc, char **argv)
         bench(&o, &s);
 
     free(tmp);
-    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count), free(frame);
+    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count);
+    munmap(frame, frame_len);
     munmap(state, state_len);
     free(o.rtparams), free(o.tokens);
     krt_pool_free(s.c.pool);
