@@ -1,7 +1,8 @@
 /* bind.c - bind the spec's declared tensors to a checkpoint's, for the packer.
  *
- * Every declared tensor must exist in the checkpoint with the declared shape; each problem
- * is reported at the declaration in the spec, naming the file. Each tensor is packed in its
+ * Every tensor of the module must exist in the checkpoint with the declared shape (of the
+ * module after the passes: dce dropped the declared tensors nothing reads, which need not
+ * exist); each problem is reported at the declaration in the spec, naming the file. Each tensor is packed in its
  * storage dtype (ir_tensor.type.dtype, chosen by bind_storage_types): as the checkpoint holds
  * it when the dtypes agree (no copy), else converted (narrowing rounds to nearest even).
  */
@@ -204,7 +205,8 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
             bad++;
         }
     }
-    /* a llama2.c file is one model: every tensor of it must be read by the spec */
+    /* a llama2.c file is one model: every tensor of it must be read by the spec (m is the
+     * module after the passes: a declared weight nothing reads is no longer in it) */
     for (int i = 0; i < ck->n && !bad; i++) {
         const char *name = ck->tensors[i].name;
         if (!strncmp(name, "freq_cis", 8))
@@ -214,7 +216,7 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
             used = !strcmp(m->tensors[k].name, name);
         if (!used) {
             diag_file_error(ck->path, "the llama2.c file holds \"%s\", which the spec does not "
-                            "declare (%s)", name,
+                            "declare or never reads (%s)", name,
                             !strcmp(name, "lm_head.weight") ? "the file has an untied classifier"
                                                             : "a different model?");
             bad++;

@@ -7,8 +7,9 @@
  * the spec takes is the front end's business; which keys it may leave unused is decided here,
  * after the front end (hf_config_check): a key that changes the computation must be used by
  * the spec or hold its neutral value, since a config half-read gives a model that runs and is
- * silently wrong. The table `keys` below lists such keys; a key it does not list is taken to
- * be metadata (architectures, torch_dtype, bos_token_id, ...) and may go unused.
+ * silently wrong. The table `keys` below lists such keys; so does any non-empty array whose
+ * key names layers (no_rope_layers, ...: per-layer choices). A key it does not list is taken
+ * to be metadata (architectures, torch_dtype, bos_token_id, ...) and may go unused.
  */
 #include <jansson.h>
 #include <math.h>
@@ -315,7 +316,6 @@ int hf_config_check(const hf_config *c, const hf_spec *s, int verbose)
     int bad = 0;
     size_t nunused = 0, len = 0;
     char unused[4096] = "";
-    double layers = num_or(c, "num_hidden_layers", -1);
     const char *key;
     json_t *v;
     json_object_foreach(c->root, key, v) {
@@ -337,10 +337,9 @@ int hf_config_check(const hf_config *c, const hf_spec *s, int verbose)
         if (e && e->neutral) {
             neutral = e->neutral(c, v, s);
             why = e->why;
-        } else if (!e && json_is_array(v) && layers > 0 && json_array_size(v) == (size_t)layers &&
-                   layers != 1) {
-            neutral = 0;   /* one value per layer: it shapes the layers */
-            why = "it has one value per layer, and the spec's layers are as it writes them";
+        } else if (!e && json_is_array(v) && json_array_size(v) && strstr(key, "layer")) {
+            neutral = 0;   /* per-layer lists (no_rope_layers, mlp_only_layers, ...) */
+            why = "it sets the layers one by one, and the spec's layers are as it writes them";
         }
         if (!neutral) {
             char val[64], names[128];
