@@ -192,10 +192,10 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
     if (ck->format != CKPT_LLAMA2C)
         return 0;
     int bad = 0;
-    /* the header fields that shapes cannot show, against the spec's parameters */
+    /* the header fields that shapes cannot show, against the spec's parameters; not seq_len:
+     * it is the context trained for, a capacity the spec may choose otherwise (--ctx) */
     const struct { const char *param; int64_t value; } fields[] = {
         {"heads", ck->l2c.heads}, {"kv_heads", ck->l2c.kv_heads}, {"layers", ck->l2c.layers},
-        {"ctx", ck->l2c.seq_len},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         int64_t want = param_value(m, fields[i].param);

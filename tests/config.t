@@ -225,6 +225,11 @@ ok($r->{rc} == 0 && $r->{err} eq '', 'llama2c.kiln ("interleaved") with it: no w
 $r = run_cmd($kiln, 'build', 'examples/llama.kiln', '--weights', $bin, '-o', "$dir/l2c-half");
 ok($r->{rc} == 0 && $r->{err} =~ /^\Q$bin\E: warning: examples\/llama\.kiln uses RoPE mode "half", but a llama2\.c checkpoint implies "interleaved" \(adjacent pairs\); the logits will be wrong$/m,
    'llama.kiln ("half") with it: the warning at the checkpoint') or diag(Golden::how($r));
+$r = run_cmd($kiln, 'build', 'examples/llama2c.kiln', '--weights', $bin, '-o', "$dir/l2c-ctx",
+             '--ctx', 8);
+$run = run_cmd("$dir/l2c-ctx", '--tokens', '1,2,3,4,5,6,7,8,9');
+ok($r->{rc} == 0 && $run->{rc} != 0 && $run->{err} =~ /context holds 8/,
+   '--ctx over the llama2.c header\'s seq_len') or diag(Golden::how($r), Golden::how($run));
 $r = run_cmd($kiln, 'build', 'examples/llama.kiln', '--weights', $bin, '-o', "$dir/l2c-werror", '-Werror');
 ok($r->{rc} == 1 && !-e "$dir/l2c-werror", '... an error with -Werror, no program');
 
