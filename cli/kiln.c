@@ -2,13 +2,14 @@
  * program, dump the IR, write test weights, or inspect a checkpoint.
  *
  *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
- *              [-D name=value ...]
+ *              [-D name=value ...] [--config FILE] [--ctx N]
  *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [--dtype T] [-D ...]
  *   kiln dump SPEC|FILE.ir [--after PASS] [--scope l=2] [--dot] [-D ...]
  *   kiln check SPEC [-D ...]
  *   kiln emit-c SPEC -o FILE.c [-D ...]
  *   kiln inspect FILE
  *   kiln ops
+ * Every command takes -w (no warnings) and -Werror (warnings are errors: exit 1, no output).
  */
 #include <errno.h>
 #include <limits.h>
@@ -50,9 +51,13 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  -D name=value     override a parameter of the spec (repeatable)\n"
-    "  --config FILE     take parameters from a Hugging Face config.json (hidden_size sets\n"
-    "                    dim, num_attention_heads heads, ...; keys the spec lacks are\n"
-    "                    ignored; -D wins)\n"
+    "  --config FILE     take parameters from a Hugging Face config.json: every key sets the\n"
+    "                    parameter of its name (hidden_size also sets dim, num_attention_heads\n"
+    "                    heads, ...; -D wins); a key that changes the computation but that the\n"
+    "                    spec does not use (rope_scaling, hidden_act \"gelu\", ...) is an error;\n"
+    "                    -v lists the keys the spec does not use\n"
+    "  --ctx N           the context length: sets the spec's parameter ctx (over --config's\n"
+    "                    max_position_embeddings; not together with -D ctx=)\n"
     "  -o FILE           output file\n"
     "  --weights FILE    checkpoint to build with\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
@@ -72,7 +77,12 @@ static const char usage_text[] =
     "  --dot             dump as Graphviz\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
+    "  -w                print no warnings\n"
+    "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
     "  -h, --help        this text;  --version  the version\n"
+    "\n"
+    "A weight the spec declares but never reads is not packed (a warning says so), and the\n"
+    "checkpoint need not hold it.\n"
     "\n"
     "environment: CC (the C compiler, default cc), KILN_RUNTIME_DIR (libkilnrt.a and include/,\n"
     "default: beside this executable).\n"
@@ -87,6 +97,8 @@ typedef struct options {
     const char *config, *wtype, *dtype, *passes;
     uint64_t seed;
     int dot, verbose;
+    int warnings;              /* DIAG_WARN, DIAG_NO_WARN (-w), DIAG_WERROR (-Werror) */
+    const char *ctx;           /* --ctx N, as text; NULL if not given */
     int64_t max_batch;         /* --max-batch, 0: the default */
     sema_define defs[256];
     int ndefs;
@@ -156,6 +168,20 @@ static void parse_args(int argc, char **argv, options *o)
             o->dot = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
+        } else if (!strcmp(a, "-w")) {
+            o->warnings = DIAG_NO_WARN;
+        } else if (!strcmp(a, "-Werror")) {
+            o->warnings = DIAG_WERROR;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!next)
+                usage_error("%s needs a value", a);
+            char *end;
+            errno = 0;
+            long long v = strtoll(next, &end, 10);
+            if (errno || end == next || *end || v < 1 || v > INT32_MAX)
+                usage_error("--ctx needs a positive integer, not '%s'", next);
+            o->ctx = next;
+            i++;
         } else if (!strcmp(a, "--seed")) {
             if (!next)
                 usage_error("%s needs a value", a);
@@ -191,24 +217,59 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    if (o->ctx) {              /* --ctx is the define ctx=N, explicit: it wins over --config */
+        for (int d = 0; d < o->ndefs; d++)
+            if (!strcmp(o->defs[d].name, "ctx"))
+                usage_error("'ctx' is given twice: -D ctx=%s and --ctx", o->defs[d].value);
+        o->defs[o->ndefs++] = (sema_define){base_intern_str("ctx"), o->ctx, 0, SD_TEXT, "--ctx"};
+    }
 }
 
-/* Adds the parameters of --config FILE as implied -D values. 0, or -1 after reporting. */
-static int apply_config(options *o)
+/* Adds the keys of --config FILE as implied defines, each with its shape and its origin
+ * (the file and the key, for the front end's messages). NULL after reporting. */
+static hf_config *apply_config(options *o)
 {
-    hf_param *p;
+    hf_config *c = hf_config_read(o->config);
+    if (!c)
+        return NULL;
     int n;
-    if (!o->config)
-        return 0;
-    if (hf_config_read(o->config, &p, &n) != 0)
-        return -1;
-    for (int i = 0; i < n && o->ndefs < 256; i++)
-        o->defs[o->ndefs++] = (sema_define){p[i].name, p[i].value, 1, SD_TEXT, o->config};
-    free(p);
-    return 0;
+    const hf_param *p = hf_config_params(c, &n);
+    for (int i = 0; i < n; i++) {
+        if (o->ndefs == (int)(sizeof o->defs / sizeof o->defs[0])) {
+            diag_file_error(o->config, "too many keys (key \"%s\"): kiln takes at most %d "
+                            "parameters from a config", p[i].key, (int)(sizeof o->defs /
+                            sizeof o->defs[0]) - 64);
+            hf_config_free(c);
+            return NULL;
+        }
+        o->defs[o->ndefs++] = (sema_define){p[i].name, p[i].value, 1,
+                                            p[i].shape == HF_LIST ? SD_LIST : SD_SCALAR,
+                                            p[i].origin};
+    }
+    return c;
 }
 
-/* Parses the standard library and the spec, lowers to IR, verifies. NULL after errors. */
+/* The config against the spec as lowered: every key that changes the computation must be
+ * used by one of the spec's parameters or be neutral (weights/hfconfig.c). 0, or -1. */
+static int check_config(const hf_config *c, const ir_module *m, int verbose)
+{
+    const char **names = calloc((size_t)(m->nparams + m->nrtparams + 1), sizeof *names);
+    if (!names)
+        DIE("out of memory");
+    int n = 0;
+    for (int i = 0; i < m->nparams; i++)
+        names[n++] = m->params[i].name;
+    for (int i = 0; i < m->nrtparams; i++)
+        names[n++] = m->rtparams[i].name;
+    hf_spec spec = {names, n, 1, m->ctx};
+    for (int t = 0; t < m->ntensors; t++)
+        if (!strcmp(m->tensors[t].name, "lm_head.weight"))
+            spec.tied = 0;
+    int rc = hf_config_check(c, &spec, verbose);
+    free(names);
+    return rc;
+}
+
 /* Whether the input is an IR dump (FILE.ir, or text that starts with "kiln-ir"). */
 static int is_ir_input(const char *path)
 {
@@ -229,7 +290,7 @@ static int is_ir_input(const char *path)
 static ir_module *read_ir(const options *o, src_file *file)
 {
     if (o->ndefs || o->config)
-        usage_error("-D and --config apply to specs; %s is an IR dump", o->spec);
+        usage_error("-D and --config apply to specs (as does --ctx); %s is an IR dump", o->spec);
     if (!src_file_read(file, o->spec))
         return NULL;
     ir_module *m = ir_read(file);
@@ -249,32 +310,112 @@ static ir_module *read_ir(const options *o, src_file *file)
     return m;
 }
 
-static ir_module *front_end(const options *o_in, src_file *spec_file, src_file *std_file)
+/* What the front end leaves for the commands: the source files (diagnostics point into
+ * them) and the tensors the spec declared, to tell which ones the passes dropped. */
+typedef struct front {
+    src_file spec, std;
+    ir_tensor *declared;       /* NULL for an IR dump */
+    int ndeclared;
+} front;
+
+/* Parses the standard library and the spec, lowers to IR, checks --config against it,
+ * verifies. An IR dump is read back instead. NULL after errors. */
+static ir_module *front_end(const options *o_in, front *fe)
 {
     options opts = *o_in, *o = &opts;
+    memset(fe, 0, sizeof *fe);
     if (!o->spec)
         usage_error("'%s' needs a spec file", o->command);
     if (is_ir_input(o->spec))
-        return read_ir(o, spec_file);
-    if (apply_config(o) != 0)
+        return read_ir(o, &fe->spec);
+    hf_config *config = NULL;
+    if (o->config && !(config = apply_config(o)))
         return NULL;
-    src_file_from_string(std_file, "<std>", kiln_std_source);
-    ast_node *std = parse_file(std_file);
+    src_file_from_string(&fe->std, "<std>", kiln_std_source);
+    ast_node *std = parse_file(&fe->std);
     if (!std)
         DIE("the standard library does not parse");
-    if (!src_file_read(spec_file, o->spec))
-        return NULL;
-    ast_node *spec = parse_file(spec_file);
-    if (!spec)
-        return NULL;
-    ir_module *m = sema_lower(std, spec, o->defs, o->ndefs);
+    ir_module *m = NULL;
+    ast_node *spec = NULL;
+    if (src_file_read(&fe->spec, o->spec) && (spec = parse_file(&fe->spec)))
+        m = sema_lower(std, spec, o->defs, o->ndefs);
+    if (m && config && check_config(config, m, o->verbose) != 0) {
+        ir_module_free(m);
+        m = NULL;
+    }
+    hf_config_free(config);
     if (!m)
         return NULL;
     if (o->max_batch)
         m->t_max = o->max_batch;
     if (ir_verify(m))
         DIE("the front end produced invalid IR for %s", o->spec);
+    fe->ndeclared = m->ntensors;
+    fe->declared = malloc(sizeof *fe->declared * (size_t)(m->ntensors ? m->ntensors : 1));
+    if (!fe->declared)
+        DIE("out of memory");
+    memcpy(fe->declared, m->tensors, sizeof *fe->declared * (size_t)m->ntensors);
     return m;
+}
+
+static void front_free(front *fe)
+{
+    free(fe->declared);
+    fe->declared = NULL;
+}
+
+static int same_loc(src_loc a, src_loc b)
+{
+    return a.file == b.file && a.line == b.line && a.col == b.col;
+}
+
+static int has_tensor(const ir_module *m, const char *name)
+{
+    for (int t = 0; t < m->ntensors; t++)
+        if (m->tensors[t].name == name || !strcmp(m->tensors[t].name, name))
+            return 1;
+    return 0;
+}
+
+/* Warns about each declared weight the passes dropped (dce: nothing reads it), once per
+ * declaration: an array none of whose elements is read is one warning. */
+static void warn_unread(const front *fe, const ir_module *m)
+{
+    for (int i = 0; i < fe->ndeclared; i++) {
+        const ir_tensor *t = &fe->declared[i];
+        if (has_tensor(m, t->name))
+            continue;
+        int first = 1, all = 1, n = 0;
+        for (int j = 0; j < fe->ndeclared; j++) {
+            if (!same_loc(fe->declared[j].loc, t->loc))
+                continue;
+            n++;
+            int unread = !has_tensor(m, fe->declared[j].name);
+            all &= unread;
+            if (j < i && unread)
+                first = 0;
+        }
+        if (all && !first)
+            continue;          /* already said for the whole array */
+        const char *bracket = strchr(t->decl, '[');
+        int len = all && bracket ? (int)(bracket - t->decl) : (int)strlen(t->decl);
+        if (all && n > 1)
+            diag_warning(t->loc, "weight '%.*s' (all %d of them) is declared but never read; "
+                         "it is not packed", len, t->decl, n);
+        else
+            diag_warning(t->loc, "weight '%.*s' is declared but never read; it is not packed",
+                         len, t->decl);
+    }
+}
+
+/* The pipeline, then the warnings about what it dropped. 0, or 1 after an error. */
+static int run_passes(ir_module **m, const front *fe, const char *before, const char *after,
+                      int verbose)
+{
+    int rc = passes_run(m, before, after, verbose);
+    if (rc == 0)
+        warn_unread(fe, *m);
+    return rc;
 }
 
 static int finish(int rc)
@@ -288,19 +429,20 @@ static int finish(int rc)
 
 static int cmd_check(const options *o)
 {
-    src_file f, s;
-    ir_module *m = front_end(o, &f, &s);
+    front fe;
+    ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    int rc = passes_run(&m, NULL, NULL, o->verbose);
+    int rc = run_passes(&m, &fe, NULL, NULL, o->verbose);
     ir_module_free(m);
+    front_free(&fe);
     return finish(rc);
 }
 
 static int cmd_dump(const options *o)
 {
-    src_file f, s;
-    ir_module *m = front_end(o, &f, &s);
+    front fe;
+    ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
     if (o->passes && (o->before || o->after))
@@ -320,14 +462,15 @@ static int cmd_dump(const options *o)
     int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->after;
     int rc = as_read    ? 0
              : o->passes ? passes_run_list(&m, o->passes, o->verbose)
-                         : passes_run(&m, o->before, o->after, o->verbose);
-    if (rc == 0) {
+                         : run_passes(&m, &fe, o->before, o->after, o->verbose);
+    if (rc == 0 && !diag_error_count()) {      /* -Werror: a warning leaves no dump */
         if (o->dot)
             ir_print_dot(stdout, m, o->scope);
         else
             ir_print(stdout, m, o->scope);
     }
     ir_module_free(m);
+    front_free(&fe);
     return finish(rc);
 }
 
@@ -351,14 +494,15 @@ static int cmd_emit_c(const options *o)
 {
     if (!o->out)
         usage_error("emit-c needs -o FILE%s", "");
-    src_file f, s;
-    ir_module *m = front_end(o, &f, &s);
+    front fe;
+    ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    int rc = passes_run(&m, NULL, NULL, o->verbose);
-    if (rc == 0)
+    int rc = run_passes(&m, &fe, NULL, NULL, o->verbose);
+    if (rc == 0 && !diag_error_count())
         rc = write_c(m, o->out);
     ir_module_free(m);
+    front_free(&fe);
     return finish(rc ? 1 : 0);
 }
 
@@ -381,6 +525,25 @@ static void imply_llama2c_params(options *o, const ckpt *ck)
     }
 }
 
+/* llama2.c's export keeps Meta's adjacent-pair RoPE ("interleaved"): a spec turning the two
+ * halves of each head ("half", the Hugging Face layout) reads the file's q/k rows in the
+ * wrong pairing. It builds and runs, so say it. */
+static void warn_llama2c_rope(const char *spec, const ir_module *m, const ckpt *ck)
+{
+    if (ck->format != CKPT_LLAMA2C)
+        return;
+    for (int i = 0; i < m->ninsts; i++) {
+        const ir_inst *in = &m->insts[i];
+        if ((in->op == IR_rope || in->op == IR_rope_heads) && in->sattr &&
+            !strcmp(in->sattr, "half")) {
+            diag_file_warning(ck->path, "%s uses RoPE mode \"half\", but a llama2.c checkpoint "
+                              "implies \"interleaved\" (adjacent pairs); the logits will be "
+                              "wrong", spec);
+            return;
+        }
+    }
+}
+
 static int cmd_build(const options *o_in)
 {
     options opts = *o_in, *o = &opts;
@@ -399,8 +562,8 @@ static int cmd_build(const options *o_in)
         return 1;
     if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
         imply_llama2c_params(o, ck);
-    src_file f, s;
-    ir_module *m = front_end(o, &f, &s);
+    front fe;
+    ir_module *m = front_end(o, &fe);
     if (!m) {
         ckpt_close(ck);
         return 1;
@@ -415,12 +578,15 @@ static int cmd_build(const options *o_in)
     /* the storage types first: they decide which ops need a widen (pass widen) */
     if (bind_storage_types(m, ck, o->wtype) != 0)
         goto out;
-    if (passes_run(&m, NULL, NULL, o->verbose) != 0)
+    if (run_passes(&m, &fe, NULL, NULL, o->verbose) != 0)
         goto out;
+    warn_llama2c_rope(o->spec, m, ck);
     packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
     if (!packed)
         DIE("out of memory");
     if (bind_weights(m, ck, packed, &owned, &nowned) != 0 || bind_check_llama2c(m, ck) != 0)
+        goto out;
+    if (diag_error_count())    /* -Werror: a warning leaves no program */
         goto out;
     if (!mkdtemp(dir)) {
         fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
@@ -468,6 +634,7 @@ out:
     free(packed);
     ckpt_close(ck);
     ir_module_free(m);
+    front_free(&fe);
     return finish(rc);
 }
 
@@ -502,10 +669,15 @@ static int cmd_weights(const options *o)
         usage_error("--dtype must be f32, f16 or bf16, not '%s'", dtname);
     if (dtype != CK_F32 && strcmp(format, "safetensors"))
         usage_error("--format llama2c holds f32 only (--dtype %s needs safetensors)", dtname);
-    src_file f, s;
-    ir_module *m = front_end(o, &f, &s);
+    front fe;
+    ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
+    if (diag_error_count()) {  /* -Werror: a warning leaves no file */
+        ir_module_free(m);
+        front_free(&fe);
+        return 1;
+    }
     wspec *ws = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *ws);
     if (!ws)
         DIE("out of memory");
@@ -539,6 +711,7 @@ static int cmd_weights(const options *o)
     }
     free(ws);
     ir_module_free(m);
+    front_free(&fe);
     return rc ? 1 : 0;
 }
 
@@ -574,6 +747,7 @@ int main(int argc, char **argv)
 {
     options o;
     parse_args(argc, argv, &o);
+    diag_set_warnings(o.warnings);
     int rc;
     if (!strcmp(o.command, "build"))
         rc = cmd_build(&o);

@@ -1,7 +1,8 @@
 /* bind.c - bind the spec's declared tensors to a checkpoint's, for the packer.
  *
- * Every declared tensor must exist in the checkpoint with the declared shape; each problem
- * is reported at the declaration in the spec, naming the file. Each tensor is packed in its
+ * Every tensor of the module must exist in the checkpoint with the declared shape (of the
+ * module after the passes: dce dropped the declared tensors nothing reads, which need not
+ * exist); each problem is reported at the declaration in the spec, naming the file. Each tensor is packed in its
  * storage dtype (ir_tensor.type.dtype, chosen by bind_storage_types): as the checkpoint holds
  * it when the dtypes agree (no copy), else converted (narrowing rounds to nearest even).
  */
@@ -191,10 +192,10 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
     if (ck->format != CKPT_LLAMA2C)
         return 0;
     int bad = 0;
-    /* the header fields that shapes cannot show, against the spec's parameters */
+    /* the header fields that shapes cannot show, against the spec's parameters; not seq_len:
+     * it is the context trained for, a capacity the spec may choose otherwise (--ctx) */
     const struct { const char *param; int64_t value; } fields[] = {
         {"heads", ck->l2c.heads}, {"kv_heads", ck->l2c.kv_heads}, {"layers", ck->l2c.layers},
-        {"ctx", ck->l2c.seq_len},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         int64_t want = param_value(m, fields[i].param);
@@ -204,7 +205,8 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
             bad++;
         }
     }
-    /* a llama2.c file is one model: every tensor of it must be read by the spec */
+    /* a llama2.c file is one model: every tensor of it must be read by the spec (m is the
+     * module after the passes: a declared weight nothing reads is no longer in it) */
     for (int i = 0; i < ck->n && !bad; i++) {
         const char *name = ck->tensors[i].name;
         if (!strncmp(name, "freq_cis", 8))
@@ -214,7 +216,7 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
             used = !strcmp(m->tensors[k].name, name);
         if (!used) {
             diag_file_error(ck->path, "the llama2.c file holds \"%s\", which the spec does not "
-                            "declare (%s)", name,
+                            "declare or never reads (%s)", name,
                             !strcmp(name, "lm_head.weight") ? "the file has an untied classifier"
                                                             : "a different model?");
             bad++;

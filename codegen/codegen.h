@@ -44,9 +44,9 @@ int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype);
  * problem at the spec's declaration; returns 0 or -1. */
 int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***owned, int *nowned);
 void bind_free(void **owned, int nowned);
-/* For llama2.c checkpoints: the header fields shapes do not show (heads, kv_heads, layers,
- * ctx) must equal the spec's parameters of those names, and the spec must read every tensor
- * of the file. Reports and returns -1 otherwise; 0 for other formats. */
+/* For llama2.c checkpoints: the header fields shapes do not show (heads, kv_heads, layers;
+ * not seq_len, a capacity) must equal the spec's parameters of those names, and the spec must
+ * read every tensor of the file. Reports and returns -1 otherwise; 0 for other formats. */
 int bind_check_llama2c(const ir_module *m, const ckpt *ck);
 
 #endif

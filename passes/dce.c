@@ -2,7 +2,10 @@
  *
  * requires: verified IR
  * preserves: everything an effect (output, stat, cache write) depends on, and its order;
- *            tensor and statistic tables are unchanged
+ *            the statistic table is unchanged
+ * drops: instructions no effect depends on, and the tensors no live `weight` instruction
+ *        views (a declared weight nothing reads is not packed, and the checkpoint need not
+ *        hold it; the tensor table keeps its order and closes up)
  * Marks live what the effects read, transitively (guards count as reads), and rebuilds the
  * module without the rest; value numbers close up.
  */
@@ -13,7 +16,8 @@
 ir_module *pass_dce(ir_module *m)
 {
     char *live = calloc((size_t)(m->ninsts ? m->ninsts : 1), 1);
-    if (!live)
+    int *keep = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *keep);
+    if (!live || !keep)
         DIE("out of memory");
     /* one backward sweep suffices: operands always precede their users */
     for (int i = m->ninsts - 1; i >= 0; i--) {
@@ -22,16 +26,19 @@ ir_module *pass_dce(ir_module *m)
             live[i] = 1;
         if (!live[i])
             continue;
+        if (in->op == IR_weight)
+            keep[in->iattr[0]] = 1;
         for (int k = 0; k < in->nargs; k++)
             live[in->args[k]] = 1;
         if (in->guard >= 0)
             live[in->guard] = 1;
     }
     ir_rewriter rw;
-    ir_rw_begin(&rw, m, NULL);
+    ir_rw_begin(&rw, m, keep);
     for (int i = 0; i < m->ninsts; i++)
         if (live[i])
             ir_rw_copy(&rw, i);
     free(live);
+    free(keep);
     return ir_rw_end(&rw);
 }

@@ -76,18 +76,40 @@ int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64
 int llama2c_write_detweights(const char *path, const llama2c_header *h, const wspec *t, int n,
                              uint64_t seed);
 
-/* hfconfig.c: the hyperparameters of a Hugging Face config.json as (name, value) text pairs:
- * every top-level number, boolean (0/1) or short string, plus the usual keys under kiln's
- * conventional names (hidden_size -> dim, intermediate_size -> hidden, num_hidden_layers ->
- * layers, num_attention_heads -> heads, num_key_value_heads -> kv_heads, vocab_size -> vocab,
- * max_position_embeddings -> ctx, rms_norm_eps -> eps, rope_theta -> rope_base,
- * tie_word_embeddings -> tied). *out is malloc'ed; strings are interned. 0, or -1 after
- * reporting. */
+/* hfconfig.c: a Hugging Face config.json, read fully or refused.
+ *
+ * hf_config_read offers every top-level key as a candidate parameter of its name: a scalar
+ * (integers and booleans as written, reals in the fewest digits that read back, strings raw)
+ * as HF_SCALAR, an array of scalars as HF_LIST (items joined "a,b,c"). The usual keys are also
+ * offered under kiln's conventional names (hidden_size -> dim, intermediate_size -> hidden,
+ * num_hidden_layers -> layers, num_attention_heads -> heads, num_key_value_heads -> kv_heads,
+ * vocab_size -> vocab, max_position_embeddings -> ctx, rms_norm_eps -> eps, rope_theta ->
+ * rope_base, tie_word_embeddings -> tied, ...; the table in hfconfig.c). origin names the file
+ * and the key for messages: `config.json: key "rope_theta"`. Strings are interned.
+ *
+ * hf_config_check, once the spec's parameters are known, refuses (reporting the file and
+ * each key) a key that changes the computation when the spec neither uses it nor has it at
+ * its neutral value (rope_scaling: null, hidden_act: "silu", ...); with `verbose`, lists on
+ * stderr the keys the spec does not use. 0, or -1 after reporting. */
+typedef enum hf_shape { HF_SCALAR, HF_LIST } hf_shape;
 typedef struct hf_param {
-    const char *name;
+    const char *name;          /* the parameter it sets: the key, or kiln's name for it */
     const char *value;
+    hf_shape shape;
+    const char *key;           /* the key in the file */
+    const char *origin;        /* "PATH: key \"KEY\"" */
 } hf_param;
-int hf_config_read(const char *path, hf_param **out, int *n);
+typedef struct hf_config hf_config;
+typedef struct hf_spec {
+    const char *const *names;  /* the spec's parameters (compile-time and run-time) */
+    int nnames;
+    int tied;                  /* its classifier is the embedding (no lm_head.weight) */
+    int64_t ctx;               /* the positions the program takes; 0 if unknown */
+} hf_spec;
+hf_config *hf_config_read(const char *path);      /* NULL after reporting */
+const hf_param *hf_config_params(const hf_config *c, int *n);
+int hf_config_check(const hf_config *c, const hf_spec *s, int verbose);
+void hf_config_free(hf_config *c);
 
 /* ---- Internal to the weights/ sources (not part of the public interface) ----
  * Parsers over a mapped file: on success *out is ONE allocation holding the tensor array and
