@@ -1474,6 +1474,8 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
         return 0;
     if (emit(S.returned ? S.returned : forward, IR_output, 1, &id, NULL) < 0)
         return 0;
+    if (diag_error_count())   /* warnings only about a spec that compiles */
+        return 0;
     for (int k = 0; k < S.nsites; k++)
         if (S.sites[k]->mark == 1)
             diag_warning(S.sites[k]->a->loc, "'%s' is computed but never used",
