@@ -7,7 +7,8 @@
  * The caret line copies tabs from the source line so that the caret lines up in any terminal.
  * diag_error counts and returns; each phase checks diag_error_count() when it is done.
  * Unrolled loops would repeat one mistake per iteration: an error already printed (same
- * place, same text) is counted but not printed again, nor are the notes that follow it.
+ * place, same text) is counted but not printed again, nor are the notes that follow it;
+ * a repeated warning is neither printed nor counted.
  */
 #include "../base/base.h"
 
@@ -143,10 +144,11 @@ void diag_warning(src_loc at, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    warning_count++;
     if (warn_mode == DIAG_WERROR) {
-        diag_verror(at, fmt, ap);   /* -Werror: an error like any other */
-    } else {
+        warning_count++;
+        diag_verror(at, fmt, ap);   /* -Werror: an error like any other (deduplicated there) */
+    } else if (!already_reported(at, fmt, ap)) {   /* unrolled loops repeat warnings too */
+        warning_count++;
         report("warning", at, fmt, ap);
     }
     va_end(ap);

@@ -45,6 +45,7 @@ const char *ast_kind_name(ast_kind kind)
         [AST_STAT] = "stat", [AST_INT] = "int", [AST_FLOAT] = "float", [AST_STRING] = "string",
         [AST_NAME] = "name", [AST_BINARY] = "binary", [AST_UNARY] = "unary", [AST_COND] = "cond",
         [AST_CALL] = "call", [AST_INDEX] = "index", [AST_SLICE] = "slice", [AST_SUM] = "sum",
+        [AST_ASSERT] = "assert", [AST_LIST] = "list",
     };
     if ((unsigned)kind < sizeof names / sizeof names[0] && names[kind])
         return names[kind];
@@ -210,5 +211,12 @@ ast_node *ast_weight_for(src_loc loc, ast_list ranges, ast_node *cond, ast_node 
 {
     ast_node *n = ast_make(AST_WEIGHT_FOR, loc, cond, body, NULL);
     n->ranges = ranges;
+    return n;
+}
+
+ast_node *ast_assert(src_loc loc, ast_node *cond, const char *message)
+{
+    ast_node *n = ast_make(AST_ASSERT, loc, cond, NULL, NULL);
+    n->str = message;
     return n;
 }

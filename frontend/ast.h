@@ -39,6 +39,7 @@ typedef enum ast_kind {
     AST_IF,          /* a = condition; b = then (AST_STMTS); c = else (AST_STMTS, AST_IF, or NULL) */
     AST_RETURN,      /* a = value */
     AST_STAT,        /* a = target (AST_NAME or AST_INDEX); b = value: `stat name[l] = expr` */
+    AST_ASSERT,      /* a = condition; str = message: `assert cond, "message"` (also a model item) */
 
     /* expressions */
     AST_INT,         /* ival */
@@ -52,6 +53,7 @@ typedef enum ast_kind {
     AST_INDEX,       /* a = base; kids = index items (expr, or AST_SLICE) */
     AST_SLICE,       /* a = low or NULL; b = high or NULL (`:` alone has both NULL) */
     AST_SUM,         /* ranges (one AST_RANGE); a = optional `where` condition; b = body expr */
+    AST_LIST,        /* kids: items: `[a, b, c]` */
 } ast_kind;
 
 typedef enum ast_op {
@@ -77,6 +79,7 @@ struct ast_node {
     double fval;
     int op;               /* ast_op for AST_BINARY / AST_UNARY */
     int flag;             /* AST_PARAM: runtime */
+    int mark;             /* sema: AST_ASSIGN of a tensor: 1 assigned, 2 also read somewhere */
     ast_node *a, *b, *c;
     ast_list kids;        /* arguments, statements, items, shape dims, index items */
     ast_list params;      /* AST_DEF / AST_BLOCK / AST_FORWARD parameter names (AST_NAME nodes) */
@@ -113,6 +116,7 @@ ast_node *ast_def(ast_kind kind, src_loc loc, const char *name, ast_list params,
                   ast_node *b);                                     /* DEF, BLOCK, FORWARD */
 ast_node *ast_weight_decl(src_loc loc, const char *name, ast_list shape, const char *tmpl,
                           ast_node *cond);
+ast_node *ast_assert(src_loc loc, ast_node *cond, const char *message);
 ast_node *ast_weight_for(src_loc loc, ast_list ranges, ast_node *cond, ast_node *body);
 
 /* parse.c glue (lexer.l + parser.y): parse one file. Returns the AST_SPEC root, or NULL after

@@ -102,15 +102,36 @@ static sval bi_zeros(ast_node *e, sval *args)
     return op_value(e, IR_zeros, 0, args, &z);
 }
 
+static sval bi_len(ast_node *e, sval *args)
+{
+    if (args[0].kind != V_LIST) {
+        diag_error(e->kids.v[0]->loc, "len() needs a list, got %s", kind_name(args[0].kind));
+        return err_val;
+    }
+    return mk_int(args[0].list->n);
+}
+
 /* rope(x, heads, base, mode) rotates whole heads; rope_partial(..., rot) the first rot dims
- * of each head (GPT-J, GPT-NeoX, Phi). */
+ * of each head (GPT-J, GPT-NeoX, Phi). A list base gives each head its own (rope_heads). */
 static sval rope(ast_node *e, sval *args, int partial)
 {
     int64_t heads, rot = 0;
     if (!expect_int(e->kids.v[1], &args[1], "rope's head count", &heads))
         return err_val;
-    if (!is_num(&args[2])) {
-        diag_error(e->kids.v[2]->loc, "rope's base must be a number known at compile time");
+    const sval *base = &args[2];
+    if (base->kind == V_LIST) {
+        if (base->list->item == V_STR) {
+            diag_error(e->kids.v[2]->loc, "rope's bases must be numbers, got a list of strings");
+            return err_val;
+        }
+        if (base->list->n != heads) {
+            diag_error(e->kids.v[2]->loc, "rope's base list has %d value%s, one per head is %lld",
+                       base->list->n, base->list->n == 1 ? "" : "s", (long long)heads);
+            return err_val;
+        }
+    } else if (!is_num(base)) {
+        diag_error(e->kids.v[2]->loc, "rope's base must be a number (or a list of one per "
+                                      "head) known at compile time");
         return err_val;
     }
     if (args[3].kind != V_STR) {
@@ -132,9 +153,17 @@ static sval rope(ast_node *e, sval *args, int partial)
     if (!partial)   /* whole heads; the rule checks the head split */
         rot = heads > 0 && t->rank == 1 ? t->dim[0] / heads : 0;
     ir_inst a = attrs_i(heads, rot, 0);
-    a.fattr = num(&args[2]);
     a.sattr = args[3].s;
-    return op_value(e, IR_rope, 1, args, &a);
+    if (base->kind != V_LIST) {
+        a.fattr = num(base);
+        return op_value(e, IR_rope, 1, args, &a);
+    }
+    float *bases = base_alloc(sizeof(float) * (size_t)base->list->n);
+    for (int h = 0; h < base->list->n; h++)
+        bases[h] = (float)num(&base->list->items[h]);
+    a.fvec = bases;
+    a.nfvec = base->list->n;
+    return op_value(e, IR_rope_heads, 1, args, &a);
 }
 
 static sval bi_rope(ast_node *e, sval *args) { return rope(e, args, 0); }
@@ -207,6 +236,7 @@ static const builtin builtins[] = {
     {"concat", 2, bi_concat, "concat(a, b)"},
     {"width", 1, bi_width, "width(x)"},
     {"zeros", 1, bi_zeros, "zeros(n)"},
+    {"len", 1, bi_len, "len(list)"},
     {"rope", 4, bi_rope, "rope(x, heads, base, mode)"},
     {"cache", 2, bi_cache, "cache(x, capacity)"},
     {"attn_scores", 3, bi_attn_scores, "attn_scores(q, k_cache, heads)"},

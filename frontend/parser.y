@@ -68,7 +68,7 @@ static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse
 %token MODEL "'model'" PARAM "'param'" RUNTIME "'runtime'" LET "'let'" DEF "'def'"
 %token BLOCK "'block'" FORWARD "'forward'" WEIGHTS "'weights'" FOR "'for'" IN "'in'"
 %token IF "'if'" ELSE "'else'" RETURN "'return'" STAT "'stat'" SUM "'sum'" WHERE "'where'"
-%token TRUE "'true'" FALSE "'false'"
+%token TRUE "'true'" FALSE "'false'" ASSERT "'assert'"
 %token <str> IDENT "identifier"
 %token <ival> INT "integer"
 %token <str> FLOAT "number"
@@ -77,7 +77,7 @@ static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse
 
 %nterm <node> item model model_item param def block forward weights witem wbody range
 %nterm <node> body stmt if_stmt lvalue name expr postfix primary index_item opt_expr
-%nterm <node> opt_cond opt_where
+%nterm <node> opt_cond opt_where assert
 %nterm <list> items model_items plist names opt_names witems ranges stmts exprs opt_exprs
 %nterm <list> index_items
 
@@ -122,9 +122,10 @@ model_items
     | model_items model_item                { $$ = ast_list_add($1, $2); }
     | model_items ';'
     ;
-/* model_item : 'let' IDENT '=' expr | def | block | weights | forward */
+/* model_item : 'let' IDENT '=' expr | assert | def | block | weights | forward */
 model_item
     : LET IDENT '=' expr                    { $$ = ast_named(AST_LET, LOC(@2), $2, $4); }
+    | assert
     | def
     | block
     | weights
@@ -207,7 +208,7 @@ stmts
     | stmts ';'
     ;
 /* stmt : lvalue '=' expr | 'let' IDENT '=' expr | 'for' range '{' stmts '}' | if_stmt
- *      | 'return' expr | 'stat' lvalue '=' expr */
+ *      | 'return' expr | 'stat' lvalue '=' expr | assert */
 stmt
     : lvalue '=' expr                       { $$ = ast_make(AST_ASSIGN, LOC(@2), $1, $3, NULL); }
     | LET name '=' expr                     { $$ = ast_make(AST_ASSIGN, LOC(@3), $2, $4, NULL); }
@@ -215,6 +216,11 @@ stmt
     | if_stmt
     | RETURN expr                           { $$ = ast_make(AST_RETURN, LOC(@1), $2, NULL, NULL); }
     | STAT lvalue '=' expr                  { $$ = ast_make(AST_STAT, LOC(@1), $2, $4, NULL); }
+    | assert
+    ;
+/* assert : 'assert' expr ',' STRING   (checked at compile time) */
+assert
+    : ASSERT expr ',' STRING                { $$ = ast_assert(SPAN(@1, @4), $2, $4); }
     ;
 /* if_stmt : 'if' expr '{' stmts '}' ('else' ('{' stmts '}' | if_stmt))? */
 if_stmt
@@ -270,7 +276,8 @@ opt_expr
     : %empty                                { $$ = NULL; }
     | expr
     ;
-/* primary : INT | FLOAT | STRING | 'true' | 'false' | IDENT | IDENT '(' exprs? ')' | '(' expr ')' */
+/* primary : INT | FLOAT | STRING | 'true' | 'false' | IDENT | IDENT '(' exprs? ')' | '(' expr ')'
+ *         | '[' exprs? ']'   (a compile-time list) */
 primary
     : INT                                   { $$ = ast_int(LOC(@1), $1); }
     | TRUE                                  { $$ = ast_int(LOC(@1), 1); }
@@ -280,6 +287,7 @@ primary
     | name
     | IDENT '(' opt_exprs ')'               { $$ = ast_call(SPAN(@1, @4), $1, $3); }
     | '(' expr ')'                          { $$ = $2; }
+    | '[' opt_exprs ']'                     { $$ = ast_list_node(AST_LIST, SPAN(@1, @3), $2); }
     ;
 opt_where
     : %empty                                { $$ = NULL; }
@@ -316,8 +324,8 @@ static int starts_expr(yysymbol_kind_t s)
 {
     return s == YYSYMBOL_INT || s == YYSYMBOL_FLOAT || s == YYSYMBOL_STRING ||
            s == YYSYMBOL_IDENT || s == YYSYMBOL_TRUE || s == YYSYMBOL_FALSE ||
-           s == YYSYMBOL_SUM || s == YYTRANSLATE('(') || s == YYTRANSLATE('-') ||
-           s == YYTRANSLATE('!');
+           s == YYSYMBOL_SUM || s == YYTRANSLATE('(') || s == YYTRANSLATE('[') ||
+           s == YYTRANSLATE('-') || s == YYTRANSLATE('!');
 }
 
 /* Tokens that could continue a complete expression. Right after one, they are left out of the
@@ -403,7 +411,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner,
         for (int i = 0; i < k; i++)
             put(&m, "%s%s", i == 0 ? "" : i == k - 1 ? " or " : ", ", names[i]);
     }
-    if (want_name && got >= YYSYMBOL_MODEL && got <= YYSYMBOL_FALSE)
+    if (want_name && got >= YYSYMBOL_MODEL && got <= YYSYMBOL_ASSERT)
         put(&m, " (%s is a keyword, not a name)", yysymbol_name(got));
     diag_error(at, "%s", m.s);
     if (got == YYSYMBOL_YYEOF && ps->depth > 0 && ps->depth <= PARSE_MAX_DEPTH)

@@ -13,6 +13,8 @@
  *                             only when an op reads it
  *   value array               `P[l] = ...`: values kept by compile-time index across
  *                             iterations (UniAttn's shared attention probabilities)
+ *   list                      `[a, b, c]`: compile-time numbers or strings, read with
+ *                             name[i] and len(name) (per-head rope bases)
  * Data-dependent selection (`sum e in 0..n where act[e]: ...`) emits the body under a guard.
  * Shapes are checked by the op table's typing rules (ir/typing.c) as each op is emitted
  * (emit()); a refusal becomes a caret diagnostic. Sema itself checks only what the IR does
@@ -25,6 +27,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +112,7 @@ void scope_set(scope *s, const char *name, sval v)
         s->first = b;
     }
     b->val = v;
+    b->site = NULL;   /* assign() sets it again for a tensor assignment */
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -163,7 +167,7 @@ const char *kind_name(vkind k)
 {
     static const char *names[] = {"an erroneous value", "nothing", "an integer", "a number",
                                   "a string", "a tensor", "a weight array", "a weight",
-                                  "a value array", "a block", "a function"};
+                                  "a value array", "a block", "a function", "a list"};
     return names[k];
 }
 
@@ -278,12 +282,24 @@ int as_tensor(ast_node *at, const sval *v)
         diag_error(at->loc, "'%s' is an array of weights: index it (e.g. %s[l])", v->wd->name,
                    v->wd->name);
         return -1;
+    case V_LIST:
+        reject_list(at, v, "a tensor operand");
+        return -1;
     default:
         diag_error(at->loc, "expected a tensor, got %s", kind_name(v->kind));
         return -1;
     }
 }
 
+
+int reject_list(ast_node *at, const sval *v, const char *what)
+{
+    if (v->kind != V_LIST)
+        return 0;
+    diag_error(at->loc, "%s must be one value, got a list of %d (pick an item: name[i])", what,
+               v->list->n);
+    return 1;
+}
 
 int expect_int(ast_node *at, const sval *v, const char *what, int64_t *out)
 {
@@ -293,6 +309,8 @@ int expect_int(ast_node *at, const sval *v, const char *what, int64_t *out)
     }
     if (v->kind == V_FLOAT)
         diag_error(at->loc, "%s must be an integer, got the number %g", what, v->f);
+    else if (v->kind == V_LIST)
+        reject_list(at, v, what);
     else if (v->kind == V_TENSOR && S.m->insts[v->id].op == IR_rtparam)
         diag_error(at->loc, "%s must be known at compile time; '%s' is a run-time parameter",
                    what, S.m->insts[v->id].label);
@@ -382,6 +400,11 @@ static sval binary(ast_node *e, int op, sval a, sval b)
 {
     if (a.kind == V_ERR || b.kind == V_ERR)
         return err_val;
+    if (a.kind == V_LIST || b.kind == V_LIST) {
+        diag_error(e->loc, "operator '%s' does not apply to a list (pick an item: name[i])",
+                   ast_op_text(op));
+        return err_val;
+    }
     if ((is_num(&a) || a.kind == V_STR) && (is_num(&b) || b.kind == V_STR))
         return fold_binary(e, op, a, b);
     static const ir_op ops[] = {
@@ -414,6 +437,9 @@ static sval lookup(scope *sc, ast_node *e)
         diag_error(e->loc, "unknown name '%s'", e->name);
         return err_val;
     }
+    b->read = 1;
+    if (b->site)
+        b->site->mark = 2;   /* this assignment's value is used */
     if (b->val.kind == V_WARRAY && b->val.wd->ndim == 0)   /* a plain weight */
         return warray_view(e, b->val.wd, b->val.idx);
     return b->val;
@@ -598,6 +624,27 @@ static sval index_expr(scope *sc, ast_node *e)
         return index_view(sc, e, base, items, n);
     case V_TENSOR:
         return index_tensor(sc, e, base, items, n);
+    case V_LIST: {
+        const char *name = e->a->kind == AST_NAME ? e->a->name : "the list";
+        if (n != 1 || items[0]->kind == AST_SLICE) {
+            diag_error(e->loc, "a list takes one index, an integer known at compile time");
+            return err_val;
+        }
+        sval iv = eval(sc, items[0]);
+        int64_t k;
+        if (iv.kind == V_TENSOR) {
+            diag_error(items[0]->loc, "a list index must be known at compile time");
+            return err_val;
+        }
+        if (!expect_int(items[0], &iv, "a list index", &k))
+            return err_val;
+        if (k < 0 || k >= base.list->n) {
+            diag_error(items[0]->loc, "index %lld is out of range for '%s', a list of %d "
+                       "(0..%d)", (long long)k, name, base.list->n, base.list->n - 1);
+            return err_val;
+        }
+        return base.list->items[k];
+    }
     case V_VARRAY: {
         int64_t k;
         sval iv = n == 1 ? eval(sc, items[0]) : err_val;
@@ -702,6 +749,45 @@ static sval sum_expr(scope *sc, ast_node *e)
     return acc;
 }
 
+/* [a, b, c]: compile-time numbers (integers, or numbers once one item is not an integer)
+ * or strings, one kind per list. */
+static sval list_expr(scope *sc, ast_node *e)
+{
+    if (e->kids.n == 0) {
+        diag_error(e->loc, "a list needs at least one item");
+        return err_val;
+    }
+    slist *l = sema_alloc(sizeof *l);
+    l->items = sema_alloc(sizeof(sval) * (size_t)e->kids.n);
+    l->item = V_INT;
+    for (int k = 0; k < e->kids.n; k++) {
+        ast_node *it = e->kids.v[k];
+        sval v = eval(sc, it);
+        if (v.kind == V_ERR)
+            return err_val;
+        if (v.kind != V_INT && v.kind != V_FLOAT && v.kind != V_STR) {
+            diag_error(it->loc, "a list item must be a number or a string known at compile "
+                       "time, got %s", kind_name(v.kind));
+            return err_val;
+        }
+        if (k > 0 && (v.kind == V_STR) != (l->item == V_STR)) {
+            diag_error(it->loc, "a list holds items of one kind: this is %s, the first is %s",
+                       kind_name(v.kind), kind_name(l->items[0].kind));
+            diag_note(e->kids.v[0]->loc, "the first item");
+            return err_val;
+        }
+        if (k == 0 || v.kind == V_STR)
+            l->item = v.kind;
+        else if (v.kind == V_FLOAT)
+            l->item = V_FLOAT;
+        l->items[l->n++] = v;
+    }
+    if (l->item == V_FLOAT)   /* a list of numbers: all items numbers */
+        for (int k = 0; k < l->n; k++)
+            l->items[k] = mk_float(num(&l->items[k]));
+    return (sval){.kind = V_LIST, .list = l};
+}
+
 static sval eval_node(scope *sc, ast_node *e);
 
 /* eval recurses once per level of the syntax tree: a limit keeps `exp(exp(...))` thousands
@@ -772,6 +858,7 @@ static sval eval_node(scope *sc, ast_node *e)
     case AST_CALL: return call(sc, e);
     case AST_INDEX: return index_expr(sc, e);
     case AST_SUM: return sum_expr(sc, e);
+    case AST_LIST: return list_expr(sc, e);
     case AST_SLICE:
         diag_error(e->loc, "a slice is allowed only inside [ ]");
         return err_val;
@@ -937,14 +1024,84 @@ static void stat_stmt(scope *sc, ast_node *st)
     emit(st->b, IR_stat, 1, &id, &a);
 }
 
+/* Remembers the assignment `st` of a tensor to a name until something reads the name: one
+ * never read in any unrolling is warned about at the end (names starting with '_' are
+ * kept quiet on purpose). */
+static void note_site(scope *sc, ast_node *st, sval v)
+{
+    if (st->a->kind != AST_NAME || v.kind != V_TENSOR || st->a->name[0] == '_')
+        return;
+    binding *b = scope_find_local(sc, st->a->name);
+    if (!b)
+        return;
+    b->site = st;
+    if (st->mark)
+        return;
+    st->mark = 1;
+    if (S.nsites == S.csites) {
+        S.csites = S.csites ? 2 * S.csites : 64;
+        S.sites = realloc(S.sites, (size_t)S.csites * sizeof *S.sites);
+        if (!S.sites)
+            DIE("out of memory");
+    }
+    S.sites[S.nsites++] = st;
+}
+
+static int pure_operand(const ast_node *e)
+{
+    if (!e)
+        return 1;
+    if (e->kind == AST_CALL || e->kind == AST_SUM || e->kind == AST_LIST)
+        return 0;
+    return pure_operand(e->a) && pure_operand(e->b) && pure_operand(e->c);
+}
+
+/* assert cond, "message": cond is known at compile time; false stops with the message. */
+static void check_assert(scope *sc, ast_node *st)
+{
+    sval c = eval(sc, st->a);
+    if (c.kind == V_ERR)
+        return;
+    if (!is_num(&c)) {
+        if (c.kind == V_TENSOR)
+            diag_error(st->a->loc, "the condition of 'assert' must be known at compile time; "
+                                   "this one depends on the input or a run-time parameter");
+        else
+            diag_error(st->a->loc, "the condition of 'assert' must be a compile-time "
+                                   "condition, got %s", kind_name(c.kind));
+        return;
+    }
+    if (num(&c) != 0)
+        return;
+    diag_error(st->loc, "%s", st->str);
+    /* the values compared, when that costs no evaluation with effects (calls emit IR) */
+    ast_node *k = st->a;
+    if (k->kind == AST_BINARY && k->op >= AST_OP_LT && k->op <= AST_OP_NE &&
+        pure_operand(k)) {
+        sval x = eval(sc, k->a), y = eval(sc, k->b);
+        char tx[64], ty[64];
+        if (is_num(&x) && is_num(&y)) {
+            snprintf(tx, sizeof tx, x.kind == V_INT ? "%.0f" : "%g", num(&x));
+            snprintf(ty, sizeof ty, y.kind == V_INT ? "%.0f" : "%g", num(&y));
+            diag_note(k->loc, "the condition is false: %s %s %s", tx, ast_op_text(k->op), ty);
+        }
+    }
+}
+
 /* Runs statements; returns 1 when a `return` was executed (its value in *ret). */
 static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
 {
     for (int i = 0; i < stmts->kids.n && !S.stopped; i++) {
         ast_node *st = stmts->kids.v[i];
         switch (st->kind) {
-        case AST_ASSIGN:
-            assign(sc, st->a, eval(sc, st->b));
+        case AST_ASSIGN: {
+            sval v = eval(sc, st->b);
+            assign(sc, st->a, v);
+            note_site(sc, st, v);
+            break;
+        }
+        case AST_ASSERT:
+            check_assert(sc, st);
             break;
         case AST_RETURN:
             *ret = eval(sc, st->a);
@@ -955,7 +1112,7 @@ static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
             break;
         case AST_IF: {
             sval c = eval(sc, st->a);
-            if (c.kind == V_ERR)
+            if (c.kind == V_ERR || reject_list(st->a, &c, "the condition of 'if'"))
                 break;
             if (c.kind != V_INT) {
                 diag_error(st->a->loc, "the condition of 'if' must be known at compile time "
@@ -1033,29 +1190,156 @@ static void param_text(sval v, char *buf, size_t size)
         snprintf(buf, size, "?");
 }
 
-/* A -D value, of the kind of the parameter's default `def`: an integer parameter takes a
- * decimal integer or true/false, a number parameter any finite number, a string parameter
- * any text. */
-static sval define_value(const char *name, const char *text, sval def)
+/* The text of a parameter for the IR's param table (interned): a list as "[a, b, c]". */
+static const char *value_text(sval v)
+{
+    char item[512];
+    if (v.kind != V_LIST) {
+        param_text(v, item, sizeof item);
+        return base_intern_str(item);
+    }
+    size_t cap = 64, n = 0;
+    char *buf = xcalloc(cap, 1);
+    for (int k = 0; k <= v.list->n; k++) {
+        if (k < v.list->n)
+            param_text(v.list->items[k], item, sizeof item);
+        const char *piece = k == v.list->n ? "]" : item;
+        size_t need = strlen(piece) + 3;
+        if (n + need >= cap) {
+            while (n + need >= cap)
+                cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf)
+                DIE("out of memory");
+        }
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", k == 0 ? "[" : k < v.list->n ? ", " : "",
+                              piece);
+    }
+    const char *text = base_intern(buf, n);
+    free(buf);
+    return text;
+}
+
+/* An error about a define, naming who gave it: `-D: error: name=value: ...` for -D, and for
+ * a config value the file, then what its origin says after the path (`config.json: error:
+ * key "num_heads" = 2.5: ...`). */
+static void define_error(const sema_define *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void define_error(const sema_define *d, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *sep = d->origin ? strstr(d->origin, ": ") : NULL;
+    if (!d->origin)
+        diag_file_error("-D", "%s=%s: %s", d->name, d->value, msg);
+    else if (!sep)
+        diag_file_error(d->origin, "%s=%s: %s", d->name, d->value, msg);
+    else {
+        char path[512];
+        snprintf(path, sizeof path, "%.*s", (int)(sep - d->origin), d->origin);
+        diag_file_error(path, "%s = %s: %s", sep + 2, d->value, msg);
+    }
+}
+
+/* An integer in any spelling of one: 1000000, 1e6, 1000000.0 (not 2.5). */
+static int parse_integer(const char *text, int64_t *out)
 {
     char *end;
     errno = 0;
-    if (def.kind == V_STR)
-        return (sval){.kind = V_STR, .s = text};
+    long long i = strtoll(text, &end, 10);
+    if (*text && !*end && errno == 0) {
+        *out = i;
+        return 1;
+    }
+    errno = 0;
+    double f = strtod(text, &end);
+    if (*text && !*end && errno == 0 && isfinite(f) && f == floor(f) && fabs(f) < 9.2e18) {
+        *out = (int64_t)f;
+        return 1;
+    }
+    return 0;
+}
+
+/* One value of kind `kind` from text; list: the parameter is a list (for the message). */
+static sval define_item(const sema_define *d, const char *text, vkind kind, int list)
+{
+    if (kind == V_STR)
+        return (sval){.kind = V_STR, .s = base_intern_str(text)};
     if (!strcmp(text, "true") || !strcmp(text, "false"))
-        return def.kind == V_FLOAT ? mk_float(text[0] == 't') : mk_int(text[0] == 't');
-    if (def.kind == V_INT) {
-        long long i = strtoll(text, &end, 10);
-        if (*text && !*end && errno == 0)
+        return kind == V_FLOAT ? mk_float(text[0] == 't') : mk_int(text[0] == 't');
+    if (kind == V_INT) {
+        int64_t i;
+        if (parse_integer(text, &i))
             return mk_int(i);
-        diag_file_error("-D", "%s=%s: '%s' is an integer parameter", name, text, name);
+        if (list)
+            define_error(d, "'%s' is a list of integers; '%s' is not one", d->name, text);
+        else
+            define_error(d, "'%s' is an integer parameter", d->name);
         return err_val;
     }
+    char *end;
+    errno = 0;
     double f = strtod(text, &end);
     if (*text && !*end && errno == 0 && isfinite(f))
         return mk_float(f);
-    diag_file_error("-D", "%s=%s: '%s' is a number parameter", name, text, name);
+    if (list)
+        define_error(d, "'%s' is a list of numbers; '%s' is not one", d->name, text);
+    else
+        define_error(d, "'%s' is a number parameter", d->name);
     return err_val;
+}
+
+/* A define's value, of the kind of the parameter's default `def`: an integer parameter takes
+ * an integer (1000000, 1e6, 1000000.0) or true/false, a number parameter any finite number, a
+ * string parameter any text; a list parameter takes "a,b,c" (any length, items of the
+ * list's kind), and a single item as a list of one. */
+static sval define_value(const sema_define *d, sval def)
+{
+    int comma = strchr(d->value, ',') != NULL;
+    if (def.kind != V_LIST) {
+        if (d->shape == SD_LIST || (d->shape == SD_TEXT && comma)) {
+            define_error(d, "'%s' takes one value, not a list", d->name);
+            return err_val;
+        }
+        return define_item(d, d->value, def.kind, 0);
+    }
+    if (d->shape == SD_SCALAR) {
+        define_error(d, "'%s' is a list parameter: give a list", d->name);
+        return err_val;
+    }
+    if (!d->value[0]) {
+        define_error(d, "'%s' is a list: give at least one item", d->name);
+        return err_val;
+    }
+    int nitems = 1;
+    for (const char *p = d->value; *p; p++)
+        nitems += *p == ',';
+    slist *l = sema_alloc(sizeof *l);
+    l->item = def.list->item;
+    l->items = sema_alloc(sizeof(sval) * (size_t)nitems);
+    for (const char *p = d->value;;) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0 && l->item != V_STR) {
+            define_error(d, "'%s' is a list: an item is empty", d->name);
+            return err_val;
+        }
+        sval v = define_item(d, base_intern(p, len), l->item, 1);
+        if (v.kind == V_ERR)
+            return err_val;
+        l->items[l->n++] = v;
+        if (!q)
+            break;
+        p = q + 1;
+    }
+    return (sval){.kind = V_LIST, .list = l};
 }
 
 static void define_callables(scope *sc, ast_node *items)
@@ -1093,6 +1377,8 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
     define_callables(S.model, model);
     for (int i = 0; i < model->kids.n; i++) {
         ast_node *it = model->kids.v[i];
+        if (it->kind == AST_ASSERT)   /* in order with the params and lets it checks */
+            check_assert(S.model, it);
         if (it->kind != AST_PARAM && it->kind != AST_LET)
             continue;
         binding *prev = scope_find_local(S.model, it->name);
@@ -1119,19 +1405,19 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
                         continue;
                     if (!defs[d].implied && explicit)
                         diag_file_error("-D", "'%s' is given twice", it->name);
-                    v = define_value(it->name, defs[d].value, v);
+                    if (v.kind == V_INT || v.kind == V_FLOAT || v.kind == V_STR ||
+                        v.kind == V_LIST)
+                        v = define_value(&defs[d], v);
                     explicit |= !defs[d].implied;
                 }
         }
-        if (v.kind != V_INT && v.kind != V_FLOAT && v.kind != V_STR) {
+        if (v.kind != V_INT && v.kind != V_FLOAT && v.kind != V_STR && v.kind != V_LIST) {
             if (v.kind != V_ERR)
-                diag_error(it->a->loc, "'%s' must be a number or a string known at compile "
-                                       "time", it->name);
+                diag_error(it->a->loc, "'%s' must be a number, a string or a list known at "
+                                       "compile time", it->name);
             scope_set(S.model, it->name, err_val);
             continue;
         }
-        char text[128];
-        param_text(v, text, sizeof text);
         if (it->kind == AST_PARAM && it->flag) {
             if (!is_num(&v)) {
                 diag_error(it->a->loc, "run-time parameter '%s' must be a number", it->name);
@@ -1144,7 +1430,7 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
             continue;
         }
         if (it->kind == AST_PARAM)
-            ir_add_param(S.m, it->name, base_intern(text, strlen(text)));
+            ir_add_param(S.m, it->name, value_text(v));
         scope_set(S.model, it->name, v);
     }
     for (int d = 0; d < ndefs; d++)
@@ -1188,6 +1474,18 @@ static int lower_model(ast_node *model, const sema_define *defs, int ndefs)
         return 0;
     if (emit(S.returned ? S.returned : forward, IR_output, 1, &id, NULL) < 0)
         return 0;
+    if (diag_error_count())   /* warnings only about a spec that compiles */
+        return 0;
+    for (int k = 0; k < S.nsites; k++)
+        if (S.sites[k]->mark == 1)
+            diag_warning(S.sites[k]->a->loc, "'%s' is computed but never used",
+                         S.sites[k]->a->name);
+    for (int d = 0; d < ndefs; d++) {
+        binding *b = defs[d].implied ? NULL : scope_find_local(S.model, defs[d].name);
+        if (b && !b->read && b->val.kind != V_BLOCK && b->val.kind != V_DEF)
+            diag_file_warning("-D", "parameter '%s' is set but nothing reads it",
+                              defs[d].name);
+    }
     ir_module_derive(S.m);
     return 1;
 }
@@ -1236,6 +1534,7 @@ ir_module *sema_lower(ast_node *std, ast_node *spec, const sema_define *defs, in
     S.tensor_hash = xcalloc((size_t)S.hash_cap, sizeof(int));
     int ok = lower_model(model, defs, ndefs) && diag_error_count() == 0;
     free(S.wdecls);
+    free(S.sites);
     free(S.view_hash);
     free(S.const_hash);
     free(S.tensor_hash);

@@ -17,10 +17,11 @@
 /* ---------------------------------------------------------------- values */
 
 typedef enum vkind { V_ERR, V_NONE, V_INT, V_FLOAT, V_STR, V_TENSOR, V_WARRAY, V_WVIEW,
-                     V_VARRAY, V_BLOCK, V_DEF } vkind;
+                     V_VARRAY, V_BLOCK, V_DEF, V_LIST } vkind;
 
 typedef struct wdecl wdecl;
 typedef struct varray varray;
+typedef struct slist slist;
 typedef struct scope scope;
 
 typedef struct sval {
@@ -38,6 +39,7 @@ typedef struct sval {
     varray *va;                /* V_VARRAY */
     ast_node *fn;              /* V_BLOCK / V_DEF */
     scope *fn_scope;           /* where the block/def was defined */
+    slist *list;               /* V_LIST */
 } sval;
 
 extern const sval err_val;
@@ -53,6 +55,14 @@ struct wdecl {
     int64_t nentries;
 };
 
+/* A compile-time list (`param bases = [1, 2]`): items all V_INT, all V_FLOAT (a list of
+ * numbers; integers among them become numbers) or all V_STR. Never empty. */
+struct slist {
+    vkind item;
+    int n;
+    sval *items;
+};
+
 struct varray {
     int64_t *keys;
     sval *vals;
@@ -62,6 +72,9 @@ struct varray {
 typedef struct binding {
     const char *name;
     sval val;
+    int read;                  /* looked up by an expression (for the unread -D warning) */
+    ast_node *site;            /* the assignment of a tensor value, until it is read (the
+                                  unused-value warning); NULL otherwise */
     struct binding *next;
 } binding;
 
@@ -100,6 +113,8 @@ struct sema_state {
     int notes_err, notes;      /* "in this call" notes given for the current error */
     int *view_hash, *const_hash, *tensor_hash;   /* open addressing: id + 1, 0 = empty */
     int hash_cap;
+    ast_node **sites;          /* assignments of tensor values, for the unused-value warning */
+    int nsites, csites;
 };
 
 /* The state of the one lowering in progress (sema.c). */
@@ -144,6 +159,10 @@ sval op_value(ast_node *at, ir_op op, int n, const sval *args, const ir_inst *at
 sval elementwise(ast_node *at, ir_op op, int n, const sval *args);
 sval eval(scope *sc, ast_node *e);
 int64_t warray_entry(ast_node *at, const wdecl *wd, const int64_t *idx);
+
+/* An error for a list used where one value is needed (at `at`, saying `what` needs it);
+ * returns 1 if v is a list. */
+int reject_list(ast_node *at, const sval *v, const char *what);
 
 /* builtins.c */
 typedef sval (*builtin_fn)(ast_node *e, sval *args);

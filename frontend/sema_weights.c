@@ -31,6 +31,8 @@ static const char *expand_template(scope *sc, ast_node *d)
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
         binding *b = scope_find(sc, name);
+        if (b)
+            b->read = 1;   /* a parameter named in a tensor name is read */
         if (!b || (b->val.kind != V_INT && b->val.kind != V_STR)) {
             diag_error(d->loc, "'{%s}' in the tensor name is not a loop index or parameter",
                        name);

@@ -16,6 +16,7 @@ my @progs = (
     ["$b/tests/blob_test", "$b/tests/fake_prog"],
     ["$b/tests/ir_read_test"],
     ["$b/tests/ir_rewrite_test"],
+    ["$b/tests/sema_define_test"],
 );
 
 for my $p (@progs) {
