@@ -86,4 +86,37 @@ is(logits($prog{heads}, '--batch', 3), $out{heads}, '(d) --batch 3 gives the sam
     my ($worst, $at, @fails) = Golden::compare_rows(\@rows, \@want);
     ok(scalar @fails, '(c) ... and not the reference with one base') ;
 }
+
+# From a spec: a list parameter as rope's base gives rope_heads; equal bases give the plain
+# rope program's logits exactly, other bases other logits, the same for every --batch.
+{
+    my $src = Golden::slurp('examples/llama.kiln');
+    $src =~ s/param eps = 1e-5, rope_base = 10000, rope = "half"/param eps = 1e-5, rope = "half"\n  param rope_base = [10000, 10000, 10000, 10000]/
+        or die 'examples/llama.kiln changed: update this test';
+    open my $fh, '>', "$dir/listbase.kiln" or die;
+    print $fh $src;
+    close $fh;
+    my @mha = ('-D', 'kv_heads=4', '-D', 'layers=2');
+    my $wl = "$dir/llama-mha.safetensors";
+    my $r = run_cmd($kiln, 'weights', 'examples/llama.kiln', @mha, '--seed', 3, '-o', $wl);
+    ok($r->{rc} == 0, 'spec: weights') or diag(Golden::how($r));
+    my %lf;
+    for my $case (['plain', 'examples/llama.kiln'], ['equal', "$dir/listbase.kiln"],
+                  ['other', "$dir/listbase.kiln", '-D', 'rope_base=10000,20000,40000,500000']) {
+        my ($tag, $spec, @d) = @$case;
+        $r = run_cmd($kiln, 'build', $spec, @mha, @d, '--weights', $wl, '-o', "$dir/s-$tag");
+        ok($r->{rc} == 0, "spec: build ($tag)") or diag(Golden::how($r));
+        for my $b (1, 64) {
+            $r = run_cmd("$dir/s-$tag", '--tokens', '3,1,4,1,5,9,2,6,5,3', '--batch', $b,
+                         '--logits', "$dir/s-$tag-$b.txt");
+            ok($r->{rc} == 0, "spec: run ($tag, --batch $b)") or diag(Golden::how($r));
+            $lf{"$tag-$b"} = Golden::slurp("$dir/s-$tag-$b.txt") // '';
+        }
+    }
+    my $d = run_cmd($kiln, 'dump', "$dir/listbase.kiln", @mha);
+    ok($d->{out} =~ /rope_heads .*bases=\[10000,10000,10000,10000\]/, 'spec: a list base is a rope_heads');
+    ok($lf{'equal-64'} ne '' && $lf{'equal-64'} eq $lf{'plain-64'}, 'spec: equal bases give plain rope\'s logits exactly');
+    ok($lf{'other-64'} ne $lf{'plain-64'}, 'spec: other bases give other logits');
+    ok($lf{'other-1'} eq $lf{'other-64'} && $lf{'equal-1'} eq $lf{'equal-64'}, 'spec: the same for --batch 1 and 64');
+}
 done_testing();
