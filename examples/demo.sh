@@ -10,7 +10,7 @@ echo "== kiln weights: det-weights v1 test weights for examples/llama.kiln"
 echo "== kiln build: spec + weights -> one executable"
 "$kiln" build examples/llama.kiln --weights "$out/llama.safetensors" -o "$out/llama"
 echo "== the IR of layer 0 (kiln dump --scope l=0: the instructions, without the tensor table)"
-"$kiln" dump examples/llama.kiln --scope l=0 | sed -n '/^arena/,$p' | head -n 34
+"$kiln" dump examples/llama.kiln --scope l=0 | sed -n '/^batch/,$p' | head -n 34
 echo "== $out/llama --tokens 1,5,9,13 -n 16 --temp 0 (greedy token ids)"
 "$out/llama" --tokens 1,5,9,13 -n 16 --temp 0
 echo "== the same program with --stats (KV cache report)"
