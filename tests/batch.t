@@ -29,23 +29,6 @@ my @cases = (
     ['gelu-mlp', 'examples/gelu-mlp.kiln', 'dim=24 heads=3 kv_heads=1 hidden=40 layers=2 vocab=33 ctx=64'],
 );
 
-# worst |a - b| / max |b| over the rows
-sub worst_ratio {
-    my ($x, $y) = @_;
-    return 9**9**9 unless $x && $y && @$x == @$y;
-    my $worst = 0;
-    for my $i (0 .. $#$x) {
-        return 9**9**9 unless @{ $x->[$i] } == @{ $y->[$i] };
-        my ($md, $mr) = (0, 1e-30);
-        for my $k (0 .. $#{ $x->[$i] }) {
-            my $d = abs($x->[$i][$k] - $y->[$i][$k]);
-            $md = $d if $d > $md || $d != $d;
-            $mr = abs($y->[$i][$k]) if abs($y->[$i][$k]) > $mr;
-        }
-        $worst = $md / $mr if $md / $mr > $worst || $md != $md;
-    }
-    return $worst;
-}
 
 for my $c (@cases) {
     my ($name, $spec, $defs, @run) = @$c;
@@ -72,7 +55,7 @@ for my $c (@cases) {
         $gen{$b} = $r->{out};
     }
     for my $b (7, 64) {
-        my $worst = worst_ratio($rows{$b}, $rows{1});
+        my $worst = Golden::max_ratio($rows{$b}, $rows{1});
         ok($worst <= 1e-6, sprintf("$name: --batch $b logits equal --batch 1's (worst ratio %.3g)", $worst));
         is($stats{$b}, $stats{1}, "$name: --batch $b --stats equal --batch 1's");
         is($gen{$b}, $gen{1}, "$name: --batch $b generates --batch 1's tokens");

@@ -81,23 +81,6 @@ sub blob_entries {
 }
 sub total_bytes { my $t = 0; $t += $_->[1] for @_; return $t }
 
-# worst |a - b| / max |b| of a row, over all rows
-sub worst_ratio {
-    my ($x, $y) = @_;
-    my $worst = 0;
-    return 9**9**9 unless $x && $y && @$x == @$y;
-    for my $i (0 .. $#$x) {
-        my ($md, $mr) = (0, 1e-30);
-        return 9**9**9 unless @{ $x->[$i] } == @{ $y->[$i] };
-        for my $k (0 .. $#{ $x->[$i] }) {
-            my $d = abs($x->[$i][$k] - $y->[$i][$k]);
-            $md = $d if $d > $md;
-            $mr = abs($y->[$i][$k]) if abs($y->[$i][$k]) > $mr;
-        }
-        $worst = $md / $mr if $md / $mr > $worst;
-    }
-    return $worst;
-}
 
 # ---- kiln build keeps the checkpoint's storage type; --wtype f32 widens when packing
 my (%logits, %bytes);
@@ -124,7 +107,7 @@ for my $dt ('f16', 'bf16') {
     ok(@wide && !grep({ $_->[0] != 0 } @wide), "--wtype f32 packs it as f32");
     ok($bytes{$dt} > 0 && 2 * $bytes{$dt} == $bytes{"$dt-as-f32"},
        "the $dt blob holds half the bytes ($bytes{$dt} against $bytes{\"$dt-as-f32\"})");
-    my $w = worst_ratio($logits{$dt}, $logits{"$dt-as-f32"});
+    my $w = Golden::max_ratio($logits{$dt}, $logits{"$dt-as-f32"});
     ok($w <= 1e-6, sprintf("$dt weights read by the kernels give the logits of the same values "
                            . "widened to f32 (worst ratio %.3g)", $w));
 }
@@ -133,7 +116,7 @@ build_and_run('f32-as-bf16', $files{f32}, '--wtype', 'bf16');
 ok(Golden::slurp("$dir/logits-f32-as-bf16.txt") eq Golden::slurp("$dir/logits-bf16.txt"),
    '--wtype bf16 of the f32 checkpoint gives the bf16 checkpoint\'s logits exactly');
 build_and_run('f32', $files{f32});
-my $w = worst_ratio($logits{bf16}, $logits{f32});
+my $w = Golden::max_ratio($logits{bf16}, $logits{f32});
 ok($w > 1e-6 && $w < 5e-2, sprintf('bf16 rounding moves the logits a little, never a lot (%.3g)', $w));
 
 $r = run_cmd($kiln, 'build', $spec, '--weights', $files{f32}, '--wtype', 'q8_0', '-o', "$dir/nope");

@@ -210,6 +210,15 @@ sub compare_rows {
     return ($worst, $at, @fails);
 }
 
+# max_ratio(ROWS, WANT_ROWS) -> the worst compare_row ratio over two row lists of one
+# length (infinite when the counts differ): one program's logits against another's.
+sub max_ratio {
+    my ($got, $want) = @_;
+    return 9**9**9 unless $got && $want && @$got == @$want;
+    my ($worst) = compare_rows($got, [ map { [$_, $want->[$_]] } 0 .. $#$want ]);
+    return $worst;
+}
+
 sub compare_row {
     my ($got, $want) = @_;
     return (0, 9**9**9, 'length ' . scalar(@$got) . ', want ' . scalar(@$want))
