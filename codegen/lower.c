@@ -248,10 +248,11 @@ static int choose_kernel(const ir_module *m, int id, lw_step *s)
     }
 }
 
-/* Whether instruction `in` makes a step (sources that only name a place do not). */
+/* Whether instruction `in` makes a step: everything that has memory or an effect (sources
+ * that only name a place, the tokens, weights, run-time parameters, make none). */
 static int makes_step(const ir_inst *in)
 {
-    return !(in->op == IR_token || in->op == IR_weight || in->op == IR_rtparam);
+    return ir_needs_storage(in) || (ir_ops[in->op].flags & OPF_NOVALUE);
 }
 
 /* The rows the step of instruction i runs for, outside any guard region. */

@@ -266,6 +266,25 @@ void krt_widen(float *y, const void *w, uint32_t dtype, int64_t rows, int64_t ld
 
 /* ---- positions and attention ---- */
 
+/* The angle of pair i at position pos, in float exactly as llama2.c computes it. */
+static void rope_angle(int32_t pos, float base, int64_t i, int64_t rot, float *fcr, float *fci)
+{
+    float freq = 1.0f / powf(base, (float)(2 * i) / (float)rot);
+    float val = (float)pos * freq;
+    *fcr = cosf(val);
+    *fci = sinf(val);
+}
+
+/* Rotates pair i of one head v: (2i, 2i+1) interleaved, else (i, i + rot/2). */
+static void rope_rotate(float *v, int64_t i, int64_t half, int interleaved, float fcr, float fci)
+{
+    int64_t a = interleaved ? 2 * i : i;
+    int64_t b = interleaved ? 2 * i + 1 : i + half;
+    float v0 = v[a], v1 = v[b];
+    v[a] = v0 * fcr - v1 * fci;
+    v[b] = v0 * fci + v1 * fcr;
+}
+
 void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
               int64_t head_dim, int64_t rot, float base, int interleaved)
 {
@@ -275,20 +294,11 @@ void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t head
         if (y != x)
             memcpy(yt, x + t * width, (size_t)width * sizeof *y);
         int32_t pos = pos0 + (int32_t)t;
-        /* the old kernel's arithmetic, operation for operation (llama2.c's) */
-        for (int64_t i = 0; i < half; i++) {
-            float freq = 1.0f / powf(base, (float)(2 * i) / (float)rot);
-            float val = (float)pos * freq;
-            float fcr = cosf(val);
-            float fci = sinf(val);
-            int64_t a = interleaved ? 2 * i : i;
-            int64_t b = interleaved ? 2 * i + 1 : i + half;
-            for (int64_t h = 0; h < heads; h++) {
-                float *v = yt + h * head_dim;
-                float v0 = v[a], v1 = v[b];
-                v[a] = v0 * fcr - v1 * fci;
-                v[b] = v0 * fci + v1 * fcr;
-            }
+        for (int64_t i = 0; i < half; i++) {   /* one angle serves every head */
+            float fcr, fci;
+            rope_angle(pos, base, i, rot, &fcr, &fci);
+            for (int64_t h = 0; h < heads; h++)
+                rope_rotate(yt + h * head_dim, i, half, interleaved, fcr, fci);
         }
     }
 }
@@ -302,21 +312,12 @@ void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_
         if (y != x)
             memcpy(yt, x + t * width, (size_t)width * sizeof *y);
         int32_t pos = pos0 + (int32_t)t;
-        /* heads outer: the angles differ per head; each pair's arithmetic is krt_rope's */
-        for (int64_t h = 0; h < heads; h++) {
-            float *v = yt + h * head_dim;
+        for (int64_t h = 0; h < heads; h++)    /* the angles differ per head */
             for (int64_t i = 0; i < half; i++) {
-                float freq = 1.0f / powf(bases[h], (float)(2 * i) / (float)rot);
-                float val = (float)pos * freq;
-                float fcr = cosf(val);
-                float fci = sinf(val);
-                int64_t a = interleaved ? 2 * i : i;
-                int64_t b = interleaved ? 2 * i + 1 : i + half;
-                float v0 = v[a], v1 = v[b];
-                v[a] = v0 * fcr - v1 * fci;
-                v[b] = v0 * fci + v1 * fcr;
+                float fcr, fci;
+                rope_angle(pos, bases[h], i, rot, &fcr, &fci);
+                rope_rotate(yt + h * head_dim, i, half, interleaved, fcr, fci);
             }
-        }
     }
 }
 

@@ -14,7 +14,6 @@
 #include "kernels.h"
 
 #define POOL_SPIN 20000          /* polls of the job counter before sleeping */
-#define POOL_MIN_MACS (1 << 15)  /* smaller products run on the caller alone */
 
 struct krt_pool {
     int n;                       /* threads, the caller included */
@@ -144,8 +143,8 @@ static void linear_share(void *arg, int share, int nshares)
 void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
                    const void *w, int64_t ld, int64_t out, int64_t in)
 {
-    /* waking the workers costs a few microseconds: small products stay on the caller */
-    if (!p || out < p->n || rows * out * in < POOL_MIN_MACS) {
+    /* which products are worth splitting is the lowering's decision (codegen/lower.c) */
+    if (!p || out < p->n) {
         fn(y, x, rows, w, ld, out, in, 0, out);
         return;
     }
