@@ -474,22 +474,6 @@ static int cmd_dump(const options *o)
     return finish(rc);
 }
 
-/* Writes the module's C to path ("-": standard output) through base/outfile.c. */
-static int write_c(const ir_module *m, const char *path)
-{
-    outfile out;
-    if (outfile_open(&out, path, 0644, OUTFILE_STREAM | OUTFILE_STDOUT) != 0)
-        return -1;
-    int rc = codegen_emit_c(out.f, m);
-    if (rc != 0) {             /* -2: the lowering refused and said why */
-        if (rc == -1)
-            diag_file_error(path, "write failed: %s", strerror(errno));
-        outfile_abort(&out);
-        return -1;
-    }
-    return outfile_commit(&out);
-}
-
 static int cmd_emit_c(const options *o)
 {
     if (!o->out)
@@ -500,7 +484,7 @@ static int cmd_emit_c(const options *o)
         return 1;
     int rc = run_passes(&m, &fe, NULL, NULL, o->verbose);
     if (rc == 0 && !diag_error_count())
-        rc = write_c(m, o->out);
+        rc = codegen_write_c(m, o->out);
     ir_module_free(m);
     front_free(&fe);
     return finish(rc ? 1 : 0);
@@ -572,9 +556,6 @@ static int cmd_build(const options *o_in)
     pack_tensor *packed = NULL;
     void **owned = NULL;
     int nowned = 0;
-    char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_path[64];
-    outfile exe = {.fd = -1};
-    int exe_open = 0;
     /* the storage types first: they decide which ops need a widen (pass widen) */
     if (bind_storage_types(m, ck, o->wtype) != 0)
         goto out;
@@ -588,48 +569,10 @@ static int cmd_build(const options *o_in)
         goto out;
     if (diag_error_count())    /* -Werror: a warning leaves no program */
         goto out;
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
-        goto out;
-    }
-    snprintf(c_path, sizeof c_path, "%s/model.c", dir);
-    snprintf(exe_path, sizeof exe_path, "%s/prog", dir);
-    if (write_c(m, c_path) != 0)
-        goto out;
-    if (o->emit_c && write_c(m, o->emit_c) != 0)
-        goto out;
-    /* Into the temporary beside -o (renamed onto it at the end); onto a device or FIFO, into
-     * the build folder, then copied (the linker and the blob writer need a regular file). */
-    if (outfile_open(&exe, o->out, 0755, 0) != 0)
-        goto out;
-    exe_open = 1;
-    const char *target = exe.tmp ? exe.tmp : exe_path;
-    if (o->verbose)
-        fprintf(stderr, "kiln: compiling %s\n", c_path);
-    if (codegen_compile(c_path, target, o->verbose) != 0)
-        goto out;
-    if (o->verbose)
-        fprintf(stderr, "kiln: packing %d tensors\n", m->ntensors);
-    if (pack_append_blob(target, packed, m->ntensors) != 0)
-        goto out;
-    if (exe.tmp && chmod(exe.tmp, 0755) != 0) {
-        fprintf(stderr, "kiln: error: cannot write %s: %s\n", o->out, strerror(errno));
-        goto out;
-    }
-    if (!exe.tmp && outfile_copy_from(&exe, exe_path) != 0)
-        goto out;
-    exe_open = 0;
-    if (outfile_commit(&exe) != 0)
+    if (codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c, o->verbose) != 0)
         goto out;
     rc = 0;
 out:
-    if (exe_open)
-        outfile_abort(&exe);
-    if (dir[sizeof dir - 2] != 'X') {
-        unlink(c_path);
-        unlink(exe_path);
-        rmdir(dir);
-    }
     bind_free(owned, nowned);
     free(packed);
     ckpt_close(ck);

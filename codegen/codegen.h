@@ -4,7 +4,8 @@
  * Files: lower.c (planned IR -> the decisions: kernels, rows, threads, places; lower.h),
  * backend.c (the back-end interface, backend.h), emit_c.c (the C back end), cc.c (runs cc
  * on it and links the runtime), pack.c (the weight blob, runtime/kiln_blob.h), bind.c
- * (checks the spec's tensors against a checkpoint and gathers them for the packer).
+ * (checks the spec's tensors against a checkpoint and gathers them for the packer), build.c
+ * (all of it, into an executable).
  */
 #ifndef KILN_CODEGEN_H
 #define KILN_CODEGEN_H
@@ -20,6 +21,16 @@
 /* Lowers the planned module m and writes its C program. Returns 0, -1 on a write error,
  * or -2 when lowering refused (reported). */
 int codegen_emit_c(FILE *out, const ir_module *m);
+
+/* build.c: writes the module's C to path ("-": standard output) through base/outfile.c;
+ * 0, or -1 after reporting. */
+int codegen_write_c(const ir_module *m, const char *path);
+/* build.c: the executable out_path from the planned module m and its packed tensors
+ * (packed[i] for m->tensors[i]): C in a temporary folder, compiled, the blob appended,
+ * renamed into place only when all of it worked. emit_c: also keep the C there. 0, or -1
+ * after reporting. */
+int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npacked,
+                          const char *out_path, const char *emit_c, int verbose);
 
 /* Compiles the C file at c_path and links it with the runtime into the executable exe_path.
  * The runtime (libkilnrt.a, include/) is found beside the kiln executable, or in

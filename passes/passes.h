@@ -19,6 +19,30 @@ ir_module *pass_dce(ir_module *m);
 /* Memory planning: frame slots reused after each value's last use; caches in the state. */
 ir_module *pass_plan_memory(ir_module *m);
 
+/* What the command line asks of the passes (cli/kiln.c fills it before the pipeline runs;
+ * a pass reads only its own fields). Zero: every default. */
+typedef struct passes_options {
+    int opt_level;             /* -O0: 0 runs only the passes correctness needs; else 1 */
+    const char *disabled[16];  /* --disable-pass=P */
+    int ndisabled;
+    const char *kv_type;       /* --kv-type f32|f16|bf16 (NULL: f32) */
+    int share_group, share_begin, share_end;   /* --share-softmax=G,b,e (group 0: none) */
+    const char *keep_experts;  /* --keep-experts=L:E,E;L:E... (NULL: none given) */
+    const char *prune_profile; /* --prune-experts=FILE, a routing profile (JSON) */
+    double min_freq;           /* --min-freq X: keep experts that fired at least X of tokens */
+    double expert_budget;      /* --expert-budget P: 0 none, else share of firings kept */
+} passes_options;
+extern passes_options passes_opts;
+
+/* The decisions passes made, for `kiln build --report` and `kiln dump --report`: each pass
+ * says what it did, one line per decision ("shared the softmax of l=2 with l=3, l=4"). */
+void pass_note(const char *pass, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int passes_note_count(void);
+/* Note i as "pass: text" (the pipeline owns the string). */
+const char *passes_note(int i);
+void passes_notes_clear(void);
+
 /* Runs the pipeline on *m (replacing it). With `before` (a pass name), stops before that
  * pass; with `after`, stops after it ("none": before the first). Unknown names are reported.
  * verbose: prints each pass and the instruction count. Returns 0, or 1 after an error. */

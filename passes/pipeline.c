@@ -3,9 +3,46 @@
  * To add a pass: write passes/NAME.c with its contract comment, declare it in passes.h and
  * add a line to `pipeline` below, in the place its requirements allow.
  */
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "passes.h"
+
+passes_options passes_opts;
+
+static char **notes;
+static int nnotes, cnotes;
+
+void pass_note(const char *pass, const char *fmt, ...)
+{
+    char text[1024];
+    int n = snprintf(text, sizeof text, "%s: ", pass);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (nnotes == cnotes) {
+        cnotes = cnotes ? 2 * cnotes : 64;
+        notes = realloc(notes, sizeof *notes * (size_t)cnotes);
+        if (!notes)
+            DIE("out of memory");
+    }
+    if (!(notes[nnotes++] = strdup(text)))
+        DIE("out of memory");
+}
+
+int passes_note_count(void) { return nnotes; }
+const char *passes_note(int i) { return notes[i]; }
+
+void passes_notes_clear(void)
+{
+    for (int i = 0; i < nnotes; i++)
+        free(notes[i]);
+    free(notes);
+    notes = NULL;
+    nnotes = cnotes = 0;
+}
 
 static const struct pass {
     const char *name;

@@ -1,0 +1,80 @@
+/* build.c - from a planned module and its packed weights to an executable on disk.
+ *
+ * The C goes into a temporary folder, is compiled and linked with the runtime, and the blob
+ * is appended; the result is renamed onto the output only when every step worked, so a
+ * failed build leaves no partial program (base/outfile.c). `kiln build` and the builds that
+ * measure a pass's effect (calibration) both come through here.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen.h"
+
+int codegen_write_c(const ir_module *m, const char *path)
+{
+    outfile out;
+    if (outfile_open(&out, path, 0644, OUTFILE_STREAM | OUTFILE_STDOUT) != 0)
+        return -1;
+    int rc = codegen_emit_c(out.f, m);
+    if (rc != 0) {             /* -2: the lowering refused and said why */
+        if (rc == -1)
+            diag_file_error(path, "write failed: %s", strerror(errno));
+        outfile_abort(&out);
+        return -1;
+    }
+    return outfile_commit(&out);
+}
+
+int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npacked,
+                          const char *out_path, const char *emit_c, int verbose)
+{
+    int rc = -1;
+    char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_path[64];
+    outfile exe = {.fd = -1};
+    int exe_open = 0;
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
+        return -1;
+    }
+    snprintf(c_path, sizeof c_path, "%s/model.c", dir);
+    snprintf(exe_path, sizeof exe_path, "%s/prog", dir);
+    if (codegen_write_c(m, c_path) != 0)
+        goto out;
+    if (emit_c && codegen_write_c(m, emit_c) != 0)
+        goto out;
+    /* Into the temporary beside the output (renamed onto it at the end); onto a device or
+     * FIFO, into the build folder, then copied (the linker and the blob writer need a
+     * regular file). */
+    if (outfile_open(&exe, out_path, 0755, 0) != 0)
+        goto out;
+    exe_open = 1;
+    const char *target = exe.tmp ? exe.tmp : exe_path;
+    if (verbose)
+        fprintf(stderr, "kiln: compiling %s\n", c_path);
+    if (codegen_compile(c_path, target, verbose) != 0)
+        goto out;
+    if (verbose)
+        fprintf(stderr, "kiln: packing %d tensors\n", npacked);
+    if (pack_append_blob(target, packed, npacked) != 0)
+        goto out;
+    if (exe.tmp && chmod(exe.tmp, 0755) != 0) {
+        fprintf(stderr, "kiln: error: cannot write %s: %s\n", out_path, strerror(errno));
+        goto out;
+    }
+    if (!exe.tmp && outfile_copy_from(&exe, exe_path) != 0)
+        goto out;
+    exe_open = 0;
+    if (outfile_commit(&exe) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (exe_open)
+        outfile_abort(&exe);
+    unlink(c_path);
+    unlink(exe_path);
+    rmdir(dir);
+    return rc;
+}
