@@ -22,7 +22,7 @@ ir_module *pass_plan_memory(ir_module *m);
 /* What the command line asks of the passes (cli/kiln.c fills it before the pipeline runs;
  * a pass reads only its own fields). Zero: every default. */
 typedef struct passes_options {
-    int opt_level;             /* -O0: 0 runs only the passes correctness needs; else 1 */
+    int o0;                    /* -O0: only the passes correctness needs; no fusion, no dedup */
     const char *disabled[16];  /* --disable-pass=P */
     int ndisabled;
     const char *kv_type;       /* --kv-type f32|f16|bf16 (NULL: f32) */
