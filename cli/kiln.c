@@ -372,7 +372,7 @@ static int same_loc(src_loc a, src_loc b)
 static int has_tensor(const ir_module *m, const char *name)
 {
     for (int t = 0; t < m->ntensors; t++)
-        if (m->tensors[t].name == name || !strcmp(m->tensors[t].name, name))
+        if (ir_recipe_reads(ir_recipe_of(&m->tensors[t]), name))
             return 1;
     return 0;
 }

@@ -112,6 +112,121 @@ static void shape_text(int rank, const int64_t *dim, char *buf, size_t size)
         snprintf(buf + n, size - n, "]");
 }
 
+/* The checkpoint tensor a load reads, checked against its declaration: present, of the
+ * declared shape. NULL after reporting at the declaration. */
+static const ckpt_tensor *find_leaf(const ckpt *ck, const char *name, const ir_type *type,
+                                    src_loc loc, const char *decl)
+{
+    const ckpt_tensor *ct = ckpt_find(ck, name);
+    if (!ct) {
+        diag_error(loc, "weight '%s' is bound to \"%s\", which %s does not have", decl, name,
+                   ck->path);
+        return NULL;
+    }
+    int same = ct->rank == type->rank;
+    for (int k = 0; same && k < ct->rank; k++)
+        same = ct->shape[k] == type->dim[k];
+    if (!same) {
+        char want[64], got[64];
+        shape_text(type->rank, type->dim, want, sizeof want);
+        shape_text(ct->rank, ct->shape, got, sizeof got);
+        diag_error(loc, "weight '%s' is %s in the spec, but \"%s\" is %s in %s", decl, want,
+                   name, got, ck->path);
+        return NULL;
+    }
+    return ct;
+}
+
+static float *floats(int64_t n)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!p)
+        DIE("out of memory");
+    return p;
+}
+
+/* The values a recipe makes, in f32 (ir_type_numel of its type, malloc'ed); NULL after
+ * reporting a leaf the checkpoint lacks. Every value of a checkpoint is exact in f32, so
+ * stacking and cutting are exact; scaling rounds once, and a product sums in double. */
+static float *recipe_eval(const ckpt *ck, const ir_recipe *r, const char *decl)
+{
+    int64_t n = ir_type_numel(&r->type);
+    float *out = NULL, *a = NULL, *b = NULL;
+    if (r->op == RC_LOAD) {
+        const ckpt_tensor *ct = find_leaf(ck, r->name, &r->type, r->loc, r->name);
+        if (!ct)
+            return NULL;
+        out = floats(n);
+        const uint8_t *src = ckpt_data(ck, ct);
+        for (int64_t j = 0; j < n; j++)
+            out[j] = load_f32(src, ct->dtype, (uint64_t)j);
+        return out;
+    }
+    if (!(a = recipe_eval(ck, r->src[0], decl)))
+        return NULL;
+    if (r->nsrc > 1 && r->op != RC_CONCAT && !(b = recipe_eval(ck, r->src[1], decl))) {
+        free(a);
+        return NULL;
+    }
+    const ir_type *at = &r->src[0]->type;
+    int64_t cols = at->rank == 2 ? at->dim[1] : 1;
+    out = floats(n);
+    switch (r->op) {
+    case RC_CONCAT: {
+        int64_t at_elem = ir_type_numel(at);
+        memcpy(out, a, sizeof(float) * (size_t)at_elem);
+        for (int k = 1; k < r->nsrc; k++) {
+            float *s = recipe_eval(ck, r->src[k], decl);
+            if (!s) {
+                free(a);
+                free(out);
+                return NULL;
+            }
+            int64_t sn = ir_type_numel(&r->src[k]->type);
+            memcpy(out + at_elem, s, sizeof(float) * (size_t)sn);
+            at_elem += sn;
+            free(s);
+        }
+        break;
+    }
+    case RC_ROWS: {
+        int64_t o = 0;
+        for (int k = 0; k < r->nrange; k++) {
+            int64_t len = (r->range[2 * k + 1] - r->range[2 * k]) * cols;
+            memcpy(out + o, a + r->range[2 * k] * cols, sizeof(float) * (size_t)len);
+            o += len;
+        }
+        break;
+    }
+    case RC_COLS: {
+        int64_t o = 0;
+        for (int64_t row = 0; row < at->dim[0]; row++)
+            for (int k = 0; k < r->nrange; k++)
+                for (int64_t c = r->range[2 * k]; c < r->range[2 * k + 1]; c++)
+                    out[o++] = a[row * cols + c];
+        break;
+    }
+    case RC_SCALE_COLS:
+        for (int64_t row = 0; row < at->dim[0]; row++)
+            for (int64_t c = 0; c < cols; c++)
+                out[row * cols + c] = a[row * cols + c] * b[c];
+        break;
+    case RC_MATVEC_T:
+        for (int64_t c = 0; c < cols; c++) {
+            double acc = 0;
+            for (int64_t row = 0; row < at->dim[0]; row++)
+                acc += (double)a[row * cols + c] * b[row];
+            out[c] = (float)acc;
+        }
+        break;
+    case RC_LOAD: case RC_COUNT:
+        break;
+    }
+    free(a);
+    free(b);
+    return out;
+}
+
 int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***owned, int *nowned)
 {
     int bad = 0;
@@ -121,22 +236,8 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
         DIE("out of memory");
     for (int i = 0; i < m->ntensors; i++) {
         const ir_tensor *t = &m->tensors[i];
-        const ckpt_tensor *ct = ckpt_find(ck, t->name);
-        if (!ct) {
-            diag_error(t->loc, "weight '%s' is bound to \"%s\", which %s does not have",
-                       t->decl, t->name, ck->path);
-            bad++;
-            continue;
-        }
-        int same = ct->rank == t->type.rank;
-        for (int k = 0; same && k < ct->rank; k++)
-            same = ct->shape[k] == t->type.dim[k];
-        if (!same) {
-            char want[64], got[64];
-            shape_text(t->type.rank, t->type.dim, want, sizeof want);
-            shape_text(ct->rank, ct->shape, got, sizeof got);
-            diag_error(t->loc, "weight '%s' is %s in the spec, but \"%s\" is %s in %s", t->decl,
-                       want, t->name, got, ck->path);
+        const ckpt_tensor *ct = NULL;
+        if (!t->recipe && !(ct = find_leaf(ck, t->name, &t->type, t->loc, t->decl))) {
             bad++;
             continue;
         }
@@ -160,15 +261,24 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
             bad++;
             continue;
         }
-        const uint8_t *src = ckpt_data(ck, ct);
-        if (ckpt_storage(ct->dtype) == t->type.dtype) {   /* stored as is: no copy */
-            p->data = src;
+        if (ct && ckpt_storage(ct->dtype) == t->type.dtype) {   /* stored as is: no copy */
+            p->data = ckpt_data(ck, ct);
+            continue;
+        }
+        const uint8_t *src = ct ? ckpt_data(ck, ct) : NULL;
+        float *made = NULL;
+        if (t->recipe && !(made = recipe_eval(ck, t->recipe, t->decl))) {
+            bad++;
             continue;
         }
         void *buf = malloc(p->nbytes ? (size_t)p->nbytes : 1);
         if (!buf)
             DIE("out of memory");
-        convert(buf, code, src, ct->dtype, (uint64_t)ir_type_numel(&t->type));
+        if (made)
+            convert(buf, code, (const uint8_t *)made, CK_F32, (uint64_t)ir_type_numel(&t->type));
+        else
+            convert(buf, code, src, ct->dtype, (uint64_t)ir_type_numel(&t->type));
+        free(made);
         (*owned)[(*nowned)++] = buf;
         p->data = buf;
     }
@@ -213,7 +323,7 @@ int bind_check_llama2c(const ir_module *m, const ckpt *ck)
             continue;
         int used = 0;
         for (int k = 0; k < m->ntensors && !used; k++)
-            used = !strcmp(m->tensors[k].name, name);
+            used = ir_recipe_reads(ir_recipe_of(&m->tensors[k]), name);
         if (!used) {
             diag_file_error(ck->path, "the llama2.c file holds \"%s\", which the spec does not "
                             "declare or never reads (%s)", name,

@@ -15,9 +15,10 @@
  * do not. The cached-positions axis S is symbolic too (capacity in the dim). Weights keep
  * their checkpoint's storage type (f32, f16, bf16, block types); every op computes in f32.
  *
- * Files: ir.c (types, builder), rewrite.c (building a module from another, use lists),
- * typing.c (one typing rule per op), print.c (the versioned text dump), read.c (reading it
- * back), verify.c (the verifier), ops.c (the op table). Format: docs/ir.md.
+ * Files: ir.c (types, builder), recipe.c (tensors computed when packing), rewrite.c
+ * (building a module from another, use lists), typing.c (one typing rule per op), print.c
+ * (the versioned text dump), read.c (reading it back), verify.c (the verifier), ops.c (the
+ * op table). Format: docs/ir.md.
  */
 #ifndef KILN_IR_H
 #define KILN_IR_H
@@ -72,12 +73,37 @@ typedef struct ir_inst {
     int64_t offset;            /* ... and its byte offset there */
 } ir_inst;
 
-/* A checkpoint tensor the model reads, whole; weight instructions are views into it. */
+/* How a tensor computed when packing is made (recipe.c): a tree whose leaves are checkpoint
+ * tensors. Shapes are checked when a recipe is made (ir_recipe_type). */
+typedef enum ir_recipe_op {
+    RC_LOAD,                   /* the checkpoint tensor `name` of type `type` */
+    RC_CONCAT,                 /* the sources stacked along their first dimension */
+    RC_ROWS,                   /* rows [range[2k], range[2k+1]) of the source, in order */
+    RC_COLS,                   /* the same for columns of a matrix */
+    RC_SCALE_COLS,             /* w [o, i] with column j times g[j]: a norm gain folded */
+    RC_MATVEC_T,               /* a [n, m], v [n] -> a^T v [m]: a vector folded through */
+    RC_COUNT
+} ir_recipe_op;
+
+typedef struct ir_recipe {
+    ir_recipe_op op;
+    const char *name;          /* RC_LOAD: the checkpoint name */
+    ir_type type;              /* the result's shape (RC_LOAD: declared, with its dtype) */
+    src_loc loc;               /* RC_LOAD: the declaration */
+    int nsrc;
+    const struct ir_recipe *const *src;
+    int nrange;                /* RC_ROWS, RC_COLS: nrange [begin, end) pairs */
+    const int64_t *range;
+} ir_recipe;
+
+/* A tensor the model reads, whole; weight instructions are views into it. Without a recipe
+ * it is the checkpoint's tensor `name`; with one, the packer computes it. */
 typedef struct ir_tensor {
-    const char *name;          /* checkpoint name, templates expanded */
+    const char *name;          /* checkpoint name, templates expanded (recipe: the decl) */
     const char *decl;          /* spec name with array indices: "wq[3]", "e[0,1]" */
     ir_type type;              /* dtype: the storage type */
     src_loc loc;               /* the declaration, for diagnostics about the file */
+    const ir_recipe *recipe;   /* NULL: loaded as it is */
 } ir_tensor;
 
 typedef struct ir_rtparam {
@@ -129,6 +155,23 @@ static inline ir_inst *ir_get(ir_module *m, int id) { return &m->insts[id]; }
 void ir_set_storage(ir_module *m, int t, ir_dtype dt);
 /* Recomputes what follows from the instructions: vocab, ctx and output. */
 void ir_module_derive(ir_module *m);
+
+/* recipe.c: tensors computed when packing. Recipes live in the arena (base.h). */
+extern const char *const ir_recipe_names[RC_COUNT];
+int ir_recipe_lookup(const char *name, size_t len);          /* -1 if none (never RC_LOAD) */
+const ir_recipe *ir_recipe_load(const char *name, ir_type type, src_loc loc);
+/* The recipe of tensor t: its own, or a load of its checkpoint name. */
+const ir_recipe *ir_recipe_of(const ir_tensor *t);
+/* A recipe of op over src[] (and ranges for rows/cols), its type checked: 0, or -1 with a
+ * message. The result's dtype is the first source's. */
+int ir_recipe_make(const ir_recipe **out, ir_recipe_op op, const ir_recipe *const *src,
+                   int nsrc, const int64_t *range, int nrange, char *why, size_t size);
+int ir_recipe_type(const ir_recipe *r, ir_type *out, char *why, size_t size);
+/* Appends a tensor made by recipe r, stored as dtype; its name is decl. Returns its index. */
+int ir_add_recipe_tensor(ir_module *m, const char *decl, ir_dtype dtype, const ir_recipe *r,
+                         src_loc loc);
+/* Whether the checkpoint tensor `name` is one of r's leaves. */
+int ir_recipe_reads(const ir_recipe *r, const char *name);
 
 /* types (ir.c) */
 /* The one checked constructor: dims >= 1, element counts within IR_MAX_ELEMS. Returns 0, or

@@ -93,6 +93,27 @@ static void print_comment(FILE *out, int col, const char *label, const char *sco
             label && scope ? " " : "", scope ? scope : "");
 }
 
+/* `"name" f32[4, 8]` for a checkpoint tensor, `concat(A, B)`, `rows(A, 0:2, 4:8)`; the
+ * columns printed. */
+static int print_recipe(FILE *out, const ir_recipe *r)
+{
+    char tb[96];
+    if (r->op == RC_LOAD) {
+        int col = print_string(out, r->name);
+        return col + fprintf(out, " %s", ir_type_str(&r->type, tb, sizeof tb));
+    }
+    int col = fprintf(out, "%s(", ir_recipe_names[r->op]);
+    for (int k = 0; k < r->nsrc; k++) {
+        if (k)
+            col += fprintf(out, ", ");
+        col += print_recipe(out, r->src[k]);
+    }
+    for (int k = 0; k < r->nrange; k++)
+        col += fprintf(out, ", %lld:%lld", (long long)r->range[2 * k],
+                       (long long)r->range[2 * k + 1]);
+    return col + fprintf(out, ")");
+}
+
 void ir_print(FILE *out, const ir_module *m, const char *scope_filter)
 {
     char tb[96];
@@ -106,7 +127,10 @@ void ir_print(FILE *out, const ir_module *m, const char *scope_filter)
     for (int i = 0; i < m->ntensors; i++) {
         const ir_tensor *t = &m->tensors[i];
         int col = fprintf(out, "tensor @%d %s ", i, ir_type_str(&t->type, tb, sizeof tb));
-        col += print_string(out, t->name);
+        if (t->recipe)
+            col += fprintf(out, "= ") + print_recipe(out, t->recipe);
+        else
+            col += print_string(out, t->name);
         print_comment(out, col, t->decl, NULL);
         fputc('\n', out);
     }

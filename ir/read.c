@@ -496,6 +496,71 @@ static void read_stat(reader *r)
         fail_at(r, at, (int)(r->p - at), "statistic '%s' is listed twice", name);
 }
 
+/* RECIPE := "name" TYPE | OP(RECIPE, ... [, B:E ...]) (print.c). NULL after reporting. */
+static const ir_recipe *parse_recipe(reader *r, int depth)
+{
+    const char *at = r->p;
+    if (depth > 32) {
+        fail_at(r, at, token_len(r, at), "a recipe nests at most 32 deep");
+        return NULL;
+    }
+    if (*r->p == '"') {
+        const char *name = parse_string(r, "a checkpoint tensor's quoted name");
+        src_loc loc = {r->file, r->lineno, (int)(at - r->line) + 1, (int)(r->p - at)};
+        ir_type type;
+        if (!name || !expect(r, " ", "a space and the tensor's type") || !parse_type(r, &type))
+            return NULL;
+        return ir_recipe_load(name, type, loc);
+    }
+    const char *op_at;
+    int n = word(r, &op_at);
+    int op = n > 0 ? ir_recipe_lookup(op_at, (size_t)n) : -1;
+    if (op < 0) {
+        r->p = at;
+        expected(r, "a quoted tensor name or a recipe (concat, rows, cols, scale_cols, "
+                 "matvec_t)");
+        return NULL;
+    }
+    if (!expect(r, "(", "'(' after the recipe's name"))
+        return NULL;
+    const ir_recipe *src[256];
+    int64_t range[512];
+    int nsrc = 0, nrange = 0;
+    do {
+        if (nsrc + nrange && !expect(r, ", ", "', ' or ')'"))
+            return NULL;
+        if (*r->p >= '0' && *r->p <= '9') {
+            if (nrange == 256) {
+                fail_at(r, r->p, token_len(r, r->p), "a recipe has at most 256 ranges");
+                return NULL;
+            }
+            if (!parse_int(r, 0, INT64_MAX, &range[2 * nrange], "a range's start") ||
+                !expect(r, ":", "':' and the range's end") ||
+                !parse_int(r, 0, INT64_MAX, &range[2 * nrange + 1], "a range's end"))
+                return NULL;
+            nrange++;
+            continue;
+        }
+        if (nrange) {
+            expected(r, "a range B:E (ranges come after the tensors)");
+            return NULL;
+        }
+        if (nsrc == 256) {
+            fail_at(r, r->p, token_len(r, r->p), "a recipe reads at most 256 tensors");
+            return NULL;
+        }
+        if (!(src[nsrc++] = parse_recipe(r, depth + 1)))
+            return NULL;
+    } while (!lit(r, ")"));
+    const ir_recipe *out;
+    char why[256];
+    if (ir_recipe_make(&out, (ir_recipe_op)op, src, nsrc, range, nrange, why, sizeof why)) {
+        fail_at(r, at, (int)(r->p - at), "%s", why);
+        return NULL;
+    }
+    return out;
+}
+
 static void read_tensor(reader *r)
 {
     const char *at = r->p;
@@ -511,10 +576,23 @@ static void read_tensor(reader *r)
     if (!expect(r, " ", "a space and the tensor's type") || !parse_type(r, &type) ||
         !expect(r, " ", "a space and the tensor's quoted name"))
         return;
-    const char *name_at = r->p, *name = parse_string(r, "the tensor's quoted name");
-    const char *decl = NULL;
-    if (!name)
+    const char *name_at = r->p, *name = NULL, *decl = NULL;
+    const ir_recipe *recipe = NULL;
+    if (lit(r, "= ")) {
+        name_at = r->p;
+        if (!(recipe = parse_recipe(r, 0)))
+            return;
+        ir_type want = recipe->type;
+        want.dtype = type.dtype;   /* the storage type is the tensor's own */
+        char a[96], b[96];
+        if (!ir_type_equal(&want, &type)) {
+            fail_at(r, name_at, (int)(r->p - name_at), "the recipe makes %s, the tensor is %s",
+                    ir_type_str(&recipe->type, a, sizeof a), ir_type_str(&type, b, sizeof b));
+            return;
+        }
+    } else if (!(name = parse_string(r, "the tensor's quoted name or '= ' and a recipe"))) {
         return;
+    }
     int name_len = (int)(r->p - name_at);
     while (r->p < r->eol && *r->p == ' ')
         r->p++;
@@ -525,7 +603,13 @@ static void read_tensor(reader *r)
     }
     /* the dump stands for the spec: a weight loader's message points at this line */
     src_loc loc = {r->file, r->lineno, (int)(name_at - r->line) + 1, name_len};
-    ir_add_tensor(r->m, name, decl, type, loc);
+    if (recipe) {
+        const char *label = decl ? decl : base_intern_str("recipe");
+        int t = ir_add_recipe_tensor(r->m, label, type.dtype, recipe, loc);
+        r->m->tensors[t].decl = decl;
+    } else {
+        ir_add_tensor(r->m, name, decl, type, loc);
+    }
 }
 
 static void read_batch(reader *r)

@@ -4,8 +4,8 @@
  * Checks what every pass may rely on: operands defined before use, arity, every type equal
  * to what the op's typing rule (typing.c) gives, linear and embed reading weights, guards
  * well formed (a guarded value is used only under the same guard or as the term of an
- * accum_if on that guard), exactly one output, and once memory is planned, every stored
- * value inside its region. Each violation is printed; the count is returned.
+ * accum_if on that guard), computed tensors of their recipe's shape, exactly one output,
+ * and once memory is planned, every stored value inside its region. Each violation is printed; the count is returned.
  */
 #include <stdarg.h>
 
@@ -73,10 +73,33 @@ static void check_memory(const ir_module *m, int id, const ir_inst *in)
              (long long)in->offset, (long long)bytes);
 }
 
+/* A computed tensor is what its recipe makes (its storage type aside). */
+static void check_tensor(const ir_module *m, int t)
+{
+    const ir_tensor *tn = &m->tensors[t];
+    if (!tn->recipe)
+        return;
+    ir_type want;
+    char why[256], a[96], b[96];
+    if (ir_recipe_type(tn->recipe, &want, why, sizeof why) != 0) {
+        fprintf(stderr, "kiln: IR verifier: %s: tensor @%d: %s\n", m->name, t, why);
+        errors++;
+        return;
+    }
+    want.dtype = tn->type.dtype;
+    if (!ir_type_equal(&want, &tn->type)) {
+        fprintf(stderr, "kiln: IR verifier: %s: tensor @%d is %s, its recipe makes %s\n",
+                m->name, t, ir_type_str(&tn->type, a, sizeof a), ir_type_str(&want, b, sizeof b));
+        errors++;
+    }
+}
+
 int ir_verify(const ir_module *m)
 {
     errors = 0;
     int outputs = 0;
+    for (int t = 0; t < m->ntensors; t++)
+        check_tensor(m, t);
     for (int id = 0; id < m->ninsts; id++) {
         const ir_inst *in = &m->insts[id];
         if ((int)in->op < 0 || in->op >= IR_OP_COUNT) {

@@ -223,6 +223,47 @@ static ir_module *build_minimal(void)
     return m;
 }
 
+/* Computed tensors: a stacked product, pruned rows, a folded gain and a folded vector, one
+ * recipe nested in another, each viewed by an instruction. */
+static ir_module *build_recipes(void)
+{
+    ir_module *m = ir_module_new(base_intern_str("recipes"));
+    src_loc none = {0};
+    ir_type mat = ty(DT_F32, 0, 2, 8, 4), vec = ty(DT_F32, 0, 1, 4, 0);
+    const ir_recipe *q = ir_recipe_load(base_intern_str("q.weight"), mat, none);
+    const ir_recipe *k = ir_recipe_load(base_intern_str("k \"odd\" name"), mat, none);
+    const ir_recipe *g = ir_recipe_load(base_intern_str("norm.weight"), vec, none);
+    const ir_recipe *scaled[2], *stacked, *cut, *folded;
+    char why[256];
+    int64_t keep[4] = {0, 2, 5, 8};
+    if (ir_recipe_make(&scaled[0], RC_SCALE_COLS, (const ir_recipe *[]){q, g}, 2, NULL, 0, why,
+                       sizeof why) ||
+        ir_recipe_make(&scaled[1], RC_SCALE_COLS, (const ir_recipe *[]){k, g}, 2, NULL, 0, why,
+                       sizeof why) ||
+        ir_recipe_make(&stacked, RC_CONCAT, scaled, 2, NULL, 0, why, sizeof why) ||
+        ir_recipe_make(&cut, RC_ROWS, (const ir_recipe *[]){q}, 1, keep, 2, why, sizeof why) ||
+        ir_recipe_make(&folded, RC_MATVEC_T,
+                       (const ir_recipe *[]){ir_recipe_load(base_intern_str("down"),
+                                                            ty(DT_F32, 0, 2, 4, 4), none), g},
+                       2, NULL, 0, why, sizeof why))
+        DIE("recipe: %s", why);
+    int embed = tensor(m, "embed", "embed", ty(DT_F32, 0, 2, 16, 4));
+    int qk = ir_add_recipe_tensor(m, base_intern_str("wq[0]+wk[0]"), DT_BF16, stacked, none);
+    int rows = ir_add_recipe_tensor(m, base_intern_str("gate[0]"), DT_F32, cut, none);
+    int fv = ir_add_recipe_tensor(m, base_intern_str("r'"), DT_F32, folded, none);
+    m->t_max = 4;
+    int tok = op0(m, IR_token);
+    int x = op2(m, IR_embed, weight(m, embed, 0, 0, ty(DT_F32, 0, 2, 16, 4)), tok);
+    int y = op2(m, IR_linear, x, weight(m, qk, 0, 0, ty(DT_BF16, 0, 2, 16, 4)));
+    int z = op2(m, IR_linear, x, weight(m, rows, 0, 0, ty(DT_F32, 0, 2, 5, 4)));
+    int d = op2(m, IR_dot, x, weight(m, fv, 0, 0, ty(DT_F32, 0, 1, 4, 0)));
+    (void)y;
+    (void)d;
+    op1(m, IR_output, op1(m, IR_neg, z));
+    ir_module_derive(m);
+    return m;
+}
+
 /* ---------------------------------------------------------------- helpers */
 
 static char *print_module(const ir_module *m)
@@ -304,6 +345,26 @@ static void test_round_trips(void)
     round_trip("layer (half)", build_layer("half"));
     round_trip("planned layer", build_planned());
     round_trip("minimal", build_minimal());
+    round_trip("computed tensors", build_recipes());
+}
+
+static void test_recipes_refused(void)
+{
+    ir_module *m = build_recipes();
+    char *good = print_module(m);
+    ir_module_free(m);
+    refuse_edit("an unknown recipe", good, "= concat(", "= stack(");
+    refuse_edit("a recipe of the wrong shape", good, "f32[5, 4] = rows(", "f32[6, 4] = rows(");
+    refuse_edit("ranges out of order", good, "0:2, 5:8", "5:8, 0:2");
+    refuse_edit("a range past the end", good, "0:2, 5:8", "0:2, 5:9");
+    refuse_edit("an empty range", good, "0:2, 5:8", "0:2, 5:5");
+    refuse_edit("a tensor after a range", good, "0:2, 5:8)", "0:2, \"x\" f32[4])");
+    refuse_edit("a concat that makes another shape", good, "concat(scale_cols(", "concat(rows(\"x\" f32[4, 4], 0:1), scale_cols(");
+    refuse_edit("scale_cols of mismatched widths", good,
+                "scale_cols(\"q.weight\" f32[8, 4], \"norm.weight\" f32[4])",
+                "scale_cols(\"q.weight\" f32[8, 4], \"norm.weight\" f32[5])");
+    refuse_edit("an unclosed recipe", good, "0:2, 5:8)", "0:2, 5:8");
+    free(good);
 }
 
 /* Value names need only increase: %0 %5 %9 read as dense ids 0 1 2. */
@@ -496,6 +557,7 @@ static void test_mutations(void)
 int main(void)
 {
     test_round_trips();
+    test_recipes_refused();
     test_sparse_names();
     test_truncations();
     test_malformed();
