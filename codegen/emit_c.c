@@ -72,6 +72,18 @@ static const char *ptr(const lw_ref *ref, const char *r, char *buf, size_t size)
     return buf;
 }
 
+/* A KV cache operand as the kernels take it (kernels.h: krt_kv), read with kv_heads heads
+ * of head_dim. */
+static const char *kv_lit(const lw_ref *ref, int64_t kv_heads, int64_t head_dim, char *buf,
+                          size_t size)
+{
+    char p[160];
+    snprintf(buf, size, "(krt_kv){%s, %u, %d, %" PRId64 ", %" PRId64 ", %" PRId64 "}",
+             ptr(ref, "0", p, sizeof p), ref->dtype, ref->head_major, kv_heads, head_dim,
+             ref->cap);
+    return buf;
+}
+
 /* One element of operand `ref` in a map loop: row r, element i (scalars broadcast). */
 static const char *element(const lw_ref *ref, const char *name, char *buf, size_t size)
 {
@@ -199,7 +211,7 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
 {
     const ir_inst *in = &p->m->insts[s->inst];
     const char *r0 = row0(s->rows), *rows = nrows(s->rows);
-    char d[160], a[160], b[160], lit[48];
+    char d[160], a[160], b[160], lit[48], k[256];
     fprintf(o, "    /* %%%d %s%s%s */\n", s->inst, ir_ops[in->op].name, in->label ? " " : "",
             in->label ? in->label : "");
     if (s->dst.place != LW_NONE)
@@ -288,15 +300,22 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
                 s->n[2], s->inst, s->flag);
         break;
     case LK_cache_store:
-        fprintf(o, "    krt_cache_store(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s);\n", d, a,
-                rows, s->n[0], r0);
+        fprintf(o, "    krt_cache_store(%s, %s, %s, pos0 + (int32_t)%s);\n",
+                kv_lit(&s->dst, s->n[1], s->n[2], k, sizeof k), a, rows, r0);
         break;
     case LK_attn_scores: case LK_attn_apply:
-        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-                   ", pos0 + (int32_t)%s, %" PRId64 ");\n",
+        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s);\n",
                 s->kernel == LK_attn_scores ? "attn_scores" : "attn_apply", d, a, rows,
-                ptr(&s->src[1], "0", b, sizeof b), s->n[0], s->n[1], s->n[2], r0, s->n[3]);
+                kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k), s->n[0], r0);
         break;
+    case LK_attention: {
+        char v[256];
+        fprintf(o, "    krt_attention(%s, %s, %s, %s, %s, %" PRId64 ", %s, pos0 + (int32_t)%s);\n",
+                d, a, rows, kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k),
+                kv_lit(&s->src[2], s->n[1], s->n[3], v, sizeof v), s->n[0],
+                float_lit(s->f, lit, sizeof lit), r0);
+        break;
+    }
     case LK_stat: {
         char e[96];
         fprintf(o, "    {\n");
@@ -407,8 +426,9 @@ static void c_end(FILE *o, const lw_program *p)
     for (int i = 0; i < p->ncaches; i++) {
         fprintf(o, "    {");
         emit_string(o, p->caches[i].label);
-        fprintf(o, ", %" PRId64 ", %" PRId64 ", %" PRId64 "},\n", p->caches[i].width,
-                p->caches[i].capacity, p->caches[i].offset);
+        fprintf(o, ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %u, %d},\n",
+                p->caches[i].width, p->caches[i].capacity, p->caches[i].offset,
+                p->caches[i].kv_heads, p->caches[i].dtype, p->caches[i].head_major);
     }
     fprintf(o, "    {0}\n};\n\n");
     fprintf(o, "const krt_model kiln_model = {\n    .name = ");

@@ -71,6 +71,12 @@ static lw_ref ref_of(const ir_module *m, int id)
         r.place = in->mem == MEM_STATE ? LW_STATE : LW_FRAME;
         r.offset = in->offset;
     }
+    if (in->op == IR_cache) {          /* its storage: what the attention kernels read */
+        r.dtype = codegen_kblob_dtype(in->type.dtype);
+        r.head_major = in->sattr != NULL;
+        r.kv_heads = in->sattr ? in->iattr[1] : 0;
+        r.cap = in->type.dim[0];
+    }
     return r;
 }
 
@@ -216,7 +222,8 @@ static int choose_kernel(const ir_module *m, int id, lw_step *s)
         return 0;
     case IR_cache:
         s->kernel = LK_cache_store;
-        s->n[0] = t->dim[1];
+        s->n[1] = in->sattr ? in->iattr[1] : 1;   /* position-major: one row of width */
+        s->n[2] = t->dim[1] / s->n[1];
         return 0;
     case IR_attn_scores: {
         int64_t heads = in->iattr[0], hd = t0->dim[0] / heads;
@@ -236,6 +243,14 @@ static int choose_kernel(const ir_module *m, int id, lw_step *s)
         s->n[3] = t0->dim[1];
         return 0;
     }
+    case IR_attention:
+        s->kernel = LK_attention;
+        s->n[0] = in->iattr[0];
+        s->n[1] = in->iattr[1];
+        s->n[2] = t1->dim[1] / in->iattr[1];
+        s->n[3] = m->insts[in->args[2]].type.dim[1] / in->iattr[1];
+        s->f = (float)in->fattr;
+        return 0;
     case IR_stat:
         s->kernel = LK_stat;
         s->n[0] = in->iattr[0];
@@ -267,6 +282,18 @@ static lw_rows step_rows(const ir_module *m, int i, const char *all)
     return all[i] ? LW_ROWS_ALL : LW_ROWS_TAIL;
 }
 
+/* A head-major cache's heads are its layout: an attention step must read it with as many
+ * kv heads (n1), which passes/kvlayout.c makes sure of. 0, or -1. */
+static int reads_caches_as_stored(const lw_step *s)
+{
+    if (s->kernel != LK_attn_scores && s->kernel != LK_attn_apply && s->kernel != LK_attention)
+        return 0;
+    for (int k = 0; k < s->nsrc; k++)
+        if (s->src[k].head_major && s->src[k].kv_heads != s->n[1])
+            return -1;
+    return 0;
+}
+
 /* Appends the step of instruction i; a guarded one joins (or opens) its region's loop. */
 static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
                     const int *region_end, int *open_loop)
@@ -282,6 +309,8 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
     s->nsrc = in->nargs;
     for (int k = 0; k < in->nargs; k++)
         s->src[k] = ref_of(m, in->args[k]);
+    if (reads_caches_as_stored(s) != 0)
+        return unsupported(m, i, "a head-major cache is read with another number of kv heads");
     s->rows = step_rows(m, i, all);
     if (in->guard >= 0) {
         if (*open_loop < 0) {          /* a guard region starts: a per-token loop */
@@ -308,6 +337,9 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
         c->width = in->type.dim[1];
         c->capacity = in->type.dim[0];
         c->offset = in->offset;
+        c->kv_heads = s->n[1];
+        c->dtype = s->dst.dtype;
+        c->head_major = s->dst.head_major;
     }
     if (in->op == IR_output)
         p->logits = s->src[0];

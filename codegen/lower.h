@@ -40,6 +40,9 @@ typedef struct lw_ref {
     int i32;                   /* elements are int32 (tokens, positions), else float */
     int index;                 /* LW_RTPARAM */
     float value;               /* LW_CONST */
+    /* a KV cache (LW_STATE, the value of `cache`): its storage dtype (KBLOB_*) is `dtype` */
+    int head_major;            /* 1: [kv_heads][cap][head_dim], 0: [cap][width] */
+    int64_t kv_heads, cap;     /* kv_heads: of a head-major cache, else 0 (the reader says) */
 } lw_ref;
 
 /* The rows of the block a step runs for. */
@@ -71,9 +74,10 @@ typedef enum lw_rows {
     X(rope, "rotary; n0 heads, n1 head_dim, n2 rot, f base, flag interleaved")                 \
     X(rope_heads, "rotary, one base per head; n0 heads, n1 head_dim, n2 rot, fvec the n0 "     \
                   "bases, flag interleaved")                                                   \
-    X(cache_store, "cache rows pos0 .. pos0+T-1 = src0; n0 width")                             \
+    X(cache_store, "cache rows pos0 .. pos0+T-1 = src0; n1 kv heads, n2 head_dim")             \
     X(attn_scores, "n0 heads, n1 kv heads, n2 head_dim, n3 capacity")                          \
     X(attn_apply, "n0 heads, n1 kv heads, n2 head_dim, n3 capacity")                           \
+    X(attention, "fused: n0 heads, n1 kv heads, n2 head_dim of k, n3 of v, f scale")          \
     X(stat, "statistic n0 += src0 for each row")                                               \
     X(output, "the logits are dst")
 
@@ -111,6 +115,9 @@ typedef struct lw_loop {
 typedef struct lw_cache {
     const char *label;         /* "k_cache l=3" */
     int64_t width, capacity, offset;
+    int64_t kv_heads;          /* head-major: its heads; position-major: 1 */
+    uint32_t dtype;            /* storage type, KBLOB_* */
+    int head_major;
 } lw_cache;
 
 typedef struct lw_program {

@@ -193,8 +193,9 @@ int ir_dtype_is_storage(ir_dtype dt)
 
 int64_t ir_value_bytes(const ir_module *m, const ir_inst *in)
 {
-    /* activations are 4-byte f32, i32 or bool (0.0f / 1.0f) */
-    int64_t n = ir_type_numel(&in->type) * 4;
+    /* activations are 4-byte f32, i32 or bool (0.0f / 1.0f); a cache keeps its storage type */
+    int elem = in->type.dtype == DT_F16 || in->type.dtype == DT_BF16 ? 2 : 4;
+    int64_t n = ir_type_numel(&in->type) * elem;
     return in->type.tok ? n * m->t_max : n;
 }
 

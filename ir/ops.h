@@ -7,7 +7,10 @@
  *   flags  OPF_* properties below
  *   attrs  attribute slots, in print order: "i:heads" an integer in iattr[k] (k counts the i:
  *          and t: slots), "t:tensor" a tensor reference (@N) in iattr[k], "f:base" the float
- *          fattr, "v:bases" the float vector fvec[0 .. nfvec-1], "s:mode" the string sattr
+ *          fattr, "v:bases" the float vector fvec[0 .. nfvec-1], "s:mode" the string sattr.
+ *          An optional slot has '?' for ':' ("i?heads", "s?layout"): it is printed only when
+ *          set (an integer not 0, a string not NULL) and may be absent from a dump, so IR
+ *          that never sets it prints as it did before the slot existed
  *   rule   the typing rule (ir/typing.c): computes the result type from the operand types and
  *          the attributes, or says why it cannot. The front end turns a failure into a caret
  *          diagnostic; the verifier checks every instruction's type against it.
@@ -101,13 +104,17 @@ enum {
       "mode half or interleaved")                                                              \
     X(rope_heads, 1, 0, "i:heads i:rot v:bases s:mode", rule_rope_heads, "",                   \
       "rope with one base per head: head h turns by (pos0 + t) * bases[h]^(-2i/rot)")          \
-    X(cache, 1, OPF_STATE | OPF_EFFECT, "i:capacity", rule_cache, "",                          \
-      "append the T rows of args[0] [w] at positions pos0 .. pos0+T-1 -> the cache [S, w]")    \
+    X(cache, 1, OPF_STATE | OPF_EFFECT, "i:capacity i?heads s?layout", rule_cache, "",         \
+      "append the T rows of args[0] [w] at positions pos0 .. pos0+T-1 -> the cache [S, w], "   \
+      "stored as its dtype (f32, f16, bf16); layout \"head\": [heads][S][w/heads]")            \
     X(attn_scores, 2, 0, "i:heads", rule_attn_scores, "",                                      \
       "q [H*dh] . cache rows [S, Hkv*dh] -> [H, S], row t over positions 0 .. pos0+t "         \
       "(GQA: head h reads kv head h/(H/Hkv))")                                                 \
     X(attn_apply, 2, 0, "i:kv_heads", rule_attn_apply, "",                                     \
       "probs [H, S] x cache [S, Hkv*dh] -> [H*dh], same positions and GQA mapping")           \
+    X(attention, 3, 0, "i:heads i:kv_heads f:scale", rule_attention, "",                        \
+      "fused causal attention of q [H*dh] over k, v caches [S, Hkv*dh]: softmax(q.k * scale) "  \
+      "x v -> [H*dh], online softmax, no probabilities in memory")                            \
     X(accum_if, 3, 0, "", rule_accum_if, "(c != 0.0f ? a + b : a)",                            \
       "args[0] + args[1] where the scalar args[2] is true, else args[0] (guarded sums)")       \
     X(stat, 1, OPF_EFFECT | OPF_NOVALUE, "i:slot", rule_stat, "",                              \

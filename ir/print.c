@@ -17,7 +17,7 @@
  *     output %40
  *   }
  *
- * Attributes print in the op table's order; the trailing comment gives the source name and
+ * Attributes print in the op table's order (an optional slot only when it is set); the trailing comment gives the source name and
  * the loop indices the value was made under. read.c reads exactly this back, so printing a
  * module read from a dump gives the dump again byte for byte. Bump IR_DUMP_VERSION when the
  * format changes.
@@ -63,6 +63,11 @@ static int print_attrs(FILE *out, const ir_inst *in)
         char kind = p[0];
         const char *name = p + 2, *end = strchr(name, ' ');
         int len = end ? (int)(end - name) : (int)strlen(name);
+        if (p[1] == '?' && !(kind == 'i' ? in->iattr[ki] != 0 : in->sattr != NULL)) {
+            ki += kind == 'i';     /* an optional slot not set is not printed */
+            p = end ? end + 1 : name + len;
+            continue;
+        }
         if (kind == 't')
             col += fprintf(out, " %.*s=@%lld", len, name, (long long)in->iattr[ki++]);
         else if (kind == 'i')

@@ -698,6 +698,11 @@ static int parse_attrs(reader *r, ir_inst *in)
         if (!lit(r, " ") || (size_t)(r->eol - r->p) <= (size_t)len ||
             memcmp(r->p, name, (size_t)len) != 0 || r->p[len] != '=') {
             r->p = save;
+            if (p[1] == '?') {     /* an optional slot may be absent: it stays unset */
+                ki += kind == 'i';
+                p = name[len] ? name + len + 1 : name + len;
+                continue;
+            }
             bad_attr(r, in->op, name, len);
             return 0;
         }
@@ -716,6 +721,12 @@ static int parse_attrs(reader *r, ir_inst *in)
             ok = (in->sattr = parse_string(r, "a quoted string")) != NULL;
         if (!ok)
             return 0;
+        if (p[1] == '?' && kind == 'i' && in->iattr[ki - 1] == 0) {
+            /* unset prints as absent: a 0 would not read back as it was written */
+            fail_at(r, save + 1, (int)(r->p - save - 1), "optional attribute '%.*s' is 0; "
+                    "leave it out", len, name);
+            return 0;
+        }
         if (kind == 't' && in->iattr[ki - 1] >= r->m->ntensors) {
             fail_at(r, save + 1, (int)(r->p - save - 1), "tensor @%lld does not exist",
                     (long long)in->iattr[ki - 1]);

@@ -9,6 +9,7 @@
  * The token axis: a result has it when an operand has it, when the op depends on the
  * position (rope, attention), or when the instruction is guarded (a guard is per token).
  */
+#include <math.h>
 #include <string.h>
 
 #include "ir.h"
@@ -263,6 +264,8 @@ RULE(rule_rope_heads)
     return rule_rope(m, in, args, out, why, size);
 }
 
+/* The storage of a cache: the dtype it was declared with (f16 and bf16 halve it, the KV
+ * layout pass sets them), f32 otherwise; the layout "head" stores [heads][S][w/heads]. */
 RULE(rule_cache)
 {
     UNUSED;
@@ -271,11 +274,25 @@ RULE(rule_cache)
         REFUSE("cache(x, capacity) needs a vector and a positive capacity");
     if (!t->tok)
         REFUSE("cache(x, capacity) needs a value computed from the token");
+    if (in->sattr && strcmp(in->sattr, "head"))
+        REFUSE("a cache's layout must be \"head\" (or absent: position-major), not \"%s\"",
+               in->sattr);
+    if (in->iattr[1] && !in->sattr)
+        REFUSE("a cache's heads are given with its layout");
+    if (in->sattr && (in->iattr[1] <= 0 || t->dim[0] % in->iattr[1]))
+        REFUSE("a head-major cache of width %lld needs heads that divide it, not %lld",
+               (long long)t->dim[0], (long long)in->iattr[1]);
+    ir_dtype dt = in->type.dtype == DT_F16 || in->type.dtype == DT_BF16 ? in->type.dtype : DT_F32;
     int64_t dim[2] = {in->iattr[0], t->dim[0]};
-    return make(out, DT_F32, 0, 2, dim, 1u, why, size);
+    return make(out, dt, 0, 2, dim, 1u, why, size);
 }
 
-static int is_cache(const ir_type *t) { return t->rank == 2 && t->seq == 1u && !t->tok; }
+/* A cache in any of its storage types (attention reads f16 and bf16 caches as stored). */
+static int is_cache(const ir_type *t)
+{
+    return t->rank == 2 && t->seq == 1u && !t->tok &&
+           (t->dtype == DT_F32 || t->dtype == DT_F16 || t->dtype == DT_BF16);
+}
 
 RULE(rule_attn_scores)
 {
@@ -306,6 +323,29 @@ RULE(rule_attn_apply)
     int64_t n;
     if (__builtin_mul_overflow(p->dim[0], vc->dim[1] / kvh, &n))
         REFUSE("attn_apply: the result is too large");
+    return make_vec(out, DT_F32, 1, n, why, size);
+}
+
+/* attention q, k_cache, v_cache: q [heads * dh], k [S, kv_heads * dh], v [S, kv_heads *
+ * dv] of one capacity -> [heads * dv]. */
+RULE(rule_attention)
+{
+    UNUSED;
+    const ir_type *q = &args[0], *kc = &args[1], *vc = &args[2];
+    int64_t heads = in->iattr[0], kvh = in->iattr[1];
+    if (!is_vector(q) || !computable(q) || !is_cache(kc) || !is_cache(vc))
+        REFUSE("attention(q, k_cache, v_cache) needs a vector and two caches");
+    if (heads <= 0 || kvh <= 0 || heads % kvh || q->dim[0] % heads ||
+        kc->dim[1] != kvh * (q->dim[0] / heads) || vc->dim[1] % kvh || kc->dim[0] != vc->dim[0])
+        REFUSE("attention: q of %lld with %lld heads does not fit caches of %lld x %lld and "
+               "%lld x %lld with %lld kv heads", (long long)q->dim[0], (long long)heads,
+               (long long)kc->dim[0], (long long)kc->dim[1], (long long)vc->dim[0],
+               (long long)vc->dim[1], (long long)kvh);
+    if (!isfinite(in->fattr))
+        REFUSE("attention's scale must be a finite number, not %g", in->fattr);
+    int64_t n;
+    if (__builtin_mul_overflow(heads, vc->dim[1] / kvh, &n))
+        REFUSE("attention: the result is too large");
     return make_vec(out, DT_F32, 1, n, why, size);
 }
 

@@ -321,52 +321,150 @@ void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_
     }
 }
 
-void krt_cache_store(float *cache, const float *x, int64_t rows, int64_t width, int32_t pos0)
+/* ---- KV caches and attention ---- */
+
+/* Values of a cache row widened at once: a stack buffer, so head dims of any size go in
+ * pieces of this many (the sums keep their order across pieces). */
+#define KV_PIECE 256
+
+/* The element offset of head g at position c of a cache (kernels.h: krt_kv). */
+static inline int64_t kv_at(const krt_kv *kv, int64_t g, int64_t c)
 {
-    memcpy(cache + (int64_t)pos0 * width, x, (size_t)(rows * width) * sizeof *x);
+    return kv->head_major ? (g * kv->cap + c) * kv->head_dim
+                          : (c * kv->kv_heads + g) * kv->head_dim;
 }
 
-void krt_attn_scores(float *s, const float *q, int64_t rows, const float *kc, int64_t heads,
-                     int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap)
+/* The n values of a cache from element offset off, as f32: in place for an f32 cache,
+ * else widened into buf. */
+static inline const float *kv_read(const krt_kv *kv, int64_t off, int64_t n, float *buf)
 {
-    int64_t kvw = kv_heads * head_dim, group = heads / kv_heads;
+    if (kv->dtype == KBLOB_F32)
+        return (const float *)kv->data + off;
+    const uint16_t *h = (const uint16_t *)kv->data + off;
+    if (kv->dtype == KBLOB_F16)
+        krt_widen_f16(buf, h, n);
+    else
+        krt_widen_bf16(buf, h, n);
+    return buf;
+}
+
+/* q . (head g of the cache at position c), summed left to right over the head dim. */
+static inline float kv_dot(const krt_kv *kv, const float *q, int64_t g, int64_t c)
+{
+    float buf[KV_PIECE], acc = 0.0f;
+    int64_t off = kv_at(kv, g, c);
+    for (int64_t i0 = 0; i0 < kv->head_dim; i0 += KV_PIECE) {
+        int64_t n = kv->head_dim - i0 < KV_PIECE ? kv->head_dim - i0 : KV_PIECE;
+        const float *k = kv_read(kv, off + i0, n, buf);
+        for (int64_t i = 0; i < n; i++)
+            acc += q[i0 + i] * k[i];
+    }
+    return acc;
+}
+
+/* o[i] += a * (head g of the cache at position c)[i]. */
+static inline void kv_axpy(const krt_kv *kv, float *o, float a, int64_t g, int64_t c)
+{
+    float buf[KV_PIECE];
+    int64_t off = kv_at(kv, g, c);
+    for (int64_t i0 = 0; i0 < kv->head_dim; i0 += KV_PIECE) {
+        int64_t n = kv->head_dim - i0 < KV_PIECE ? kv->head_dim - i0 : KV_PIECE;
+        const float *v = kv_read(kv, off + i0, n, buf);
+        for (int64_t i = 0; i < n; i++)
+            o[i0 + i] += a * v[i];
+    }
+}
+
+void krt_cache_store(krt_kv kv, const float *x, int64_t rows, int32_t pos0)
+{
+    int64_t hd = kv.head_dim;
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t g = 0; g < kv.kv_heads; g++) {
+            const float *src = x + (t * kv.kv_heads + g) * hd;
+            int64_t off = kv_at(&kv, g, (int64_t)pos0 + t);
+            if (kv.dtype == KBLOB_F32) {
+                memcpy((float *)kv.data + off, src, (size_t)hd * sizeof *src);
+                continue;
+            }
+            uint16_t *dst = (uint16_t *)kv.data + off;
+            for (int64_t i = 0; i < hd; i++)   /* round to nearest even, as weights are */
+                dst[i] = kv.dtype == KBLOB_F16 ? kblob_f32_to_f16(src[i])
+                                               : kblob_f32_to_bf16(src[i]);
+        }
+}
+
+void krt_attn_scores(float *s, const float *q, int64_t rows, krt_kv k, int64_t heads,
+                     int32_t pos0)
+{
+    int64_t hd = k.head_dim, group = heads / k.kv_heads;
     for (int64_t t = 0; t < rows; t++) {
         int64_t n = (int64_t)pos0 + t + 1;
         for (int64_t h = 0; h < heads; h++) {
-            const float *qh = q + (t * heads + h) * head_dim;
-            const float *kh = kc + (h / group) * head_dim;
-            float *sr = s + (t * heads + h) * cap;
-            for (int64_t c = 0; c < n; c++) {
-                const float *k = kh + c * kvw;
-                float acc = 0.0f;
-                for (int64_t i = 0; i < head_dim; i++)
-                    acc += qh[i] * k[i];
-                sr[c] = acc;
-            }
+            const float *qh = q + (t * heads + h) * hd;
+            float *sr = s + (t * heads + h) * k.cap;
+            for (int64_t c = 0; c < n; c++)
+                sr[c] = kv_dot(&k, qh, h / group, c);
         }
     }
 }
 
-void krt_attn_apply(float *o, const float *p, int64_t rows, const float *vc, int64_t heads,
-                    int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap)
+void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t heads,
+                    int32_t pos0)
 {
-    int64_t kvw = kv_heads * head_dim, group = heads / kv_heads;
+    int64_t hd = v.head_dim, group = heads / v.kv_heads;
     for (int64_t t = 0; t < rows; t++) {
         int64_t n = (int64_t)pos0 + t + 1;
         for (int64_t h = 0; h < heads; h++) {
-            float *oh = o + (t * heads + h) * head_dim;
-            const float *ph = p + (t * heads + h) * cap;
-            const float *vh = vc + (h / group) * head_dim;
-            for (int64_t i = 0; i < head_dim; i++)
+            float *oh = o + (t * heads + h) * hd;
+            const float *ph = p + (t * heads + h) * v.cap;
+            for (int64_t i = 0; i < hd; i++)
                 oh[i] = 0.0f;
-            for (int64_t c = 0; c < n; c++) {
-                float a = ph[c];
-                const float *v = vh + c * kvw;
-                for (int64_t i = 0; i < head_dim; i++)
-                    oh[i] += a * v[i];
-            }
+            for (int64_t c = 0; c < n; c++)
+                kv_axpy(&v, oh, ph[c], h / group, c);
         }
     }
+}
+
+/* One query head over positions 0 .. n-1: oh = softmax(scale * qh . k) v, online. */
+static void attention_head(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
+                           int64_t g, float scale, int64_t n)
+{
+    float sc[KRT_ATTN_CHUNK], max = -INFINITY, sum = 0.0f;
+    for (int64_t i = 0; i < v->head_dim; i++)
+        oh[i] = 0.0f;
+    for (int64_t c0 = 0; c0 < n; c0 += KRT_ATTN_CHUNK) {
+        int64_t cn = n - c0 < KRT_ATTN_CHUNK ? n - c0 : KRT_ATTN_CHUNK;
+        float cmax = -INFINITY;
+        for (int64_t j = 0; j < cn; j++) {
+            sc[j] = kv_dot(k, qh, g, c0 + j) * scale;
+            if (sc[j] > cmax)
+                cmax = sc[j];
+        }
+        if (cmax > max) {      /* a larger max: what was summed shrinks by e^(old - new) */
+            float r = expf(max - cmax);
+            sum *= r;
+            for (int64_t i = 0; i < v->head_dim; i++)
+                oh[i] *= r;
+            max = cmax;
+        }
+        for (int64_t j = 0; j < cn; j++) {
+            float e = expf(sc[j] - max);
+            sum += e;
+            kv_axpy(v, oh, e, g, c0 + j);
+        }
+    }
+    for (int64_t i = 0; i < v->head_dim; i++)
+        oh[i] /= sum;
+}
+
+void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
+                   float scale, int32_t pos0)
+{
+    int64_t group = heads / k.kv_heads;
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t h = 0; h < heads; h++)
+            attention_head(o + (t * heads + h) * v.head_dim, q + (t * heads + h) * k.head_dim,
+                           &k, &v, h / group, scale, (int64_t)pos0 + t + 1);
 }
 
 /* ---- softmax ---- */

@@ -55,18 +55,40 @@ void krt_rope(float *y, const float *x, int64_t rows, int32_t pos0, int64_t head
 void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_t heads,
                     int64_t head_dim, int64_t rot, const float *bases, int interleaved);
 
-/* cache[pos0 + t, :] = x[t, :] for t < rows (rows `width` floats). */
-void krt_cache_store(float *cache, const float *x, int64_t rows, int64_t width, int32_t pos0);
+/* A KV cache as the attention kernels see it: kv_heads heads of head_dim values at each of
+ * cap positions, stored as dtype (KBLOB_F32, KBLOB_F16, KBLOB_BF16; f16 and bf16 are
+ * rounded to nearest even when stored, widened when read). Element i of head g at position
+ * c is at c * kv_heads * head_dim + g * head_dim + i (position-major, head_major 0: one
+ * position's heads side by side) or at (g * cap + c) * head_dim + i (head-major, 1: one
+ * head's positions contiguous, which is what attention streams). */
+typedef struct krt_kv {
+    void *data;
+    uint32_t dtype;
+    int head_major;
+    int64_t kv_heads, head_dim, cap;
+} krt_kv;
 
-/* S[t, h, c] = q[t, h] . k[c, kv head of h] for c <= pos0 + t (unscaled); S rows are `cap`
- * floats (the cache capacity). Cache rows are kv_heads * head_dim wide; query head h reads kv
- * head h / (heads / kv_heads). Columns past pos0 + t are not written. */
-void krt_attn_scores(float *s, const float *q, int64_t rows, const float *kc, int64_t heads,
-                     int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap);
+/* The cache at positions pos0 .. pos0 + rows - 1 = x [rows, kv_heads * head_dim]. */
+void krt_cache_store(krt_kv kv, const float *x, int64_t rows, int32_t pos0);
 
-/* O[t, h] = sum_{c <= pos0 + t} P[t, h, c] * v[c, kv head of h] (P rows `cap` floats). */
-void krt_attn_apply(float *o, const float *p, int64_t rows, const float *vc, int64_t heads,
-                    int64_t kv_heads, int64_t head_dim, int32_t pos0, int64_t cap);
+/* S[t, h, c] = q[t, h] . k[c, kv head of h] for c <= pos0 + t (unscaled); S rows are k.cap
+ * floats. Query head h reads kv head h / (heads / k.kv_heads). Columns past pos0 + t are not
+ * written. */
+void krt_attn_scores(float *s, const float *q, int64_t rows, krt_kv k, int64_t heads,
+                     int32_t pos0);
+
+/* O[t, h] = sum_{c <= pos0 + t} P[t, h, c] * v[c, kv head of h] (P rows v.cap floats). */
+void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t heads,
+                    int32_t pos0);
+
+/* Fused causal attention: O[t, h] = sum_{c <= pos0 + t} softmax_c(scale * q[t, h] . k[c]) *
+ * v[c] (kv head h / (heads / kv_heads); v.head_dim values per head out). One pass over the
+ * positions with an online softmax (a running max and sum per row and head, the sum of
+ * values rescaled when the max grows): no probabilities are stored, O's row is the
+ * accumulator. Positions go in chunks of KRT_ATTN_CHUNK scores on the stack. */
+#define KRT_ATTN_CHUNK 64
+void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
+                   float scale, int32_t pos0);
 
 /* Softmax of each of `rows` rows of n floats (rows n apart), y may equal x. */
 void krt_softmax(float *y, const float *x, int64_t rows, int64_t n);

@@ -22,12 +22,19 @@ typedef struct krt_tensor_desc {
     uint64_t dims[4];
 } krt_tensor_desc;
 
-/* One KV cache of the model (for --stats: the memory report). */
+/* One KV cache of the model: for --stats (the memory report) and for clearing the rows a
+ * run wrote. Position-major (head_major 0): position r is the `width` values at byte offset
+ * + r * width * elem; head-major: head g's position r is the width / kv_heads values at
+ * offset + (g * capacity + r) * (width / kv_heads) * elem. elem: 4 bytes (f32), 2 (f16,
+ * bf16). */
 typedef struct krt_cache_desc {
     const char *label;         /* "k_cache l=3", "v_cache l=3" */
-    uint64_t width;            /* floats per position */
+    uint64_t width;            /* values per position */
     uint64_t capacity;         /* positions */
-    uint64_t offset;           /* byte offset in the state: row r at offset + r * width * 4 */
+    uint64_t offset;           /* byte offset in the state */
+    uint64_t kv_heads;         /* head-major: its heads (0 or 1: position-major) */
+    uint32_t dtype;            /* KBLOB_F32, KBLOB_F16 or KBLOB_BF16 */
+    int head_major;
 } krt_cache_desc;
 
 typedef struct krt_pool krt_pool;   /* runtime/pool.c */

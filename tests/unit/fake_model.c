@@ -29,15 +29,16 @@ static const krt_tensor_desc tensors[] = {
 static const char *const rtparam_names[] = {"logit_scale"};
 static const float rtparam_defaults[] = {1.0f};
 static const char *const stat_names[] = {"attn_max[0]"};
-static const krt_cache_desc caches[] = {{"kv l=0", D, CTX, 0}};   /* at the start of the state */
+static const krt_cache_desc caches[] = {{"kv l=0", D, CTX, 0, 1, KBLOB_F32, 0}};   /* at the start of the state */
 
 static void forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)
 {
     float *a = (float *)(void *)c->frame, *x = a + A_X, *s = a + A_S, *att = a + A_ATT;
     float *h = a + A_H, *logits = a + A_LOGITS, *cache = (float *)(void *)c->state;
     krt_embed(x, tokens, T, c->w[0], KBLOB_F32, D * 4, V, D);
-    krt_cache_store(cache, x, T, D, pos0);
-    krt_attn_scores(s, x, T, cache, 1, 1, D, pos0, CTX);
+    krt_kv kv = {cache, KBLOB_F32, 0, 1, D, CTX};
+    krt_cache_store(kv, x, T, pos0);
+    krt_attn_scores(s, x, T, kv, 1, pos0);
     for (int r = 0; r < T; r++)
         for (int t = 0; t <= pos0 + r; t++)
             s[r * CTX + t] *= 0.40824829f; /* 1/sqrt(6) */
@@ -49,7 +50,7 @@ static void forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)
         c->stat_sum[0] += mx;
         c->stat_count[0] += 1;
     }
-    krt_attn_apply(att, s, T, cache, 1, 1, D, pos0, CTX);
+    krt_attn_apply(att, s, T, kv, 1, pos0);
     for (int i = 0; i < T * D; i++)
         h[i] = x[i] + att[i];
     krt_linear_f32(logits, h, T, c->w[1], LD * 4, V, D, 0, V);

@@ -277,7 +277,7 @@ static void test_embed_widen_cache(void)
     int64_t cap = 9, w = 7, rows = 3;
     int32_t pos0 = 4;
     float *cache = rnd_vec(cap * w), *before = fdup(cache, cap * w), *x = rnd_vec(rows * w);
-    krt_cache_store(cache, x, rows, w, pos0);
+    krt_cache_store((krt_kv){cache, KBLOB_F32, 0, 1, w, cap}, x, rows, pos0);
     int ok = 1;
     for (int64_t c = 0; c < cap; c++)
         for (int64_t i = 0; i < w; i++)
@@ -428,6 +428,7 @@ static void test_attention(void)
         int32_t pos0 = (int32_t)rnd_int(0, 30);
         int64_t cap = pos0 + rows + rnd_int(0, 4), sn = rows * H * cap;
         float *q = rnd_vec(rows * H * hd), *kc = rnd_vec(cap * kvw), *vc = rnd_vec(cap * kvw);
+        krt_kv kkv = {kc, KBLOB_F32, 0, KV, hd, cap}, vkv = {vc, KBLOB_F32, 0, KV, hd, cap};
         float *s = rnd_vec(sn), *s0 = fdup(s, sn), *s1 = fdup(s, sn);
         double *rs = dvec(sn);
         for (int64_t k = 0; k < sn; k++)
@@ -444,7 +445,7 @@ static void test_attention(void)
         char what[128], shape[80];
         snprintf(shape, sizeof shape, "rows=%lld heads=%lld kv=%lld hd=%lld pos0=%d cap=%lld",
                  (long long)rows, (long long)H, (long long)KV, (long long)hd, pos0, (long long)cap);
-        krt_attn_scores(s, q, rows, kc, H, KV, hd, pos0, cap);
+        krt_attn_scores(s, q, rows, kkv, H, pos0);
         snprintf(what, sizeof what, "attn_scores %s", shape);
         check(rel_err(s, rs, sn), what);
         int untouched = 1;
@@ -453,7 +454,7 @@ static void test_attention(void)
                 for (int64_t h = 0; h < H; h++)
                     untouched &= s[(t * H + h) * cap + c] == s0[(t * H + h) * cap + c];
         for (int64_t t = 0; t < rows; t++)
-            krt_attn_scores(s1 + t * H * cap, q + t * H * hd, 1, kc, H, KV, hd, pos0 + (int32_t)t, cap);
+            krt_attn_scores(s1 + t * H * cap, q + t * H * hd, 1, kkv, H, pos0 + (int32_t)t);
         snprintf(what, sizeof what, "attn_scores rows=%lld: one-row calls bit-identical, columns past pos0+t untouched",
                  (long long)rows);
         check_exact(untouched && memcmp(s, s1, (size_t)sn * sizeof *s) == 0, what);
@@ -497,11 +498,11 @@ static void test_attention(void)
                     for (int64_t c = pos0 + t; c >= 0; c--)
                         ro[(t * H + h) * hd + i] += rs[(t * H + h) * cap + c] * vc[c * kvw + (h / (H / KV)) * hd + i];
         float *o = rnd_vec(rows * H * hd), *o1 = rnd_vec(rows * H * hd);
-        krt_attn_apply(o, p, rows, vc, H, KV, hd, pos0, cap);
+        krt_attn_apply(o, p, rows, vkv, H, pos0);
         snprintf(what, sizeof what, "attn_apply %s", shape);
         check(rel_err(o, ro, rows * H * hd), what);
         for (int64_t t = 0; t < rows; t++)
-            krt_attn_apply(o1 + t * H * hd, p + t * H * cap, 1, vc, H, KV, hd, pos0 + (int32_t)t, cap);
+            krt_attn_apply(o1 + t * H * hd, p + t * H * cap, 1, vkv, H, pos0 + (int32_t)t);
         snprintf(what, sizeof what, "attn_apply rows=%lld is bit-identical to one-row calls", (long long)rows);
         check_exact(memcmp(o, o1, (size_t)(rows * H * hd) * sizeof *o) == 0, what);
         free(q), free(kc), free(vc), free(s), free(s0), free(s1), free(rs), free(p), free(pb);
