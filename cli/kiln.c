@@ -66,11 +66,13 @@ static const char usage_text[] =
     "                    only; default f32)\n"
     "  --wtype T         store weights as T (f32, f16, bf16) when packing; default: as the\n"
     "                    checkpoint stores them (dump: show the IR for weights of type T)\n"
+    "  --kv-type T       build, dump: store the KV caches as T (f32, f16, bf16; default\n"
+    "                    f32); attention reads them as stored\n"
     "  --max-batch N     the largest block of prompt tokens the program runs at once\n"
     "                    (1..65536; default 64); each weight is read once per block\n"
     "  --before PASS     dump the IR before PASS instead of after the last pass\n"
     "  --after PASS      dump the IR after PASS (or `none`: straight from the front end);\n"
-    "                    the passes: widen cse dce memplan\n"
+    "                    the passes: widen cse dce fuse-attn kvlayout memplan\n"
     "  --passes P,Q      dump: run exactly these passes, in this order (a pass test:\n"
     "                    kiln dump in.ir --passes cse)\n"
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
@@ -142,6 +144,11 @@ static void parse_args(int argc, char **argv, options *o)
             TAKE(passes);
         } else if (!strcmp(a, "--wtype")) {
             TAKE(wtype);
+        } else if (!strcmp(a, "--kv-type")) {   /* the KV caches' storage (passes/kvlayout.c) */
+            if (!next || (strcmp(next, "f32") && strcmp(next, "f16") && strcmp(next, "bf16")))
+                usage_error("--kv-type must be f32, f16 or bf16, not '%s'", next ? next : "");
+            passes_opts.kv_type = next;
+            i++;
         } else if (!strcmp(a, "--max-batch")) {
             if (!next)
                 usage_error("%s needs a value", a);

@@ -3,7 +3,8 @@
  * requires: verified IR
  * preserves: everything an effect (output, stat, cache write) depends on, and its order;
  *            the statistic table is unchanged
- * drops: instructions no effect depends on, and the tensors no live `weight` instruction
+ * drops: instructions no effect depends on, a cache nothing reads (only its readers see
+ *        what it writes: it would keep nothing), and the tensors no live `weight` instruction
  *        views (a declared weight nothing reads is not packed, and the checkpoint need not
  *        hold it; the tensor table keeps its order and closes up)
  * Marks live what the effects read, transitively (guards count as reads), and rebuilds the
@@ -22,8 +23,8 @@ ir_module *pass_dce(ir_module *m)
     /* one backward sweep suffices: operands always precede their users */
     for (int i = m->ninsts - 1; i >= 0; i--) {
         const ir_inst *in = &m->insts[i];
-        if (ir_ops[in->op].flags & OPF_EFFECT)
-            live[i] = 1;
+        if ((ir_ops[in->op].flags & OPF_EFFECT) && in->op != IR_cache)
+            live[i] = 1;       /* a cache is live when a live instruction reads it */
         if (!live[i])
             continue;
         if (in->op == IR_weight)

@@ -16,6 +16,10 @@ ir_module *pass_widen(ir_module *m);
 ir_module *pass_cse(ir_module *m);
 /* Dead-code elimination: drops instructions no effect depends on. */
 ir_module *pass_dce(ir_module *m);
+/* Fused attention: scores, scale, softmax and apply as one `attention` op (fuse_attn.c). */
+ir_module *pass_fuse_attn(ir_module *m);
+/* KV caches: head-major layout and the --kv-type storage type (kvlayout.c). */
+ir_module *pass_kvlayout(ir_module *m);
 /* Memory planning: frame slots reused after each value's last use; caches in the state. */
 ir_module *pass_plan_memory(ir_module *m);
 

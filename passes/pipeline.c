@@ -51,12 +51,15 @@ static const struct pass {
     {"widen", pass_widen},           /* first: makes the IR valid after storage types are set */
     {"cse", pass_cse},
     {"dce", pass_dce},               /* after cse: the duplicates it leaves are dead */
+    {"fuse-attn", pass_fuse_attn},   /* after dce: no dead reader keeps probabilities */
+    {"kvlayout", pass_kvlayout},     /* after fuse-attn: sees the final cache readers */
     {"memplan", pass_plan_memory},   /* last: the plan holds only while nothing else changes */
 };
 
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
-const char *const passes_names[] = {"widen", "cse", "dce", "memplan", NULL};
+const char *const passes_names[] = {"widen", "cse", "dce", "fuse-attn", "kvlayout", "memplan",
+                                    NULL};
 
 static int known(const char *name)
 {
