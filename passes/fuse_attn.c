@@ -114,7 +114,8 @@ ir_module *pass_fuse_attn(ir_module *m)
     attn_chain *chain = calloc((size_t)(m->ninsts ? m->ninsts : 1), sizeof *chain);
     char *skip = calloc((size_t)(m->ninsts ? m->ninsts : 1), 1);
     char *fuse = calloc((size_t)(m->ninsts ? m->ninsts : 1), 1);
-    if (!chain || !skip || !fuse)
+    int *fused_reads = calloc((size_t)(m->ninsts ? m->ninsts : 1), sizeof *fused_reads);
+    if (!chain || !skip || !fuse || !fused_reads)
         DIE("out of memory");
     int nfused = 0;
     for (int i = 0; i < m->ninsts; i++) {
@@ -134,12 +135,15 @@ ir_module *pass_fuse_attn(ir_module *m)
         skip[c->scores] = skip[c->probs] = 1;
         if (c->scaled >= 0)
             skip[c->scaled] = 1;
-        if (c->scale_const >= 0 && ir_use_count(&u, c->scale_const) == 1)
-            skip[c->scale_const] = 1;
+        if (c->scale_const >= 0)
+            fused_reads[c->scale_const]++;
         nfused++;
         pass_note("fuse-attn", "%s: attention fused (scores, scale %.9g, softmax, apply)",
                   scope_of(&m->insts[i]), (double)c->scale);
     }
+    for (int i = 0; i < m->ninsts; i++)   /* a scale constant only fused muls read */
+        if (fused_reads[i] && fused_reads[i] == ir_use_count(&u, i))
+            skip[i] = 1;
     ir_module *out = m;
     if (nfused) {
         ir_rewriter rw;
@@ -168,6 +172,7 @@ ir_module *pass_fuse_attn(ir_module *m)
     free(chain);
     free(skip);
     free(fuse);
+    free(fused_reads);
     ir_uses_free(&u);
     return out;
 }
