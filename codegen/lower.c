@@ -71,11 +71,12 @@ static lw_ref ref_of(const ir_module *m, int id)
         r.place = in->mem == MEM_STATE ? LW_STATE : LW_FRAME;
         r.offset = in->offset;
     }
+    if (in->type.seq == 1u)            /* [S, w]: a cache, or a value computed from one */
+        r.cap = in->type.dim[0];
     if (in->op == IR_cache) {          /* its storage: what the attention kernels read */
         r.dtype = codegen_kblob_dtype(in->type.dtype);
         r.head_major = in->sattr != NULL;
         r.kv_heads = in->sattr ? in->iattr[1] : 0;
-        r.cap = in->type.dim[0];
     }
     return r;
 }

@@ -7,6 +7,9 @@
  * max |got - ref| / max |ref|. Bit-exact checks: a block of T rows against T one-row calls,
  * f16/bf16 weights against f32 weights holding the same values, the pool against one thread,
  * linear against the old single-token loop, RoPE against a verbatim copy of llama2.c's loop.
+ * The fused attention is checked against scores -> softmax -> apply in double and against
+ * the unfused kernels, over both cache layouts and f32/f16/bf16 caches (positions past the
+ * causal limit hold NaN, so reading one fails), and the rounded caches against f32 ones.
  */
 #include <math.h>
 #include <stdio.h>
@@ -510,6 +513,171 @@ static void test_attention(void)
     }
 }
 
+/* ---- the fused attention and the KV layouts (head-major, f16/bf16 caches) ---- */
+
+static void check_tol(double err, double tol, const char *what)
+{
+    n_test++;
+    int ok = err < tol;
+    if (!ok)
+        n_fail++;
+    printf("%s %d - %s (max rel err %.3g, bound %.3g)\n", ok ? "ok" : "not ok", n_test, what,
+           err, tol);
+}
+
+/* Element i of kv head g at position c of a cache, as stored, in double; written from the
+ * layout's definition (kernels.h), not from kernels.c. */
+static double kv_value(const krt_kv *kv, int64_t g, int64_t c, int64_t i)
+{
+    int64_t off = kv->head_major ? g * kv->cap * kv->head_dim + c * kv->head_dim + i
+                                 : c * kv->kv_heads * kv->head_dim + g * kv->head_dim + i;
+    if (kv->dtype == KBLOB_F32)
+        return ((const float *)kv->data)[off];
+    uint16_t h = ((const uint16_t *)kv->data)[off];
+    return kv->dtype == KBLOB_F16 ? kblob_f16_to_f32(h) : kblob_bf16_to_f32(h);
+}
+
+/* The composition in double: scores, scale, two-pass softmax over 0 .. pos0+t, apply. */
+static void attention_ref(double *ro, const float *q, int64_t rows, const krt_kv *k,
+                          const krt_kv *v, int64_t H, double scale, int32_t pos0)
+{
+    int64_t hd = k->head_dim, n_max = pos0 + rows;
+    double *sc = dvec(n_max);
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t n = pos0 + t + 1, g = h * k->kv_heads / H;
+            double mx = -INFINITY, z = 0;
+            for (int64_t c = 0; c < n; c++) {
+                double d = 0;
+                for (int64_t i = 0; i < hd; i++)
+                    d += (double)q[(t * H + h) * hd + i] * kv_value(k, g, c, i);
+                sc[c] = d * scale;
+                mx = fmax(mx, sc[c]);
+            }
+            for (int64_t c = 0; c < n; c++)
+                z += exp(sc[c] - mx);
+            for (int64_t i = 0; i < v->head_dim; i++) {
+                double o = 0;
+                for (int64_t c = n - 1; c >= 0; c--)
+                    o += exp(sc[c] - mx) / z * kv_value(v, g, c, i);
+                ro[(t * H + h) * v->head_dim + i] = o;
+            }
+        }
+    free(sc);
+}
+
+/* A cache of cap positions of kv_heads x hd in `dtype` and `layout`, its positions
+ * 0 .. n-1 stored by krt_cache_store from x [n, kv_heads * hd] in blocks of `block` rows,
+ * the rest NaN (a kernel that reads past pos0 + t gives NaN). */
+static krt_kv make_cache(const float *x, int64_t n, int64_t block, uint32_t dtype, int layout,
+                         int64_t kv_heads, int64_t hd, int64_t cap)
+{
+    krt_kv kv = {NULL, dtype, layout, kv_heads, hd, cap};
+    size_t elem = dtype == KBLOB_F32 ? 4 : 2, count = (size_t)(cap * kv_heads * hd);
+    kv.data = malloc(count * elem);
+    for (size_t i = 0; i < count; i++) {
+        if (dtype == KBLOB_F32)
+            ((float *)kv.data)[i] = NAN;
+        else
+            ((uint16_t *)kv.data)[i] = dtype == KBLOB_F16 ? 0x7e00u : 0x7fc0u;
+    }
+    for (int64_t p = 0; p < n; p += block)
+        krt_cache_store(kv, x + p * kv_heads * hd, p + block <= n ? block : n - p, (int32_t)p);
+    return kv;
+}
+
+/* The stored values are x's, rounded to the cache's type, at the layout's places. */
+static int cache_holds(const krt_kv *kv, const float *x, int64_t n)
+{
+    int ok = 1;
+    for (int64_t c = 0; c < n; c++)
+        for (int64_t g = 0; g < kv->kv_heads; g++)
+            for (int64_t i = 0; i < kv->head_dim; i++) {
+                float want = x[(c * kv->kv_heads + g) * kv->head_dim + i];
+                if (kv->dtype == KBLOB_F16)
+                    want = kblob_f16_to_f32(kblob_f32_to_f16(want));
+                else if (kv->dtype == KBLOB_BF16)
+                    want = kblob_bf16_to_f32(kblob_f32_to_bf16(want));
+                ok &= kv_value(kv, g, c, i) == (double)want;
+            }
+    return ok;
+}
+
+static void test_fused_attention(void)
+{
+    /* heads, kv heads, head dim: GQA, MHA, MQA, odd dims, a head dim past one widening piece */
+    static const int64_t shapes[][3] = {{4, 2, 16}, {3, 3, 5}, {8, 1, 7}, {6, 2, 64}, {2, 1, 300}};
+    static const uint32_t dtypes[] = {KBLOB_F32, KBLOB_F16, KBLOB_BF16};
+    static const char *const dnames[] = {"f32", "f16", "bf16"};
+    int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int r = 0; r < 2 * nshapes; r++) {
+        int64_t H = shapes[r % nshapes][0], KV = shapes[r % nshapes][1];
+        int64_t hd = shapes[r % nshapes][2], rows = block_rows[r % 3], kvw = KV * hd;
+        /* up to 150 positions: several chunks of KRT_ATTN_CHUNK scores, the max moving */
+        int32_t pos0 = (int32_t)(r % 2 ? rnd_int(60, 150) : rnd_int(0, 20));
+        int64_t n = pos0 + rows, cap = n + rnd_int(0, 5);
+        float scale = (float)(0.2 + 0.8 * (rnd_f() + 1) / 2);
+        float *q = rnd_vec(rows * H * hd), *xk = rnd_vec(n * kvw), *xv = rnd_vec(n * kvw);
+        for (int64_t i = 0; i < rows * H * hd; i++)
+            q[i] *= 4.0f;                     /* peaked probabilities */
+        for (int d = 0; d < 3; d++)
+            for (int layout = 0; layout < 2; layout++) {
+                char shape[160], what[240];
+                snprintf(shape, sizeof shape, "rows=%lld H=%lld KV=%lld hd=%lld pos0=%d cap=%lld "
+                         "%s %s-major", (long long)rows, (long long)H, (long long)KV,
+                         (long long)hd, pos0, (long long)cap, dnames[d],
+                         layout ? "head" : "position");
+                krt_kv k = make_cache(xk, n, 3, dtypes[d], layout, KV, hd, cap);
+                krt_kv v = make_cache(xv, n, 5, dtypes[d], layout, KV, hd, cap);
+                snprintf(what, sizeof what, "cache_store %s: x rounded to the type, at the "
+                         "layout's places", shape);
+                check_exact(cache_holds(&k, xk, n) && cache_holds(&v, xv, n), what);
+
+                int64_t on = rows * H * hd;
+                double *ro = dvec(on);
+                attention_ref(ro, q, rows, &k, &v, H, scale, pos0);
+                float *o = rnd_vec(on), *o1 = rnd_vec(on), *oc = rnd_vec(on);
+                krt_attention(o, q, rows, k, v, H, scale, pos0);
+                snprintf(what, sizeof what, "attention %s against scores, softmax, apply in "
+                         "double", shape);
+                check(rel_err(o, ro, on), what);
+
+                /* the unfused kernels on the same cache: the composition the pass replaces */
+                int64_t sn = rows * H * cap;
+                float *sc = rnd_vec(sn);
+                krt_attn_scores(sc, q, rows, k, H, pos0);
+                for (int64_t t = 0; t < rows; t++)
+                    for (int64_t c = 0; c <= pos0 + t; c++)
+                        for (int64_t h = 0; h < H; h++)
+                            sc[(t * H + h) * cap + c] *= scale;
+                krt_softmax_causal(sc, sc, rows, H, pos0, cap);
+                krt_attn_apply(oc, sc, rows, v, H, pos0);
+                snprintf(what, sizeof what, "attn_scores, softmax_causal, attn_apply %s against "
+                         "double", shape);
+                check(rel_err(oc, ro, on), what);
+
+                for (int64_t t = 0; t < rows; t++)
+                    krt_attention(o1 + t * H * hd, q + t * H * hd, 1, k, v, H, scale,
+                                  pos0 + (int32_t)t);
+                snprintf(what, sizeof what, "attention rows=%lld %s %s: bit-identical to one-row "
+                         "calls", (long long)rows, dnames[d], layout ? "head" : "position");
+                check_exact(memcmp(o, o1, (size_t)on * sizeof *o) == 0, what);
+
+                if (dtypes[d] != KBLOB_F32) {  /* against the values before rounding */
+                    krt_kv k32 = make_cache(xk, n, n, KBLOB_F32, 0, KV, hd, cap);
+                    krt_kv v32 = make_cache(xv, n, n, KBLOB_F32, 0, KV, hd, cap);
+                    attention_ref(ro, q, rows, &k32, &v32, H, scale, pos0);
+                    double tol = dtypes[d] == KBLOB_F16 ? 5e-3 : 4e-2;
+                    snprintf(what, sizeof what, "attention %s against f32 caches", shape);
+                    check_tol(rel_err(o, ro, on), tol, what);
+                    free(k32.data), free(v32.data);
+                }
+                free(k.data), free(v.data), free(ro), free(o), free(o1), free(oc), free(sc);
+            }
+        free(q), free(xk), free(xv);
+    }
+}
+
 /* ---- softmax, reductions, topk ---- */
 
 static void test_rows(void)
@@ -597,6 +765,7 @@ int main(void)
     test_rope();
     test_rope_heads();
     test_attention();
+    test_fused_attention();
     test_rows();
     printf("1..%d\n", n_test);
     return n_fail ? 1 : 0;

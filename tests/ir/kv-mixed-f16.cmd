@@ -1,0 +1,1 @@
+tests/ir/kv-mixed.kiln --kv-type f16

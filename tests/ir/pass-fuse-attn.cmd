@@ -1,0 +1,1 @@
+tests/ir/pass-fuse-attn.in --passes fuse-attn

@@ -1,0 +1,1 @@
+tests/ir/pass-kvlayout.in --passes kvlayout
