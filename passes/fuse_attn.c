@@ -128,7 +128,11 @@ ir_module *pass_fuse_attn(ir_module *m)
             continue;
         }
         if (ir_use_count(&u, c->probs) != 1) {
-            note_kept(m, &u, c->probs, i);
+            if (u.user[u.first[c->probs]] == i)    /* the first reader: the leader's own */
+                note_kept(m, &u, c->probs, i);
+            else
+                pass_note("fuse-attn", "%s: reads the probabilities of %s", scope_of(&m->insts[i]),
+                          scope_of(&m->insts[c->probs]));
             continue;
         }
         fuse[i] = 1;

@@ -100,10 +100,10 @@ static void note_cache(const ir_module *m, int cache, const ir_inst *out, const 
                  (long long)out->iattr[1], (long long)(w / out->iattr[1]));
     else
         snprintf(what, sizeof what, "%s, width %lld, capacity %lld, %s, position-major",
-                 d->role[0] ? d->role : "no reader", (long long)w, (long long)cap,
+                 d->role[0] ? d->role : "no attention reader", (long long)w, (long long)cap,
                  ir_dtype_name(out->type.dtype));
     if (d->why_not)
-        snprintf(what + strlen(what), sizeof what - strlen(what), "; kept: read by %s",
+        snprintf(what + strlen(what), sizeof what - strlen(what), "; kept so: read by %s",
                  d->why_not);
     pass_note("kvlayout", "%%%d %s%s%s: %s", cache, in->label ? in->label : "cache",
               in->scope ? " " : "", in->scope ? in->scope : "", what);

@@ -22,8 +22,8 @@ my $w = "$dir/w.safetensors";
 my $prog = "$dir/long";
 Golden::make_weights(spec => 'examples/llama.kiln', defines => \@D, seed => 5, out => $w,
                      label => 'long context') or BAIL_OUT('no weights');
-# the default blocks of 64: the frame, which holds [T, heads, ctx] scores, is mapped lazily
-# too, so it costs only the positions a run reaches
+# the default blocks of 64: the frame (with fused attention no [T, heads, ctx] scores) is
+# mapped lazily too, so it costs only what a run reaches
 my $r = run_cmd($kiln, 'build', 'examples/llama.kiln', @D, '--weights', $w, '-o', $prog);
 ok($r->{rc} == 0 && -x $prog, 'kiln build, ctx 262144') or BAIL_OUT(Golden::how($r));
 
