@@ -294,6 +294,15 @@ static int is_cache(const ir_type *t)
            (t->dtype == DT_F32 || t->dtype == DT_F16 || t->dtype == DT_BF16);
 }
 
+/* A head-major cache's heads are its layout: an op must read it with as many kv heads. */
+static int cache_heads_fit(const ir_module *m, int id, int64_t kv_heads)
+{
+    if (id < 0 || id >= m->ninsts)
+        return 1;
+    const ir_inst *c = &m->insts[id];
+    return c->op != IR_cache || !c->sattr || c->iattr[1] == kv_heads;
+}
+
 RULE(rule_attn_scores)
 {
     UNUSED;
@@ -305,6 +314,8 @@ RULE(rule_attn_scores)
         heads % (kc->dim[1] / (q->dim[0] / heads)))
         REFUSE("attn_scores: q of %lld with %lld heads does not fit a cache of width %lld",
                (long long)q->dim[0], (long long)heads, (long long)kc->dim[1]);
+    if (!cache_heads_fit(m, in->args[1], kc->dim[1] / (q->dim[0] / heads)))
+        REFUSE("attn_scores: the head-major cache has other kv heads than q's heads give");
     int64_t dim[2] = {heads, kc->dim[0]};
     return make(out, DT_F32, 1, 2, dim, 2u, why, size);
 }
@@ -320,6 +331,8 @@ RULE(rule_attn_apply)
         REFUSE("attn_apply: %lld heads of probs over %lld positions do not fit a cache of "
                "%lld x %lld with %lld kv heads", (long long)p->dim[0], (long long)p->dim[1],
                (long long)vc->dim[0], (long long)vc->dim[1], (long long)kvh);
+    if (!cache_heads_fit(m, in->args[1], kvh))
+        REFUSE("attn_apply: the head-major cache has other kv heads than %lld", (long long)kvh);
     int64_t n;
     if (__builtin_mul_overflow(p->dim[0], vc->dim[1] / kvh, &n))
         REFUSE("attn_apply: the result is too large");
@@ -341,6 +354,8 @@ RULE(rule_attention)
                "%lld x %lld with %lld kv heads", (long long)q->dim[0], (long long)heads,
                (long long)kc->dim[0], (long long)kc->dim[1], (long long)vc->dim[0],
                (long long)vc->dim[1], (long long)kvh);
+    if (!cache_heads_fit(m, in->args[1], kvh) || !cache_heads_fit(m, in->args[2], kvh))
+        REFUSE("attention: a head-major cache has other kv heads than %lld", (long long)kvh);
     if (!isfinite(in->fattr))
         REFUSE("attention's scale must be a finite number, not %g", in->fattr);
     int64_t n;

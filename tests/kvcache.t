@@ -11,7 +11,7 @@
 # - an attention over values computed from a cache (kept position-major f32) gives the
 #   logits of the same model with the values scaled before caching (a scale by 0.5 is exact),
 #   and an unread cache is dropped;
-# - a bad --kv-type is a usage error that writes nothing.
+# - dumps with bad cache attributes and a bad --kv-type are refused, with nothing written.
 use strict;
 use warnings;
 use FindBin;
@@ -112,6 +112,29 @@ for my $spec ('tests/ir/kv-mixed.kiln', "$dir/kv-pre.kiln") {
 }
 ok(length($out{'tests/ir/kv-mixed.kiln'} // '') > 0 && $out{'tests/ir/kv-mixed.kiln'} eq $out{"$dir/kv-pre.kiln"},
    'values scaled after the cache (position-major f32) give the logits of values scaled before it');
+
+# dumps with bad cache attributes are refused at their place, with no output
+my $good = Golden::slurp('tests/ir/pass-kvlayout-bf16.ir');
+my @bad = (
+    ['heads=0 layout="head"', qr/:60:46: error: optional attribute 'heads' is 0; leave it out/, 'heads=0'],
+    ['heads=2 layout="row"', qr/%13 \(cache\): a cache's layout must be "head"/, 'an unknown layout'],
+    ['heads=1 layout="head"', qr/%22 \(attention\): attention: a head-major cache has other kv heads than 2/,
+     'heads that the reader does not have'],
+    ['heads=2', qr/%13 \(cache\): a cache's heads are given with its layout/, 'heads without a layout'],
+    ['layout="head"', qr/%13 \(cache\): a head-major cache of width 8 needs heads that divide it, not 0/,
+     'a layout without heads'],
+);
+for my $b (@bad) {
+    my ($attrs, $want, $what) = @$b;
+    (my $text = $good) =~ s/heads=2 layout="head"/$attrs/ or die 'pass-kvlayout-bf16.ir changed';
+    my $f = "$dir/bad.ir";
+    open my $bfh, '>', $f or die $!;
+    print $bfh $text;
+    close $bfh;
+    $r = run_cmd($kiln, 'dump', $f);
+    ok($r->{rc} == 1 && $r->{err} =~ $want && $r->{out} eq '', "a dump with $what is refused")
+        or diag(Golden::how($r));
+}
 
 # a bad --kv-type: usage error, nothing written
 my $bad = "$dir/bad-prog";
