@@ -362,16 +362,46 @@ static inline float kv_dot(const krt_kv *kv, const float *q, int64_t g, int64_t 
     return acc;
 }
 
-/* o[i] += a * (head g of the cache at position c)[i]. */
-static inline void kv_axpy(const krt_kv *kv, float *o, float a, int64_t g, int64_t c)
+/* The fused kernel's q . k: ATTN_LANES partial sums (lane j mod ATTN_LANES, the tail to
+ * lanes 0 ..), added pairwise, so that it vectorizes; a fixed order all the same. */
+#define ATTN_LANES 8
+static inline float kv_dot_lanes(const krt_kv *kv, const float *restrict q, int64_t g,
+                                 int64_t c)
+{
+    float buf[KV_PIECE], lane[ATTN_LANES] = {0};
+    int64_t off = kv_at(kv, g, c);
+    for (int64_t i0 = 0; i0 < kv->head_dim; i0 += KV_PIECE) {
+        int64_t n = kv->head_dim - i0 < KV_PIECE ? kv->head_dim - i0 : KV_PIECE;
+        const float *restrict k = kv_read(kv, off + i0, n, buf);
+        const float *restrict qp = q + i0;
+        int64_t nb = n / ATTN_LANES * ATTN_LANES;
+        for (int64_t i = 0; i < nb; i += ATTN_LANES)
+            KRT_UNROLL for (int l = 0; l < ATTN_LANES; l++)
+                lane[l] += qp[i + l] * k[i + l];
+        for (int64_t i = nb; i < n; i++)
+            lane[i - nb] += qp[i] * k[i];
+    }
+    for (int w = ATTN_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            lane[l] += lane[l + w];
+    return lane[0];
+}
+
+/* o[i] += a * (head g of the cache at position c)[i]; o is never the cache. */
+static inline void kv_axpy(const krt_kv *kv, float *restrict o, float a, int64_t g, int64_t c)
 {
     float buf[KV_PIECE];
     int64_t off = kv_at(kv, g, c);
     for (int64_t i0 = 0; i0 < kv->head_dim; i0 += KV_PIECE) {
         int64_t n = kv->head_dim - i0 < KV_PIECE ? kv->head_dim - i0 : KV_PIECE;
-        const float *v = kv_read(kv, off + i0, n, buf);
-        for (int64_t i = 0; i < n; i++)
-            o[i0 + i] += a * v[i];
+        const float *restrict v = kv_read(kv, off + i0, n, buf);
+        float *restrict op = o + i0;
+        int64_t nb = n / ATTN_LANES * ATTN_LANES;
+        for (int64_t i = 0; i < nb; i += ATTN_LANES)   /* in blocks: vector code at -O2 */
+            KRT_UNROLL for (int l = 0; l < ATTN_LANES; l++)
+                op[i + l] += a * v[i + l];
+        for (int64_t i = nb; i < n; i++)
+            op[i] += a * v[i];
     }
 }
 
@@ -436,7 +466,7 @@ static void attention_head(float *oh, const float *qh, const krt_kv *k, const kr
         int64_t cn = n - c0 < KRT_ATTN_CHUNK ? n - c0 : KRT_ATTN_CHUNK;
         float cmax = -INFINITY;
         for (int64_t j = 0; j < cn; j++) {
-            sc[j] = kv_dot(k, qh, g, c0 + j) * scale;
+            sc[j] = kv_dot_lanes(k, qh, g, c0 + j) * scale;
             if (sc[j] > cmax)
                 cmax = sc[j];
         }
@@ -447,11 +477,12 @@ static void attention_head(float *oh, const float *qh, const krt_kv *k, const kr
                 oh[i] *= r;
             max = cmax;
         }
-        for (int64_t j = 0; j < cn; j++) {
-            float e = expf(sc[j] - max);
-            sum += e;
-            kv_axpy(v, oh, e, g, c0 + j);
+        for (int64_t j = 0; j < cn; j++) {   /* the exps first: apart, they overlap */
+            sc[j] = expf(sc[j] - max);
+            sum += sc[j];
         }
+        for (int64_t j = 0; j < cn; j++)
+            kv_axpy(v, oh, sc[j], g, c0 + j);
     }
     for (int64_t i = 0; i < v->head_dim; i++)
         oh[i] /= sum;
