@@ -85,7 +85,10 @@ void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t he
  * v[c] (kv head h / (heads / kv_heads); v.head_dim values per head out). One pass over the
  * positions with an online softmax (a running max and sum per row and head, the sum of
  * values rescaled when the max grows): no probabilities are stored, O's row is the
- * accumulator. Positions go in chunks of KRT_ATTN_CHUNK scores on the stack. */
+ * accumulator. Positions go in chunks of KRT_ATTN_CHUNK scores on the stack; q . k is
+ * summed in 8 lanes (element i to lane i mod 8) added pairwise, a fixed order that differs
+ * from krt_attn_scores' left-to-right one. Each row and head is computed alone, so blocks
+ * of rows give what one-row calls give, bit for bit. */
 #define KRT_ATTN_CHUNK 64
 void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
                    float scale, int32_t pos0);
