@@ -17,6 +17,7 @@ my @progs = (
     ["$b/tests/ir_read_test"],
     ["$b/tests/ir_rewrite_test"],
     ["$b/tests/sema_define_test"],
+    ["$b/tests/attn_passes_test", "tests/ir/pass-fuse-attn.in"],
 );
 
 for my $p (@progs) {
