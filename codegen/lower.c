@@ -346,6 +346,7 @@ int lower_program(const ir_module *m, lw_program *p)
 
 void lower_free(lw_program *p)
 {
+    lower_dedup_free(p);
     free(p->steps);
     free(p->loops);
     free(p->caches);
