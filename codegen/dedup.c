@@ -213,6 +213,29 @@ static dedup_run *find_runs(const lw_program *p, int *nruns)
     return runs;
 }
 
+/* The argument (k > 0, a[k - 1]) slot k becomes, or 0 when it is the same in every member:
+ * slots whose values agree in every member (x read twice; the rows of one layer's steps)
+ * share one argument. slot_of_arg[k - 1]: the first slot of argument k. */
+static int slot_arg(const int64_t *value, int nmembers, int nslots, int k,
+                    int *slot_of_arg, int *nargs)
+{
+    int varies = 0;
+    for (int m = 1; m < nmembers && !varies; m++)
+        varies = value[(size_t)m * (size_t)nslots + (size_t)k] != value[k];
+    if (!varies)
+        return 0;
+    for (int a = 0; a < *nargs; a++) {
+        int j = slot_of_arg[a], same = 1;
+        for (int m = 0; m < nmembers && same; m++)
+            same = value[(size_t)m * (size_t)nslots + (size_t)j] ==
+                   value[(size_t)m * (size_t)nslots + (size_t)k];
+        if (same)
+            return a + 1;
+    }
+    slot_of_arg[(*nargs)++] = k;
+    return *nargs;
+}
+
 /* A layer function for the runs of structure fn: the first run's steps and loops, made its
  * own, with an argument for every slot that is not equal in all of them. */
 static void make_fn(lw_program *p, lw_fn *f, int fn, const dedup_run *runs, int nruns,
@@ -236,33 +259,35 @@ static void make_fn(lw_program *p, lw_fn *f, int fn, const dedup_run *runs, int 
         f->loops[i].last -= rep->first;
     }
     body_slots(first, f->steps, f->nsteps, f->loops, f->nloops);
-    char *varies = dedup_alloc((size_t)first->n, 1);
-    for (int r = 0; r < nruns; r++) {
+    int nslots = first->n, nmembers = 0;
+    for (int r = 0; r < nruns; r++)
+        nmembers += runs[r].fn == fn;
+    /* value[m * nslots + k]: slot k in member m (the runs of this structure, in order) */
+    int64_t *value = dedup_alloc((size_t)nmembers * (size_t)nslots, sizeof *value);
+    for (int r = 0, m = 0; r < nruns; r++) {
         if (runs[r].fn != fn)
             continue;
         body_slots(other, &p->steps[runs[r].first], f->nsteps, &p->loops[runs[r].loop0],
                    f->nloops);
-        for (int k = 0; k < first->n; k++)
-            varies[k] |= other->value[k] != first->value[k];
+        memcpy(value + (size_t)m++ * (size_t)nslots, other->value, (size_t)nslots * sizeof *value);
     }
-    for (int k = 0; k < first->n; k++)
-        if (varies[k])
-            *first->arg[k] = ++f->nargs;
-    for (int r = 0; r < nruns; r++) {
+    int *slot_of_arg = dedup_alloc((size_t)nslots, sizeof *slot_of_arg);
+    for (int k = 0; k < nslots; k++)
+        *first->arg[k] = slot_arg(value, nmembers, nslots, k, slot_of_arg, &f->nargs);
+    for (int r = 0, m = 0; r < nruns; r++) {
         if (runs[r].fn != fn)
             continue;
         lw_call *c = &p->calls[p->ncalls++];
         *c = (lw_call){.fn = fn, .first = runs[r].first, .last = runs[r].last,
                        .layer = runs[r].layer};
         c->args = dedup_alloc((size_t)f->nargs, sizeof *c->args);
-        body_slots(other, &p->steps[runs[r].first], f->nsteps, &p->loops[runs[r].loop0],
-                   f->nloops);
-        for (int k = 0, a = 0; k < first->n; k++)
-            if (varies[k])
-                c->args[a++] = other->value[k];
+        for (int k = 0; k < f->nargs; k++)
+            c->args[k] = value[(size_t)m * (size_t)nslots + (size_t)slot_of_arg[k]];
+        m++;
         f->ncalls++;
     }
-    free(varies);
+    free(slot_of_arg);
+    free(value);
 }
 
 static int call_order(const void *a, const void *b)
