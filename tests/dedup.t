@@ -122,4 +122,30 @@ ok($l4 > 0 && $l32 < 1.5 * $l4, "llama: C for 32 layers ($l32 lines) under 1.5x 
 my ($o32) = emit_c('examples/llama.kiln', 'llama-32-O0', '-D', 'layers=32', '-O0');
 my $lo32 = () = $o32 =~ /\n/g;
 ok($lo32 > 4 * $l32, "llama: 32 layers straight-line ($lo32 lines) is what dedup saves");
+
+# the decisions, as pass_note records them for --report (tests/unit/dedup_notes.c prints them)
+my $notes_prog = ($ENV{KILN_BUILD} // 'build') . '/tests/dedup_notes';
+sub notes {
+    my ($spec, $tag, @flags) = @_;
+    my $ir = "$dir/$tag.ir";
+    my $d = run_cmd($kiln, 'dump', $spec);
+    open my $fh, '>', $ir or die "$ir: $!";
+    print $fh $d->{out};
+    close $fh;
+    my $r = run_cmd($notes_prog, $ir, @flags);
+    ok($d->{rc} == 0 && $r->{rc} == 0, "$tag: dump and dedup_notes") or diag(Golden::how($r));
+    return $r->{out};
+}
+my $notes = notes('examples/uniattn.kiln', 'uniattn-notes');
+my @reuse = grep { !$is_lead{$_} } 0 .. 7;
+like($notes, qr/^dedup: l=0\.\.2,5: 4 layers share layer_0 \(\d+ steps, \d+ arguments\)$/m,
+     'uniattn notes: the leaders share layer_0');
+like($notes, qr/^dedup: l=3,4,6,7: 4 layers share layer_1 \(/m, 'uniattn notes: the reusers layer_1');
+like($notes, qr/^fn 0: .* layers @{[join ',', @lead]}\nfn 1: .* layers @{[join ',', @reuse]}$/m,
+     'uniattn: the calls are the layers the notes name');
+like(notes('examples/uniattn.kiln', 'uniattn-notes-O0', '-O0'),
+     qr/\Adedup: off \(-O0\): one straight-line forward\n\z/, '-O0: one note, no function');
+like(notes('examples/per-layer.kiln', 'per-layer-notes'),
+     qr/^dedup: l=0: alone in layer_0 .*\n.*l=1: alone in layer_1 .*\n.*l=2: alone in layer_2 /m,
+     'per-layer notes: three widths, three functions');
 done_testing();
