@@ -7,6 +7,7 @@
  * Exit 0, or 1 when the dump does not read or does not lower (reported).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../codegen/codegen.h"
@@ -24,8 +25,11 @@ int main(int argc, char **argv)
         return 1;
     ir_module *m = ir_read(&file);
     lw_program p;
-    if (!m || lower_program(m, &p) != 0)
+    if (!m || lower_program(m, &p) != 0) {
+        ir_module_free(m);
+        free((char *)file.text);
         return 1;
+    }
     lower_dedup(&p);
     for (int i = 0; i < passes_note_count(); i++)
         printf("%s\n", passes_note(i));
@@ -38,5 +42,7 @@ int main(int argc, char **argv)
         printf("\n");
     }
     lower_free(&p);
+    ir_module_free(m);
+    free((char *)file.text);
     return 0;
 }
