@@ -79,6 +79,7 @@ static const char usage_text[] =
     "  --dot             dump as Graphviz\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
+    "  -O0               build, emit-c: no optimization (one straight-line forward)\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
     "  -h, --help        this text;  --version  the version\n"
@@ -175,6 +176,8 @@ static void parse_args(int argc, char **argv, options *o)
             o->dot = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
+        } else if (!strcmp(a, "-O0")) {
+            passes_opts.o0 = 1;
         } else if (!strcmp(a, "-w")) {
             o->warnings = DIAG_NO_WARN;
         } else if (!strcmp(a, "-Werror")) {

@@ -2,10 +2,11 @@
  * weight packer.
  *
  * Files: lower.c (planned IR -> the decisions: kernels, rows, threads, places; lower.h),
- * backend.c (the back-end interface, backend.h), emit_c.c (the C back end), cc.c (runs cc
- * on it and links the runtime), pack.c (the weight blob, runtime/kiln_blob.h), bind.c
- * (checks the spec's tensors against a checkpoint and gathers them for the packer), build.c
- * (all of it, into an executable).
+ * dedup.c (layer dedup: one function per layer structure), backend.c (the back-end
+ * interface, backend.h), emit_c.c (the C back end), cc.c (runs cc on it and links the
+ * runtime), pack.c (the weight blob, runtime/kiln_blob.h), bind.c (checks the spec's tensors
+ * against a checkpoint and gathers them for the packer), build.c (all of it, into an
+ * executable).
  */
 #ifndef KILN_CODEGEN_H
 #define KILN_CODEGEN_H
