@@ -3,6 +3,9 @@
  *
  *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
  *              [-D name=value ...] [--config FILE] [--ctx N]
+ *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
+ * The pass manager's options (-O0, --disable-pass, --dump-before/--dump-after/--dump-dir,
+ * --stop-after, --report, --list-passes) apply to build, dump, check and emit-c.
  *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [--dtype T] [-D ...]
  *   kiln dump SPEC|FILE.ir [--after PASS] [--scope l=2] [--dot] [-D ...]
  *   kiln check SPEC [-D ...]
@@ -40,6 +43,7 @@ static const char usage_text[] =
     "                                      or llama2.c .bin) into the executable PROG; the\n"
     "                                      weights are packed into PROG itself\n"
     "                                      (SPEC may be an IR dump, FILE.ir)\n"
+    "  build SPEC --emit=c|ir|dot -o FILE  the C, the IR or Graphviz of SPEC, no weights\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
     "                                      or llama2c)\n"
@@ -72,16 +76,32 @@ static const char usage_text[] =
     "                    (1..65536; default 64); each weight is read once per block\n"
     "  --before PASS     dump the IR before PASS instead of after the last pass\n"
     "  --after PASS      dump the IR after PASS (or `none`: straight from the front end);\n"
-    "                    the passes: widen cse dce memplan\n"
+    "                    the same as --stop-after PASS (kiln --list-passes: the passes)\n"
     "  --passes P,Q      dump: run exactly these passes, in this order (a pass test:\n"
     "                    kiln dump in.ir --passes cse)\n"
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
-    "  --dot             dump as Graphviz\n"
+    "  --dot             dump as Graphviz (--emit=dot)\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
     "  -h, --help        this text;  --version  the version\n"
+    "\n"
+    "pass manager (build, dump, check, emit-c; --x=V and --x V alike):\n"
+    "  --list-passes     print the pipeline (flags, requires, preserves) and exit\n"
+    "  -O0               run only the passes correctness needs (and those asked for)\n"
+    "  --disable-pass P  skip the pass P (repeatable, or P,Q); a required one cannot be\n"
+    "  --dump-before P   the IR before P (or `all`: before each pass)\n"
+    "  --dump-after P    the IR after P (or `all`: the input, then after each pass);\n"
+    "                    to stderr (dump: stdout, in place of the final dump)\n"
+    "  --dump-dir DIR    the dumps as numbered files DIR/00-input.ir, 01-widen.ir, ...\n"
+    "                    (DIR made if missing), and the C as the next one, NN-codegen.c\n"
+    "  --stop-after P    stop after the pass P, or after `codegen` (the C); build then\n"
+    "                    writes the IR (or the C) to -o and needs no --weights\n"
+    "  --emit ir|c|dot   build, dump: write the IR, the C or Graphviz instead of a program\n"
+    "                    (build: to -o; no --weights needed: f32 weights, or --wtype's)\n"
+    "  --report          after the run, print the memory plan (weights by group, each KV\n"
+    "                    cache, the frame) and every decision the passes recorded\n"
     "\n"
     "A weight the spec declares but never reads is not packed (a warning says so), and the\n"
     "checkpoint need not hold it.\n"
@@ -568,24 +588,6 @@ static int finish(int rc)
 
 /* ---------------------------------------------------------------- commands */
 
-static int cmd_check(const options *o)
-{
-    if (o->emit)
-        usage_error("check writes nothing; --emit is for build and dump%s", "");
-    check_pass_options(o);
-    front fe;
-    ir_module *m = front_end(o, &fe);
-    if (!m)
-        return 1;
-    passes_run_opts dumps;
-    int rc = run_passes(&m, &fe, o, stderr, &dumps);
-    if (rc == 0 && !diag_error_count() && o->report)
-        report_print(stdout, m, NULL, o->spec);
-    ir_module_free(m);
-    front_free(&fe);
-    return finish(rc);
-}
-
 /* --wtype for a command without weights: every tensor gets that storage type. */
 static void apply_wtype(ir_module *m, const char *wtype, const options *o)
 {
@@ -598,6 +600,26 @@ static void apply_wtype(ir_module *m, const char *wtype, const options *o)
                     "the IR before it is the front end's, with f32 weights", wtype);
     for (int t = 0; t < m->ntensors; t++)
         ir_set_storage(m, t, (ir_dtype)dt);
+}
+
+static int cmd_check(const options *o)
+{
+    if (o->emit)
+        usage_error("check writes nothing; --emit is for build and dump%s", "");
+    check_pass_options(o);
+    front fe;
+    ir_module *m = front_end(o, &fe);
+    if (!m)
+        return 1;
+    if (o->wtype)
+        apply_wtype(m, o->wtype, o);
+    passes_run_opts dumps;
+    int rc = run_passes(&m, &fe, o, stderr, &dumps);
+    if (rc == 0 && !diag_error_count() && o->report)
+        report_print(stdout, m, NULL, o->spec);
+    ir_module_free(m);
+    front_free(&fe);
+    return finish(rc);
 }
 
 static int cmd_dump(const options *o)
@@ -648,6 +670,8 @@ static int cmd_emit_c(const options *o)
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
+    if (o->wtype)
+        apply_wtype(m, o->wtype, o);
     passes_run_opts dumps;
     int rc = run_passes(&m, &fe, o, stderr, &dumps);
     if (rc == 0 && !diag_error_count())
