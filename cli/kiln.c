@@ -571,9 +571,10 @@ static int write_emit(const ir_module *m, const options *o, const char *path)
 /* -O0 and --disable-pass shape the pipeline; --passes is an exact list. */
 static void check_pass_options(const options *o)
 {
-    if (o->passes && (o->before || o->stop_after || passes_opts.o0 || passes_opts.ndisabled))
+    if (o->passes && (o->before || o->stop_after || passes_opts.o0 || passes_opts.ndisabled ||
+                      o->dump_before || o->dump_after))
         usage_error("--passes runs exactly the passes it names; it does not mix with "
-                    "--before, --after/--stop-after, -O0 or --disable-pass%s", "");
+                    "--before, --after/--stop-after, -O0, --disable-pass or --dump-*%s", "");
     if (o->emit && !strcmp(o->emit, "c") && stops_at_pass(o))
         usage_error("--emit=c writes the C of the whole pipeline; --before/--stop-after "
                     "stop it at a pass (use --emit=ir)%s", "");

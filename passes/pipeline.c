@@ -302,6 +302,8 @@ int passes_run_with(ir_module **mp, passes_run_opts *r)
         pass_status s = planned_status(i);
         if (s != PASS_RAN) {
             records[i].status = s;
+            if (r->verbose)
+                fprintf(stderr, "kiln: pass %-12s %s\n", name, passes_status_name(s));
             continue;
         }
         char what[80];
