@@ -150,6 +150,6 @@ $r = run_cmd($kiln, 'build', 'examples/llama.kiln', '--weights', $w, '-o', $bad,
 ok($r->{rc} == 2 && $r->{err} =~ /--kv-type must be f32, f16 or bf16, not 'f8'/ && !-e $bad,
    '--kv-type f8: a usage error naming the value, no program') or diag(Golden::how($r));
 $r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '--kv-type');
-ok($r->{rc} == 2 && $r->{err} =~ /--kv-type must be/ && $r->{out} eq '',
+ok($r->{rc} == 2 && $r->{err} =~ /--kv-type needs a value/ && $r->{out} eq '',
    '--kv-type without a value: a usage error, no dump');
 done_testing();
