@@ -2,7 +2,8 @@
  * program, dump the IR, write test weights, or inspect a checkpoint.
  *
  *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
- *              [-D name=value ...] [--config FILE] [--ctx N]
+ *              [-D name=value ...] [--config FILE] [--ctx N] [--share-softmax=G,b,e]
+ *              [--calib FILE]
  *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [--dtype T] [-D ...]
  *   kiln dump SPEC|FILE.ir [--after PASS] [--scope l=2] [--dot] [-D ...]
  *   kiln check SPEC [-D ...]
@@ -76,6 +77,13 @@ static const char usage_text[] =
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
     "  --dot             dump as Graphviz\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
+    "  --share-softmax=G,b,e  share attention probabilities (UniAttn): layer l leads iff\n"
+    "                    l < b, l >= e or (l - b) % G == 0; every other layer reuses its\n"
+    "                    leader's (b + (l - b) / G * G), so it computes no Q, K or softmax\n"
+    "                    and keeps no K cache. This changes the model: build measures the\n"
+    "                    divergence from the unchanged model on calibration tokens\n"
+    "  --calib FILE      build: the calibration tokens (ids separated by commas or white\n"
+    "                    space; default: 64 fixed tokens, fewer when ctx is shorter)\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
@@ -95,6 +103,7 @@ static const char usage_text[] =
 typedef struct options {
     const char *command, *spec, *out, *weights, *format, *before, *after, *scope, *emit_c;
     const char *config, *wtype, *dtype, *passes;
+    const char *calib;         /* --calib FILE: calibration tokens (model-changing passes) */
     uint64_t seed;
     int dot, verbose;
     int warnings;              /* DIAG_WARN, DIAG_NO_WARN (-w), DIAG_WERROR (-Werror) */
@@ -110,6 +119,30 @@ static _Noreturn void usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\ntry 'kiln --help'\n");
     exit(2);
+}
+
+/* --share-softmax=G,b,e into passes_opts: G >= 1, 0 <= b <= e (e <= layers: the pass). */
+static void parse_share_softmax(const char *text)
+{
+    long long v[3];
+    const char *p = text;
+    for (int k = 0; k < 3; k++) {
+        char *end;
+        errno = 0;
+        v[k] = strtoll(p, &end, 10);
+        if (errno || end == p || *p == '+' || *p == ' ' || v[k] < INT_MIN || v[k] > INT_MAX ||
+            *end != (k < 2 ? ',' : '\0'))
+            usage_error("--share-softmax needs G,b,e (three integers: the group size, the "
+                        "first and the end layer of the sharing), not '%s'", text);
+        p = end + 1;
+    }
+    if (v[0] < 1)
+        usage_error("--share-softmax=%s: the group size G must be at least 1", text);
+    if (v[1] < 0 || v[1] > v[2])
+        usage_error("--share-softmax=%s: the layers must satisfy 0 <= b <= e", text);
+    passes_opts.share_group = (int)v[0];
+    passes_opts.share_begin = (int)v[1];
+    passes_opts.share_end = (int)v[2];
 }
 
 static void parse_args(int argc, char **argv, options *o)
@@ -164,6 +197,13 @@ static void parse_args(int argc, char **argv, options *o)
             TAKE(scope);
         } else if (!strcmp(a, "--emit-c")) {
             TAKE(emit_c);
+        } else if (!strcmp(a, "--calib")) {
+            TAKE(calib);
+        } else if (!strncmp(a, "--share-softmax", 15) && (!a[15] || a[15] == '=')) {
+            if (!a[15] && !next)
+                usage_error("%s needs G,b,e", a);
+            parse_share_softmax(a[15] ? a + 16 : next);
+            i += !a[15];
         } else if (!strcmp(a, "--dot")) {
             o->dot = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -408,13 +448,130 @@ static void warn_unread(const front *fe, const ir_module *m)
     }
 }
 
+/* ---------------------------------------------------------------- calibration */
+
+/* What the model-changing options ask for, as flags: "share-softmax=2,1,4, ...". */
+static void describe_model_change(const passes_options *p, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+#define ADD(...) (n += (size_t)snprintf(buf + n, n < size ? size - n : 0, __VA_ARGS__))
+    if (p->share_group > 0)
+        ADD("%sshare-softmax=%d,%d,%d", n ? ", " : "", p->share_group, p->share_begin,
+            p->share_end);
+    if (p->keep_experts)
+        ADD("%skeep-experts=%s", n ? ", " : "", p->keep_experts);
+    if (p->prune_profile)
+        ADD("%sprune-experts=%s", n ? ", " : "", p->prune_profile);
+    if (p->expert_budget > 0)
+        ADD("%sexpert-budget=%g", n ? ", " : "", p->expert_budget);
+#undef ADD
+}
+
+/* Commands without weights cannot measure what a model-changing pass does: say so. */
+static void note_unmeasured(const char *command)
+{
+    if (!passes_changes_model(&passes_opts))
+        return;
+    char what[512];
+    describe_model_change(&passes_opts, what, sizeof what);
+    pass_note("calibration", "%s changes the model; %s has no weights, so no divergence is "
+              "measured (kiln build --weights measures it)", what, command);
+    fprintf(stderr, "kiln: note: %s changes the model; %s has no weights, so no divergence is "
+            "measured (kiln build --weights measures it)\n", what, command);
+}
+
+/* A copy of a module before the passes (the unchanged model's starting point). */
+static ir_module *module_copy(const ir_module *m)
+{
+    ir_rewriter rw;
+    ir_rw_begin(&rw, m, NULL);
+    for (int i = 0; i < m->ninsts; i++)
+        ir_rw_copy(&rw, i);
+    return ir_rw_end(&rw);
+}
+
+/* The pipeline without the model-changing options, on *m; the decision notes the
+ * reference's passes make are not kept (the report is about the model that is built). */
+static int run_reference_passes(ir_module **m, const char *before, const char *after,
+                                int verbose)
+{
+    passes_options saved = passes_opts;
+    int nnotes = passes_note_count();
+    char **notes = malloc(sizeof *notes * (size_t)(nnotes ? nnotes : 1));
+    if (!notes)
+        DIE("out of memory");
+    for (int i = 0; i < nnotes; i++)
+        if (!(notes[i] = strdup(passes_note(i))))
+            DIE("out of memory");
+    passes_opts.share_group = passes_opts.share_begin = passes_opts.share_end = 0;
+    passes_opts.keep_experts = passes_opts.prune_profile = NULL;
+    passes_opts.expert_budget = 0;
+    int rc = passes_run(m, before, after, verbose);
+    passes_opts = saved;
+    passes_notes_clear();
+    for (int i = 0; i < nnotes; i++) {
+        char pass[64];     /* a note is "pass: text" */
+        const char *colon = strstr(notes[i], ": ");
+        int len = colon ? (int)(colon - notes[i]) : 0;
+        snprintf(pass, sizeof pass, "%.*s", len, notes[i]);
+        pass_note(pass, "%s", colon ? colon + 2 : notes[i]);
+        free(notes[i]);
+    }
+    free(notes);
+    return rc;
+}
+
+/* Builds the unchanged model (`unchanged`: the front end's module, storage types bound, before
+ * the passes; consumed) and the changed one, runs both on the calibration tokens and reports
+ * the divergence on stderr and as a decision note. 0, or 1 after an error. */
+static int measure_divergence(const options *o, ir_module *unchanged, const ckpt *ck,
+                              const ir_module *changed, const pack_tensor *changed_w)
+{
+    int n = 0, rc = 1;
+    int32_t *tokens = calib_tokens(o->calib, changed->vocab, changed->ctx, &n);
+    pack_tensor *ref_w = NULL;
+    void **owned = NULL;
+    int nowned = 0;
+    if (!tokens || run_reference_passes(&unchanged, NULL, NULL, o->verbose) != 0)
+        goto out;
+    ref_w = calloc((size_t)(unchanged->ntensors ? unchanged->ntensors : 1), sizeof *ref_w);
+    if (!ref_w)
+        DIE("out of memory");
+    calib_result r;
+    if (bind_weights(unchanged, ck, ref_w, &owned, &nowned) != 0 ||
+        calib_compare(unchanged, ref_w, changed, changed_w, tokens, n, o->verbose, &r) != 0)
+        goto out;
+    char what[512], text[1024];
+    describe_model_change(&passes_opts, what, sizeof what);
+    snprintf(text, sizeof text, "%s changes the model: on %d calibration tokens, mean KL %.9g "
+             "nats/token (max %.4g), top-1 agreement %.1f%% (%d/%d)", what, r.tokens, r.mean_kl,
+             r.max_kl, 100.0 * r.agree / r.tokens, r.agree, r.tokens);
+    fprintf(stderr, "kiln: %s\n", text);
+    pass_note("calibration", "%s", text);
+    rc = 0;
+out:
+    bind_free(owned, nowned);
+    free(ref_w);
+    free(tokens);
+    ir_module_free(unchanged);
+    return rc;
+}
+
 /* The pipeline, then the warnings about what it dropped. 0, or 1 after an error. */
 static int run_passes(ir_module **m, const front *fe, const char *before, const char *after,
                       int verbose)
 {
+    /* a model-changing pass leaves weights the spec reads unread (share-softmax: the
+     * reusers' Q and K); the warnings are about the spec, so the unchanged pipeline says */
+    ir_module *unchanged = passes_changes_model(&passes_opts) ? module_copy(*m) : NULL;
     int rc = passes_run(m, before, after, verbose);
+    if (rc == 0 && unchanged)
+        rc = run_reference_passes(&unchanged, before, after, 0);
     if (rc == 0)
-        warn_unread(fe, *m);
+        warn_unread(fe, unchanged ? unchanged : *m);
+    if (unchanged)
+        ir_module_free(unchanged);
     return rc;
 }
 
@@ -463,6 +620,8 @@ static int cmd_dump(const options *o)
     int rc = as_read    ? 0
              : o->passes ? passes_run_list(&m, o->passes, o->verbose)
                          : run_passes(&m, &fe, o->before, o->after, o->verbose);
+    if (rc == 0)
+        note_unmeasured("dump");
     if (rc == 0 && !diag_error_count()) {      /* -Werror: a warning leaves no dump */
         if (o->dot)
             ir_print_dot(stdout, m, o->scope);
@@ -483,6 +642,8 @@ static int cmd_emit_c(const options *o)
     if (!m)
         return 1;
     int rc = run_passes(&m, &fe, NULL, NULL, o->verbose);
+    if (rc == 0)
+        note_unmeasured("emit-c");
     if (rc == 0 && !diag_error_count())
         rc = codegen_write_c(m, o->out);
     ir_module_free(m);
@@ -556,9 +717,15 @@ static int cmd_build(const options *o_in)
     pack_tensor *packed = NULL;
     void **owned = NULL;
     int nowned = 0;
+    ir_module *unchanged = NULL;   /* a model-changing pass: the model as it was, measured */
     /* the storage types first: they decide which ops need a widen (pass widen) */
     if (bind_storage_types(m, ck, o->wtype) != 0)
         goto out;
+    if (passes_changes_model(&passes_opts))
+        unchanged = module_copy(m);
+    else if (o->calib)
+        usage_error("--calib %s: the calibration tokens measure a pass that changes the model "
+                    "(--share-softmax); none is asked for", o->calib);
     if (run_passes(&m, &fe, NULL, NULL, o->verbose) != 0)
         goto out;
     warn_llama2c_rope(o->spec, m, ck);
@@ -569,6 +736,12 @@ static int cmd_build(const options *o_in)
         goto out;
     if (diag_error_count())    /* -Werror: a warning leaves no program */
         goto out;
+    if (unchanged) {           /* measured first: a failed measurement leaves no program */
+        int failed = measure_divergence(o, unchanged, ck, m, packed);
+        unchanged = NULL;
+        if (failed)
+            goto out;
+    }
     if (codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c, o->verbose) != 0)
         goto out;
     rc = 0;
@@ -576,6 +749,8 @@ out:
     bind_free(owned, nowned);
     free(packed);
     ckpt_close(ck);
+    if (unchanged)
+        ir_module_free(unchanged);
     ir_module_free(m);
     front_free(&fe);
     return finish(rc);

@@ -11,6 +11,11 @@
 
 passes_options passes_opts;
 
+int passes_changes_model(const passes_options *o)
+{
+    return o->share_group > 0 || o->keep_experts || o->prune_profile || o->expert_budget > 0;
+}
+
 static char **notes;
 static int nnotes, cnotes;
 
@@ -49,6 +54,7 @@ static const struct pass {
     ir_module *(*run)(ir_module *m);
 } pipeline[] = {
     {"widen", pass_widen},           /* first: makes the IR valid after storage types are set */
+    {"share-softmax", pass_share_softmax}, /* when asked; before any fusion of the attention */
     {"cse", pass_cse},
     {"dce", pass_dce},               /* after cse: the duplicates it leaves are dead */
     {"memplan", pass_plan_memory},   /* last: the plan holds only while nothing else changes */
@@ -56,7 +62,7 @@ static const struct pass {
 
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
-const char *const passes_names[] = {"widen", "cse", "dce", "memplan", NULL};
+const char *const passes_names[] = {"widen", "share-softmax", "cse", "dce", "memplan", NULL};
 
 static int known(const char *name)
 {
