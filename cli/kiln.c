@@ -71,7 +71,7 @@ static const char usage_text[] =
     "                    (1..65536; default 64); each weight is read once per block\n"
     "  --before PASS     dump the IR before PASS instead of after the last pass\n"
     "  --after PASS      dump the IR after PASS (or `none`: straight from the front end);\n"
-    "                    the passes: widen cse dce memplan\n"
+    "                    the passes: widen share-softmax cse dce memplan\n"
     "  --passes P,Q      dump: run exactly these passes, in this order (a pass test:\n"
     "                    kiln dump in.ir --passes cse)\n"
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
@@ -257,6 +257,9 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    if (o->calib && strcmp(o->command, "build"))
+        usage_error("--calib applies to build (which measures a model-changing pass), not to "
+                    "'%s'", o->command);
     if (o->ctx) {              /* --ctx is the define ctx=N, explicit: it wins over --config */
         for (int d = 0; d < o->ndefs; d++)
             if (!strcmp(o->defs[d].name, "ctx"))
@@ -700,6 +703,9 @@ static int cmd_build(const options *o_in)
         usage_error("'%s' needs a spec file", o->command);
     if (o->wtype && strcmp(o->wtype, "f32") && strcmp(o->wtype, "f16") && strcmp(o->wtype, "bf16"))
         usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
+    if (o->calib && !passes_changes_model(&passes_opts))
+        usage_error("--calib %s: the calibration tokens measure a pass that changes the model "
+                    "(--share-softmax); none is asked for", o->calib);
     if (o->verbose)
         fprintf(stderr, "kiln: reading %s\n", o->weights);
     ckpt *ck = ckpt_open(o->weights);
@@ -723,9 +729,6 @@ static int cmd_build(const options *o_in)
         goto out;
     if (passes_changes_model(&passes_opts))
         unchanged = module_copy(m);
-    else if (o->calib)
-        usage_error("--calib %s: the calibration tokens measure a pass that changes the model "
-                    "(--share-softmax); none is asked for", o->calib);
     if (run_passes(&m, &fe, NULL, NULL, o->verbose) != 0)
         goto out;
     warn_llama2c_rope(o->spec, m, ck);
