@@ -195,40 +195,24 @@ static int share_reads_dropped(const ir_module *m, int i, const int *reads, cons
     return in->guard >= 0 && drop[in->guard];
 }
 
-ir_module *pass_share_softmax(ir_module *m)
+/* The number of layers: one more than the largest l=N of a scope. */
+static int share_count_layers(const ir_module *m)
 {
-    const passes_options *o = &passes_opts;
-    if (!share_softmax_requested())
-        return m;
     int nlayers = 0;
     for (int i = 0; i < m->ninsts; i++) {
         int l = share_layer_of(&m->insts[i]);
         if (l >= nlayers)
             nlayers = l + 1;
     }
-    if (nlayers == 0) {
-        fprintf(stderr, "kiln: error: --share-softmax: the model has no layers (no instruction "
-                "scoped l=N)\n");
-        return NULL;
-    }
-    if (o->share_end > nlayers) {
-        fprintf(stderr, "kiln: error: --share-softmax=%d,%d,%d: the end %d is past the last "
-                "layer (the model has %d layers, l=0 .. l=%d)\n", o->share_group, o->share_begin,
-                o->share_end, o->share_end, nlayers, nlayers - 1);
-        return NULL;
-    }
-    share_attn *a = share_find_attention(m, nlayers);
-    if (share_check(m, a, nlayers) != 0) {
-        free(a);
-        return NULL;
-    }
-    int *reads = malloc(sizeof *reads * (size_t)(m->ninsts ? m->ninsts : 1));
-    char *released = calloc((size_t)(m->ninsts ? m->ninsts : 1), 1);
-    if (!reads || !released)
-        DIE("out of memory");
+    return nlayers;
+}
+
+/* Points each reuser's attn_apply at its leader's softmax (reads[apply] = softmax) and
+ * releases the K cache its own scores read; one note per reuser. Returns their count. */
+static int share_redirect(const ir_module *m, const share_attn *a, int *reads, char *released)
+{
+    const passes_options *o = &passes_opts;
     int nshared = 0;
-    for (int i = 0; i < m->ninsts; i++)
-        reads[i] = -1;
     for (int l = o->share_begin; l < o->share_end; l++) {
         if (share_is_leader(l))
             continue;
@@ -239,18 +223,13 @@ ir_module *pass_share_softmax(ir_module *m)
         pass_note("share-softmax", "l=%d reads the softmax of l=%d", l, share_leader_of(l));
         nshared++;
     }
-    free(a);
-    if (!nshared) {
-        pass_note("share-softmax", "G=%d b=%d e=%d: every layer leads; nothing shared",
-                  o->share_group, o->share_begin, o->share_end);
-        free(reads);
-        free(released);
-        return m;
-    }
-    char *drop = share_dropped(m, reads, released);
-    free(released);
-    pass_note("share-softmax", "G=%d b=%d e=%d: %d of %d layers reuse a leader's probabilities",
-              o->share_group, o->share_begin, o->share_end, nshared, nlayers);
+    return nshared;
+}
+
+/* The module without the dropped instructions, the redirected attn_apply reading the
+ * leader's softmax. */
+static ir_module *share_rebuild(const ir_module *m, const int *reads, char *drop)
+{
     ir_rewriter rw;
     ir_rw_begin(&rw, m, NULL);
     for (int i = 0; i < m->ninsts; i++) {
@@ -267,7 +246,52 @@ ir_module *pass_share_softmax(ir_module *m)
         in.args[1] = rw.map[in.args[1]];
         ir_rw_replace(&rw, i, ir_rw_add(&rw, &in));
     }
-    free(reads);
-    free(drop);
     return ir_rw_end(&rw);
+}
+
+ir_module *pass_share_softmax(ir_module *m)
+{
+    const passes_options *o = &passes_opts;
+    if (!share_softmax_requested())
+        return m;
+    int nlayers = share_count_layers(m);
+    if (nlayers == 0) {
+        fprintf(stderr, "kiln: error: --share-softmax: the model has no layers (no instruction "
+                "scoped l=N)\n");
+        return NULL;
+    }
+    if (o->share_end > nlayers) {
+        fprintf(stderr, "kiln: error: --share-softmax=%d,%d,%d: the end %d is past the last "
+                "layer (the model has %d layers, l=0 .. l=%d)\n", o->share_group, o->share_begin,
+                o->share_end, o->share_end, nlayers, nlayers - 1);
+        return NULL;
+    }
+    share_attn *a = share_find_attention(m, nlayers);
+    if (share_check(m, a, nlayers) != 0) {
+        free(a);
+        return NULL;
+    }
+    size_t n = (size_t)(m->ninsts ? m->ninsts : 1);
+    int *reads = malloc(sizeof *reads * n);
+    char *released = calloc(n, 1);
+    if (!reads || !released)
+        DIE("out of memory");
+    for (int i = 0; i < m->ninsts; i++)
+        reads[i] = -1;
+    int nshared = share_redirect(m, a, reads, released);
+    free(a);
+    ir_module *out = m;
+    if (nshared) {
+        pass_note("share-softmax", "G=%d b=%d e=%d: %d of %d layers reuse a leader's "
+                  "probabilities", o->share_group, o->share_begin, o->share_end, nshared, nlayers);
+        char *drop = share_dropped(m, reads, released);
+        out = share_rebuild(m, reads, drop);
+        free(drop);
+    } else {
+        pass_note("share-softmax", "G=%d b=%d e=%d: every layer leads; nothing shared",
+                  o->share_group, o->share_begin, o->share_end);
+    }
+    free(reads);
+    free(released);
+    return out;
 }
