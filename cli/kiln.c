@@ -542,7 +542,8 @@ static int measure_divergence(const options *o, ir_module *unchanged, const ckpt
     if (!ref_w)
         DIE("out of memory");
     calib_result r;
-    if (bind_weights(unchanged, ck, ref_w, &owned, &nowned) != 0 ||
+    if (bind_check_llama2c(unchanged, ck) != 0 ||
+        bind_weights(unchanged, ck, ref_w, &owned, &nowned) != 0 ||
         calib_compare(unchanged, ref_w, changed, changed_w, tokens, n, o->verbose, &r) != 0)
         goto out;
     char what[512], text[1024];
@@ -735,7 +736,10 @@ static int cmd_build(const options *o_in)
     packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
     if (!packed)
         DIE("out of memory");
-    if (bind_weights(m, ck, packed, &owned, &nowned) != 0 || bind_check_llama2c(m, ck) != 0)
+    /* a llama2.c file must be read whole by the spec: the unchanged model is checked
+     * (measure_divergence), as a changed one leaves some of it unread */
+    if (bind_weights(m, ck, packed, &owned, &nowned) != 0 ||
+        (!unchanged && bind_check_llama2c(m, ck) != 0))
         goto out;
     if (diag_error_count())    /* -Werror: a warning leaves no program */
         goto out;

@@ -185,6 +185,19 @@ SKIP: {
     ok(!-e "$dir/past", 'no program after a refused --share-softmax');
 }
 
+# a llama2.c file must be read whole by the spec: the unchanged model is what reads it
+my $bin = "$dir/l2c.bin";
+SKIP: {
+    Golden::make_weights(spec => 'examples/llama2c.kiln', format => 'llama2c', seed => 4,
+                         defines => \@defs, out => $bin, label => 'share llama2c')
+        or skip 'no llama2.c weights', 1;
+    my $b = run_cmd($kiln, 'build', 'examples/llama2c.kiln', '--weights', $bin, '-o',
+                    "$dir/l2c", "--share-softmax=$G,$B,$E");
+    ok($b->{rc} == 0 && -x "$dir/l2c" && $b->{err} =~ /on 24 calibration tokens, mean KL/,
+       'llama2.c checkpoint: builds with the reusers\' Q and K unread, and measures')
+        or diag(Golden::how($b));
+}
+
 # ---------------------------------------------------------------- refusals
 
 fails_cleanly(run_cmd($kiln, 'dump', 'examples/llama.kiln', @defs, '--share-softmax=0,1,2'),
