@@ -16,6 +16,10 @@ ir_module *pass_widen(ir_module *m);
 ir_module *pass_cse(ir_module *m);
 /* Dead-code elimination: drops instructions no effect depends on. */
 ir_module *pass_dce(ir_module *m);
+/* Softmax sharing (UniAttn), only when share_softmax_requested(): a reuser layer's attention
+ * reads its leader's probabilities. Changes the model. */
+ir_module *pass_share_softmax(ir_module *m);
+int share_softmax_requested(void);
 /* Memory planning: frame slots reused after each value's last use; caches in the state. */
 ir_module *pass_plan_memory(ir_module *m);
 
@@ -33,6 +37,9 @@ typedef struct passes_options {
     double expert_budget;      /* --expert-budget P: 0 none, else share of firings kept */
 } passes_options;
 extern passes_options passes_opts;
+/* Whether o asks for a pass that changes the model (share-softmax, expert pruning): then
+ * `kiln build` measures the divergence from the unchanged model (codegen/calib.c). */
+int passes_changes_model(const passes_options *o);
 
 /* The decisions passes made, for `kiln build --report` and `kiln dump --report`: each pass
  * says what it did, one line per decision ("shared the softmax of l=2 with l=3, l=4"). */

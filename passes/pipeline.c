@@ -49,10 +49,22 @@ void passes_notes_clear(void)
 
 /* ---------------------------------------------------------------- the table */
 
+/* the predicates of the passes that change the model */
+static int share_requested(const passes_options *o) { return o->share_group > 0; }
+
+int passes_changes_model(const passes_options *o)
+{
+    return share_requested(o) || o->keep_experts || o->prune_profile || o->expert_budget > 0;
+}
+
 static const pass_info pipeline[] = {
     {"widen", pass_widen, PASS_REQUIRED, NULL,
      "a widen before every op that cannot read a weight's storage type",
      "storage types set", "values; linear and embed read weights as stored"},
+    {"share-softmax", pass_share_softmax, PASS_ON_REQUEST, share_requested,
+     "--share-softmax=G,b,e: each reuser layer reads its leader's attention probabilities",
+     "verified IR; before any fusion of attention or products",
+     "every layer's output but the reusers' attention (changes the model)"},
     {"cse", pass_cse, 0, NULL,
      "one instruction per distinct computation",
      "verified IR", "values and effects"},
