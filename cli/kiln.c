@@ -76,6 +76,12 @@ static const char usage_text[] =
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
     "  --dot             dump as Graphviz\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
+    "  --keep-experts=L:E,E;L:E  build, dump: keep only these experts of these layers (the\n"
+    "                    layers not named keep all); the others leave the program and blob\n"
+    "  --prune-experts=FILE  build, dump: choose the experts from a routing profile (a\n"
+    "                    program's --profile-routing FILE), with one of:\n"
+    "  --min-freq X      keep the experts that ran for at least X of the tokens\n"
+    "  --expert-budget P keep, per layer, the fewest experts covering P of the firings\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
@@ -104,12 +110,62 @@ typedef struct options {
     int ndefs;
 } options;
 
+static int min_freq_given;     /* --min-freq was given (0 is a valid share) */
+
 static _Noreturn void usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "kiln: error: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\ntry 'kiln --help'\n");
     exit(2);
+}
+
+/* The expert-pruning flags (passes/prune_experts.c): --keep-experts=L:E,E;L:E...,
+ * --prune-experts=FILE with --min-freq X or --expert-budget P, as NAME=VALUE or NAME VALUE.
+ * Fills passes_opts; returns 1 when argv[*i] was one of them. */
+static int parse_prune_flag(char **argv, int argc, int *i)
+{
+    static const char *const names[] = {"--keep-experts", "--prune-experts", "--min-freq",
+                                        "--expert-budget"};
+    const char *a = argv[*i];
+    for (int k = 0; k < 4; k++) {
+        size_t n = strlen(names[k]);
+        if (strncmp(a, names[k], n) || (a[n] && a[n] != '='))
+            continue;
+        const char *v = a[n] ? a + n + 1 : *i + 1 < argc ? argv[++*i] : NULL;
+        if (!v || !*v)
+            usage_error("%s needs a value", names[k]);
+        if (k == 0)
+            passes_opts.keep_experts = v;
+        else if (k == 1)
+            passes_opts.prune_profile = v;
+        else {
+            char *end;
+            double x = strtod(v, &end);
+            if (end == v || *end || !(x >= 0 && x <= 1) || (k == 3 && x == 0))
+                usage_error(k == 2 ? "--min-freq needs a share of the tokens in 0..1, not '%s'"
+                                   : "--expert-budget needs a share of the firings in (0, 1], "
+                                     "not '%s'", v);
+            *(k == 2 ? &passes_opts.min_freq : &passes_opts.expert_budget) = x;
+            if (k == 2)
+                min_freq_given = 1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* The pruning flags go together one way only. */
+static void check_prune_flags(void)
+{
+    const passes_options *p = &passes_opts;
+    if (p->keep_experts && p->prune_profile)
+        usage_error("--keep-experts and --prune-experts are two ways to choose; give one%s", "");
+    if ((min_freq_given || p->expert_budget > 0) && !p->prune_profile)
+        usage_error("--min-freq and --expert-budget choose from a profile: give "
+                    "--prune-experts=FILE%s", "");
+    if (p->prune_profile && min_freq_given == (p->expert_budget > 0))
+        usage_error("--prune-experts=FILE needs one of --min-freq X and --expert-budget P%s", "");
 }
 
 static void parse_args(int argc, char **argv, options *o)
@@ -204,6 +260,8 @@ static void parse_args(int argc, char **argv, options *o)
                 usage_error("too many -D options%s", "");
             o->defs[o->ndefs].name = base_intern(def, (size_t)(eq - def));
             o->defs[o->ndefs++].value = eq + 1;
+        } else if (parse_prune_flag(argv, argc, &i)) {
+            continue;
         } else if (a[0] == '-' && a[1]) {
             usage_error("unknown option '%s'", a);
         } else if (!o->command) {
@@ -217,6 +275,7 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    check_prune_flags();
     if (o->ctx) {              /* --ctx is the define ctx=N, explicit: it wins over --config */
         for (int d = 0; d < o->ndefs; d++)
             if (!strcmp(o->defs[d].name, "ctx"))
@@ -397,6 +456,8 @@ static void warn_unread(const front *fe, const ir_module *m)
         }
         if (all && !first)
             continue;          /* already said for the whole array */
+        if (!all && (passes_opts.keep_experts || passes_opts.prune_profile))
+            continue;          /* the dropped experts of an array: asked for, not a mistake */
         const char *bracket = strchr(t->decl, '[');
         int len = all && bracket ? (int)(bracket - t->decl) : (int)strlen(t->decl);
         if (all && n > 1)

@@ -49,6 +49,8 @@ static const struct pass {
     ir_module *(*run)(ir_module *m);
 } pipeline[] = {
     {"widen", pass_widen},           /* first: makes the IR valid after storage types are set */
+    {"prune-experts", pass_prune_experts}, /* only when asked; before fusion and cse */
+    {"route-stats", pass_route_stats}, /* after pruning: counts the experts the program has */
     {"cse", pass_cse},
     {"dce", pass_dce},               /* after cse: the duplicates it leaves are dead */
     {"memplan", pass_plan_memory},   /* last: the plan holds only while nothing else changes */
@@ -56,7 +58,8 @@ static const struct pass {
 
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
-const char *const passes_names[] = {"widen", "cse", "dce", "memplan", NULL};
+const char *const passes_names[] = {"widen", "prune-experts", "route-stats", "cse", "dce",
+                                    "memplan", NULL};
 
 static int known(const char *name)
 {
