@@ -7,7 +7,8 @@
  *            counts per token whether the expert ran. The driver tells these from the
  *            spec's own statistics by the "route " prefix: `--profile-routing FILE` writes
  *            them as a routing profile (prune-experts reads it), `--stats` leaves them out.
- * Always on (also at -O0): a profile must describe the program as built.
+ * Always on (also at -O0): a profile must describe the program as built. A guard that
+ * already has its counter (a dump read back) gets no second one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,10 @@ ir_module *pass_route_stats(ir_module *m)
     for (int i = 0; i < m->ninsts; i++)
         if (m->insts[i].guard >= 0 && m->insts[m->insts[i].guard].guard < 0)
             is_guard[m->insts[i].guard] = 1;
+    /* a module read back from a dump has its counters already: one per expert, not two */
+    for (int i = 0; i < m->ninsts; i++)
+        if (m->insts[i].op == IR_stat && !strncmp(m->stats[m->insts[i].iattr[0]].name, "route ", 6))
+            is_guard[m->insts[i].args[0]] = 0;
     ir_rewriter rw;
     ir_rw_begin(&rw, m, NULL);
     for (int i = 0; i < m->ninsts; i++) {

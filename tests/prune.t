@@ -249,6 +249,29 @@ refused('--min-freq out of range', qr/--min-freq needs a share/, @dbuild, "--pru
     ok(!-e "$dir/l.json", 'no profile is written then');
 }
 
+refused('a router chain read by mean', qr/layer 1: cannot drop experts: %\d+ \(mean\) reads the router's expert axis/,
+        $K, 'dump', 'tests/prune/dsmoe-mean.kiln', @dd, '--keep-experts=1:0,1');
+
+# the pruned dump reads back byte for byte, and builds like its spec
+{
+    my $ir = "$dir/d-pruned.ir";
+    open my $fh, '>', $ir or die "$ir: $!";
+    print $fh $dump;
+    close $fh;
+    my $back = run_ok('dsmoe pruned: dump of the dump', $K, 'dump', $ir);
+    ok($back->{out} eq $dump, 'dsmoe pruned: the dump reads back byte for byte');
+    build('dsmoe pruned from its dump', $ir, $dw, "$dir/d-pruned-ir");
+    run_ok('dsmoe pruned from its dump: run', "$dir/d-pruned-ir", '--tokens', $T, '--logits',
+           "$dir/d-pruned-ir.txt", '--profile-routing', "$dir/d-pruned-ir.json");
+    my $pp = eval { JSON::PP::decode_json(Golden::slurp("$dir/d-pruned-ir.json") // '') } // {};
+    my @over = grep { $_ > @tokens } map { @{ $_->{experts} } } @{ $pp->{layers} // [] };
+    ok(@{ $pp->{layers} // [] } == 2 && !@over && $pp->{tokens} == @tokens,
+       'dsmoe pruned from its dump: one routing counter per expert (no count above the tokens)')
+        or diag(Golden::slurp("$dir/d-pruned-ir.json"));
+    is(Golden::slurp("$dir/d-pruned-ir.txt"), Golden::slurp("$dir/d-pruned.txt"),
+       'dsmoe pruned: the program built from the dump gives identical logits');
+}
+
 my %bad = (
     'malformed.json' => ['{"model": "dsmoe", "tokens": 12, "layers": [', qr/malformed\.json:\d+:\d+: error: not a routing profile/],
     'not-object.json' => ['[1, 2]', qr/not-object\.json: error: a routing profile is a JSON object/],
