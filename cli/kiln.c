@@ -520,8 +520,9 @@ static int cmd_dump(const options *o)
         for (int t = 0; t < m->ntensors; t++)
             ir_set_storage(m, t, (ir_dtype)dt);
     }
-    /* a dump read back prints as it was read, unless passes are asked for */
-    int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->after;
+    /* a dump read back prints as it was read, unless passes (or pruning) are asked for */
+    int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->after &&
+                  !passes_opts.keep_experts && !passes_opts.prune_profile;
     int rc = as_read    ? 0
              : o->passes ? passes_run_list(&m, o->passes, o->verbose)
                          : run_passes(&m, &fe, o->before, o->after, o->verbose);

@@ -10,6 +10,9 @@
  *            whose rows are the experts, and every elementwise, topk or softmax value
  *            derived from it) has only the kept experts on its expert axis, extract indices
  *            are renumbered, and count / sum / amax / topk range over the kept experts.
+ *            Experts are named by the spec's numbers (the guards' scope e=), so a dump of a
+ *            pruned model prunes further in the same terms; a dropped expert's routing
+ *            counter goes with it (its statistic stays in the table, never counted).
  *            The router weight becomes rows(router, kept rows); an expert weight that is a
  *            view into a shared tensor (DSMoE's rows of w_gate) leaves the tensor, which
  *            becomes rows(...) or cols(...) of the ranges still viewed, the views re-offset;
@@ -30,6 +33,8 @@ typedef struct router {
     int root;                  /* the linear giving one logit per expert */
     int view;                  /* its weight view [experts, in] */
     int64_t n;                 /* experts */
+    int64_t *name;             /* index on the axis -> the spec's expert number (e=) */
+    int64_t span;              /* the largest number + 1: a profile's expert count */
     int layer;                 /* l= of its scope */
     int64_t need;              /* the fewest experts it can keep: 1, or topk's k */
     const char *unsound;       /* why its chain cannot shrink, or NULL */
@@ -121,6 +126,8 @@ static int trace_root(const ir_module *m, int v, int64_t n)
     }
 }
 
+static router *new_router(pruner *p, int root, int64_t n);
+
 static void find_routers(pruner *p)
 {
     const ir_module *m = p->m;
@@ -135,24 +142,43 @@ static void find_routers(pruner *p)
         int root = trace_root(m, m->insts[g].args[0], mask->dim[0]);
         if (root < 0)
             continue;
-        int known = 0;
+        router *r = NULL;
         for (int k = 0; k < p->nr; k++)
-            known |= p->r[k].root == root;
-        if (known)
-            continue;
-        router *r = &p->r[p->nr];
-        r->root = root;
-        r->view = m->insts[root].args[1];
-        r->n = mask->dim[0];
-        long l = scope_int(m->insts[root].scope, "l");
-        r->layer = l >= 0 ? (int)l : p->nr;
-        r->need = 1;
-        r->keep = xcalloc((size_t)r->n, 1);
-        memset(r->keep, 1, (size_t)r->n);
-        r->index = xcalloc((size_t)r->n, sizeof(int));
-        r->nkept = (int)r->n;
-        p->nr++;
+            if (p->r[k].root == root)
+                r = &p->r[k];
+        if (!r)
+            r = new_router(p, root, mask->dim[0]);
+        /* a dump of a pruned model keeps the spec's numbers in the scopes */
+        long e = scope_int(m->insts[g].scope, "e");
+        int64_t at = m->insts[g].iattr[0];
+        if (e >= 0 && at >= 0 && at < r->n) {
+            r->name[at] = e;
+            r->span = e + 1 > r->span ? e + 1 : r->span;
+        }
     }
+}
+
+/* A router found at linear `root`, keeping its n experts until told otherwise. */
+static router *new_router(pruner *p, int root, int64_t n)
+{
+    const ir_module *m = p->m;
+    router *r = &p->r[p->nr];
+    r->root = root;
+    r->view = m->insts[root].args[1];
+    r->n = n;
+    r->name = xcalloc((size_t)n, sizeof *r->name);
+    for (int64_t k = 0; k < n; k++)
+        r->name[k] = k;
+    r->span = n;
+    long l = scope_int(m->insts[root].scope, "l");
+    r->layer = l >= 0 ? (int)l : p->nr;
+    r->need = 1;
+    r->keep = xcalloc((size_t)r->n, 1);
+    memset(r->keep, 1, (size_t)r->n);
+    r->index = xcalloc((size_t)r->n, sizeof(int));
+    r->nkept = (int)r->n;
+    p->nr++;
+    return r;
 }
 
 /* Marks the values on router ri's expert axis and checks every reader can shrink. */
@@ -207,6 +233,38 @@ static void routed_layers(const pruner *p, char *buf, size_t size)
         n += (size_t)snprintf(buf + n, size - n, "%s%d", k ? ", " : "", p->r[k].layer);
 }
 
+/* The index on r's axis of the spec's expert e, or -1. */
+static long index_of(const router *r, long e)
+{
+    for (int64_t k = 0; k < r->n; k++)
+        if (r->name[k] == e)
+            return (long)k;
+    return -1;
+}
+
+/* The spec's numbers of r's experts whose flag is `want` ("0-7", "1, 3, 5") into buf. */
+static const char *expert_names(const router *r, const char *flag, int want, char *buf,
+                                size_t size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (int64_t k = 0; k < r->n && n + 48 < size; k++) {
+        if ((flag ? flag[k] != 0 : 1) != want)
+            continue;
+        int64_t j = k;
+        while (j + 1 < r->n && (flag ? flag[j + 1] != 0 : 1) == want &&
+               r->name[j + 1] == r->name[j] + 1)
+            j++;
+        n += (size_t)snprintf(buf + n, size - n, n ? ", %lld" : "%lld", (long long)r->name[k]);
+        if (j > k + 1)
+            n += (size_t)snprintf(buf + n, size - n, "-%lld", (long long)r->name[j]);
+        else if (j == k + 1)
+            n += (size_t)snprintf(buf + n, size - n, ", %lld", (long long)r->name[j]);
+        k = j;
+    }
+    return buf;
+}
+
 /* --keep-experts=L:E,E;L:E */
 static int parse_keep_list(pruner *p, const char *text)
 {
@@ -232,15 +290,15 @@ static int parse_keep_list(pruner *p, const char *text)
         memset(r->keep, 0, (size_t)r->n);
         const char *q = end + 1;
         while (q < s + len && rc == 0) {
-            long e = strtol(q, &end, 10);
+            long e = strtol(q, &end, 10), k;
             if (end == q || (end < s + len && *end != ','))
                 rc = fail("--keep-experts: '%.*s': expected expert numbers separated by ','",
                           (int)len, s);
-            else if (e < 0 || e >= r->n)
-                rc = fail("--keep-experts: layer %ld has experts 0..%lld, not %ld", l,
-                          (long long)r->n - 1, e);
+            else if ((k = index_of(r, e)) < 0)
+                rc = fail("--keep-experts: layer %ld has no expert %ld (its experts: %s)", l, e,
+                          expert_names(r, NULL, 1, p->why, sizeof p->why));
             else
-                r->keep[e] = 1;
+                r->keep[k] = 1;
             q = end + (end < s + len);
         }
         s += len + (s[len] == ';');
@@ -308,16 +366,16 @@ static int read_profile(pruner *p, const char *path, profile_layer *pl, int64_t 
         else if (pl[r - p->r].present)
             fprintf(stderr, "%s: error: 'layers[%zu].layer': layer %d is listed twice\n", path,
                     i, r->layer);
-        else if ((int64_t)json_array_size(ex) != r->n)
+        else if ((int64_t)json_array_size(ex) != r->span)
             fprintf(stderr, "%s: error: 'layers[%zu].experts': %zu counts, but layer %d has "
-                    "%lld experts\n", path, i, json_array_size(ex), r->layer, (long long)r->n);
+                    "%lld experts\n", path, i, json_array_size(ex), r->layer, (long long)r->span);
         else
             rc = 0;
         if (rc)
             break;
         profile_layer *q = &pl[r - p->r];
         q->present = 1;
-        q->count = xcalloc((size_t)r->n, sizeof *q->count);
+        q->count = xcalloc((size_t)r->span, sizeof *q->count);
         for (size_t e = 0; rc == 0 && e < json_array_size(ex); e++) {
             json_t *c = json_array_get(ex, e);
             if (!json_is_integer(c) || json_integer_value(c) < 0 ||
@@ -338,11 +396,15 @@ static int read_profile(pruner *p, const char *path, profile_layer *pl, int64_t 
 
 /* The experts of r to keep by the profile: at least min_freq of the tokens, or the fewest
  * (most frequent first, the lower index on ties) covering expert_budget of the firings. */
-static void choose_from_profile(router *r, const int64_t *count, int64_t tokens)
+static void choose_from_profile(router *r, const int64_t *by_name, int64_t tokens)
 {
+    int64_t *count = xcalloc((size_t)r->n, sizeof *count);
+    for (int64_t k = 0; k < r->n; k++)
+        count[k] = by_name[r->name[k]];
     if (passes_opts.expert_budget <= 0) {
         for (int64_t e = 0; e < r->n; e++)
             r->keep[e] = (double)count[e] >= passes_opts.min_freq * (double)tokens;
+        free(count);
         return;
     }
     int64_t total = 0, covered = 0, taken = 0;
@@ -358,6 +420,7 @@ static void choose_from_profile(router *r, const int64_t *count, int64_t tokens)
         covered += count[best];
         taken++;
     }
+    free(count);
 }
 
 static int choose(pruner *p)
@@ -419,6 +482,11 @@ static int mark_removed(pruner *p)
         p->removed_by[i] = by >= 0 ? by : dropped_extract(p, in);
         if (p->removed_by[i] >= 0)
             continue;
+        if (in->op == IR_stat && p->removed_by[in->args[0]] >= 0 &&
+            !strncmp(m->stats[in->iattr[0]].name, "route ", 6)) {
+            p->removed_by[i] = p->removed_by[in->args[0]];   /* its counter (route-stats) */
+            continue;
+        }
         if (in->op == IR_accum_if && p->removed_by[in->args[2]] >= 0 &&
             p->removed_by[in->args[1]] >= 0) {
             p->skip_accum[i] = 1;
@@ -666,12 +734,7 @@ static void note_decisions(const pruner *p)
             continue;
         }
         char list[512];
-        size_t n = 0;
-        list[0] = 0;
-        for (int64_t e = 0; e < r->n && n + 24 < sizeof list; e++)
-            if (!r->keep[e])
-                n += (size_t)snprintf(list + n, sizeof list - n, "%s%lld", n ? ", " : "",
-                                      (long long)e);
+        expert_names(r, r->keep, 0, list, sizeof list);
         pass_note("prune-experts", "l=%d: dropped expert%s %s of %lld (kept %d); router %lld -> "
                   "%d rows; %lld bytes saved", r->layer, r->n - r->nkept > 1 ? "s" : "", list,
                   (long long)r->n, r->nkept, (long long)r->n, r->nkept, (long long)r->saved);
@@ -686,7 +749,7 @@ static void note_decisions(const pruner *p)
 static void pruner_free(pruner *p)
 {
     for (int k = 0; k < p->nr; k++)
-        free(p->r[k].keep), free(p->r[k].index);
+        free(p->r[k].keep), free(p->r[k].index), free(p->r[k].name);
     free(p->r), free(p->chain), free(p->removed_by), free(p->skip_accum), free(p->dead_view);
     free(p->view_tensor), free(p->view_row), free(p->view_col);
     ir_uses_free(&p->uses);

@@ -219,7 +219,8 @@ static void print_profile(FILE *f, const krt_ctx *c)
     for (int i = 0; i < m->n_stats; i++)
         if (route_stat(m->stat_names[i], &l, &e)) {
             lmax = l > lmax ? l : lmax;
-            tokens = c->stat_count[i];
+            /* a pruned expert's slot of a re-pruned dump counts nothing */
+            tokens = c->stat_count[i] > tokens ? c->stat_count[i] : tokens;
         }
     fprintf(f, "{\"model\": \"%s\", \"tokens\": %.0f, \"layers\": [", m->name, tokens);
     int first = 1;

@@ -43,6 +43,13 @@ sub blob_tensor_bytes {
     return $total;
 }
 
+sub refused {
+    my ($label, $want, @cmd) = @_;
+    my $r = Golden::run_cmd(@cmd);
+    ok($r->{rc} != 0 && !$r->{sig} && $r->{err} =~ $want, "$label: refused with a clear message")
+        or diag(Golden::how($r));
+}
+
 sub run_ok {
     my ($label, @cmd) = @_;
     my $r = Golden::run_cmd(@cmd);
@@ -116,6 +123,10 @@ build('dsmoe pruned', $dspec, $dw, "$dir/d-pruned", @dd, keep_flag(\%keep));
 my ($full, $pruned) = (blob_tensor_bytes("$dir/d-plain"), blob_tensor_bytes("$dir/d-pruned"));
 is($full - $pruned, $dropped * $expert_bytes,
    "dsmoe: the blob's tensors shrink by exactly $dropped experts of $expert_bytes bytes ($full -> $pruned)");
+build('dsmoe pruned, bf16', $dspec, $dw, "$dir/d-pruned-bf16", @dd, keep_flag(\%keep), '--wtype', 'bf16');
+build('dsmoe plain, bf16', $dspec, $dw, "$dir/d-plain-bf16", @dd, '--wtype', 'bf16');
+is(blob_tensor_bytes("$dir/d-plain-bf16") - blob_tensor_bytes("$dir/d-pruned-bf16"), $dropped * $expert_bytes / 2,
+   'dsmoe, bf16 weights: the blob shrinks by the dropped experts\' bytes in bf16');
 my $dump = run_ok('dsmoe pruned: dump', $K, 'dump', $dspec, @dd, keep_flag(\%keep))->{out};
 like($dump, qr/^tensor \@\d+ f32\[3, 32\] = rows\("model\.layers\.0\.mlp\.router\.weight" f32\[8, 32\], 0:1, 2:3, 5:6\) ; router\[0\]$/m,
      'dsmoe: the dump has layer 0\'s router as its 3 kept rows');
@@ -219,17 +230,11 @@ run_ok('mixtral pruned: run', "$dir/m-pruned", '--tokens', $T, '--logits', "$dir
 }
 
 # ---------------------------------------------------------------- errors
-sub refused {
-    my ($label, $want, @cmd) = @_;
-    my $r = Golden::run_cmd(@cmd);
-    ok($r->{rc} != 0 && !$r->{sig} && $r->{err} =~ $want, "$label: refused with a clear message")
-        or diag(Golden::how($r));
-}
 my $out = "$dir/never";
 my @dbuild = ($K, 'build', $dspec, '--weights', $dw, '-o', $out, @dd);
 refused('keep-list without a colon', qr/--keep-experts: '0-1' is not LAYER:EXPERT/, @dbuild, '--keep-experts=0-1');
 refused('keep-list layer out of range', qr/no routed layer 5 \(routed layers: 0, 1\)/, @dbuild, '--keep-experts=5:1');
-refused('keep-list expert out of range', qr/layer 1 has experts 0\.\.7, not 8/, @dbuild, '--keep-experts=1:8');
+refused('keep-list expert out of range', qr/layer 1 has no expert 8 \(its experts: 0-7\)/, @dbuild, '--keep-experts=1:8');
 refused('keep-list layer twice', qr/layer 0 is named twice/, @dbuild, '--keep-experts=0:1;0:2');
 refused('keep-list with no experts', qr/layer 0: keeping 0 of 8 experts/, @dbuild, '--keep-experts=0:');
 refused('mixtral keeping fewer than top_k', qr/layer 1: keeping 1 of 6 experts, but its router selects 2/,
@@ -270,6 +275,18 @@ refused('a router chain read by mean', qr/layer 1: cannot drop experts: %\d+ \(m
         or diag(Golden::slurp("$dir/d-pruned-ir.json"));
     is(Golden::slurp("$dir/d-pruned-ir.txt"), Golden::slurp("$dir/d-pruned.txt"),
        'dsmoe pruned: the program built from the dump gives identical logits');
+
+    # pruning the pruned dump further names experts by the spec's numbers
+    build('dsmoe pruned twice', $ir, $dw, "$dir/d-twice", '--keep-experts=0:2,5');
+    build('dsmoe pruned once to the same experts', $dspec, $dw, "$dir/d-once", @dd,
+          '--keep-experts=0:2,5;1:1,2,3,4,6,7');
+    run_ok('dsmoe pruned twice: run', "$dir/d-twice", '--tokens', $T, '--logits', "$dir/d-twice.txt");
+    run_ok('dsmoe pruned once: run', "$dir/d-once", '--tokens', $T, '--logits', "$dir/d-once.txt");
+    my $tw = Golden::slurp("$dir/d-twice.txt");
+    ok(defined $tw && length $tw && $tw eq (Golden::slurp("$dir/d-once.txt") // ''),
+       'dsmoe: pruning a pruned dump to experts 2, 5 of layer 0 equals pruning the spec to them');
+    refused('a dropped expert named again', qr/layer 0 has no expert 1 \(its experts: 0, 2, 5\)/,
+            $K, 'dump', $ir, '--keep-experts=0:1');
 }
 
 my %bad = (
