@@ -2,7 +2,8 @@
  * program, dump the IR, write test weights, or inspect a checkpoint.
  *
  *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
- *              [-D name=value ...] [--config FILE] [--ctx N]
+ *              [-D name=value ...] [--config FILE] [--ctx N] [--share-softmax=G,b,e]
+ *              [--calib FILE]
  *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
  * The pass manager's options (-O0, --disable-pass, --dump-before/--dump-after/--dump-dir,
  * --stop-after, --report, --list-passes) apply to build, dump, check and emit-c.
@@ -26,6 +27,7 @@
 #include "../codegen/codegen.h"
 #include "../frontend/sema.h"
 #include "../passes/passes.h"
+#include "measure.h"
 #include "report.h"
 
 #define KILN_VERSION "0.1.0"
@@ -105,6 +107,21 @@ static const char usage_text[] =
     "  --report          after the run, print the memory plan (weights by group, each KV\n"
     "                    cache, the frame) and every decision the passes recorded\n"
     "\n"
+    "passes that change the model (build measures the divergence from the unchanged model\n"
+    "on calibration tokens: mean KL per token, top-1 agreement):\n"
+    "  --share-softmax=G,b,e  share attention probabilities (UniAttn): layer l leads iff\n"
+    "                    l < b, l >= e or (l - b) % G == 0; every other layer reuses its\n"
+    "                    leader's (b + (l - b) / G * G), so it computes no Q, K or softmax\n"
+    "                    and keeps no K cache\n"
+    "  --keep-experts=L:E,E;L:E  keep only these experts of these layers (the layers not\n"
+    "                    named keep all); the others leave the program and the blob\n"
+    "  --prune-experts=FILE  choose the experts from a routing profile (a program's\n"
+    "                    --profile-routing FILE), with one of:\n"
+    "  --min-freq X      keep the experts that ran for at least X of the tokens\n"
+    "  --expert-budget P keep, per layer, the fewest experts covering P of the firings\n"
+    "  --calib FILE      build: the calibration tokens (ids separated by commas or white\n"
+    "                    space; default: 64 fixed tokens, fewer when ctx is shorter)\n"
+    "\n"
     "A weight the spec declares but never reads is not packed (a warning says so), and the\n"
     "checkpoint need not hold it.\n"
     "\n"
@@ -122,6 +139,7 @@ typedef struct options {
     const char *stop_after;    /* --stop-after / --after: a pass, "none", or "codegen" */
     const char *dump_before, *dump_after, *dump_dir;
     const char *emit;          /* --emit ir|c|dot (--dot: dot) */
+    const char *calib;         /* --calib FILE: calibration tokens (model-changing passes) */
     uint64_t seed;
     int dot, verbose, report;
     int warnings;              /* DIAG_WARN, DIAG_NO_WARN (-w), DIAG_WERROR (-Werror) */
@@ -160,6 +178,7 @@ static const struct value_option {
     {"--emit", offsetof(options, emit)},
     {"--scope", offsetof(options, scope)},
     {"--emit-c", offsetof(options, emit_c)},
+    {"--calib", offsetof(options, calib)},
 };
 
 /* Options without a value that set an int field to a value. */
@@ -226,6 +245,58 @@ static void disable_passes(const char *list)
     }
 }
 
+/* --share-softmax=G,b,e into passes_opts: G >= 1, 0 <= b <= e (e <= layers: the pass). */
+static void parse_share_softmax(const char *text)
+{
+    long long v[3];
+    const char *p = text;
+    for (int k = 0; k < 3; k++) {
+        char *end;
+        errno = 0;
+        v[k] = strtoll(p, &end, 10);
+        if (errno || end == p || *p == '+' || *p == ' ' || v[k] < INT_MIN || v[k] > INT_MAX ||
+            *end != (k < 2 ? ',' : '\0'))
+            usage_error("--share-softmax needs G,b,e (three integers: the group size, the "
+                        "first and the end layer of the sharing), not '%s'", text);
+        p = end + 1;
+    }
+    if (v[0] < 1)
+        usage_error("--share-softmax=%s: the group size G must be at least 1", text);
+    if (v[1] < 0 || v[1] > v[2])
+        usage_error("--share-softmax=%s: the layers must satisfy 0 <= b <= e", text);
+    passes_opts.share_group = (int)v[0];
+    passes_opts.share_begin = (int)v[1];
+    passes_opts.share_end = (int)v[2];
+}
+
+static int min_freq_given;     /* --min-freq was given (0 is a valid share) */
+
+/* --min-freq X in 0..1, --expert-budget P in (0, 1]: into passes_opts. */
+static void parse_prune_share(const char *name, const char *v)
+{
+    int budget = !strncmp(name, "--expert-budget", 15);
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= 0 && x <= 1) || (budget && x == 0))
+        usage_error(budget ? "--expert-budget needs a share of the firings in (0, 1], not '%s'"
+                           : "--min-freq needs a share of the tokens in 0..1, not '%s'", v);
+    *(budget ? &passes_opts.expert_budget : &passes_opts.min_freq) = x;
+    min_freq_given |= !budget;
+}
+
+/* The pruning flags go together one way only. */
+static void check_prune_flags(void)
+{
+    const passes_options *p = &passes_opts;
+    if (p->keep_experts && p->prune_profile)
+        usage_error("--keep-experts and --prune-experts are two ways to choose; give one%s", "");
+    if ((min_freq_given || p->expert_budget > 0) && !p->prune_profile)
+        usage_error("--min-freq and --expert-budget choose from a profile: give "
+                    "--prune-experts=FILE%s", "");
+    if (p->prune_profile && min_freq_given == (p->expert_budget > 0))
+        usage_error("--prune-experts=FILE needs one of --min-freq X and --expert-budget P%s", "");
+}
+
 /* One argument (and its value): a table option, or one of those with their own rules.
  * Returns 0 when argv[*i] is not an option kiln knows. */
 static int parse_option(int argc, char **argv, int *i, options *o)
@@ -258,6 +329,15 @@ static int parse_option(int argc, char **argv, int *i, options *o)
         passes_opts.kv_type = v;
     } else if (option_value(argc, argv, i, "--disable-pass", &v)) {
         disable_passes(v);
+    } else if (option_value(argc, argv, i, "--share-softmax", &v)) {
+        parse_share_softmax(v);
+    } else if (option_value(argc, argv, i, "--keep-experts", &v)) {
+        passes_opts.keep_experts = v;
+    } else if (option_value(argc, argv, i, "--prune-experts", &v)) {
+        passes_opts.prune_profile = v;
+    } else if (option_value(argc, argv, i, "--min-freq", &v) ||
+               option_value(argc, argv, i, "--expert-budget", &v)) {
+        parse_prune_share(a, v);
     } else if (option_value(argc, argv, i, "--max-batch", &v)) {
         o->max_batch = integer_value("--max-batch", v, 1, 65536, "an integer in 1..65536");
     } else if (option_value(argc, argv, i, "--ctx", &v)) {
@@ -307,6 +387,10 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    check_prune_flags();
+    if (o->calib && strcmp(o->command, "build"))
+        usage_error("--calib applies to build (which measures a model-changing pass), not to "
+                    "'%s'", o->command);
     if (o->dot)
         o->emit = o->emit ? o->emit : "dot";
     if (o->emit && strcmp(o->emit, "ir") && strcmp(o->emit, "c") && strcmp(o->emit, "dot"))
@@ -531,9 +615,16 @@ static int run_passes(ir_module **m, const front *fe, const options *o, FILE *st
         .scope = o->scope,
         .verbose = o->verbose,
     };
+    /* a model-changing pass leaves weights the spec reads unread (share-softmax: the
+     * reusers' Q and K); the warnings are about the spec, so the unchanged pipeline says */
+    ir_module *unchanged = passes_changes_model(&passes_opts) ? ir_module_copy(*m) : NULL;
     int rc = passes_run_with(m, dumps);
+    if (rc == 0 && unchanged)
+        rc = measure_reference_passes(&unchanged, dumps->stop_before, dumps->stop_after, 0);
     if (rc == 0)
-        warn_unread(fe, *m);
+        warn_unread(fe, unchanged ? unchanged : *m);
+    if (unchanged)
+        ir_module_free(unchanged);
     return rc;
 }
 
@@ -641,11 +732,13 @@ static int cmd_dump(const options *o)
     /* a dump read back prints as it was read, unless passes are asked for */
     int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->stop_after &&
                   !o->dump_before && !o->dump_after && !o->emit && !passes_opts.o0 &&
-                  !passes_opts.ndisabled;
+                  !passes_opts.ndisabled && !passes_changes_model(&passes_opts);
     passes_run_opts dumps = {0};
     int rc = as_read    ? 0
              : o->passes ? passes_run_list(&m, o->passes, o->verbose)
                          : run_passes(&m, &fe, o, stdout, &dumps);
+    if (rc == 0)
+        measure_note_unmeasured("dump");
     /* dumps asked for on standard output take the place of the final one */
     int dumped = !o->dump_dir && (o->dump_before || o->dump_after);
     if (rc == 0 && !diag_error_count()) {      /* -Werror: a warning leaves no dump */
@@ -681,6 +774,8 @@ static int cmd_emit_c(const options *o)
         apply_wtype(m, o->wtype, o);
     passes_run_opts dumps;
     int rc = run_passes(&m, &fe, o, stderr, &dumps);
+    if (rc == 0)
+        measure_note_unmeasured("emit-c");
     if (rc == 0 && !diag_error_count())
         rc = dump_codegen(m, o, &dumps) || codegen_write_c(m, o->out) ? 1 : 0;
     ir_module_free(m);
@@ -759,6 +854,10 @@ static int cmd_build(const options *o_in)
         usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
     if (!o->emit)              /* stopped at a pass: what is there to write is the IR */
         o->emit = stops_at_pass(o) ? "ir" : NULL;
+    if (o->calib && !passes_changes_model(&passes_opts))
+        usage_error("--calib %s: the calibration tokens measure a pass that changes the model "
+                    "(--share-softmax, --keep-experts, --prune-experts); none is asked for",
+                    o->calib);
     check_pass_options(o);
     ckpt *ck = NULL;
     if (o->weights) {
@@ -780,29 +879,45 @@ static int cmd_build(const options *o_in)
     void **owned = NULL;
     int nowned = 0;
     passes_run_opts dumps;
+    ir_module *unchanged = NULL;   /* a model-changing pass: the model as it was, measured */
     /* the storage types first: they decide which ops need a widen (pass widen) */
     if (ck && bind_storage_types(m, ck, o->wtype) != 0)
         goto out;
     if (!ck)
         apply_wtype(m, o->wtype ? o->wtype : "f32", o);
+    if (ck && !o->emit && passes_changes_model(&passes_opts))
+        unchanged = ir_module_copy(m);
     if (run_passes(&m, &fe, o, stderr, &dumps) != 0)
         goto out;
+    if (!ck || o->emit)
+        measure_note_unmeasured("build --emit");
     if (ck) {
         warn_llama2c_rope(o->spec, m, ck);
         packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
         if (!packed)
             DIE("out of memory");
-        if (bind_weights(m, ck, packed, &owned, &nowned) != 0 || bind_check_llama2c(m, ck) != 0)
+        /* a llama2.c file must be read whole by the spec: the unchanged model is checked
+         * (measure_divergence), as a changed one leaves some of it unread */
+        if (bind_weights(m, ck, packed, &owned, &nowned) != 0 ||
+            (!unchanged && bind_check_llama2c(m, ck) != 0))
             goto out;
     }
     if (diag_error_count())    /* -Werror: a warning leaves no program */
         goto out;
+    if (unchanged) {           /* measured first: a failed measurement leaves no program */
+        int failed = measure_divergence(o->calib, o->verbose, unchanged, ck, m, packed);
+        unchanged = NULL;
+        if (failed)
+            goto out;
+    }
     rc = build_outputs(m, packed, o, &dumps);
 out:
     bind_free(owned, nowned);
     free(packed);
     if (ck)
         ckpt_close(ck);
+    if (unchanged)
+        ir_module_free(unchanged);
     ir_module_free(m);
     front_free(&fe);
     return finish(rc);

@@ -12,6 +12,11 @@
 
 /* Widening: every op reads weights in a type it accepts (a widen before the others). */
 ir_module *pass_widen(ir_module *m);
+/* Expert pruning (--keep-experts, --prune-experts): dropped experts leave the IR and the
+ * blob. Unchanged unless passes_opts asks; NULL after an error. */
+ir_module *pass_prune_experts(ir_module *m);
+/* Routing statistics: a "route l=L e=E" statistic per expert region (--profile-routing). */
+ir_module *pass_route_stats(ir_module *m);
 /* Common-subexpression elimination: one instruction per distinct computation. */
 ir_module *pass_cse(ir_module *m);
 /* Dead-code elimination: drops instructions no effect depends on. */
@@ -20,6 +25,10 @@ ir_module *pass_dce(ir_module *m);
 ir_module *pass_fuse_attn(ir_module *m);
 /* KV caches: head-major layout and the --kv-type storage type (kvlayout.c). */
 ir_module *pass_kvlayout(ir_module *m);
+/* Softmax sharing (UniAttn), only when share_softmax_requested(): a reuser layer's attention
+ * reads its leader's probabilities. Changes the model. */
+ir_module *pass_share_softmax(ir_module *m);
+int share_softmax_requested(void);
 /* Memory planning: frame slots reused after each value's last use; caches in the state. */
 ir_module *pass_plan_memory(ir_module *m);
 
@@ -40,6 +49,9 @@ extern passes_options passes_opts;
 /* Whether kvlayout runs: unless -O0 or --disable-pass=kvlayout; at -O0 when --kv-type asks
  * for f16 or bf16 (then the caches keep the position-major layout). */
 int pass_kvlayout_requested(const passes_options *o);
+/* Whether o asks for a pass that changes the model (share-softmax, expert pruning): then
+ * `kiln build` measures the divergence from the unchanged model (codegen/calib.c). */
+int passes_changes_model(const passes_options *o);
 
 /* The decisions passes made, for `kiln build --report` and `kiln dump --report`: each pass
  * says what it did, one line per decision ("shared the softmax of l=2 with l=3, l=4"). */

@@ -49,10 +49,30 @@ void passes_notes_clear(void)
 
 /* ---------------------------------------------------------------- the table */
 
+/* the predicates of the passes that change the model */
+static int share_requested(const passes_options *o) { return o->share_group > 0; }
+static int prune_requested(const passes_options *o) { return o->keep_experts || o->prune_profile; }
+
+int passes_changes_model(const passes_options *o)
+{
+    return share_requested(o) || prune_requested(o);
+}
+
 static const pass_info pipeline[] = {
     {"widen", pass_widen, PASS_REQUIRED, NULL,
      "a widen before every op that cannot read a weight's storage type",
      "storage types set", "values; linear and embed read weights as stored"},
+    {"share-softmax", pass_share_softmax, PASS_ON_REQUEST, share_requested,
+     "--share-softmax=G,b,e: each reuser layer reads its leader's attention probabilities",
+     "verified IR; before any fusion of attention or products",
+     "every layer's output but the reusers' attention (changes the model)"},
+    {"prune-experts", pass_prune_experts, PASS_ON_REQUEST, prune_requested,
+     "--keep-experts / --prune-experts: dropped experts leave the router, the IR and the blob",
+     "verified IR; expert regions whose guard is an extract of a router's mask",
+     "the kept experts' computation (changes the model)"},
+    {"route-stats", pass_route_stats, PASS_REQUIRED, NULL,   /* after pruning: what remains */
+     "a `route l=L e=E` statistic per expert region, for PROG --profile-routing",
+     "verified IR", "every value; adds statistics"},
     {"cse", pass_cse, 0, NULL,
      "one instruction per distinct computation",
      "verified IR", "values and effects"},
