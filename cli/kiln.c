@@ -387,6 +387,9 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    if (passes_opts.o0 && passes_opts.kv_type && strcmp(passes_opts.kv_type, "f32"))
+        usage_error("--kv-type %s needs the kvlayout pass, which -O0 does not run",
+                    passes_opts.kv_type);
     check_prune_flags();
     if (o->calib && strcmp(o->command, "build"))
         usage_error("--calib applies to build (which measures a model-changing pass), not to "

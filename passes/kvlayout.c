@@ -8,8 +8,8 @@
  *        attn_apply) agreeing on its kv heads:
  *        - the layout: head-major, [Hkv][S][dh] (`cache ... heads=Hkv layout="head"`): one kv
  *          head's positions are contiguous, which is what attention streams for each query
- *          head; -O0 keeps position-major [S][Hkv*dh], the front end's layout (and runs
- *          the pass only for --kv-type f16/bf16: pass_kvlayout_requested);
+ *          head (an optimization: -O0 does not run the pass, and refuses --kv-type
+ *          f16/bf16; called with passes_opts.o0 it keeps the position-major layout);
  *        - the storage type: --kv-type f32|f16|bf16 (passes_opts.kv_type, default f32) becomes
  *          the cache value's dtype (`f16[S<=128, 32] = cache ...`); cache_store converts,
  *          every reader widens as it reads.
@@ -108,14 +108,6 @@ static void note_cache(const ir_module *m, int cache, const ir_inst *out, const 
                  d->why_not);
     pass_note("kvlayout", "%%%d %s%s%s: %s", cache, in->label ? in->label : "cache",
               in->scope ? " " : "", in->scope ? in->scope : "", what);
-}
-
-int pass_kvlayout_requested(const passes_options *o)
-{
-    for (int i = 0; i < o->ndisabled; i++)
-        if (!strcmp(o->disabled[i], "kvlayout"))
-            return 0;
-    return !o->o0 || (o->kv_type && strcmp(o->kv_type, "f32"));
 }
 
 ir_module *pass_kvlayout(ir_module *m)

@@ -46,9 +46,6 @@ typedef struct passes_options {
     double expert_budget;      /* --expert-budget P: 0 none, else share of firings kept */
 } passes_options;
 extern passes_options passes_opts;
-/* Whether kvlayout runs: unless -O0 or --disable-pass=kvlayout; at -O0 when --kv-type asks
- * for f16 or bf16 (then the caches keep the position-major layout). */
-int pass_kvlayout_requested(const passes_options *o);
 /* Whether o asks for a pass that changes the model (share-softmax, expert pruning): then
  * `kiln build` measures the divergence from the unchanged model (codegen/calib.c). */
 int passes_changes_model(const passes_options *o);

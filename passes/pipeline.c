@@ -82,8 +82,8 @@ static const pass_info pipeline[] = {
     {"fuse-attn", pass_fuse_attn, 0, NULL,   /* after dce: no dead reader keeps probabilities */
      "attn_scores, scale, softmax, attn_apply as one attention op (online softmax)",
      "verified IR, after dce", "values up to rounding; effects; shared probabilities"},
-    {"kvlayout", pass_kvlayout, PASS_ON_REQUEST, pass_kvlayout_requested,   /* after fuse-attn */
-     "KV caches head-major and in the --kv-type type (-O0: only --kv-type f16/bf16, in place)",
+    {"kvlayout", pass_kvlayout, 0, NULL,   /* after fuse-attn: it sees the final readers */
+     "KV caches head-major and in the --kv-type storage type",
      "verified IR, before memplan", "values (exactly with f32 caches); every instruction"},
     {"memplan", pass_plan_memory, PASS_REQUIRED, NULL,   /* last: nothing may change after */
      "frame slots reused after last use; KV caches in the state",

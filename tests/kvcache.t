@@ -6,7 +6,7 @@
 #   program's (the f32 program matches the goldens within 1e-4: tests/dense.t), for blocks
 #   of 1 and 7 tokens alike; --stats reports half the cache bytes;
 # - the dumps: caches read only by attention are head-major in the --kv-type dtype (-O0:
-#   position-major, attention unfused); a UniAttn
+#   position-major f32, attention unfused; -O0 refuses --kv-type f16); a UniAttn
 #   leader whose probabilities later layers reuse keeps its softmax, every other attention is
 #   one `attention` op, reusers have no K cache and no softmax;
 # - an attention over values computed from a cache (kept position-major f32) gives the
@@ -69,12 +69,15 @@ my $nfused = () = $r->{out} =~ /= attention /g;
 ok($r->{out} !~ /= (softmax|attn_scores|attn_apply) / && $nfused == 4,
    'llama: four fused attention ops, no softmax, scores or apply left');
 
-# -O0: no fusion, position-major caches (the old form), --kv-type still applies
-$r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '-O0', '--kv-type', 'f16');
+# -O0: no fusion, position-major f32 caches (the old form); --kv-type f16 needs kvlayout
+$r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '-O0');
 my $nsoft = () = $r->{out} =~ /= softmax /g;
-my $npos = () = $r->{out} =~ /^  %\d+ : f16\[S<=128, 32\] = cache %\d+ capacity=128 mem=/mg;
+my $npos = () = $r->{out} =~ /^  %\d+ : f32\[S<=128, 32\] = cache %\d+ capacity=128 mem=/mg;
 ok($r->{rc} == 0 && $nsoft == 4 && $npos == 8 && $r->{out} !~ /= attention |layout=/,
-   "-O0 --kv-type f16: unfused attention, 8 position-major f16 caches ($nsoft softmax, $npos caches)");
+   "-O0: unfused attention, 8 position-major f32 caches ($nsoft softmax, $npos caches)");
+$r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '-O0', '--kv-type', 'f16');
+ok($r->{rc} == 2 && $r->{err} =~ /--kv-type f16 needs the kvlayout pass, which -O0 does not run/
+   && $r->{out} eq '', '-O0 --kv-type f16: a usage error, no dump') or diag(Golden::how($r));
 
 $r = run_cmd($kiln, 'dump', 'examples/uniattn.kiln');
 my %ops;
