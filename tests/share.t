@@ -63,10 +63,13 @@ for my $l (sort keys %leader_of) {
        && $x->{apply_reads} == $L->{$leader_of{$l}}{softmax},
        "reuser l=$l: attn_apply reads the softmax of l=$leader_of{$l}");
 }
+my %reused = map { $_ => 1 } values %leader_of;
 for my $l (@leaders) {
     my $x = $L->{$l} // {};
-    ok($x->{attn_scores} && $x->{softmax} && $x->{k_cache} && $L->{weights}{"wq[$l]"}
-       && $L->{weights}{"wk[$l]"}, "leader l=$l keeps its Q, K, K cache, scores and softmax");
+    # a leader nobody reuses has its attention fused (passes/fuse_attn.c): no softmax left
+    my $attn = $reused{$l} ? $x->{attn_scores} && $x->{softmax} : $x->{attention} && !$x->{softmax};
+    ok($attn && $x->{k_cache} && $L->{weights}{"wq[$l]"} && $L->{weights}{"wk[$l]"},
+       "leader l=$l keeps its Q, K, K cache, " . ($reused{$l} ? 'scores and softmax' : 'fused attention'));
 }
 unlike($r->{err}, qr/never read/, 'no unread-weight warning for the reusers\' Q and K');
 like($r->{err}, qr/share-softmax=2,1,5 changes the model; dump has no weights, so no divergence is measured/,
