@@ -193,9 +193,11 @@ static int fuse_splice(lw_step *out, const lw_step *from, int node, const lw_ste
     return out->nexpr++;
 }
 
-/* Whether producer P may be computed inside reader R (see the file's comment). */
-static int fuse_map_fits(const fuse_ctx *f, int ip, int ir)
+/* Whether producer P may be computed inside reader R (see the file's comment). When the
+ * shapes fit but the memory plan forbids it, *why says why. */
+static int fuse_map_fits(const fuse_ctx *f, int ip, int ir, const char **why)
 {
+    *why = NULL;
     const lw_step *P = &f->p->steps[ip], *R = &f->p->steps[ir];
     if (!fuse_plain_map(P) || !fuse_plain_map(R) || P->dst.place != LW_FRAME)
         return 0;
@@ -207,9 +209,9 @@ static int fuse_map_fits(const fuse_ctx *f, int ip, int ir)
     int n = fuse_reads(P, rd);
     for (int k = 0; k < n; k++) {
         if (fuse_touched_between(f, ip, ir, rd[k], 0))
-            return 0;  /* what P reads is overwritten before R runs */
+            return *why = "a step between them reuses the slot of an operand", 0;
         if (fuse_refs_meet(f, &R->dst, rd[k]) && !fuse_same_layout(&R->dst, rd[k]))
-            return 0;  /* R's stores would overwrite what later elements of P read */
+            return *why = "the reader's result overlaps an operand", 0;
     }
     return 1;
 }
@@ -250,22 +252,26 @@ static const lw_ref *fuse_add_operand(const fuse_ctx *f, const lw_step *L, const
     return r;
 }
 
-/* Makes linear step il compute the add step ia reading it, when that is safe. 0 or -1. */
-static int fuse_epilogue(fuse_ctx *f, int il, int ia)
+/* Makes linear step il compute the add step ia reading it, when that is safe. 0, or -1
+ * (with *why set when the add fits but the memory plan forbids it). */
+static int fuse_epilogue(fuse_ctx *f, int il, int ia, const char **why)
 {
     lw_step *L = &f->p->steps[il], *A = &f->p->steps[ia];
     int k;
+    *why = NULL;
     const lw_ref *r = fuse_add_operand(f, L, A, &k);
     if (!r || A->rows != L->rows || A->loop != L->loop || A->dst.tok != L->dst.tok ||
         A->dst.row != L->dst.row)
         return -1;
     int rv = f->m->insts[A->inst].args[k];
     if (f->step_of[rv] >= il)
-        return -1;     /* the residual is computed after the linear */
-    if (fuse_refs_meet(f, &A->dst, &L->src[0]) || fuse_touched_between(f, il, ia, &A->dst, 1))
-        return -1;     /* the early store would clobber the input or a live value */
+        return *why = "the other operand is computed after the linear", -1;
+    if (fuse_refs_meet(f, &A->dst, &L->src[0]))
+        return *why = "the sum's slot is the linear's input", -1;
+    if (fuse_touched_between(f, il, ia, &A->dst, 1))
+        return *why = "a step between them uses the sum's slot", -1;
     if (fuse_refs_meet(f, &A->dst, r) && !fuse_same_layout(&A->dst, r))
-        return -1;
+        return *why = "the sum overlaps the other operand", -1;
     L->dst = A->dst;
     L->res = *r;
     L->res_inst = A->inst;
@@ -346,20 +352,31 @@ void lower_fuse(lw_program *p)
         return;
     fuse_ctx f;
     fuse_ctx_init(&f, p);
+    const char *why;
     for (int i = 0; i < p->nsteps; i++) {
+        const lw_step *s = &p->steps[i];
         int a;
-        if (p->steps[i].kernel != LK_linear || (a = fuse_only_reader(&f, i)) < 0)
+        if (s->kernel != LK_linear || (a = fuse_only_reader(&f, i)) < 0)
             continue;
-        if (fuse_epilogue(&f, i, a) == 0)
-            pass_note("fuse", "%s: %s add %%%d into linear %%%d", fuse_scope(&f, p->steps[i].inst),
-                      p->steps[i].res.tok ? "residual" : "bias", p->steps[i].res_inst,
-                      p->steps[i].inst);
+        if (fuse_epilogue(&f, i, a, &why) == 0)
+            pass_note("fuse", "%s: %s add %%%d into linear %%%d", fuse_scope(&f, s->inst),
+                      s->res.tok ? "residual" : "bias", s->res_inst, s->inst);
+        else if (why)
+            pass_note("fuse", "%s: add %%%d stays apart from linear %%%d: %s",
+                      fuse_scope(&f, s->inst), p->steps[a].inst, s->inst, why);
     }
     for (int i = 0; i < p->nsteps; i++) {
         int r;
-        if (f.gone[i] || (r = fuse_only_reader(&f, i)) < 0 || !fuse_map_fits(&f, i, r))
+        if (f.gone[i] || (r = fuse_only_reader(&f, i)) < 0)
             continue;
-        fuse_map_into(&f, i, r);
+        const lw_step *P = &p->steps[i], *R = &p->steps[r];
+        if (fuse_map_fits(&f, i, r, &why)) {
+            if (fuse_map_into(&f, i, r) != 0)
+                why = "the expression would be too large";
+        }
+        if (why)
+            pass_note("fuse", "%s: %s %%%d stays apart from %s %%%d: %s", fuse_scope(&f, P->inst),
+                      ir_ops[P->op].name, P->inst, ir_ops[R->op].name, R->inst, why);
     }
     for (int i = 0; i < p->nsteps; i++)
         if (!f.gone[i] && p->steps[i].nexpr > 0)
