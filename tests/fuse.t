@@ -1,5 +1,6 @@
 #!/usr/bin/perl
-# Fusion (codegen/fuse.c): every example built with fusion and with -O0 (none) gives the same
+# Fusion (codegen/fuse.c): every example (dsmoe, mixtral and finedeep with per-token expert
+# loops; gpt-parallel run in blocks of 3 tokens) built with fusion and with -O0 (none) gives the same
 # teacher-forced logits and the same generated tokens. Bit for bit: a fused map evaluates the
 # same float operations in the same order as the steps it replaces, the linear epilogue is the
 # same single add after the same sum, and the generated C asks clang not to contract. Stored
@@ -28,6 +29,10 @@ my @cases = (
     ['uniattn', 'examples/uniattn.kiln', ''],
     ['gelu-mlp', 'examples/gelu-mlp.kiln', ''],
     ['gpt2', 'examples/gpt2.kiln', ''],
+    ['gpt-parallel-batch3', 'examples/gpt-parallel.kiln', '', [], ['--batch', '3']],
+    ['mixtral', 'examples/mixtral.kiln', ''],
+    ['per-layer', 'examples/per-layer.kiln', ''],
+    ['llama2c', 'examples/llama2c.kiln', ''],
 );
 
 # Builds one program; returns its generated C (or undef after a failed assertion).
