@@ -346,9 +346,18 @@ static void fuse_ctx_init(fuse_ctx *f, lw_program *p)
         f->step_of[p->steps[i].inst] = i;
 }
 
+/* -O0 or --disable-pass=fuse (passes.h) turn fusion off. */
+static int fuse_disabled(void)
+{
+    for (int i = 0; i < passes_opts.ndisabled; i++)
+        if (!strcmp(passes_opts.disabled[i], "fuse"))
+            return 1;
+    return passes_opts.o0;
+}
+
 void lower_fuse(lw_program *p)
 {
-    if (passes_opts.o0)
+    if (fuse_disabled())
         return;
     fuse_ctx f;
     fuse_ctx_init(&f, p);

@@ -174,7 +174,8 @@ typedef struct lw_program {
 /* Lowers a planned module. 0, or -1 after reporting what no kernel can do. */
 int lower_program(const ir_module *m, lw_program *p);
 /* Fuses elementwise chains into their reader and residual/bias adds into the linear that
- * feeds them (fuse.c), recording each fusion with pass_note("fuse", ...). */
+ * feeds them (fuse.c), recording each fusion with pass_note("fuse", ...); nothing with -O0
+ * or --disable-pass=fuse (passes_opts). */
 void lower_fuse(lw_program *p);
 void lower_free(lw_program *p);
 
