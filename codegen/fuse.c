@@ -19,6 +19,8 @@
  * row per token, or a bias, one row for all) computes dst(A) = r + L in the kernel, at L's
  * place, when r is ready before L and dst(A) is neither L's input nor touched by the steps
  * between L and A. Epilogues are fused first: the add then is no longer a map.
+ * Layers stay alike (for dedup.c): a fusion that the memory plan forbids in one layer is not
+ * made at the same place (the step's index among its layer's steps) in any other layer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,10 @@ typedef struct fuse_ctx {
     int *user;                 /* per value: an instruction that uses it */
     int *step_of;              /* per instruction: its step, or -1 */
     char *gone;                /* per step: now computed inside another step */
+    int *pos;                  /* per step: its index in its layer, or -1 */
+    char *forbid;              /* per index in a layer: no fusion there in any layer */
+    int grew;                  /* this round forbade a new index */
+    int note;                  /* this round records its decisions */
 } fuse_ctx;
 
 /* The bytes a place occupies: [lo, hi) in the frame or the state. */
@@ -355,44 +361,116 @@ static int fuse_disabled(void)
     return passes_opts.o0;
 }
 
+/* The N of "l=N" in a scope ("l=3 e=2"), or -1. */
+static int fuse_scope_layer(const char *scope)
+{
+    for (const char *q = scope; q && (q = strstr(q, "l=")) != NULL; q++)
+        if (q == scope || q[-1] == ' ')
+            return atoi(q + 2);
+    return -1;
+}
+
+/* pos[i]: step i's index among the steps of its layer (l=N), or -1 outside layers. */
+static int *fuse_layer_positions(const lw_program *p)
+{
+    int *pos = fuse_calloc((size_t)p->nsteps, sizeof *pos);
+    int *seen = fuse_calloc((size_t)p->nsteps + 1, sizeof *seen);
+    for (int i = 0; i < p->nsteps; i++) {
+        int l = fuse_scope_layer(p->m->insts[p->steps[i].inst].scope);
+        pos[i] = l >= 0 && l < p->nsteps ? seen[l]++ : -1;
+    }
+    free(seen);
+    return pos;
+}
+
+/* Whether the fusion of step i is refused: the memory plan forbids it (why), or it was
+ * forbidden at step i's place in its layer because another layer could not make it. A new
+ * refusal forbids that place in every layer (f->grew). */
+static int fuse_refused(fuse_ctx *f, int i, const char **why)
+{
+    int at = f->pos[i];
+    if (*why && at >= 0 && !f->forbid[at])
+        f->forbid[at] = 1, f->grew = 1;
+    if (!*why && at >= 0 && f->forbid[at])
+        *why = "not made in another layer either, so that the layers stay alike";
+    return *why != NULL;
+}
+
+/* One round of fusion on the program (see the file's comment); notes only with f->note. */
+static void fuse_round(fuse_ctx *f)
+{
+    lw_program *p = f->p;
+    const char *why;
+    for (int i = 0; i < p->nsteps; i++) {
+        lw_step *s = &p->steps[i];
+        int a;
+        if (s->kernel != LK_linear || (a = fuse_only_reader(f, i)) < 0)
+            continue;
+        lw_step before = *s;
+        int made = fuse_epilogue(f, i, a, &why) == 0;
+        if ((made || why) && fuse_refused(f, i, &why)) {
+            if (made)          /* made, but refused for the layers' sake: undone */
+                *s = before, f->gone[a] = 0;
+            if (f->note)
+                pass_note("fuse", "%s: add %%%d stays apart from linear %%%d: %s",
+                          fuse_scope(f, s->inst), p->steps[a].inst, s->inst, why);
+        } else if (made && f->note) {
+            pass_note("fuse", "%s: %s add %%%d into linear %%%d", fuse_scope(f, s->inst),
+                      s->res.tok ? "residual" : "bias", s->res_inst, s->inst);
+        }
+    }
+    for (int i = 0; i < p->nsteps; i++) {
+        int r;
+        if (f->gone[i] || (r = fuse_only_reader(f, i)) < 0)
+            continue;
+        const lw_step *P = &p->steps[i], *R = &p->steps[r];
+        int fits = fuse_map_fits(f, i, r, &why);
+        if ((fits || why) && fuse_refused(f, i, &why))
+            fits = 0;
+        if (fits && fuse_map_into(f, i, r) != 0)
+            why = "the expression would be too large";
+        if (why && f->note)
+            pass_note("fuse", "%s: %s %%%d stays apart from %s %%%d: %s", fuse_scope(f, P->inst),
+                      ir_ops[P->op].name, P->inst, ir_ops[R->op].name, R->inst, why);
+    }
+}
+
+static void fuse_ctx_free(fuse_ctx *f)
+{
+    free(f->uses);
+    free(f->user);
+    free(f->step_of);
+    free(f->gone);
+}
+
 void lower_fuse(lw_program *p)
 {
     if (fuse_disabled())
         return;
-    fuse_ctx f;
+    /* Rounds on the original steps until no layer refuses a fusion that another layer
+     * makes at the same place: what one layer cannot fuse, no layer fuses (the layers stay
+     * alike for dedup.c). Then the last round again, noting its decisions. */
+    lw_step *orig = fuse_calloc((size_t)p->nsteps, sizeof *orig);
+    memcpy(orig, p->steps, (size_t)p->nsteps * sizeof *orig);
+    fuse_ctx f = {.pos = fuse_layer_positions(p)};
+    f.forbid = fuse_calloc((size_t)p->nsteps, 1);
+    do {
+        memcpy(p->steps, orig, (size_t)p->nsteps * sizeof *orig);
+        fuse_ctx_init(&f, p);
+        f.grew = 0;
+        fuse_round(&f);
+        fuse_ctx_free(&f);
+    } while (f.grew);
+    memcpy(p->steps, orig, (size_t)p->nsteps * sizeof *orig);
     fuse_ctx_init(&f, p);
-    const char *why;
-    for (int i = 0; i < p->nsteps; i++) {
-        const lw_step *s = &p->steps[i];
-        int a;
-        if (s->kernel != LK_linear || (a = fuse_only_reader(&f, i)) < 0)
-            continue;
-        if (fuse_epilogue(&f, i, a, &why) == 0)
-            pass_note("fuse", "%s: %s add %%%d into linear %%%d", fuse_scope(&f, s->inst),
-                      s->res.tok ? "residual" : "bias", s->res_inst, s->inst);
-        else if (why)
-            pass_note("fuse", "%s: add %%%d stays apart from linear %%%d: %s",
-                      fuse_scope(&f, s->inst), p->steps[a].inst, s->inst, why);
-    }
-    for (int i = 0; i < p->nsteps; i++) {
-        int r;
-        if (f.gone[i] || (r = fuse_only_reader(&f, i)) < 0)
-            continue;
-        const lw_step *P = &p->steps[i], *R = &p->steps[r];
-        if (fuse_map_fits(&f, i, r, &why)) {
-            if (fuse_map_into(&f, i, r) != 0)
-                why = "the expression would be too large";
-        }
-        if (why)
-            pass_note("fuse", "%s: %s %%%d stays apart from %s %%%d: %s", fuse_scope(&f, P->inst),
-                      ir_ops[P->op].name, P->inst, ir_ops[R->op].name, R->inst, why);
-    }
+    f.note = 1;
+    fuse_round(&f);
     for (int i = 0; i < p->nsteps; i++)
         if (!f.gone[i] && p->steps[i].nexpr > 0)
             fuse_note_map(&f, &p->steps[i]);
     fuse_compact(&f);
-    free(f.uses);
-    free(f.user);
-    free(f.step_of);
-    free(f.gone);
+    fuse_ctx_free(&f);
+    free(f.pos);
+    free(f.forbid);
+    free(orig);
 }
