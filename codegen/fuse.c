@@ -352,15 +352,6 @@ static void fuse_ctx_init(fuse_ctx *f, lw_program *p)
         f->step_of[p->steps[i].inst] = i;
 }
 
-/* -O0 or --disable-pass=fuse (passes.h) turn fusion off. */
-static int fuse_disabled(void)
-{
-    for (int i = 0; i < passes_opts.ndisabled; i++)
-        if (!strcmp(passes_opts.disabled[i], "fuse"))
-            return 1;
-    return passes_opts.o0;
-}
-
 /* The N of "l=N" in a scope ("l=3 e=2"), or -1. */
 static int fuse_scope_layer(const char *scope)
 {
@@ -445,7 +436,7 @@ static void fuse_ctx_free(fuse_ctx *f)
 
 void lower_fuse(lw_program *p)
 {
-    if (fuse_disabled())
+    if (passes_opts.o0)
         return;
     /* Rounds on the original steps until no layer refuses a fusion that another layer
      * makes at the same place: what one layer cannot fuse, no layer fuses (the layers stay

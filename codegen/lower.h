@@ -175,7 +175,7 @@ typedef struct lw_program {
 int lower_program(const ir_module *m, lw_program *p);
 /* Fuses elementwise chains into their reader and residual/bias adds into the linear that
  * feeds them (fuse.c), recording each fusion with pass_note("fuse", ...); nothing with -O0
- * or --disable-pass=fuse (passes_opts). */
+ * (passes_opts.o0). */
 void lower_fuse(lw_program *p);
 void lower_free(lw_program *p);
 
