@@ -428,8 +428,12 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
     case LK_dot: {
         /* the operand with the token axis first; the other is shared by every row */
         int swap = !s->src[0].tok && s->src[1].tok;
-        fprintf(o, "    krt_dot(%s, %s, %s, %s, %" PRId64 ", %d);\n", d, swap ? b : a,
-                swap ? a : b, s->src[0].tok || s->src[1].tok ? rows : "1", s->n[0],
+        /* an f32 weight (the widen pass widened the others) is a vector of floats */
+        const char *cast_a = s->src[0].place == LW_WEIGHT ? "(const float *)" : "";
+        const char *cast_b = s->src[1].place == LW_WEIGHT ? "(const float *)" : "";
+        fprintf(o, "    krt_dot(%s, %s%s, %s%s, %s, %" PRId64 ", %d);\n", d,
+                swap ? cast_b : cast_a, swap ? b : a, swap ? cast_a : cast_b, swap ? a : b,
+                s->src[0].tok || s->src[1].tok ? rows : "1", s->n[0],
                 s->src[0].tok && s->src[1].tok);
         break;
     }
