@@ -70,9 +70,11 @@ static const char usage_text[] =
     "                    (1..65536; default 64); each weight is read once per block\n"
     "  --before PASS     dump the IR before PASS instead of after the last pass\n"
     "  --after PASS      dump the IR after PASS (or `none`: straight from the front end);\n"
-    "                    the passes: widen cse dce memplan\n"
+    "                    the passes: widen fold-const fold-gain fuse-linear cse dce memplan\n"
     "  --passes P,Q      dump: run exactly these passes, in this order (a pass test:\n"
     "                    kiln dump in.ir --passes cse)\n"
+    "  -O0               run only the passes correctness needs (no folding, no fusion)\n"
+    "  --disable-pass P  do not run the optimization pass P (fold-const, fold-gain, ...)\n"
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
     "  --dot             dump as Graphviz\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
@@ -164,6 +166,17 @@ static void parse_args(int argc, char **argv, options *o)
             TAKE(scope);
         } else if (!strcmp(a, "--emit-c")) {
             TAKE(emit_c);
+        } else if (!strcmp(a, "-O0")) {
+            passes_opts.o0 = 1;
+        } else if (!strcmp(a, "--disable-pass") || !strncmp(a, "--disable-pass=", 15)) {
+            const char *p = a[14] ? a + 15 : next;
+            if (!p)
+                usage_error("%s needs a pass name", a);
+            if (!a[14])
+                i++;
+            if (passes_opts.ndisabled == 16)
+                usage_error("--disable-pass is given more than 16 times%s", "");
+            passes_opts.disabled[passes_opts.ndisabled++] = p;
         } else if (!strcmp(a, "--dot")) {
             o->dot = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {

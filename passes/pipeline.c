@@ -49,6 +49,9 @@ static const struct pass {
     ir_module *(*run)(ir_module *m);
 } pipeline[] = {
     {"widen", pass_widen},           /* first: makes the IR valid after storage types are set */
+    {"fold-const", pass_fold_const},
+    {"fold-gain", pass_fold_gain},   /* before fuse-linear: Q/K/V then share one folded weight */
+    {"fuse-linear", pass_fuse_linear},
     {"cse", pass_cse},
     {"dce", pass_dce},               /* after cse: the duplicates it leaves are dead */
     {"memplan", pass_plan_memory},   /* last: the plan holds only while nothing else changes */
@@ -56,7 +59,8 @@ static const struct pass {
 
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
-const char *const passes_names[] = {"widen", "cse", "dce", "memplan", NULL};
+const char *const passes_names[] = {"widen", "fold-const", "fold-gain", "fuse-linear", "cse",
+                                    "dce", "memplan", NULL};
 
 static int known(const char *name)
 {
@@ -64,6 +68,15 @@ static int known(const char *name)
         return 1;
     for (int i = 0; i < NPASSES; i++)
         if (!strcmp(pipeline[i].name, name))
+            return 1;
+    return 0;
+}
+
+/* Whether --disable-pass named it (the whole pipeline skips it; --passes does not). */
+static int disabled(const char *name)
+{
+    for (int k = 0; k < passes_opts.ndisabled; k++)
+        if (!strcmp(passes_opts.disabled[k], name))
             return 1;
     return 0;
 }
@@ -119,12 +132,21 @@ int passes_run(ir_module **mp, const char *before, const char *after, int verbos
             fputc('\n', stderr);
             return 1;
         }
+    for (int k = 0; k < passes_opts.ndisabled; k++) {
+        const char *d = passes_opts.disabled[k];
+        if (!known(d) || !strcmp(d, "none") || !strcmp(d, "widen") || !strcmp(d, "memplan")) {
+            fprintf(stderr, "kiln: error: --disable-pass %s: %s\n", d,
+                    known(d) && strcmp(d, "none") ? "the program cannot be built without it"
+                                                  : "no pass of that name");
+            return 1;
+        }
+    }
     if (after && !strcmp(after, "none"))
         return 0;
     for (int i = 0; i < NPASSES; i++) {
         if (before && !strcmp(before, pipeline[i].name))
             return 0;
-        if (run_one(mp, i, verbose))
+        if (!disabled(pipeline[i].name) && run_one(mp, i, verbose))
             return 1;
         if (after && !strcmp(after, pipeline[i].name))
             return 0;
