@@ -6,9 +6,10 @@
  * Linears that read the same input value under the same guard (or none), with weights of
  * one storage type, become one linear over a new tensor concat(W1, W2, ...) (each Wk its
  * view's rows/cols of its tensor), inserted where the first of them was, and one `slice` of
- * it per original value, where that value was. A linear joins only when every reader of
- * every view of its weight tensor is a linear of the same group, so the old tensors are
- * left unread (dce drops them) and the blob holds each weight once.
+ * it per original value, where that value was. A linear joins only when every view of its
+ * weight tensor is read by one linear that fuses (DSMoE's experts are row views of one
+ * tensor: each expert's gate and up fuse, under its guard), so the old tensors are left
+ * unread (dce drops them) and the blob holds each weight once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,31 +18,38 @@
 
 #define PASS "fuse-linear"
 
-/* Whether linear `i` may join a fusion: its weight a matrix view read by `i` alone, and
- * every view of that tensor read only by linears of i's input and guard. */
-static int fusable(const ir_module *m, const ir_uses *u, int i)
+/* Whether linear `i` may join a fusion: its weight a matrix view that it alone reads and that
+ * a recipe can express. */
+static int candidate(const ir_module *m, const ir_uses *u, int i)
 {
     const ir_inst *in = &m->insts[i];
-    int w = in->args[1];
-    const ir_inst *wv = &m->insts[w];
-    if (in->op != IR_linear || wv->op != IR_weight || wv->type.rank != 2 ||
-        ir_use_count(u, w) != 1 || !ir_recipe_of_view(m, wv))
+    if (in->op != IR_linear)
         return 0;
+    const ir_inst *wv = &m->insts[in->args[1]];
+    return wv->op == IR_weight && wv->type.rank == 2 && ir_use_count(u, in->args[1]) == 1 &&
+           ir_recipe_of_view(m, wv) != NULL;
+}
+
+/* Whether every reader of every view of tensor t is a linear that fuses (cand[] and a group
+ * of two or more): else some of its rows would stay in t while others move, and the blob
+ * would hold them twice. */
+static int tensor_moves(const ir_module *m, const ir_uses *u, int64_t t, const char *cand,
+                        const int *group, const int *size)
+{
     for (int v = 0; v < m->ninsts; v++) {
         const ir_inst *view = &m->insts[v];
-        if (view->op != IR_weight || view->iattr[0] != wv->iattr[0])
+        if (view->op != IR_weight || view->iattr[0] != t)
             continue;
         for (int k = u->first[v]; k < u->first[v + 1]; k++) {
-            const ir_inst *r = &m->insts[u->user[k]];
-            if (r->op != IR_linear || r->args[1] != v || r->args[0] != in->args[0] ||
-                r->guard != in->guard || ir_use_count(u, v) != 1)
+            int r = u->user[k];
+            if (!cand[r] || m->insts[r].args[1] != v || size[group[r]] < 2)
                 return 0;
         }
     }
     return 1;
 }
 
-/* Whether linears i and j (both fusable) belong to one product. */
+/* Whether linears i and j (both candidates) belong to one product. */
 static int same_group(const ir_module *m, int i, int j)
 {
     const ir_inst *a = &m->insts[i], *b = &m->insts[j];
@@ -114,6 +122,32 @@ static int add_fused(ir_rewriter *rw, const int *lin, int n)
     return ir_rw_add(rw, &fused);
 }
 
+/* Groups the candidates (group[i]: the first linear of i's group, -1 for none; size[first]),
+ * dropping, until nothing changes, the candidates alone in their group and those whose
+ * tensor does not move whole into products. */
+static void group_linears(const ir_module *m, const ir_uses *u, char *cand, int *group, int *size)
+{
+    for (int changed = 1; changed;) {
+        for (int i = 0; i < m->ninsts; i++)
+            group[i] = -1, size[i] = 0;
+        for (int i = 0; i < m->ninsts; i++) {
+            if (!cand[i] || group[i] >= 0)
+                continue;
+            for (int j = i; j < m->ninsts; j++)
+                if (cand[j] && group[j] < 0 && (j == i || same_group(m, i, j)))
+                    group[j] = i, size[i]++;
+        }
+        changed = 0;
+        for (int i = 0; i < m->ninsts; i++)
+            if (cand[i] && !tensor_moves(m, u, m->insts[m->insts[i].args[1]].iattr[0], cand,
+                                         group, size))
+                cand[i] = 0, changed = 1;
+    }
+    for (int i = 0; i < m->ninsts; i++)
+        if (group[i] >= 0 && size[group[i]] < 2)
+            group[i] = -1;
+}
+
 ir_module *pass_fuse_linear(ir_module *m)
 {
     if (passes_opts.o0)
@@ -122,28 +156,25 @@ ir_module *pass_fuse_linear(ir_module *m)
     ir_uses_build(m, &u);
     size_t n = (size_t)(m->ninsts ? m->ninsts : 1);
     int *group = malloc(sizeof(int) * n);      /* the group's first linear, or -1 */
+    int *size = malloc(sizeof(int) * n);       /* by first linear: the group's size */
     int *start = malloc(sizeof(int) * n);      /* where its rows start in the product */
     int *members = malloc(sizeof(int) * n);
     int *fused = malloc(sizeof(int) * n);      /* by first linear: the product's new id */
-    if (!group || !start || !members || !fused)
+    char *cand = malloc(n);
+    if (!group || !size || !start || !members || !fused || !cand)
         DIE("out of memory");
     for (int i = 0; i < m->ninsts; i++)
-        group[i] = -1;
+        cand[i] = (char)candidate(m, &u, i);
+    group_linears(m, &u, cand, group, size);
     for (int i = 0; i < m->ninsts; i++) {
-        if (group[i] >= 0 || !fusable(m, &u, i))
-            continue;
-        int nm = 0;
-        for (int j = i; j < m->ninsts; j++)
-            if (group[j] < 0 && (j == i || same_group(m, i, j)) && fusable(m, &u, j))
-                members[nm++] = j;
-        if (nm < 2)
+        if (group[i] != i)
             continue;
         int64_t at = 0;
-        for (int k = 0; k < nm; k++) {
-            group[members[k]] = i;
-            start[members[k]] = (int)at;
-            at += m->insts[members[k]].type.dim[0];
-        }
+        for (int j = i; j < m->ninsts; j++)
+            if (group[j] == i) {
+                start[j] = (int)at;
+                at += m->insts[j].type.dim[0];
+            }
     }
     ir_rewriter rw;
     ir_rw_begin(&rw, m, NULL);
@@ -173,6 +204,8 @@ ir_module *pass_fuse_linear(ir_module *m)
     }
     ir_uses_free(&u);
     free(group);
+    free(size);
+    free(cand);
     free(start);
     free(members);
     free(fused);

@@ -64,8 +64,9 @@ my %expect = (
                   qr/^tensor \@\d+ f32\[176, 64\] = concat\(/m, 4]],
     uniattn  => [['a reuser\'s V and compensation projections stacked',
                   qr/^tensor \@\d+ f32\[96, 64\] = concat\(scale_cols\("model\.layers\.\d+\.self_attn\.v_proj\.weight" f32\[32, 64\], "[^"]+" f32\[64\]\), scale_cols\("model\.layers\.\d+\.self_attn\.v2_proj\.weight"/m, 2]],
-    dsmoe    => [['the experts\' gate and up rows read gain-scaled tensors',
-                  qr/^tensor \@\d+ f32\[256, 64\] = scale_cols\("model\.layers\.\d+\.mlp\.(gate|up)_proj\.weight"/m, 4]],
+    dsmoe    => [['each expert\'s gate and up rows in one product (of gain-scaled tensors)',
+                  qr/^tensor \@\d+ f32\[64, 64\] = concat\(rows\(scale_cols\("model\.layers\.\d+\.mlp\.gate_proj\.weight" f32\[256, 64\], "[^"]+" f32\[64\]\), \d+:\d+\), rows\(scale_cols\("model\.layers\.\d+\.mlp\.up_proj/m, 16],
+                 ['the expert products under their guards', qr/ = linear %\d+, %\d+ if %\d+ mem=/m, 32]],
 );
 
 for my $spec (sort glob 'examples/*.kiln') {
