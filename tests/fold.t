@@ -130,6 +130,27 @@ for my $spec (sort glob 'examples/*.kiln') {
        "$name: the fused blob holds the unfused weight bytes ($bf = $bu), restacked ($nf tensors, not $nu)");
 }
 
+# bf16 weights: the gain-scaled weights are rounded to bf16 once more; the logits move by
+# about what bf16 storage itself moves them, never a lot
+{
+    my @d = ('-D', 'layers=2');
+    my $w = "$dir/llama-bf16.safetensors";
+    my $r = run_cmd($kiln, 'weights', 'examples/llama.kiln', @d, '--seed', 7, '--dtype', 'bf16',
+                    '-o', $w);
+    ok($r->{rc} == 0, 'llama: bf16 weights') or diag(Golden::how($r));
+    my %rows;
+    for my $k (['folded'], ['plain', '-O0']) {
+        my ($name, @flags) = @$k;
+        my $prog = "$dir/llama-bf16-$name";
+        $r = run_cmd($kiln, 'build', 'examples/llama.kiln', @d, '--weights', $w, '-o', $prog, @flags);
+        ok($r->{rc} == 0, "llama bf16: build $name") or diag(Golden::how($r));
+        $rows{$name} = logits($prog, "llama-bf16-$name");
+    }
+    my $ratio = Golden::max_ratio($rows{folded}, $rows{plain});
+    ok($ratio > 0 && $ratio < 2e-2,
+       sprintf('llama bf16: gain folding rounds once more, the logits move a little (%.3g)', $ratio));
+}
+
 my $r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '--disable-pass', 'fold-gian');
 ok($r->{rc} == 1 && $r->{err} =~ /--disable-pass fold-gian: no pass of that name/ && $r->{out} eq '',
    '--disable-pass with an unknown pass is refused') or diag(Golden::how($r));
