@@ -54,7 +54,8 @@ int ir_recipe_make(const ir_recipe **out, ir_recipe_op op, const ir_recipe *cons
     r->src = s;
     r->nrange = nrange;
     int64_t *rg = base_alloc(sizeof *rg * (size_t)(2 * nrange + 1));
-    memcpy(rg, range, sizeof *rg * (size_t)(2 * nrange));
+    if (nrange > 0)            /* concat, scale_cols, matvec_t take no ranges (range NULL) */
+        memcpy(rg, range, sizeof *rg * (size_t)(2 * nrange));
     r->range = rg;
     if (ir_recipe_type(r, &r->type, why, size) != 0)
         return -1;
