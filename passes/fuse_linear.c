@@ -92,6 +92,27 @@ static int stacked_tensor(ir_rewriter *rw, const int *lin, int n, int64_t rows)
                                 m->tensors[w0->iattr[0]].loc);
 }
 
+/* The loop indices all of lin[0 .. n-1] share: the longest common run of whole scope items
+ * ("l=0 j=1" for the experts k=0 .. 3 of one sub-layer); NULL for none. */
+static const char *common_scope(const ir_module *m, const int *lin, int n)
+{
+    const char *s0 = m->insts[lin[0]].scope;
+    if (!s0)
+        return NULL;
+    size_t len = strlen(s0);
+    for (int k = 1; k < n && len; k++) {
+        const char *s = m->insts[lin[k]].scope;
+        size_t same = 0;
+        while (s && same < len && s[same] && s[same] == s0[same])
+            same++;
+        int whole = s && (same == len || s0[same] == ' ') && (!s[same] || s[same] == ' ');
+        while (!whole && same > 0 && s0[same] != ' ')
+            same--;                /* back to the end of the last whole item */
+        len = same;
+    }
+    return len ? base_intern(s0, len) : NULL;
+}
+
 /* Adds the fused product of group lin[0 .. n-1] (old ids); its new id. */
 static int add_fused(ir_rewriter *rw, const int *lin, int n)
 {
@@ -115,9 +136,9 @@ static int add_fused(ir_rewriter *rw, const int *lin, int n)
     fused.type = first->type;
     fused.type.dim[0] = rows;
     fused.guard = first->guard >= 0 ? rw->map[first->guard] : -1;
-    fused.scope = first->scope;
+    fused.scope = common_scope(m, lin, n);
     fused.loc = first->loc;
-    pass_note(PASS, "%s: %s -> one product [%lld, %lld]", first->scope ? first->scope : "top",
+    pass_note(PASS, "%s: %s -> one product [%lld, %lld]", fused.scope ? fused.scope : "top",
               names, (long long)rows, (long long)view.type.dim[1]);
     return ir_rw_add(rw, &fused);
 }
