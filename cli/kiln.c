@@ -2,7 +2,11 @@
  * program, dump the IR, write test weights, or inspect a checkpoint.
  *
  *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
- *              [-D name=value ...] [--config FILE] [--ctx N]
+ *              [-D name=value ...] [--config FILE] [--ctx N] [--share-softmax=G,b,e]
+ *              [--calib FILE]
+ *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
+ * The pass manager's options (-O0, --disable-pass, --dump-before/--dump-after/--dump-dir,
+ * --stop-after, --report, --list-passes) apply to build, dump, check and emit-c.
  *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [--dtype T] [-D ...]
  *   kiln dump SPEC|FILE.ir [--after PASS] [--scope l=2] [--dot] [-D ...]
  *   kiln check SPEC [-D ...]
@@ -13,6 +17,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +27,8 @@
 #include "../codegen/codegen.h"
 #include "../frontend/sema.h"
 #include "../passes/passes.h"
+#include "measure.h"
+#include "report.h"
 
 #define KILN_VERSION "0.1.0"
 
@@ -38,6 +45,7 @@ static const char usage_text[] =
     "                                      or llama2.c .bin) into the executable PROG; the\n"
     "                                      weights are packed into PROG itself\n"
     "                                      (SPEC may be an IR dump, FILE.ir)\n"
+    "  build SPEC --emit=c|ir|dot -o FILE  the C, the IR or Graphviz of SPEC, no weights\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
     "                                      or llama2c)\n"
@@ -70,18 +78,41 @@ static const char usage_text[] =
     "                    (1..65536; default 64); each weight is read once per block\n"
     "  --before PASS     dump the IR before PASS instead of after the last pass\n"
     "  --after PASS      dump the IR after PASS (or `none`: straight from the front end);\n"
-    "                    the passes: widen fold-const fold-gain fuse-linear cse dce memplan\n"
+    "                    the same as --stop-after PASS (kiln --list-passes: the passes)\n"
     "  --passes P,Q      dump: run exactly these passes, in this order (a pass test:\n"
     "                    kiln dump in.ir --passes cse)\n"
-    "  -O0               run only the passes correctness needs (no folding, no fusion)\n"
-    "  --disable-pass P  do not run the optimization pass P (fold-const, fold-gain, ...)\n"
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
-    "  --dot             dump as Graphviz\n"
+    "  --dot             dump as Graphviz (--emit=dot)\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
     "  -h, --help        this text;  --version  the version\n"
+    "\n"
+    "pass manager (build, dump, check, emit-c; --x=V and --x V alike):\n"
+    "  --list-passes     print the pipeline (flags, requires, preserves) and exit\n"
+    "  -O0               run only the passes correctness needs (and those asked for)\n"
+    "  --disable-pass P  skip the pass P (repeatable, or P,Q); a required one cannot be\n"
+    "  --dump-before P   the IR before P (or `all`: before each pass)\n"
+    "  --dump-after P    the IR after P (or `all`: the input, then after each pass);\n"
+    "                    to stderr (dump: stdout, in place of the final dump)\n"
+    "  --dump-dir DIR    the dumps as numbered files DIR/00-input.ir, 01-widen.ir, ...\n"
+    "                    (DIR made if missing), and the C as the next one, NN-codegen.c\n"
+    "  --stop-after P    stop after the pass P, or after `codegen` (the C); build then\n"
+    "                    writes the IR (or the C) to -o and needs no --weights\n"
+    "  --emit ir|c|dot   build, dump: write the IR, the C or Graphviz instead of a program\n"
+    "                    (build: to -o; no --weights needed: f32 weights, or --wtype's)\n"
+    "  --report          after the run, print the memory plan (weights by group, each KV\n"
+    "                    cache, the frame) and every decision the passes recorded\n"
+    "\n"
+    "passes that change the model (build measures the divergence from the unchanged model\n"
+    "on calibration tokens: mean KL per token, top-1 agreement):\n"
+    "  --share-softmax=G,b,e  share attention probabilities (UniAttn): layer l leads iff\n"
+    "                    l < b, l >= e or (l - b) % G == 0; every other layer reuses its\n"
+    "                    leader's (b + (l - b) / G * G), so it computes no Q, K or softmax\n"
+    "                    and keeps no K cache\n"
+    "  --calib FILE      build: the calibration tokens (ids separated by commas or white\n"
+    "                    space; default: 64 fixed tokens, fewer when ctx is shorter)\n"
     "\n"
     "A weight the spec declares but never reads is not packed (a warning says so), and the\n"
     "checkpoint need not hold it.\n"
@@ -95,10 +126,14 @@ static const char usage_text[] =
     "  ./llama --tokens 1,5,9 -n 16 --temp 0\n";
 
 typedef struct options {
-    const char *command, *spec, *out, *weights, *format, *before, *after, *scope, *emit_c;
+    const char *command, *spec, *out, *weights, *format, *before, *scope, *emit_c;
     const char *config, *wtype, *dtype, *passes;
+    const char *stop_after;    /* --stop-after / --after: a pass, "none", or "codegen" */
+    const char *dump_before, *dump_after, *dump_dir;
+    const char *emit;          /* --emit ir|c|dot (--dot: dot) */
+    const char *calib;         /* --calib FILE: calibration tokens (model-changing passes) */
     uint64_t seed;
-    int dot, verbose;
+    int dot, verbose, report;
     int warnings;              /* DIAG_WARN, DIAG_NO_WARN (-w), DIAG_WERROR (-Werror) */
     const char *ctx;           /* --ctx N, as text; NULL if not given */
     int64_t max_batch;         /* --max-batch, 0: the default */
@@ -114,122 +149,210 @@ static _Noreturn void usage_error(const char *fmt, const char *arg)
     exit(2);
 }
 
+/* Options that take a value into a string field: each accepts `--x v` and `--x=v`. */
+static const struct value_option {
+    const char *name;
+    size_t field;              /* offsetof(options, ...) */
+} value_options[] = {
+    {"-o", offsetof(options, out)},
+    {"--weights", offsetof(options, weights)},
+    {"--format", offsetof(options, format)},
+    {"--passes", offsetof(options, passes)},
+    {"--wtype", offsetof(options, wtype)},
+    {"--dtype", offsetof(options, dtype)},
+    {"--config", offsetof(options, config)},
+    {"--before", offsetof(options, before)},
+    {"--after", offsetof(options, stop_after)},
+    {"--stop-after", offsetof(options, stop_after)},
+    {"--dump-before", offsetof(options, dump_before)},
+    {"--dump-after", offsetof(options, dump_after)},
+    {"--dump-dir", offsetof(options, dump_dir)},
+    {"--emit", offsetof(options, emit)},
+    {"--scope", offsetof(options, scope)},
+    {"--emit-c", offsetof(options, emit_c)},
+    {"--calib", offsetof(options, calib)},
+};
+
+/* Options without a value that set an int field to a value. */
+static const struct flag_option {
+    const char *name;
+    size_t field;
+    int value;
+} flag_options[] = {
+    {"--dot", offsetof(options, dot), 1},
+    {"--report", offsetof(options, report), 1},
+    {"-v", offsetof(options, verbose), 1},
+    {"--verbose", offsetof(options, verbose), 1},
+    {"-w", offsetof(options, warnings), DIAG_NO_WARN},
+    {"-Werror", offsetof(options, warnings), DIAG_WERROR},
+};
+
+/* Whether argv[*i] is the option `name` with a value, as `name=v` or `name v` (then *i
+ * moves past v); sets *val. A missing value is a usage error. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) || (a[n] && a[n] != '='))
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+    } else {
+        if (*i + 1 >= argc)
+            usage_error("%s needs a value", name);
+        *val = argv[++*i];
+    }
+    if (!**val)
+        usage_error("%s needs a value", name);
+    return 1;
+}
+
+/* An integer option's value in lo..hi, else a usage error with `what`. */
+static long long integer_value(const char *name, const char *v, long long lo, long long hi,
+                               const char *what)
+{
+    char *end, msg[160];
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        snprintf(msg, sizeof msg, "%s needs %s, not '%%s'", name, what);
+        usage_error(msg, v);
+    }
+    return x;
+}
+
+/* --disable-pass P (repeatable, or P,Q): into passes_opts.disabled (names checked later,
+ * against the pipeline, by passes_check_run). */
+static void disable_passes(const char *list)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n) {
+            if (passes_opts.ndisabled == (int)(sizeof passes_opts.disabled /
+                                               sizeof passes_opts.disabled[0]))
+                usage_error("too many passes disabled (at most 16)%s", "");
+            passes_opts.disabled[passes_opts.ndisabled++] = base_intern(p, n);
+        }
+        p += n + (p[n] == ',');
+    }
+}
+
+/* --share-softmax=G,b,e into passes_opts: G >= 1, 0 <= b <= e (e <= layers: the pass). */
+static void parse_share_softmax(const char *text)
+{
+    long long v[3];
+    const char *p = text;
+    for (int k = 0; k < 3; k++) {
+        char *end;
+        errno = 0;
+        v[k] = strtoll(p, &end, 10);
+        if (errno || end == p || *p == '+' || *p == ' ' || v[k] < INT_MIN || v[k] > INT_MAX ||
+            *end != (k < 2 ? ',' : '\0'))
+            usage_error("--share-softmax needs G,b,e (three integers: the group size, the "
+                        "first and the end layer of the sharing), not '%s'", text);
+        p = end + 1;
+    }
+    if (v[0] < 1)
+        usage_error("--share-softmax=%s: the group size G must be at least 1", text);
+    if (v[1] < 0 || v[1] > v[2])
+        usage_error("--share-softmax=%s: the layers must satisfy 0 <= b <= e", text);
+    passes_opts.share_group = (int)v[0];
+    passes_opts.share_begin = (int)v[1];
+    passes_opts.share_end = (int)v[2];
+}
+
+/* One argument (and its value): a table option, or one of those with their own rules.
+ * Returns 0 when argv[*i] is not an option kiln knows. */
+static int parse_option(int argc, char **argv, int *i, options *o)
+{
+    const char *a = argv[*i], *v;
+    for (size_t k = 0; k < sizeof value_options / sizeof value_options[0]; k++)
+        if (option_value(argc, argv, i, value_options[k].name, &v)) {
+            *(const char **)((char *)o + value_options[k].field) = v;
+            return 1;
+        }
+    for (size_t k = 0; k < sizeof flag_options / sizeof flag_options[0]; k++)
+        if (!strcmp(a, flag_options[k].name)) {
+            *(int *)((char *)o + flag_options[k].field) = flag_options[k].value;
+            return 1;
+        }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        fputs(usage_text, stdout);
+        exit(0);
+    } else if (!strcmp(a, "--version")) {
+        printf("kiln %s (IR dump version %d)\n", KILN_VERSION, IR_DUMP_VERSION);
+        exit(0);
+    } else if (!strcmp(a, "--list-passes")) {
+        passes_list(stdout);
+        exit(0);
+    } else if (!strcmp(a, "-O0")) {
+        passes_opts.o0 = 1;
+    } else if (option_value(argc, argv, i, "--disable-pass", &v)) {
+        disable_passes(v);
+    } else if (option_value(argc, argv, i, "--share-softmax", &v)) {
+        parse_share_softmax(v);
+    } else if (option_value(argc, argv, i, "--max-batch", &v)) {
+        o->max_batch = integer_value("--max-batch", v, 1, 65536, "an integer in 1..65536");
+    } else if (option_value(argc, argv, i, "--ctx", &v)) {
+        integer_value("--ctx", v, 1, INT32_MAX, "a positive integer");
+        o->ctx = v;
+    } else if (option_value(argc, argv, i, "--seed", &v)) {
+        char *end;
+        errno = 0;
+        o->seed = strtoull(v, &end, 10);
+        if (errno || end == v || *end || *v == '-')
+            usage_error("--seed needs a non-negative integer, not '%s'", v);
+    } else if (!strncmp(a, "-D", 2)) {
+        const char *def = a[2] ? a + 2 : *i + 1 < argc ? argv[*i + 1] : NULL;
+        if (!def)
+            usage_error("%s needs name=value", a);
+        if (!a[2])
+            ++*i;
+        const char *eq = strchr(def, '=');
+        if (!eq || eq == def || !eq[1])
+            usage_error("-D needs name=value, not '%s'", def);
+        if (o->ndefs == 64)   /* the rest of defs[] is for implied values */
+            usage_error("too many -D options%s", "");
+        o->defs[o->ndefs].name = base_intern(def, (size_t)(eq - def));
+        o->defs[o->ndefs++].value = eq + 1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static void parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
     o->seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE(field)                                                                            \
-    do {                                                                                       \
-        if (!next)                                                                             \
-            usage_error("%s needs a value", a);                                                \
-        o->field = next;                                                                       \
-        i++;                                                                                   \
-    } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_text, stdout);
-            exit(0);
-        } else if (!strcmp(a, "--version")) {
-            printf("kiln %s (IR dump version %d)\n", KILN_VERSION, IR_DUMP_VERSION);
-            exit(0);
-        } else if (!strcmp(a, "-o")) {
-            TAKE(out);
-        } else if (!strcmp(a, "--weights")) {
-            TAKE(weights);
-        } else if (!strcmp(a, "--format")) {
-            TAKE(format);
-        } else if (!strcmp(a, "--passes")) {
-            TAKE(passes);
-        } else if (!strcmp(a, "--wtype")) {
-            TAKE(wtype);
-        } else if (!strcmp(a, "--max-batch")) {
-            if (!next)
-                usage_error("%s needs a value", a);
-            char *end;
-            errno = 0;
-            long long v = strtoll(next, &end, 10);
-            if (errno || end == next || *end || v < 1 || v > 65536)
-                usage_error("--max-batch needs an integer in 1..65536, not '%s'", next);
-            o->max_batch = v;
-            i++;
-        } else if (!strcmp(a, "--dtype")) {
-            TAKE(dtype);
-        } else if (!strcmp(a, "--config")) {
-            TAKE(config);
-        } else if (!strcmp(a, "--before")) {
-            TAKE(before);
-        } else if (!strcmp(a, "--after")) {
-            TAKE(after);
-        } else if (!strcmp(a, "--scope")) {
-            TAKE(scope);
-        } else if (!strcmp(a, "--emit-c")) {
-            TAKE(emit_c);
-        } else if (!strcmp(a, "-O0")) {
-            passes_opts.o0 = 1;
-        } else if (!strcmp(a, "--disable-pass") || !strncmp(a, "--disable-pass=", 15)) {
-            const char *p = a[14] ? a + 15 : next;
-            if (!p)
-                usage_error("%s needs a pass name", a);
-            if (!a[14])
-                i++;
-            if (passes_opts.ndisabled == 16)
-                usage_error("--disable-pass is given more than 16 times%s", "");
-            passes_opts.disabled[passes_opts.ndisabled++] = p;
-        } else if (!strcmp(a, "--dot")) {
-            o->dot = 1;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            o->verbose = 1;
-        } else if (!strcmp(a, "-w")) {
-            o->warnings = DIAG_NO_WARN;
-        } else if (!strcmp(a, "-Werror")) {
-            o->warnings = DIAG_WERROR;
-        } else if (!strcmp(a, "--ctx")) {
-            if (!next)
-                usage_error("%s needs a value", a);
-            char *end;
-            errno = 0;
-            long long v = strtoll(next, &end, 10);
-            if (errno || end == next || *end || v < 1 || v > INT32_MAX)
-                usage_error("--ctx needs a positive integer, not '%s'", next);
-            o->ctx = next;
-            i++;
-        } else if (!strcmp(a, "--seed")) {
-            if (!next)
-                usage_error("%s needs a value", a);
-            char *end;
-            errno = 0;
-            o->seed = strtoull(next, &end, 10);
-            if (errno || end == next || *end || *next == '-')
-                usage_error("--seed needs a non-negative integer, not '%s'", next);
-            i++;
-        } else if (!strncmp(a, "-D", 2)) {
-            const char *def = a[2] ? a + 2 : next;
-            if (!def)
-                usage_error("%s needs name=value", a);
-            if (!a[2])
-                i++;
-            const char *eq = strchr(def, '=');
-            if (!eq || eq == def || !eq[1])
-                usage_error("-D needs name=value, not '%s'", def);
-            if (o->ndefs == 64)   /* the rest of defs[] is for implied values */
-                usage_error("too many -D options%s", "");
-            o->defs[o->ndefs].name = base_intern(def, (size_t)(eq - def));
-            o->defs[o->ndefs++].value = eq + 1;
-        } else if (a[0] == '-' && a[1]) {
+        if (parse_option(argc, argv, &i, o))
+            continue;
+        if (a[0] == '-' && a[1])
             usage_error("unknown option '%s'", a);
-        } else if (!o->command) {
+        else if (!o->command)
             o->command = a;
-        } else if (!o->spec) {
+        else if (!o->spec)
             o->spec = a;
-        } else {
+        else
             usage_error("unexpected argument '%s'", a);
-        }
-#undef TAKE
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    if (o->calib && strcmp(o->command, "build"))
+        usage_error("--calib applies to build (which measures a model-changing pass), not to "
+                    "'%s'", o->command);
+    if (o->dot)
+        o->emit = o->emit ? o->emit : "dot";
+    if (o->emit && strcmp(o->emit, "ir") && strcmp(o->emit, "c") && strcmp(o->emit, "dot"))
+        usage_error("--emit must be ir, c or dot, not '%s'", o->emit);
+    if (o->stop_after && !strcmp(o->stop_after, "codegen")) {
+        if (o->emit && strcmp(o->emit, "c"))
+            usage_error("--stop-after=codegen writes the C; it does not mix with --emit=%s",
+                        o->emit);
+        o->emit = "c";
+    }
     if (o->ctx) {              /* --ctx is the define ctx=N, explicit: it wins over --config */
         for (int d = 0; d < o->ndefs; d++)
             if (!strcmp(o->defs[d].name, "ctx"))
@@ -421,14 +544,89 @@ static void warn_unread(const front *fe, const ir_module *m)
     }
 }
 
-/* The pipeline, then the warnings about what it dropped. 0, or 1 after an error. */
-static int run_passes(ir_module **m, const front *fe, const char *before, const char *after,
-                      int verbose)
+/* Whether the run reaches code generation: the stop point is no pass. */
+static int stops_at_pass(const options *o)
 {
-    int rc = passes_run(m, before, after, verbose);
+    return (o->stop_after && strcmp(o->stop_after, "codegen")) || o->before;
+}
+
+/* The pipeline as the options shape it (stop points, dumps onto `stream` or into
+ * --dump-dir), then the warnings about what it dropped. dumps: the pass manager's state, for
+ * the file number of a later NN-codegen.c. 0, or 1 after an error. */
+static int run_passes(ir_module **m, const front *fe, const options *o, FILE *stream,
+                      passes_run_opts *dumps)
+{
+    *dumps = (passes_run_opts){
+        .stop_before = o->before,
+        .stop_after = o->stop_after && strcmp(o->stop_after, "codegen") ? o->stop_after : NULL,
+        .dump_before = o->dump_before,
+        .dump_after = o->dump_after,
+        .dump_dir = o->dump_dir,
+        .dump_stream = stream,
+        .dump_banners = stream == stderr,
+        .scope = o->scope,
+        .verbose = o->verbose,
+    };
+    /* a model-changing pass leaves weights the spec reads unread (share-softmax: the
+     * reusers' Q and K); the warnings are about the spec, so the unchanged pipeline says */
+    ir_module *unchanged = passes_changes_model(&passes_opts) ? ir_module_copy(*m) : NULL;
+    int rc = passes_run_with(m, dumps);
+    if (rc == 0 && unchanged)
+        rc = measure_reference_passes(&unchanged, dumps->stop_before, dumps->stop_after, 0);
     if (rc == 0)
-        warn_unread(fe, *m);
+        warn_unread(fe, unchanged ? unchanged : *m);
+    if (unchanged)
+        ir_module_free(unchanged);
     return rc;
+}
+
+/* The C of m into --dump-dir as the next numbered file (NN-codegen.c), when there is one.
+ * 0, or -1 after reporting. */
+static int dump_codegen(const ir_module *m, const options *o, passes_run_opts *dumps)
+{
+    if (!o->dump_dir)
+        return 0;
+    char path[4200];
+    if (passes_make_dir(o->dump_dir) != 0)
+        return -1;
+    return codegen_write_c(m, passes_dump_path(path, sizeof path, o->dump_dir,
+                                               dumps->ndumps++, "codegen", "c"));
+}
+
+/* --emit ir|dot|c of m to path ("-": standard output), through base/outfile.c. 0, or -1. */
+static int write_emit(const ir_module *m, const options *o, const char *path)
+{
+    if (!strcmp(o->emit, "c")) {
+        if (!m->planned)   /* only when the run stopped early: memplan is required */
+            usage_error("--emit=c needs the whole pipeline; the run stops before '%s'",
+                        o->before ? o->before : "memplan");
+        return codegen_write_c(m, path);
+    }
+    outfile out;
+    if (outfile_open(&out, path, 0644, OUTFILE_STREAM | OUTFILE_STDOUT) != 0)
+        return -1;
+    if (!strcmp(o->emit, "dot"))
+        ir_print_dot(out.f, m, o->scope);
+    else
+        ir_print(out.f, m, o->scope);
+    if (ferror(out.f)) {
+        diag_file_error(path, "write failed: %s", strerror(errno));
+        outfile_abort(&out);
+        return -1;
+    }
+    return outfile_commit(&out);
+}
+
+/* -O0 and --disable-pass shape the pipeline; --passes is an exact list. */
+static void check_pass_options(const options *o)
+{
+    if (o->passes && (o->before || o->stop_after || passes_opts.o0 || passes_opts.ndisabled ||
+                      o->dump_before || o->dump_after))
+        usage_error("--passes runs exactly the passes it names; it does not mix with "
+                    "--before, --after/--stop-after, -O0, --disable-pass or --dump-*%s", "");
+    if (o->emit && !strcmp(o->emit, "c") && stops_at_pass(o))
+        usage_error("--emit=c writes the C of the whole pipeline; --before/--stop-after "
+                    "stop it at a pass (use --emit=ir)%s", "");
 }
 
 static int finish(int rc)
@@ -440,13 +638,35 @@ static int finish(int rc)
 
 /* ---------------------------------------------------------------- commands */
 
+/* --wtype for a command without weights: every tensor gets that storage type. */
+static void apply_wtype(ir_module *m, const char *wtype, const options *o)
+{
+    int dt = ir_dtype_lookup(wtype);
+    if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
+        usage_error("--wtype must be f32, f16 or bf16, not '%s'", wtype);
+    if (dt != DT_F32 && ((o->stop_after && !strcmp(o->stop_after, "none")) ||
+                         (o->before && !strcmp(o->before, "widen"))))
+        usage_error("--wtype %s: weights of a storage type are read through the widen pass; "
+                    "the IR before it is the front end's, with f32 weights", wtype);
+    for (int t = 0; t < m->ntensors; t++)
+        ir_set_storage(m, t, (ir_dtype)dt);
+}
+
 static int cmd_check(const options *o)
 {
+    if (o->emit)
+        usage_error("check writes nothing; --emit is for build and dump%s", "");
+    check_pass_options(o);
     front fe;
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    int rc = run_passes(&m, &fe, NULL, NULL, o->verbose);
+    if (o->wtype)
+        apply_wtype(m, o->wtype, o);
+    passes_run_opts dumps;
+    int rc = run_passes(&m, &fe, o, stderr, &dumps);
+    if (rc == 0 && !diag_error_count() && o->report)
+        report_print(stdout, m, NULL, o->spec);
     ir_module_free(m);
     front_free(&fe);
     return finish(rc);
@@ -454,33 +674,34 @@ static int cmd_check(const options *o)
 
 static int cmd_dump(const options *o)
 {
+    check_pass_options(o);
     front fe;
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    if (o->passes && (o->before || o->after))
-        usage_error("--passes runs the passes it names; it does not mix with --before/--after%s", "");
-    if (o->wtype) {            /* the IR as a build with weights of that storage type sees it */
-        int dt = ir_dtype_lookup(o->wtype);
-        if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
-            usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
-        if (dt != DT_F32 && ((o->after && !strcmp(o->after, "none")) ||
-                             (o->before && !strcmp(o->before, "widen"))))
-            usage_error("--wtype %s: weights of a storage type are read through the widen pass; "
-                        "the IR before it is the front end's, with f32 weights", o->wtype);
-        for (int t = 0; t < m->ntensors; t++)
-            ir_set_storage(m, t, (ir_dtype)dt);
-    }
+    if (o->wtype)              /* the IR as a build with weights of that storage type sees it */
+        apply_wtype(m, o->wtype, o);
     /* a dump read back prints as it was read, unless passes are asked for */
-    int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->after;
+    int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->stop_after &&
+                  !o->dump_before && !o->dump_after && !o->emit && !passes_opts.o0 &&
+                  !passes_opts.ndisabled;
+    passes_run_opts dumps = {0};
     int rc = as_read    ? 0
              : o->passes ? passes_run_list(&m, o->passes, o->verbose)
-                         : run_passes(&m, &fe, o->before, o->after, o->verbose);
+                         : run_passes(&m, &fe, o, stdout, &dumps);
+    if (rc == 0)
+        measure_note_unmeasured("dump");
+    /* dumps asked for on standard output take the place of the final one */
+    int dumped = !o->dump_dir && (o->dump_before || o->dump_after);
     if (rc == 0 && !diag_error_count()) {      /* -Werror: a warning leaves no dump */
-        if (o->dot)
+        if (o->emit && !strcmp(o->emit, "c"))
+            rc = dump_codegen(m, o, &dumps) || codegen_write_c(m, "-") ? 1 : 0;
+        else if (o->emit && !strcmp(o->emit, "dot"))
             ir_print_dot(stdout, m, o->scope);
-        else
+        else if (!dumped)
             ir_print(stdout, m, o->scope);
+        if (rc == 0 && o->report)
+            report_print(stdout, m, NULL, o->spec);
     }
     ir_module_free(m);
     front_free(&fe);
@@ -491,13 +712,24 @@ static int cmd_emit_c(const options *o)
 {
     if (!o->out)
         usage_error("emit-c needs -o FILE%s", "");
+    if (o->emit && strcmp(o->emit, "c"))
+        usage_error("emit-c writes C; --emit=%s is for build and dump", o->emit);
+    if (stops_at_pass(o))
+        usage_error("emit-c writes the C of the whole pipeline; --before/--stop-after stop "
+                    "it at a pass%s", "");
+    check_pass_options(o);
     front fe;
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    int rc = run_passes(&m, &fe, NULL, NULL, o->verbose);
+    if (o->wtype)
+        apply_wtype(m, o->wtype, o);
+    passes_run_opts dumps;
+    int rc = run_passes(&m, &fe, o, stderr, &dumps);
+    if (rc == 0)
+        measure_note_unmeasured("emit-c");
     if (rc == 0 && !diag_error_count())
-        rc = codegen_write_c(m, o->out);
+        rc = dump_codegen(m, o, &dumps) || codegen_write_c(m, o->out) ? 1 : 0;
     ir_module_free(m);
     front_free(&fe);
     return finish(rc ? 1 : 0);
@@ -541,24 +773,53 @@ static void warn_llama2c_rope(const char *spec, const ir_module *m, const ckpt *
     }
 }
 
+/* The outputs of a build once the passes ran: the --emit file, or the program (with its C
+ * kept by --emit-c); the C also into --dump-dir; then the report. packed: the bound
+ * tensors, NULL without --weights. 0, or 1 after reporting. */
+static int build_outputs(const ir_module *m, const pack_tensor *packed, const options *o,
+                         passes_run_opts *dumps)
+{
+    int makes_c = !o->emit || !strcmp(o->emit, "c");
+    if (makes_c && dump_codegen(m, o, dumps) != 0)
+        return 1;
+    if (o->emit ? write_emit(m, o, o->out) != 0
+                : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
+                                        o->verbose) != 0)
+        return 1;
+    if (o->report)
+        report_print(stdout, m, packed, o->spec);
+    return 0;
+}
+
 static int cmd_build(const options *o_in)
 {
     options opts = *o_in, *o = &opts;
     if (!o->out)
         usage_error("build needs -o PROG%s", "");
-    if (!o->weights)
+    if (!o->weights && !o->emit && !o->stop_after && !o->before)
         usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
     if (!o->spec)
         usage_error("'%s' needs a spec file", o->command);
+    if (o->passes)
+        usage_error("--passes is for dump (a pass test); build runs the pipeline%s", "");
     if (o->wtype && strcmp(o->wtype, "f32") && strcmp(o->wtype, "f16") && strcmp(o->wtype, "bf16"))
         usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
-    if (o->verbose)
-        fprintf(stderr, "kiln: reading %s\n", o->weights);
-    ckpt *ck = ckpt_open(o->weights);
-    if (!ck)
-        return 1;
-    if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
-        imply_llama2c_params(o, ck);
+    if (!o->emit)              /* stopped at a pass: what is there to write is the IR */
+        o->emit = stops_at_pass(o) ? "ir" : NULL;
+    if (o->calib && !passes_changes_model(&passes_opts))
+        usage_error("--calib %s: the calibration tokens measure a pass that changes the model "
+                    "(--share-softmax, --keep-experts, --prune-experts); none is asked for",
+                    o->calib);
+    check_pass_options(o);
+    ckpt *ck = NULL;
+    if (o->weights) {
+        if (o->verbose)
+            fprintf(stderr, "kiln: reading %s\n", o->weights);
+        if (!(ck = ckpt_open(o->weights)))
+            return 1;
+        if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
+            imply_llama2c_params(o, ck);
+    }
     front fe;
     ir_module *m = front_end(o, &fe);
     if (!m) {
@@ -569,26 +830,46 @@ static int cmd_build(const options *o_in)
     pack_tensor *packed = NULL;
     void **owned = NULL;
     int nowned = 0;
+    passes_run_opts dumps;
+    ir_module *unchanged = NULL;   /* a model-changing pass: the model as it was, measured */
     /* the storage types first: they decide which ops need a widen (pass widen) */
-    if (bind_storage_types(m, ck, o->wtype) != 0)
+    if (ck && bind_storage_types(m, ck, o->wtype) != 0)
         goto out;
-    if (run_passes(&m, &fe, NULL, NULL, o->verbose) != 0)
+    if (!ck)
+        apply_wtype(m, o->wtype ? o->wtype : "f32", o);
+    if (ck && !o->emit && passes_changes_model(&passes_opts))
+        unchanged = ir_module_copy(m);
+    if (run_passes(&m, &fe, o, stderr, &dumps) != 0)
         goto out;
-    warn_llama2c_rope(o->spec, m, ck);
-    packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
-    if (!packed)
-        DIE("out of memory");
-    if (bind_weights(m, ck, packed, &owned, &nowned) != 0 || bind_check_llama2c(m, ck) != 0)
-        goto out;
+    if (!ck || o->emit)
+        measure_note_unmeasured("build --emit");
+    if (ck) {
+        warn_llama2c_rope(o->spec, m, ck);
+        packed = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *packed);
+        if (!packed)
+            DIE("out of memory");
+        /* a llama2.c file must be read whole by the spec: the unchanged model is checked
+         * (measure_divergence), as a changed one leaves some of it unread */
+        if (bind_weights(m, ck, packed, &owned, &nowned) != 0 ||
+            (!unchanged && bind_check_llama2c(m, ck) != 0))
+            goto out;
+    }
     if (diag_error_count())    /* -Werror: a warning leaves no program */
         goto out;
-    if (codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c, o->verbose) != 0)
-        goto out;
-    rc = 0;
+    if (unchanged) {           /* measured first: a failed measurement leaves no program */
+        int failed = measure_divergence(o->calib, o->verbose, unchanged, ck, m, packed);
+        unchanged = NULL;
+        if (failed)
+            goto out;
+    }
+    rc = build_outputs(m, packed, o, &dumps);
 out:
     bind_free(owned, nowned);
     free(packed);
-    ckpt_close(ck);
+    if (ck)
+        ckpt_close(ck);
+    if (unchanged)
+        ir_module_free(unchanged);
     ir_module_free(m);
     front_free(&fe);
     return finish(rc);

@@ -2,10 +2,11 @@
  * weight packer.
  *
  * Files: lower.c (planned IR -> the decisions: kernels, rows, threads, places; lower.h),
- * backend.c (the back-end interface, backend.h), emit_c.c (the C back end), cc.c (runs cc
- * on it and links the runtime), pack.c (the weight blob, runtime/kiln_blob.h), bind.c
- * (checks the spec's tensors against a checkpoint and gathers them for the packer), build.c
- * (all of it, into an executable).
+ * dedup.c (layer dedup: one function per layer structure), backend.c (the back-end
+ * interface, backend.h), emit_c.c (the C back end), cc.c (runs cc on it and links the
+ * runtime), pack.c (the weight blob, runtime/kiln_blob.h), bind.c (checks the spec's tensors
+ * against a checkpoint and gathers them for the packer), build.c (all of it, into an
+ * executable), calib.c (what a model-changing pass does to the logits).
  */
 #ifndef KILN_CODEGEN_H
 #define KILN_CODEGEN_H
@@ -31,6 +32,27 @@ int codegen_write_c(const ir_module *m, const char *path);
  * after reporting. */
 int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npacked,
                           const char *out_path, const char *emit_c, int verbose);
+
+/* calib.c: the calibration tokens: the token ids of the file at path (separated by commas
+ * or white space, each in [0, vocab), 1 .. ctx of them), or with path NULL the default
+ * sequence: min(64, ctx) tokens, token i = (7 i^2 + 13 i + 1) mod vocab. malloc'ed, *n
+ * set; NULL after reporting (the file and the place). */
+int32_t *calib_tokens(const char *path, int64_t vocab, int64_t ctx, int *n);
+/* What a changed model does to the logits on the calibration tokens: the mean and largest
+ * KL(reference || changed) per token in nats (the rows' softmax, in double) and how many
+ * rows' argmax agree. */
+typedef struct calib_result {
+    int tokens;
+    double mean_kl;
+    double max_kl;
+    int agree;
+} calib_result;
+/* Builds both planned modules with their packed tensors (ref_w[i] for ref->tensors[i]) in
+ * a temporary folder, runs each teacher-forced on tokens[0 .. n), compares the logits and
+ * removes the temporaries. 0, or -1 after reporting. */
+int calib_compare(const ir_module *ref, const pack_tensor *ref_w, const ir_module *changed,
+                  const pack_tensor *changed_w, const int32_t *tokens, int n, int verbose,
+                  calib_result *out);
 
 /* Compiles the C file at c_path and links it with the runtime into the executable exe_path.
  * The runtime (libkilnrt.a, include/) is found beside the kiln executable, or in

@@ -22,9 +22,12 @@ static const char *float_lit(float v, char *buf, size_t size)
     return buf;
 }
 
-/* The first row (a C expression) and row count of a step. */
-static const char *row0(lw_rows rows)
+/* The first row (a C expression) and row count of a step. In a layer function that serves
+ * both, argument rows_arg says whether the rows are all of them or only the logits rows. */
+static const char *row0(lw_rows rows, int rows_arg, char *buf, size_t size)
 {
+    if (rows_arg)
+        return snprintf(buf, size, "(a[%d] ? t0 : 0)", rows_arg - 1), buf;
     switch (rows) {
     case LW_ROWS_ALL: return "0";
     case LW_ROWS_TAIL: return "t0";
@@ -33,8 +36,10 @@ static const char *row0(lw_rows rows)
     }
 }
 
-static const char *nrows(lw_rows rows)
+static const char *nrows(lw_rows rows, int rows_arg, char *buf, size_t size)
 {
+    if (rows_arg)
+        return snprintf(buf, size, "(T - (a[%d] ? t0 : 0))", rows_arg - 1), buf;
     switch (rows) {
     case LW_ROWS_ALL: return "T";
     case LW_ROWS_TAIL: return "(T - t0)";
@@ -42,23 +47,34 @@ static const char *nrows(lw_rows rows)
     }
 }
 
+/* A literal, or argument a[arg - 1] of a layer function when arg > 0. */
+static const char *arg_or(int arg, int64_t value, char *buf, size_t size)
+{
+    if (arg)
+        snprintf(buf, size, "a[%d]", arg - 1);
+    else
+        snprintf(buf, size, "%" PRId64, value);
+    return buf;
+}
+
 /* A pointer expression to ref's element 0 of token row `r` (a C expression). */
 static const char *ptr(const lw_ref *ref, const char *r, char *buf, size_t size)
 {
     const char *ty = ref->i32 ? "int32_t" : "float";
-    char rowoff[96] = "";
+    char rowoff[96] = "", off[32], tensor[32];
     if (ref->tok && strcmp(r, "0"))
         snprintf(rowoff, sizeof rowoff, " + (%s) * %" PRId64, r, ref->row);
+    arg_or(ref->offset_arg, ref->offset, off, sizeof off);
     switch (ref->place) {
     case LW_FRAME:
-        snprintf(buf, size, "((%s *)(F + %" PRId64 ")%s)", ty, ref->offset, rowoff);
+        snprintf(buf, size, "((%s *)(F + %s)%s)", ty, off, rowoff);
         break;
     case LW_STATE:
-        snprintf(buf, size, "((%s *)(S + %" PRId64 ")%s)", ty, ref->offset, rowoff);
+        snprintf(buf, size, "((%s *)(S + %s)%s)", ty, off, rowoff);
         break;
     case LW_WEIGHT:
-        snprintf(buf, size, "((const unsigned char *)c->w[%d] + %" PRId64 ")", ref->tensor,
-                 ref->offset);
+        snprintf(buf, size, "((const unsigned char *)c->w[%s] + %s)",
+                 arg_or(ref->tensor_arg, ref->tensor, tensor, sizeof tensor), off);
         break;
     case LW_TOKENS:
         snprintf(buf, size, "(tokens%s)", rowoff);
@@ -113,11 +129,14 @@ static void declare_operand(FILE *o, const lw_ref *ref, const char *name)
 }
 
 /* The row loop of a step: `for (r = first; r < end; r++)`. */
-static void row_loop(FILE *o, lw_rows rows)
+static void row_loop(FILE *o, const lw_step *s)
 {
-    switch (rows) {
-    case LW_ROWS_ALL: fprintf(o, "      for (int64_t r = 0; r < T; r++) {\n"); break;
-    case LW_ROWS_TAIL: fprintf(o, "      for (int64_t r = t0; r < T; r++) {\n"); break;
+    char first[48];
+    switch (s->rows) {
+    case LW_ROWS_ALL: case LW_ROWS_TAIL:
+        fprintf(o, "      for (int64_t r = %s; r < T; r++) {\n",
+                row0(s->rows, s->rows_arg, first, sizeof first));
+        break;
     case LW_ROWS_LOOP: fprintf(o, "      for (int64_t r = t; r < t + 1; r++) {\n"); break;
     default: fprintf(o, "      for (int64_t r = 0; r < 1; r++) {\n"); break;
     }
@@ -132,7 +151,7 @@ static void emit_map(FILE *o, const lw_step *s)
         declare_operand(o, &s->src[k], names[k]);
     fprintf(o, "      float *d_ = %s;\n", ptr(&s->dst, "0", d, sizeof d));
     fprintf(o, "      (void)d_;\n");
-    row_loop(o, s->rows);
+    row_loop(o, s);
     if (s->n[3] == 1)          /* [H, S]: row r sees positions 0 .. pos0 + r */
         fprintf(o, "        for (int64_t h = 0; h < %" PRId64 "; h++)\n"
                    "        for (int64_t p = 0; p <= (int64_t)pos0 + r; p++) {\n"
@@ -171,7 +190,7 @@ static void emit_copy(FILE *o, const lw_step *s)
             ptr(x, "0", a, sizeof a), ptr(&s->dst, "0", d, sizeof d));
     if (s->kernel == LK_concat)
         fprintf(o, "      const float *b_ = %s;\n", ptr(&s->src[1], "0", b, sizeof b));
-    row_loop(o, s->rows);
+    row_loop(o, s);
     const char *xa = x->tok ? "r" : "0";
     const char *da = s->dst.tok ? "r" : "0";
     switch (s->kernel) {
@@ -198,8 +217,9 @@ static void emit_copy(FILE *o, const lw_step *s)
 static void c_step(FILE *o, const lw_program *p, const lw_step *s)
 {
     const ir_inst *in = &p->m->insts[s->inst];
-    const char *r0 = row0(s->rows), *rows = nrows(s->rows);
-    char d[160], a[160], b[160], lit[48];
+    char d[160], a[160], b[160], lit[48], first[48], count[48];
+    const char *r0 = row0(s->rows, s->rows_arg, first, sizeof first);
+    const char *rows = nrows(s->rows, s->rows_arg, count, sizeof count);
     fprintf(o, "    /* %%%d %s%s%s */\n", s->inst, ir_ops[in->op].name, in->label ? " " : "",
             in->label ? in->label : "");
     if (s->dst.place != LW_NONE)
@@ -298,13 +318,14 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
                 ptr(&s->src[1], "0", b, sizeof b), s->n[0], s->n[1], s->n[2], r0, s->n[3]);
         break;
     case LK_stat: {
-        char e[96];
+        char e[96], slot[32];
+        arg_or(s->stat_arg, s->n[0], slot, sizeof slot);
         fprintf(o, "    {\n");
         declare_operand(o, &s->src[0], "a");
-        row_loop(o, s->rows);
-        fprintf(o, "        c->stat_sum[%" PRId64 "] += %s;\n"
-                   "        c->stat_count[%" PRId64 "] += 1;\n      }\n    }\n",
-                s->n[0], element(&s->src[0], "a", e, sizeof e), s->n[0]);
+        row_loop(o, s);
+        fprintf(o, "        c->stat_sum[%s] += %s;\n"
+                   "        c->stat_count[%s] += 1;\n      }\n    }\n",
+                slot, element(&s->src[0], "a", e, sizeof e), slot);
         break;
     }
     case LK_output:
@@ -318,9 +339,9 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
 static void c_loop_begin(FILE *o, const lw_program *p, const lw_loop *l)
 {
     (void)p;
-    char g[96];
+    char g[96], first[48];
     fprintf(o, "  for (int64_t t = %s; t < T; t++) {   /* the guard region, token by token */\n",
-            l->rows == LW_ROWS_TAIL ? "t0" : "0");
+            row0(l->rows, l->rows_arg, first, sizeof first));
     fprintf(o, "    { const float *g_ = %s;\n", ptr(&l->guard, "0", g, sizeof g));
     fprintf(o, "      if (g_[%s] == 0.0f) continue; }\n", l->guard.tok ? "t" : "0");
 }
@@ -351,12 +372,49 @@ static void c_begin(FILE *o, const lw_program *p)
     }
     if (arrays)
         fputc('\n', o);
+}
+
+/* The context every step's code refers to: F, S, t0 (and c, tokens, pos0, T, arguments). */
+static const char *const step_context =
+    "    unsigned char *F = c->frame, *S = c->state;\n"
+    "    (void)F; (void)S; (void)t0; (void)tokens; (void)pos0; (void)T;\n";
+
+/* A layer function: the body of every layer of one structure; a[] holds what differs. */
+static void c_fn_begin(FILE *o, const lw_program *p, int fn)
+{
+    fprintf(o, "/* layer_%d: %d layer%s; a[]: the %d addresses and row choices that differ */\n"
+               "static void layer_%d(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T,"
+               " int64_t t0, const int64_t *a)\n{\n%s    (void)a;\n",
+            fn, p->fns[fn].ncalls, p->fns[fn].ncalls == 1 ? "" : "s", p->fns[fn].nargs, fn,
+            step_context);
+}
+
+static void c_fn_end(FILE *o, const lw_program *p, int fn)
+{
+    (void)p, (void)fn;
+    fprintf(o, "}\n\n");
+}
+
+static void c_call(FILE *o, const lw_program *p, const lw_call *c)
+{
+    int n = p->fns[c->fn].nargs;
+    if (n == 0) {
+        fprintf(o, "    layer_%d(c, tokens, pos0, T, t0, 0);   /* l=%d */\n", c->fn, c->layer);
+        return;
+    }
+    fprintf(o, "    { static const int64_t a[] = {");
+    for (int k = 0; k < n; k++)
+        fprintf(o, "%s%" PRId64, k ? ", " : "", c->args[k]);
+    fprintf(o, "}; layer_%d(c, tokens, pos0, T, t0, a); }   /* l=%d */\n", c->fn, c->layer);
+}
+
+static void c_forward_begin(FILE *o, const lw_program *p)
+{
+    (void)p;
     fprintf(o, "static void kiln_forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)\n"
                "{\n"
-               "    unsigned char *F = c->frame, *S = c->state;\n"
                "    const int64_t t0 = c->all_logits ? 0 : (int64_t)T - 1;   /* rows whose "
-               "logits are wanted */\n"
-               "    (void)F; (void)S; (void)t0; (void)tokens;\n");
+               "logits are wanted */\n%s", step_context);
 }
 
 static void emit_string(FILE *o, const char *s)
@@ -373,6 +431,14 @@ static void emit_string(FILE *o, const char *s)
     fputc('"', o);
 }
 
+/* Tables have several entries a line: they grow with the layers, the code does not. */
+#define TABLE_LINE_ENTRIES 4
+
+static const char *table_line_end(int i, int n)
+{
+    return i % TABLE_LINE_ENTRIES == TABLE_LINE_ENTRIES - 1 || i == n - 1 ? "\n" : "";
+}
+
 static void c_end(FILE *o, const lw_program *p)
 {
     const ir_module *m = p->m;
@@ -382,12 +448,12 @@ static void c_end(FILE *o, const lw_program *p)
         const char *code = codegen_kblob_name(p->tensor_dtype[i]);
         if (!code)
             DIE("tensor '%s' has no storage type (%s)", m->tensors[i].name, ir_dtype_name(t->dtype));
-        fprintf(o, "    {");
+        fprintf(o, i % TABLE_LINE_ENTRIES ? " {" : "    {");
         emit_string(o, m->tensors[i].name);
         fprintf(o, ", %s, %d, {", code, t->rank);
         for (int k = 0; k < 4; k++)
             fprintf(o, "%s%" PRId64, k ? ", " : "", k < t->rank ? t->dim[k] : 0);
-        fprintf(o, "}},\n");
+        fprintf(o, "}},%s", table_line_end(i, m->ntensors));
     }
     fprintf(o, "    {0}\n};\n\nstatic const char *const rtparam_names[] = {");
     for (int i = 0; i < m->nrtparams; i++) {
@@ -405,10 +471,10 @@ static void c_end(FILE *o, const lw_program *p)
     }
     fprintf(o, "0};\nstatic const krt_cache_desc caches[] = {\n");
     for (int i = 0; i < p->ncaches; i++) {
-        fprintf(o, "    {");
+        fprintf(o, i % TABLE_LINE_ENTRIES ? " {" : "    {");
         emit_string(o, p->caches[i].label);
-        fprintf(o, ", %" PRId64 ", %" PRId64 ", %" PRId64 "},\n", p->caches[i].width,
-                p->caches[i].capacity, p->caches[i].offset);
+        fprintf(o, ", %" PRId64 ", %" PRId64 ", %" PRId64 "},%s", p->caches[i].width,
+                p->caches[i].capacity, p->caches[i].offset, table_line_end(i, p->ncaches));
     }
     fprintf(o, "    {0}\n};\n\n");
     fprintf(o, "const krt_model kiln_model = {\n    .name = ");
@@ -429,7 +495,11 @@ static void c_end(FILE *o, const lw_program *p)
 const backend backend_c = {
     .name = "c",
     .begin = c_begin,
+    .fn_begin = c_fn_begin,
+    .fn_end = c_fn_end,
+    .forward_begin = c_forward_begin,
     .step = c_step,
+    .call = c_call,
     .loop_begin = c_loop_begin,
     .loop_end = c_loop_end,
     .end = c_end,
@@ -440,6 +510,7 @@ int codegen_emit_c(FILE *out, const ir_module *m)
     lw_program p;
     if (lower_program(m, &p) != 0)
         return -2;
+    lower_dedup(&p);
     int rc = backend_print(&backend_c, out, &p);
     lower_free(&p);
     return rc;

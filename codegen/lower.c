@@ -46,7 +46,11 @@ static int64_t col_bytes(ir_dtype dt, int64_t col)
 static lw_ref ref_of(const ir_module *m, int id)
 {
     const ir_inst *in = &m->insts[id];
-    lw_ref r = {.place = LW_NONE, .tok = in->type.tok, .row = ir_type_numel(&in->type)};
+    lw_ref r;
+    memset(&r, 0, sizeof r);   /* padding too: dedup.c compares references byte for byte */
+    r.place = LW_NONE;
+    r.tok = in->type.tok;
+    r.row = ir_type_numel(&in->type);
     r.i32 = in->type.dtype == DT_I32;
     switch (in->op) {
     case IR_token:
@@ -286,8 +290,10 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
     if (in->guard >= 0) {
         if (*open_loop < 0) {          /* a guard region starts: a per-token loop */
             *open_loop = p->nloops++;
-            p->loops[*open_loop] = (lw_loop){.first = p->nsteps, .guard = ref_of(m, in->guard),
-                                             .rows = LW_ROWS_TAIL};
+            lw_loop *l = &p->loops[*open_loop];    /* calloc'd: zero padding (dedup.c) */
+            l->first = p->nsteps;
+            l->guard = ref_of(m, in->guard);
+            l->rows = LW_ROWS_TAIL;
         }
         lw_loop *l = &p->loops[*open_loop];
         if (s->rows == LW_ROWS_ALL)    /* the loop visits every token any step needs */
@@ -346,6 +352,7 @@ int lower_program(const ir_module *m, lw_program *p)
 
 void lower_free(lw_program *p)
 {
+    lower_dedup_free(p);
     free(p->steps);
     free(p->loops);
     free(p->caches);

@@ -40,6 +40,9 @@ typedef struct lw_ref {
     int i32;                   /* elements are int32 (tokens, positions), else float */
     int index;                 /* LW_RTPARAM */
     float value;               /* LW_CONST */
+    /* In a layer function (dedup.c): k > 0 when the offset (tensor) differs between the
+     * layers that call it and is argument a[k - 1]; 0: the literal above. */
+    int offset_arg, tensor_arg;
 } lw_ref;
 
 /* The rows of the block a step runs for. */
@@ -99,6 +102,9 @@ typedef struct lw_step {
     const float *fvec;         /* rope_heads: nfvec bases (the module's arena owns them) */
     int nfvec;
     int flag;
+    /* In a layer function (dedup.c), k > 0: argument a[k - 1] says whether rows (ALL) are
+     * in fact LW_ROWS_TAIL (1) in the calling layer; stat_arg: a[k - 1] is the stat slot n0. */
+    int rows_arg, stat_arg;
 } lw_step;
 
 /* A guard region: steps first .. last run for each token whose guard row is true. */
@@ -106,12 +112,32 @@ typedef struct lw_loop {
     int first, last;
     lw_ref guard;
     lw_rows rows;              /* LW_ROWS_ALL or LW_ROWS_TAIL: which tokens it visits */
+    int rows_arg;              /* in a layer function: as lw_step.rows_arg */
 } lw_loop;
 
 typedef struct lw_cache {
     const char *label;         /* "k_cache l=3" */
     int64_t width, capacity, offset;
 } lw_cache;
+
+/* A layer function (dedup.c): the steps of one layer body, shared by every layer of that
+ * structure. Its loops' first/last index its own steps; its steps' loop, its own loops.
+ * What differs between the layers (addresses, rows) is read from nargs int64 arguments. */
+typedef struct lw_fn {
+    lw_step *steps; int nsteps;
+    lw_loop *loops; int nloops;
+    int nargs;
+    int ncalls;
+} lw_fn;
+
+/* A call of layer function fn in forward: it replaces the steps first .. last of the
+ * program, the body of layer `layer`, and passes args (fn's nargs values). */
+typedef struct lw_call {
+    int fn;
+    int first, last;
+    int layer;
+    int64_t *args;
+} lw_call;
 
 typedef struct lw_program {
     const ir_module *m;
@@ -120,10 +146,18 @@ typedef struct lw_program {
     lw_cache *caches; int ncaches;
     uint32_t *tensor_dtype;    /* per blob tensor: its KBLOB_* storage type */
     lw_ref logits;
+    lw_fn *fns; int nfns;      /* dedup.c: none when off (-O0), the steps straight-line */
+    lw_call *calls; int ncalls;    /* in step order */
 } lw_program;
 
 /* Lowers a planned module. 0, or -1 after reporting what no kernel can do. */
 int lower_program(const ir_module *m, lw_program *p);
 void lower_free(lw_program *p);
+
+/* dedup.c: layer dedup. Layers of the same structure (every field of every step but the
+ * addresses) share one function; fills p->fns and p->calls and notes each decision
+ * (pass_note "dedup"). Off under -O0 (passes_opts.o0). The steps stay as they were. */
+void lower_dedup(lw_program *p);
+void lower_dedup_free(lw_program *p);
 
 #endif

@@ -231,6 +231,8 @@ int ir_rw_add(ir_rewriter *rw, const ir_inst *proto);
 void ir_rw_replace(ir_rewriter *rw, int id, int new_id);
 /* The new module; the old one is left as it was (the caller frees it). */
 ir_module *ir_rw_end(ir_rewriter *rw);
+/* A copy of m, unplanned (a starting point kept while passes change the original). */
+ir_module *ir_module_copy(const ir_module *m);
 
 /* Use lists: users of value v are user[first[v] .. first[v+1]-1], in order (an operand or
  * guard read counts once per instruction). */

@@ -50,11 +50,12 @@ int ir_recipe_make(const ir_recipe **out, ir_recipe_op op, const ir_recipe *cons
     r->op = op;
     r->nsrc = nsrc;
     const ir_recipe **s = base_alloc(sizeof *s * (size_t)(nsrc ? nsrc : 1));
-    memcpy(s, src, sizeof *s * (size_t)nsrc);
+    if (nsrc)
+        memcpy(s, src, sizeof *s * (size_t)nsrc);
     r->src = s;
     r->nrange = nrange;
     int64_t *rg = base_alloc(sizeof *rg * (size_t)(2 * nrange + 1));
-    if (nrange > 0)            /* concat, scale_cols, matvec_t take no ranges (range NULL) */
+    if (nrange)
         memcpy(rg, range, sizeof *rg * (size_t)(2 * nrange));
     r->range = rg;
     if (ir_recipe_type(r, &r->type, why, size) != 0)

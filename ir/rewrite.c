@@ -146,3 +146,12 @@ void ir_uses_free(ir_uses *u)
     free(u->user);
     u->first = u->user = NULL;
 }
+
+ir_module *ir_module_copy(const ir_module *m)
+{
+    ir_rewriter rw;
+    ir_rw_begin(&rw, m, NULL);
+    for (int i = 0; i < m->ninsts; i++)
+        ir_rw_copy(&rw, i);
+    return ir_rw_end(&rw);
+}

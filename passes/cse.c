@@ -67,6 +67,7 @@ ir_module *pass_cse(ir_module *m)
         DIE("out of memory");
     ir_rewriter rw;
     ir_rw_begin(&rw, m, NULL);
+    int merged = 0;
     for (int i = 0; i < m->ninsts; i++) {
         ir_inst in = ir_rw_renamed(&rw, i);
         if (ir_ops[in.op].flags & OPF_EFFECT) {
@@ -78,10 +79,12 @@ ir_module *pass_cse(ir_module *m)
             if (same(&rw.m->insts[t.slot[s] - 1], &in))
                 break;
         if (t.slot[s])         /* a duplicate: its readers read the first one */
-            ir_rw_replace(&rw, i, t.slot[s] - 1);
+            ir_rw_replace(&rw, i, t.slot[s] - 1), merged++;
         else
             t.slot[s] = ir_rw_copy(&rw, i) + 1;
     }
     free(t.slot);
+    if (merged)
+        pass_note("cse", "merged %d duplicate instructions into the first of each", merged);
     return ir_rw_end(&rw);
 }

@@ -35,9 +35,18 @@ ir_module *pass_dce(ir_module *m)
     }
     ir_rewriter rw;
     ir_rw_begin(&rw, m, keep);
+    int dropped = 0;
     for (int i = 0; i < m->ninsts; i++)
         if (live[i])
             ir_rw_copy(&rw, i);
+        else
+            dropped++;
+    if (dropped)
+        pass_note("dce", "dropped %d instructions no effect depends on", dropped);
+    for (int t = 0; t < m->ntensors; t++)
+        if (!keep[t])
+            pass_note("dce", "tensor %s (\"%s\") is read by nothing: not packed",
+                      m->tensors[t].decl, m->tensors[t].name);
     free(live);
     free(keep);
     return ir_rw_end(&rw);

@@ -144,8 +144,6 @@ static int fold_identity(const ir_rewriter *rw, const ir_inst *in)
 
 ir_module *pass_fold_const(ir_module *m)
 {
-    if (passes_opts.o0)
-        return m;
     ir_rewriter rw;
     ir_rw_begin(&rw, m, NULL);
     for (int i = 0; i < m->ninsts; i++) {

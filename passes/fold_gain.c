@@ -123,8 +123,6 @@ static int scaled_tensor(ir_rewriter *rw, const gain_fold *f, int t)
 
 ir_module *pass_fold_gain(ir_module *m)
 {
-    if (passes_opts.o0)
-        return m;
     ir_uses u;
     ir_uses_build(m, &u);
     gain_fold *by_tensor = malloc(sizeof *by_tensor * (size_t)(m->ntensors ? m->ntensors : 1));

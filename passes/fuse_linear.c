@@ -171,8 +171,6 @@ static void group_linears(const ir_module *m, const ir_uses *u, char *cand, int 
 
 ir_module *pass_fuse_linear(ir_module *m)
 {
-    if (passes_opts.o0)
-        return m;
     ir_uses u;
     ir_uses_build(m, &u);
     size_t n = (size_t)(m->ninsts ? m->ninsts : 1);

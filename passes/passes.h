@@ -23,6 +23,10 @@ ir_module *pass_fuse_linear(ir_module *m);
 ir_module *pass_cse(ir_module *m);
 /* Dead-code elimination: drops instructions no effect depends on. */
 ir_module *pass_dce(ir_module *m);
+/* Softmax sharing (UniAttn), only when share_softmax_requested(): a reuser layer's attention
+ * reads its leader's probabilities. Changes the model. */
+ir_module *pass_share_softmax(ir_module *m);
+int share_softmax_requested(void);
 /* Memory planning: frame slots reused after each value's last use; caches in the state. */
 ir_module *pass_plan_memory(ir_module *m);
 
@@ -40,6 +44,9 @@ typedef struct passes_options {
     double expert_budget;      /* --expert-budget P: 0 none, else share of firings kept */
 } passes_options;
 extern passes_options passes_opts;
+/* Whether o asks for a pass that changes the model (share-softmax, expert pruning): then
+ * `kiln build` measures the divergence from the unchanged model (codegen/calib.c). */
+int passes_changes_model(const passes_options *o);
 
 /* The decisions passes made, for `kiln build --report` and `kiln dump --report`: each pass
  * says what it did, one line per decision ("shared the softmax of l=2 with l=3, l=4"). */
@@ -50,14 +57,82 @@ int passes_note_count(void);
 const char *passes_note(int i);
 void passes_notes_clear(void);
 
-/* Runs the pipeline on *m (replacing it). With `before` (a pass name), stops before that
- * pass; with `after`, stops after it ("none": before the first). Unknown names are reported.
- * verbose: prints each pass and the instruction count. Returns 0, or 1 after an error. */
+/* ---------------------------------------------------------------- the pipeline (pipeline.c)
+ *
+ * One flat table of passes, in order. A pass's flags say when it runs:
+ *   PASS_REQUIRED    correctness needs it: it runs at -O0 and cannot be disabled
+ *   PASS_ON_REQUEST  it changes the model, so it runs only when its `requested` predicate
+ *                    says a command-line option asks for it (even at -O0)
+ *   neither          an optimization: runs unless -O0 or --disable-pass=NAME
+ */
+enum { PASS_REQUIRED = 1 << 0, PASS_ON_REQUEST = 1 << 1 };
+
+typedef struct pass_info {
+    const char *name;
+    ir_module *(*run)(ir_module *m);
+    unsigned flags;
+    int (*requested)(const passes_options *o);   /* PASS_ON_REQUEST only */
+    const char *summary;       /* one line each, shown by --list-passes */
+    const char *requires;
+    const char *preserves;
+} pass_info;
+
+int passes_count(void);
+const pass_info *passes_info(int i);
+/* The index of the pass named `name` in the pipeline, or -1. */
+int passes_lookup(const char *name);
+/* Prints the table (--list-passes). */
+void passes_list(FILE *out);
+
+/* Why a pass did or did not run in the last passes_run_with (for the report). */
+typedef enum pass_status {
+    PASS_NOT_REACHED,          /* the run stopped before it (--stop-after, --before) */
+    PASS_RAN,
+    PASS_SKIPPED_O0,           /* -O0 runs only the required and the requested passes */
+    PASS_SKIPPED_DISABLED,     /* --disable-pass */
+    PASS_SKIPPED_UNREQUESTED,  /* on request, and nothing asked for it */
+} pass_status;
+typedef struct pass_record {
+    pass_status status;
+    int insts_before, insts_after;   /* instruction counts around the pass, when it ran */
+} pass_record;
+const pass_record *passes_record(int i);
+const char *passes_status_name(pass_status s);
+
+/* One run of the pipeline, as the command line shapes it. Zero: the whole pipeline with
+ * passes_opts (-O0, --disable-pass), no dumps. */
+typedef struct passes_run_opts {
+    const char *stop_before;   /* --before P: stop before P */
+    const char *stop_after;    /* --after / --stop-after P: stop after P ("none": before all) */
+    const char *dump_before;   /* --dump-before=P: the IR before P, or "all": before each */
+    const char *dump_after;    /* --dump-after=P: the IR after P, or "all": the input, then
+                                * after each pass */
+    const char *dump_dir;      /* one numbered file per dump (00-input.ir, 01-widen.ir ...);
+                                * created if missing; NULL: dumps go to dump_stream */
+    FILE *dump_stream;
+    int dump_banners;          /* on the stream: a "; kiln: IR after P" line before each */
+    const char *scope;         /* on the stream: only these instructions (--scope) */
+    int verbose;               /* each pass and its instruction count, on stderr */
+    int ndumps;                /* out: dumps written (the next file's number) */
+} passes_run_opts;
+
+/* Checks what passes_opts, r's pass names and the dump options ask for against the table
+ * (unknown pass, a required one disabled, a dump or stop at a pass that will not run) and
+ * reports the first problem. 0, or 1 after reporting. */
+int passes_check_run(const passes_run_opts *r);
+/* Runs the pipeline on *m (replacing it), verifying after each pass, with the dumps r asks
+ * for. Checks r first (passes_check_run). Returns 0, or 1 after an error. */
+int passes_run_with(ir_module **m, passes_run_opts *r);
+/* The same with only stop points (NULL for none) and verbosity. */
 int passes_run(ir_module **m, const char *before, const char *after, int verbose);
 /* Runs exactly the passes named in `list` ("cse,dce"), in that order, verifying after
  * each: how a pass is tested .ir in, .ir out. Returns 0, or 1 after an error. */
 int passes_run_list(ir_module **m, const char *list, int verbose);
-/* The names of the pipeline's passes, in order, NULL-terminated. */
-extern const char *const passes_names[];
+/* The path of dump file number n in dir for `what` ("input", "widen", "before-cse",
+ * "codegen") and extension ext ("ir", "c") into buf; returns buf. */
+char *passes_dump_path(char *buf, size_t size, const char *dir, int n, const char *what,
+                       const char *ext);
+/* Makes dir (and its parents) if missing. 0, or -1 after reporting. */
+int passes_make_dir(const char *dir);
 
 #endif

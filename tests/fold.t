@@ -151,10 +151,4 @@ for my $spec (sort glob 'examples/*.kiln') {
        sprintf('llama bf16: gain folding rounds once more, the logits move a little (%.3g)', $ratio));
 }
 
-my $r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '--disable-pass', 'fold-gian');
-ok($r->{rc} == 1 && $r->{err} =~ /--disable-pass fold-gian: no pass of that name/ && $r->{out} eq '',
-   '--disable-pass with an unknown pass is refused') or diag(Golden::how($r));
-$r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '--disable-pass=memplan');
-ok($r->{rc} == 1 && $r->{err} =~ /memplan: the program cannot be built without it/,
-   '--disable-pass of a pass correctness needs is refused') or diag(Golden::how($r));
 done_testing();

@@ -1,0 +1,1 @@
+tests/ir/pass-share-softmax.in --passes share-softmax --share-softmax=2,1,3
