@@ -111,6 +111,12 @@ static const char usage_text[] =
     "                    l < b, l >= e or (l - b) % G == 0; every other layer reuses its\n"
     "                    leader's (b + (l - b) / G * G), so it computes no Q, K or softmax\n"
     "                    and keeps no K cache\n"
+    "  --keep-experts=L:E,E;L:E  keep only these experts of these layers (the layers not\n"
+    "                    named keep all); the others leave the program and the blob\n"
+    "  --prune-experts=FILE  choose the experts from a routing profile (a program's\n"
+    "                    --profile-routing FILE), with one of:\n"
+    "  --min-freq X      keep the experts that ran for at least X of the tokens\n"
+    "  --expert-budget P keep, per layer, the fewest experts covering P of the firings\n"
     "  --calib FILE      build: the calibration tokens (ids separated by commas or white\n"
     "                    space; default: 64 fixed tokens, fewer when ctx is shorter)\n"
     "\n"
@@ -261,6 +267,34 @@ static void parse_share_softmax(const char *text)
     passes_opts.share_end = (int)v[2];
 }
 
+static int min_freq_given;     /* --min-freq was given (0 is a valid share) */
+
+/* --min-freq X in 0..1, --expert-budget P in (0, 1]: into passes_opts. */
+static void parse_prune_share(const char *name, const char *v)
+{
+    int budget = !strncmp(name, "--expert-budget", 15);
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= 0 && x <= 1) || (budget && x == 0))
+        usage_error(budget ? "--expert-budget needs a share of the firings in (0, 1], not '%s'"
+                           : "--min-freq needs a share of the tokens in 0..1, not '%s'", v);
+    *(budget ? &passes_opts.expert_budget : &passes_opts.min_freq) = x;
+    min_freq_given |= !budget;
+}
+
+/* The pruning flags go together one way only. */
+static void check_prune_flags(void)
+{
+    const passes_options *p = &passes_opts;
+    if (p->keep_experts && p->prune_profile)
+        usage_error("--keep-experts and --prune-experts are two ways to choose; give one%s", "");
+    if ((min_freq_given || p->expert_budget > 0) && !p->prune_profile)
+        usage_error("--min-freq and --expert-budget choose from a profile: give "
+                    "--prune-experts=FILE%s", "");
+    if (p->prune_profile && min_freq_given == (p->expert_budget > 0))
+        usage_error("--prune-experts=FILE needs one of --min-freq X and --expert-budget P%s", "");
+}
+
 /* One argument (and its value): a table option, or one of those with their own rules.
  * Returns 0 when argv[*i] is not an option kiln knows. */
 static int parse_option(int argc, char **argv, int *i, options *o)
@@ -291,6 +325,13 @@ static int parse_option(int argc, char **argv, int *i, options *o)
         disable_passes(v);
     } else if (option_value(argc, argv, i, "--share-softmax", &v)) {
         parse_share_softmax(v);
+    } else if (option_value(argc, argv, i, "--keep-experts", &v)) {
+        passes_opts.keep_experts = v;
+    } else if (option_value(argc, argv, i, "--prune-experts", &v)) {
+        passes_opts.prune_profile = v;
+    } else if (option_value(argc, argv, i, "--min-freq", &v) ||
+               option_value(argc, argv, i, "--expert-budget", &v)) {
+        parse_prune_share(a, v);
     } else if (option_value(argc, argv, i, "--max-batch", &v)) {
         o->max_batch = integer_value("--max-batch", v, 1, 65536, "an integer in 1..65536");
     } else if (option_value(argc, argv, i, "--ctx", &v)) {
@@ -340,6 +381,7 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (!o->command)
         usage_error("no command given%s", "");
+    check_prune_flags();
     if (o->calib && strcmp(o->command, "build"))
         usage_error("--calib applies to build (which measures a model-changing pass), not to "
                     "'%s'", o->command);
@@ -684,7 +726,7 @@ static int cmd_dump(const options *o)
     /* a dump read back prints as it was read, unless passes are asked for */
     int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->stop_after &&
                   !o->dump_before && !o->dump_after && !o->emit && !passes_opts.o0 &&
-                  !passes_opts.ndisabled;
+                  !passes_opts.ndisabled && !passes_changes_model(&passes_opts);
     passes_run_opts dumps = {0};
     int rc = as_read    ? 0
              : o->passes ? passes_run_list(&m, o->passes, o->verbose)

@@ -12,6 +12,11 @@
 
 /* Widening: every op reads weights in a type it accepts (a widen before the others). */
 ir_module *pass_widen(ir_module *m);
+/* Expert pruning (--keep-experts, --prune-experts): dropped experts leave the IR and the
+ * blob. Unchanged unless passes_opts asks; NULL after an error. */
+ir_module *pass_prune_experts(ir_module *m);
+/* Routing statistics: a "route l=L e=E" statistic per expert region (--profile-routing). */
+ir_module *pass_route_stats(ir_module *m);
 /* Constant folding: dot(linear(x, W), v) over weights, elementwise ops of constants,
  * identities (fold_const.c). */
 ir_module *pass_fold_const(ir_module *m);

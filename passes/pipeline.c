@@ -51,10 +51,11 @@ void passes_notes_clear(void)
 
 /* the predicates of the passes that change the model */
 static int share_requested(const passes_options *o) { return o->share_group > 0; }
+static int prune_requested(const passes_options *o) { return o->keep_experts || o->prune_profile; }
 
 int passes_changes_model(const passes_options *o)
 {
-    return share_requested(o) || o->keep_experts || o->prune_profile || o->expert_budget > 0;
+    return share_requested(o) || prune_requested(o);
 }
 
 static const pass_info pipeline[] = {
@@ -65,6 +66,13 @@ static const pass_info pipeline[] = {
      "--share-softmax=G,b,e: each reuser layer reads its leader's attention probabilities",
      "verified IR; before any fusion of attention or products",
      "every layer's output but the reusers' attention (changes the model)"},
+    {"prune-experts", pass_prune_experts, PASS_ON_REQUEST, prune_requested,
+     "--keep-experts / --prune-experts: dropped experts leave the router, the IR and the blob",
+     "verified IR; expert regions whose guard is an extract of a router's mask",
+     "the kept experts' computation (changes the model)"},
+    {"route-stats", pass_route_stats, PASS_REQUIRED, NULL,   /* after pruning: what remains */
+     "a `route l=L e=E` statistic per expert region, for PROG --profile-routing",
+     "verified IR", "every value; adds statistics"},
     {"fold-const", pass_fold_const, 0, NULL,
      "dot(linear(x, W), v) -> dot(x, W^T v); elementwise ops of constants; exact identities",
      "verified IR, after widen", "effects; values exactly, the dot fold up to rounding"},

@@ -12,6 +12,9 @@
  * The logits file is written to FILE.tmp and renamed onto FILE only when FILE is a regular
  * file or new; a device or FIFO is written directly (the same rule as the compiler's
  * base/outfile.c, which this program, depending on libc only, cannot link).
+ * Statistics named "route l=L e=E" (passes/route_stats.c: whether expert E of layer L ran,
+ * per token) are not the spec's: --stats leaves them out, --profile-routing FILE writes
+ * them as a routing profile (JSON), which kiln build --prune-experts=FILE reads.
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE    /* MAP_ANONYMOUS, which POSIX.1-2008 lacks */
@@ -39,6 +42,7 @@ typedef struct opts {
     int64_t ctx;               /* positions a run may take: --ctx, else the compiled ctx */
     const char *blob;
     int stats, bench;
+    const char *profile;       /* --profile-routing FILE, or NULL */
     float *rtparams;
 } opts;
 
@@ -174,6 +178,87 @@ static void parse_set(opts *o, const char *s)
                 m->n_rtparams ? "known: " : "this model has none", known);
 }
 
+/* ---- routing statistics ---- */
+
+/* Whether statistic `name` is a routing count; its layer and expert. */
+static int route_stat(const char *name, int *layer, int *expert)
+{
+    int l, e, n = 0;
+    if (sscanf(name, "route l=%d e=%d%n", &l, &e, &n) != 2 || name[n] || l < 0 || e < 0)
+        return 0;
+    if (layer)
+        *layer = l, *expert = e;
+    return 1;
+}
+
+static int is_route_stat(const char *name) { return route_stat(name, NULL, NULL); }
+
+static int has_route_stats(void)
+{
+    for (int i = 0; i < kiln_model.n_stats; i++)
+        if (is_route_stat(kiln_model.stat_names[i]))
+            return 1;
+    return 0;
+}
+
+/* The count of expert e of layer l (0 when the program has no such expert: pruned). */
+static long long route_count(const krt_ctx *c, int l, int e)
+{
+    int sl, se;
+    for (int i = 0; i < kiln_model.n_stats; i++)
+        if (route_stat(kiln_model.stat_names[i], &sl, &se) && sl == l && se == e)
+            return llround(c->stat_sum[i]);
+    return 0;
+}
+
+static void print_profile(FILE *f, const krt_ctx *c)
+{
+    const krt_model *m = &kiln_model;
+    int lmax = -1, l, e;
+    double tokens = 0;
+    for (int i = 0; i < m->n_stats; i++)
+        if (route_stat(m->stat_names[i], &l, &e)) {
+            lmax = l > lmax ? l : lmax;
+            /* a pruned expert's slot of a re-pruned dump counts nothing */
+            tokens = c->stat_count[i] > tokens ? c->stat_count[i] : tokens;
+        }
+    fprintf(f, "{\"model\": \"%s\", \"tokens\": %.0f, \"layers\": [", m->name, tokens);
+    int first = 1;
+    for (int layer = 0; layer <= lmax; layer++) {
+        int emax = -1;
+        for (int i = 0; i < m->n_stats; i++)
+            if (route_stat(m->stat_names[i], &l, &e) && l == layer && e > emax)
+                emax = e;
+        if (emax < 0)
+            continue;
+        fprintf(f, "%s\n  {\"layer\": %d, \"experts\": [", first ? "" : ",", layer);
+        for (e = 0; e <= emax; e++)
+            fprintf(f, "%s%lld", e ? ", " : "", route_count(c, layer, e));
+        fprintf(f, "]}");
+        first = 0;
+    }
+    fprintf(f, "\n]}\n");
+}
+
+/* Writes the profile to FILE.tmp and renames it onto FILE: never a partial profile. */
+static void write_profile(const char *path, const krt_ctx *c)
+{
+    char *tmp = xcalloc(strlen(path) + 5, 1);
+    sprintf(tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        fatal("cannot write %s: %s", tmp, strerror(errno));
+    partial_file = tmp;
+    print_profile(f, c);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad)
+        fatal("cannot write %s", tmp);
+    if (rename(tmp, path) != 0)
+        fatal("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    partial_file = NULL;
+    free(tmp);
+}
+
 /* ---- --help ---- */
 
 static void help(void)
@@ -182,7 +267,7 @@ static void help(void)
     printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
     printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
-           "        [--blob FILE] [--bench]\n\n", prog);
+           "        [--blob FILE] [--bench] [--profile-routing FILE]\n\n", prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -218,6 +303,11 @@ static void help(void)
            "                    set a run-time parameter (below). Repeatable.\n"
            "    --stats         after the run, print to standard error the mean of every\n"
            "                    statistic (below) and the KV-cache and frame memory report.\n"
+           "    --profile-routing FILE\n"
+           "                    after the run, write how often each expert ran, per layer,\n"
+           "                    as JSON: {\"model\", \"tokens\", \"layers\": [{\"layer\": L,\n"
+           "                    \"experts\": [count, ...]}, ...]} (for kiln build\n"
+           "                    --prune-experts=FILE). Written to FILE.tmp, then renamed.\n"
            "    --threads N     threads, N >= 1 (default 1): large matrix products are\n"
            "                    split by rows; results are the same for every N.\n"
            "    --batch N       run the prompt in blocks of at most N tokens, 1 <= N <= %lld\n"
@@ -245,7 +335,8 @@ static void help(void)
     if (!m->n_stats)
         printf("    none\n");
     for (int i = 0; i < m->n_stats; i++)
-        printf("    %s\n", m->stat_names[i]);
+        if (!is_route_stat(m->stat_names[i]))
+            printf("    %s\n", m->stat_names[i]);
     printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n");
 }
 
@@ -297,6 +388,13 @@ static void parse_args(opts *o, int argc, char **argv)
             o->blob = VALUE();
         } else if (FLAG("--bench-runs")) {
             o->bench_runs = parse_int(VALUE(), 1, 1000000, "--bench-runs");
+        } else if (FLAG("--profile-routing")) {
+            o->profile = VALUE();
+            if (!*o->profile)
+                usage_error("--profile-routing: empty file name");
+            if (!has_route_stats())
+                usage_error("--profile-routing: the model '%s' has no routed experts",
+                            kiln_model.name);
         } else if (FLAG("--stats") && !val) {
             o->stats = 1;
         } else if (FLAG("--bench") && !val) {
@@ -444,6 +542,8 @@ static void report_stats(const opts *o, const krt_ctx *c)
 {
     const krt_model *m = &kiln_model;
     for (int i = 0; i < m->n_stats; i++) {
+        if (is_route_stat(m->stat_names[i]))
+            continue;          /* --profile-routing writes these */
         if (c->stat_count[i] > 0)
             fprintf(stderr, "stat %s %.6f (%.0f samples)\n", m->stat_names[i],
                     c->stat_sum[i] / c->stat_count[i], c->stat_count[i]);
@@ -552,6 +652,8 @@ int main(int argc, char **argv)
         fatal("cannot write to standard output");
     if (o.stats)
         report_stats(&o, &s.c);
+    if (o.profile)
+        write_profile(o.profile, &s.c);
     if (o.bench)
         bench(&o, &s);
 

@@ -16,7 +16,7 @@ package RefModel;
 #
 # Config keys: arch (dense|finedeep|dsmoe|uniattn), dim, heads, kv_heads, layers,
 # eps (1e-5), rope_base (10000), rope (half|interleaved), tied (1);
-# dsmoe: experts, hidden, tau (0.5); finedeep: sublayers, experts;
+# dsmoe: experts, hidden, tau (0.5), keep ({layer => [experts kept]}); finedeep: sublayers, experts;
 # uniattn: group_size, begin, end. vocab and FFN widths come from the tensors' shapes.
 use strict;
 use warnings;
@@ -226,6 +226,14 @@ sub dense_ffn {
                           $self->W("$pre.mlp.down_proj.weight")));
 }
 
+# Expert pruning (config key keep => { L => [E, ...] }): an expert of a layer named in keep
+# and not listed is never selected, as if its router logit were -infinity.
+sub kept {
+    my ($c, $l, $e) = @_;
+    return 1 unless $c->{keep} && $c->{keep}{$l};
+    return scalar grep { $_ == $e } @{ $c->{keep}{$l} };
+}
+
 sub dsmoe_ffn {
     my ($self, $x, $l) = @_;
     my $c = $self->{c};
@@ -240,6 +248,7 @@ sub dsmoe_ffn {
     my @out = (0) x @$x;
     my $count = 0;
     for my $i (0 .. $n - 1) {
+        next unless kept($c, $l, $i);
         my $gap = abs($g->[$i] - $c->{tau});
         $self->{min_tau_gap} = $gap if $gap < $self->{min_tau_gap};
         next unless $g->[$i] > $c->{tau};
@@ -497,7 +506,7 @@ sub mixtral_layer {
     my $v = RefModel::rmsnorm($x, $self->V1("$p.post_attention_layernorm.weight"), $c->{eps});
     my $r = $self->lin($v, "$p.block_sparse_moe.gate.weight");
     # experts by descending logit, the lower index first among equals
-    my @order = sort { $r->[$b] <=> $r->[$a] || $a <=> $b } 0 .. $#$r;
+    my @order = grep { RefModel::kept($c, $l, $_) } sort { $r->[$b] <=> $r->[$a] || $a <=> $b } 0 .. $#$r;
     my @sel = @order[0 .. $c->{top_k} - 1];
     if ($c->{top_k} < @order) {
         my $gap = $r->[ $order[ $c->{top_k} - 1 ] ] - $r->[ $order[ $c->{top_k} ] ];
