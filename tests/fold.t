@@ -16,7 +16,8 @@ use Golden qw(run_cmd);
 
 my $kiln = Golden::kiln();
 my $dir  = Golden::tmpdir();
-my $passes = 'fold-const,fold-gain,fuse-linear,cse,dce,memplan';
+# the pipeline after widen (route-stats is required: it adds DSMoE's and Mixtral's statistics)
+my $passes = 'route-stats,fold-const,fold-gain,fuse-linear,cse,dce,memplan';
 my @tokens = ('--tokens', '1,5,9,33,2,7,100,3,64,17');
 
 sub write_file {
