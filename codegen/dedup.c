@@ -21,8 +21,9 @@
 /* Shorter runs (the hoisted constants of a layer) stay in forward: no call is worth it. */
 #define DEDUP_MIN_STEPS 4
 
-/* The most slots of a step: two per reference (tensor, offset), its rows, its stat slot. */
-#define DEDUP_STEP_SLOTS (2 * (1 + IR_MAX_ARGS) + 2)
+/* The most slots of a step: two per reference (tensor, offset; dst, src, a fused map's
+ * operands, a linear's epilogue operand), its rows, its stat slot. */
+#define DEDUP_STEP_SLOTS (2 * (1 + IR_MAX_ARGS + LW_EXPR_MAX + 1) + 2)
 #define DEDUP_LOOP_SLOTS 3
 
 /* A layer body: steps first .. last of the program, loops loop0 .. loop0 + nloops - 1. */
@@ -91,6 +92,10 @@ static void body_slots(dedup_slots *sl, lw_step *steps, int nsteps, lw_loop *loo
         ref_slots(sl, &s->dst);
         for (int k = 0; k < s->nsrc; k++)
             ref_slots(sl, &s->src[k]);
+        for (int k = 0; k < s->nfsrc; k++)          /* fusion (fuse.c) */
+            ref_slots(sl, &s->fsrc[k]);
+        if (s->res.place != LW_NONE)
+            ref_slots(sl, &s->res);
         if (rows_vary(s->rows))
             slot_add(sl, s->rows == LW_ROWS_TAIL, &s->rows_arg);
         if (s->kernel == LK_stat)
@@ -123,6 +128,12 @@ static lw_step step_key(const lw_step *s, int loop0)
     ref_blank(&k.dst);
     for (int j = 0; j < IR_MAX_ARGS; j++)
         ref_blank(&k.src[j]);
+    for (int j = 0; j < LW_EXPR_MAX; j++) {    /* fusion (fuse.c): operands and instructions */
+        ref_blank(&k.fsrc[j]);
+        k.expr[j].inst = 0;
+    }
+    ref_blank(&k.res);
+    k.res_inst = 0;
     if (k.rows == LW_ROWS_TAIL)
         k.rows = LW_ROWS_ALL;
     if (k.kernel == LK_stat)

@@ -171,6 +171,111 @@ static void emit_map(FILE *o, const lw_step *s)
     fprintf(o, "        }\n      }\n    }\n");
 }
 
+/* ---- fused maps (fuse.c): one loop over an expression tree ---- */
+
+typedef struct expr_buf {
+    char *s;
+    size_t n, size;
+} expr_buf;
+
+static void expr_put(expr_buf *b, const char *text, size_t len)
+{
+    if (b->n + len + 1 > b->size)
+        DIE("emit_c: a fused expression is longer than %zu bytes", b->size);
+    memcpy(b->s + b->n, text, len);
+    b->n += len;
+    b->s[b->n] = 0;
+}
+
+static int is_ident(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.';
+}
+
+static void expr_text(expr_buf *b, const lw_step *s, int node, int hoisted);
+
+/* Operand node of an expression: a leaf's variable, a per-row value computed before the
+ * element loop, or the operand's own expression in parentheses. */
+static void expr_operand(expr_buf *b, const lw_step *s, int node, int hoisted)
+{
+    char name[32];
+    const lw_enode *e = &s->expr[node];
+    if (e->leaf >= 0 || (hoisted && e->scalar)) {
+        int len = snprintf(name, sizeof name, "%s%d", e->leaf >= 0 ? "l" : "s",
+                           e->leaf >= 0 ? e->leaf : node);
+        expr_put(b, name, (size_t)len);
+        return;
+    }
+    expr_put(b, "(", 1);
+    expr_text(b, s, node, hoisted);
+    expr_put(b, ")", 1);
+}
+
+/* The op's C expression (ops.h) with its operands a, b, c replaced by the nodes below it.
+ * hoisted: per-row nodes are the variables s<node>. */
+static void expr_text(expr_buf *b, const lw_step *s, int node, int hoisted)
+{
+    const lw_enode *e = &s->expr[node];
+    if (e->leaf >= 0) {
+        expr_operand(b, s, node, hoisted);
+        return;
+    }
+    const char *c = ir_ops[e->op].cexpr;
+    while (*c) {
+        size_t len = 1;
+        if (is_ident(*c))      /* a whole word: expf, 1.0f, or an operand name */
+            while (is_ident(c[len]))
+                len++;
+        if (len == 1 && *c >= 'a' && *c <= 'c')
+            expr_operand(b, s, e->arg[*c - 'a'], hoisted);
+        else
+            expr_put(b, c, len);
+        c += len;
+    }
+}
+
+static void emit_fused_map(FILE *o, const lw_step *s)
+{
+    char text[8192], ev[96], d[160], name[16];
+    expr_buf b = {text, 0, sizeof text};
+    int root = s->nexpr - 1, hoist = !s->expr[root].scalar;
+    fprintf(o, "    {\n");
+    for (int k = 0; k < s->nfsrc; k++) {
+        snprintf(name, sizeof name, "l%d", k);
+        declare_operand(o, &s->fsrc[k], name);
+    }
+    fprintf(o, "      float *d_ = %s;\n", ptr(&s->dst, "0", d, sizeof d));
+    row_loop(o, s);
+    /* per-row operands and values, once per row (with hoist) */
+    for (int k = 0; hoist && k < s->nfsrc; k++)
+        if (s->fsrc[k].row == 1) {
+            snprintf(name, sizeof name, "l%d", k);
+            fprintf(o, "        const float l%d = %s;\n", k,
+                    element(&s->fsrc[k], name, ev, sizeof ev));
+        }
+    for (int k = 0; hoist && k < root; k++)
+        if (s->expr[k].leaf < 0 && s->expr[k].scalar) {
+            b.n = 0;
+            expr_text(&b, s, k, 1);
+            fprintf(o, "        const float s%d = %s;\n", k, text);
+        }
+    fprintf(o, "        for (int64_t i = 0; i < %" PRId64 "; i++) {\n", s->n[0]);
+    for (int k = 0; k < s->nfsrc; k++)
+        if (!hoist || s->fsrc[k].row != 1) {
+            snprintf(name, sizeof name, "l%d", k);
+            fprintf(o, "          const float l%d = %s;\n", k,
+                    element(&s->fsrc[k], name, ev, sizeof ev));
+        }
+    b.n = 0;
+    expr_text(&b, s, root, hoist);
+    if (s->dst.tok)
+        fprintf(o, "          d_[r * %" PRId64 " + i] = %s;\n", s->dst.row, text);
+    else
+        fprintf(o, "          d_[i] = %s;\n", text);
+    fprintf(o, "        }\n      }\n    }\n");
+}
+
 static const char *weight_suffix(uint32_t dtype)
 {
     switch (dtype) {
@@ -179,6 +284,26 @@ static const char *weight_suffix(uint32_t dtype)
     case KBLOB_BF16: return "bf16";
     default: DIE("emit_c: no kernel for storage type %u", dtype);
     }
+}
+
+/* A linear with its epilogue (fuse.c): dst = res + x W^T, res one row per token or one for
+ * all (a bias). */
+static void emit_linear_res(FILE *o, const lw_step *s, const char *sfx, const char *d,
+                            const char *a, const char *x_rows, const char *w, const char *r0)
+{
+    char r[160];
+    ptr(&s->res, s->res.tok ? r0 : "0", r, sizeof r);
+    int64_t ldr = s->res.tok ? s->n[0] : 0;
+    if (s->split)
+        fprintf(o, "    krt_linear_res_mt(c->pool, krt_linear_res_%s, %s, %s, %s, %s, %" PRId64
+                   ", %" PRId64 ", %" PRId64 ", %s%s, %" PRId64 ");\n",
+                sfx, d, a, x_rows, w, s->src[1].ld, s->n[0], s->n[1],
+                s->res.place == LW_WEIGHT ? "(const float *)" : "", r, ldr);   /* a bias in place */
+    else
+        fprintf(o, "    krt_linear_res_%s(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+                   ", 0, %" PRId64 ", %s%s, %" PRId64 ");\n",
+                sfx, d, a, x_rows, w, s->src[1].ld, s->n[0], s->n[1], s->n[0],
+                s->res.place == LW_WEIGHT ? "(const float *)" : "", r, ldr);
 }
 
 /* Per-row copies: extract, slice, concat. */
@@ -214,14 +339,33 @@ static void emit_copy(FILE *o, const lw_step *s)
     fprintf(o, "      }\n    }\n");
 }
 
-static void c_step(FILE *o, const lw_program *p, const lw_step *s)
+/* The instructions a step computes: "%12 mul x", "%12 add, %13 rsqrt, %14 mul" (a fused
+ * map), "%20 linear + %21 add x" (a linear with its epilogue). */
+static void step_comment(FILE *o, const lw_program *p, const lw_step *s)
 {
     const ir_inst *in = &p->m->insts[s->inst];
+    fprintf(o, "    /* ");
+    if (s->nexpr > 0) {
+        fprintf(o, "fused:");
+        for (int k = 0; k < s->nexpr; k++)
+            if (s->expr[k].leaf < 0)
+                fprintf(o, " %%%d %s", s->expr[k].inst, ir_ops[s->expr[k].op].name);
+    } else {
+        fprintf(o, "%%%d %s", s->inst, ir_ops[in->op].name);
+    }
+    if (s->res.place != LW_NONE) {
+        in = &p->m->insts[s->res_inst];
+        fprintf(o, " + %%%d %s", s->res_inst, ir_ops[in->op].name);
+    }
+    fprintf(o, "%s%s */\n", in->label ? " " : "", in->label ? in->label : "");
+}
+
+static void c_step(FILE *o, const lw_program *p, const lw_step *s)
+{
     char d[160], a[160], b[160], lit[48], first[48], count[48];
     const char *r0 = row0(s->rows, s->rows_arg, first, sizeof first);
     const char *rows = nrows(s->rows, s->rows_arg, count, sizeof count);
-    fprintf(o, "    /* %%%d %s%s%s */\n", s->inst, ir_ops[in->op].name, in->label ? " " : "",
-            in->label ? in->label : "");
+    step_comment(o, p, s);
     if (s->dst.place != LW_NONE)
         ptr(&s->dst, r0, d, sizeof d);
     if (s->nsrc > 0 && s->src[0].place != LW_CONST)
@@ -253,6 +397,10 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
         const char *sfx = weight_suffix(s->src[1].dtype);
         ptr(&s->src[1], "0", b, sizeof b);
         const char *x_rows = s->src[0].tok ? rows : "1";
+        if (s->res.place != LW_NONE) {
+            emit_linear_res(o, s, sfx, d, a, x_rows, b, r0);
+            break;
+        }
         if (s->split)
             fprintf(o, "    krt_linear_mt(c->pool, krt_linear_%s, %s, %s, %s, %s, %" PRId64
                        ", %" PRId64 ", %" PRId64 ");\n",
@@ -264,7 +412,10 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
         break;
     }
     case LK_map:
-        emit_map(o, s);
+        if (s->nexpr > 0)
+            emit_fused_map(o, s);
+        else
+            emit_map(o, s);
         break;
     case LK_reduce: {
         static const char *const fn[IR_OP_COUNT] = {
@@ -277,8 +428,12 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
     case LK_dot: {
         /* the operand with the token axis first; the other is shared by every row */
         int swap = !s->src[0].tok && s->src[1].tok;
-        fprintf(o, "    krt_dot(%s, %s, %s, %s, %" PRId64 ", %d);\n", d, swap ? b : a,
-                swap ? a : b, s->src[0].tok || s->src[1].tok ? rows : "1", s->n[0],
+        /* an f32 weight (the widen pass widened the others) is a vector of floats */
+        const char *cast_a = s->src[0].place == LW_WEIGHT ? "(const float *)" : "";
+        const char *cast_b = s->src[1].place == LW_WEIGHT ? "(const float *)" : "";
+        fprintf(o, "    krt_dot(%s, %s%s, %s%s, %s, %" PRId64 ", %d);\n", d,
+                swap ? cast_b : cast_a, swap ? b : a, swap ? cast_a : cast_b, swap ? a : b,
+                s->src[0].tok || s->src[1].tok ? rows : "1", s->n[0],
                 s->src[0].tok && s->src[1].tok);
         break;
     }
@@ -356,7 +511,9 @@ static void c_begin(FILE *o, const lw_program *p)
 {
     fprintf(o, "/* Generated by kiln from model '%s'. Do not edit. */\n"
                "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
-               "#include \"kiln_rt.h\"\n#include \"kernels.h\"\n\n", p->m->name);
+               "#include \"kiln_rt.h\"\n#include \"kernels.h\"\n\n"
+               "/* fused expressions must round like the separate steps: no multiply-adds */\n"
+               "#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n\n", p->m->name);
     /* per-head RoPE bases: exact literals, one array per rope_heads step */
     int arrays = 0;
     for (int i = 0; i < p->nsteps; i++) {
@@ -510,6 +667,7 @@ int codegen_emit_c(FILE *out, const ir_module *m)
     lw_program p;
     if (lower_program(m, &p) != 0)
         return -2;
+    lower_fuse(&p);
     lower_dedup(&p);
     int rc = backend_print(&backend_c, out, &p);
     lower_free(&p);

@@ -87,6 +87,20 @@ typedef enum lw_kernel {
     LK_COUNT
 } lw_kernel;
 
+/* Fusion (codegen/fuse.c): a map step that absorbed the maps producing its operands computes
+ * one expression, a tree in postfix order (the root last) of at most LW_EXPR_MAX nodes. A
+ * leaf reads operand `leaf` of the step's fsrc[]; an op node applies the op's cexpr to the
+ * nodes arg[]. A node whose value is one float per row (every leaf below it is) is computed
+ * once per row, before the element loop. */
+#define LW_EXPR_MAX 16
+typedef struct lw_enode {
+    int leaf;                  /* >= 0: a leaf, index into fsrc; -1: an op node */
+    ir_op op;
+    int inst;                  /* op node: the IR instruction it computes */
+    int arg[3];                /* op node: node indices (earlier in expr) */
+    int scalar;                /* one value per row */
+} lw_enode;
+
 typedef struct lw_step {
     lw_kernel kernel;
     int inst;                  /* the IR instruction it computes */
@@ -105,7 +119,14 @@ typedef struct lw_step {
     /* In a layer function (dedup.c), k > 0: argument a[k - 1] says whether rows (ALL) are
      * in fact LW_ROWS_TAIL (1) in the calling layer; stat_arg: a[k - 1] is the stat slot n0. */
     int rows_arg, stat_arg;
-} lw_step;
+    /* fusion (fuse.c); zero: none */
+    int nexpr;                 /* map: > 0, computes expr over fsrc instead of op over src */
+    lw_enode expr[LW_EXPR_MAX];
+    int nfsrc;
+    lw_ref fsrc[LW_EXPR_MAX];
+    lw_ref res;                /* linear: LW_NONE, or dst = res + src0 src1^T (the epilogue of */
+    int res_inst;              /* the add instruction res_inst; res without the token axis: */
+} lw_step;                     /* one row for every token, a bias) */
 
 /* A guard region: steps first .. last run for each token whose guard row is true. */
 typedef struct lw_loop {
@@ -152,6 +173,10 @@ typedef struct lw_program {
 
 /* Lowers a planned module. 0, or -1 after reporting what no kernel can do. */
 int lower_program(const ir_module *m, lw_program *p);
+/* Fuses elementwise chains into their reader and residual/bias adds into the linear that
+ * feeds them (fuse.c), recording each fusion with pass_note("fuse", ...); nothing with -O0
+ * (passes_opts.o0). */
+void lower_fuse(lw_program *p);
 void lower_free(lw_program *p);
 
 /* dedup.c: layer dedup. Layers of the same structure (every field of every step but the

@@ -80,16 +80,23 @@ static void lin_acc2(float (*a)[KRT_LANES], float (*b)[KRT_LANES], const float *
     }
 }
 
-/* y[r] = the pairwise sum of lane[r] (width 8, 4, 2, 1), for r < rr. */
-static void lin_finish(float *y, float (*lane)[KRT_LANES], int rr)
+/* y[r] = the pairwise sum of lane[r] (width 8, 4, 2, 1), for r < rr; with an epilogue,
+ * res[r] + that sum (one float add, as a separate add step would do it; res may be y). */
+static void lin_finish(float *y, float (*lane)[KRT_LANES], int rr, const float *res)
 {
     for (int r = 0; r < rr; r++) {
         float *l = lane[r];
         for (int w = KRT_LANES / 2; w > 0; w /= 2)
             for (int k = 0; k < w; k++)
                 l[k] += l[k + w];
-        y[r] = l[0];
+        y[r] = res ? res[r] + l[0] : l[0];
     }
+}
+
+/* Row t of the epilogue's operand at column i, or NULL without one. */
+static const float *lin_res(const float *res, int64_t ldr, int64_t t, int64_t i)
+{
+    return res ? res + t * ldr + i : NULL;
 }
 
 /* f16 -> f32, exactly kblob_f16_to_f32 but branch-free so that the loop vectorizes: the
@@ -159,7 +166,8 @@ static void lin_rows(const float **wr, float (*buf)[LIN_CHUNK], const char *wb, 
 }
 
 static void linear(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                   int64_t out, int64_t in, int64_t i0, int64_t i1, uint32_t dt)
+                   int64_t out, int64_t in, int64_t i0, int64_t i1, uint32_t dt,
+                   const float *res, int64_t ldr)
 {
     int64_t body = in - in % KRT_LANES;
     int64_t chunk = dt == KBLOB_F32 ? in : LIN_CHUNK;
@@ -175,13 +183,13 @@ static void linear(float *y, const float *x, int64_t rows, const void *w, int64_
             for (; t + 1 < rows; t += 2) {
                 float lane[2][LIN_R][KRT_LANES] = {{{0}}};
                 lin_acc2(lane[0], lane[1], wr, rr, x + t * in, x + (t + 1) * in, in, body);
-                lin_finish(y + t * out + i, lane[0], rr);
-                lin_finish(y + (t + 1) * out + i, lane[1], rr);
+                lin_finish(y + t * out + i, lane[0], rr, lin_res(res, ldr, t, i));
+                lin_finish(y + (t + 1) * out + i, lane[1], rr, lin_res(res, ldr, t + 1, i));
             }
             if (t < rows) {
                 float lane[LIN_R][KRT_LANES] = {{0}};
                 lin_acc(lane, wr, rr, x + t * in, in, body);
-                lin_finish(y + t * out + i, lane, rr);
+                lin_finish(y + t * out + i, lane, rr, lin_res(res, ldr, t, i));
             }
             continue;
         }
@@ -203,7 +211,7 @@ static void linear(float *y, const float *x, int64_t rows, const void *w, int64_
                     lin_acc(lane[t], wr, rr, xc + t * in, c1 - c0, nb);
             }
             for (int64_t t = 0; t < tb; t++)
-                lin_finish(y + (t0 + t) * out + i, lane[t], rr);
+                lin_finish(y + (t0 + t) * out + i, lane[t], rr, lin_res(res, ldr, t0 + t, i));
         }
     }
 }
@@ -211,19 +219,40 @@ static void linear(float *y, const float *x, int64_t rows, const void *w, int64_
 void krt_linear_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
                     int64_t out, int64_t in, int64_t i0, int64_t i1)
 {
-    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F32);
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F32, NULL, 0);
 }
 
 void krt_linear_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
                     int64_t out, int64_t in, int64_t i0, int64_t i1)
 {
-    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F16);
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F16, NULL, 0);
 }
 
 void krt_linear_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
                      int64_t out, int64_t in, int64_t i0, int64_t i1)
 {
-    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_BF16);
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_BF16, NULL, 0);
+}
+
+void krt_linear_res_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                        int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
+                        int64_t ldr)
+{
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F32, r, ldr);
+}
+
+void krt_linear_res_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                        int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
+                        int64_t ldr)
+{
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_F16, r, ldr);
+}
+
+void krt_linear_res_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                         int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
+                         int64_t ldr)
+{
+    linear(y, x, rows, w, ld, out, in, i0, i1, KBLOB_BF16, r, ldr);
 }
 
 /* ---- weights read as f32 ---- */

@@ -28,6 +28,23 @@ void krt_linear_f16(float *y, const float *x, int64_t rows, const void *w, int64
                     int64_t out, int64_t in, int64_t i0, int64_t i1);
 void krt_linear_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
                      int64_t out, int64_t in, int64_t i0, int64_t i1);
+/* The linear kernels with an epilogue (a residual or bias add fused into them):
+ * Y[t, i] = R[t * ldr + i] + (the sum krt_linear_* computes), one float add after the same
+ * sum, so bit for bit the linear followed by an add step. ldr = out: one row of R per token
+ * (a residual; R may be Y); ldr = 0: one row shared by every token (a bias). R must not
+ * overlap X. */
+typedef void (*krt_linear_res_fn)(float *y, const float *x, int64_t rows, const void *w,
+                                  int64_t ld, int64_t out, int64_t in, int64_t i0, int64_t i1,
+                                  const float *r, int64_t ldr);
+void krt_linear_res_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                        int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
+                        int64_t ldr);
+void krt_linear_res_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                        int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
+                        int64_t ldr);
+void krt_linear_res_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
+                         int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
+                         int64_t ldr);
 
 /* Y[t] = row tok[t] of a [vocab, d] table (storage type dtype, rows ld bytes apart), widened
  * to f32; a token outside [0, vocab) gives a row of zeros. */
@@ -93,5 +110,9 @@ void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg);
 /* fn over output rows [0, out), split into one contiguous share per thread. */
 void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
                    const void *w, int64_t ld, int64_t out, int64_t in);
+/* krt_linear_mt for the kernels with an epilogue. */
+void krt_linear_res_mt(krt_pool *p, krt_linear_res_fn fn, float *y, const float *x,
+                       int64_t rows, const void *w, int64_t ld, int64_t out, int64_t in,
+                       const float *r, int64_t ldr);
 
 #endif

@@ -125,29 +125,49 @@ void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg)
 }
 
 typedef struct linear_job {
-    krt_linear_fn fn;
+    krt_linear_fn fn;          /* one of the two: without or with an epilogue */
+    krt_linear_res_fn res_fn;
     float *y;
     const float *x;
     const void *w;
     int64_t rows, ld, out, in;
+    const float *r;
+    int64_t ldr;
 } linear_job;
 
 static void linear_share(void *arg, int share, int nshares)
 {
     const linear_job *j = arg;
     int64_t i0 = j->out * share / nshares, i1 = j->out * (share + 1) / nshares;
-    if (i1 > i0)
+    if (i1 <= i0)
+        return;
+    if (j->res_fn)
+        j->res_fn(j->y, j->x, j->rows, j->w, j->ld, j->out, j->in, i0, i1, j->r, j->ldr);
+    else
         j->fn(j->y, j->x, j->rows, j->w, j->ld, j->out, j->in, i0, i1);
+}
+
+static void linear_run(krt_pool *p, const linear_job *j)
+{
+    /* which products are worth splitting is the lowering's decision (codegen/lower.c) */
+    if (!p || j->out < p->n)
+        linear_share((void *)j, 0, 1);
+    else
+        krt_pool_run(p, linear_share, (void *)j);
 }
 
 void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
                    const void *w, int64_t ld, int64_t out, int64_t in)
 {
-    /* which products are worth splitting is the lowering's decision (codegen/lower.c) */
-    if (!p || out < p->n) {
-        fn(y, x, rows, w, ld, out, in, 0, out);
-        return;
-    }
-    linear_job j = {fn, y, x, w, rows, ld, out, in};
-    krt_pool_run(p, linear_share, &j);
+    linear_job j = {.fn = fn, .y = y, .x = x, .w = w, .rows = rows, .ld = ld, .out = out, .in = in};
+    linear_run(p, &j);
+}
+
+void krt_linear_res_mt(krt_pool *p, krt_linear_res_fn fn, float *y, const float *x,
+                       int64_t rows, const void *w, int64_t ld, int64_t out, int64_t in,
+                       const float *r, int64_t ldr)
+{
+    linear_job j = {.res_fn = fn, .y = y, .x = x, .w = w, .rows = rows, .ld = ld, .out = out,
+                    .in = in, .r = r, .ldr = ldr};
+    linear_run(p, &j);
 }

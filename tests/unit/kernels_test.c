@@ -86,6 +86,8 @@ static void check_exact(int ok, const char *what)
 static const char *const dt_name[] = {"f32", "f16", "bf16"};
 static const uint32_t dt_code[] = {KBLOB_F32, KBLOB_F16, KBLOB_BF16};
 static const krt_linear_fn dt_fn[] = {krt_linear_f32, krt_linear_f16, krt_linear_bf16};
+static const krt_linear_res_fn dt_res_fn[] = {krt_linear_res_f32, krt_linear_res_f16,
+                                              krt_linear_res_bf16};
 
 /* A random [rows, n] weight in storage type dt, rows ld bytes apart (ld > n * elem when pad),
  * and its exact f32 values in wf [rows, n]. */
@@ -174,6 +176,94 @@ static void test_linear(void)
                         memcmp(y, y3, (size_t)(rows * out) * sizeof *y) == 0, what);
         free(w), free(wf), free(x), free(y), free(y1), free(y2), free(y3), free(ref);
     }
+}
+
+/* ---- linear with an epilogue (a residual or bias add fused into the kernel) ---- */
+
+/* One case of the epilogue: Y = R + X W^T for a residual (R one row per token, also in place,
+ * R = Y) or a bias (one row for all): against the double reference, bit for bit against the
+ * plain kernel followed by the add loop it replaces, in one-row shares and split across
+ * pools of 2 and 3 threads. */
+static void linear_res_case(int dt, int64_t rows, int64_t out, int64_t in, int bias, int pad,
+                            krt_pool *const *pools)
+{
+    int64_t ld, ldr = bias ? 0 : out, nres = bias ? out : rows * out;
+    float *wf = rnd_vec(out * in);
+    void *w = make_weight(dt, out, in, &ld, wf, pad);
+    float *x = rnd_vec(rows * in), *r = rnd_vec(nres), *y = rnd_vec(rows * out);
+    float *sep = rnd_vec(rows * out), *y1 = rnd_vec(rows * out);
+    double *ref = dvec(rows * out);
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t i = 0; i < out; i++) {
+            double acc = r[t * ldr + i];
+            for (int64_t j = 0; j < in; j++)
+                acc += (double)wf[i * in + j] * (double)x[t * in + j];
+            ref[t * out + i] = acc;
+        }
+    dt_res_fn[dt](y, x, rows, w, ld, out, in, 0, out, r, ldr);
+    char what[160];
+    snprintf(what, sizeof what, "linear_res_%s %s rows=%lld out=%lld in=%lld ld=%lld", dt_name[dt],
+             bias ? "bias" : "residual", (long long)rows, (long long)out, (long long)in,
+             (long long)ld);
+    check(rel_err(y, ref, rows * out), what);
+
+    /* the linear, then the add step (a + b, the residual first) the epilogue replaces */
+    dt_fn[dt](sep, x, rows, w, ld, out, in, 0, out);
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t i = 0; i < out; i++)
+            sep[t * out + i] = r[t * ldr + i] + sep[t * out + i];
+    snprintf(what, sizeof what, "linear_res_%s %s rows=%lld is bit-identical to linear + add",
+             dt_name[dt], bias ? "bias" : "residual", (long long)rows);
+    check_exact(memcmp(y, sep, (size_t)(rows * out) * sizeof *y) == 0, what);
+
+    /* one row at a time in odd shares; and in place (R = Y) for a residual */
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t i0 = 0; i0 < out;) {
+            int64_t step = rnd_int(1, 9), i1 = i0 + step > out ? out : i0 + step;
+            dt_res_fn[dt](y1 + t * out, x + t * in, 1, w, ld, out, in, i0, i1, r + t * ldr, ldr);
+            i0 = i1;
+        }
+    int ok = memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
+    if (!bias) {
+        memcpy(y1, r, (size_t)(rows * out) * sizeof *y1);
+        dt_res_fn[dt](y1, x, rows, w, ld, out, in, 0, out, y1, ldr);
+        ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
+    }
+    snprintf(what, sizeof what, "linear_res_%s %s rows=%lld: one-row shares%s give the same bits",
+             dt_name[dt], bias ? "bias" : "residual", (long long)rows, bias ? "" : " and in place");
+    check_exact(ok, what);
+
+    ok = 1;
+    for (int k = 0; pools[k]; k++) {
+        memset(y1, 0, (size_t)(rows * out) * sizeof *y1);
+        krt_linear_res_mt(pools[k], dt_res_fn[dt], y1, x, rows, w, ld, out, in, r, ldr);
+        ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
+    }
+    krt_linear_res_mt(NULL, dt_res_fn[dt], y1, x, rows, w, ld, out, in, r, ldr);
+    ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
+    snprintf(what, sizeof what, "krt_linear_res_mt (%s %s rows=%lld) on 2, 3 threads and none is "
+             "bit-identical to one call", dt_name[dt], bias ? "bias" : "residual", (long long)rows);
+    check_exact(ok, what);
+    free(wf), free(w), free(x), free(r), free(y), free(sep), free(y1), free(ref);
+}
+
+static void test_linear_res(void)
+{
+    krt_pool *pools[3] = {krt_pool_new(2), krt_pool_new(3), NULL};
+    if (!pools[0] || !pools[1]) {
+        check_exact(0, "pools of 2 and 3 threads start");
+        return;
+    }
+    for (int rep = 0; rep < 18; rep++) {
+        int dt = rep % 3;
+        int64_t rows = rep < 9 ? block_rows[rep / 3] : rnd_int(2, 20);
+        int64_t out = rep % 4 == 3 ? rnd_int(100, 300) : rnd_int(1, 67);
+        /* wide rows (past the 1024-column chunk of f16/bf16) now and then */
+        int64_t in = rep % 5 == 4 ? rnd_int(1025, 2600) : rnd_int(1, 301);
+        linear_res_case(dt, rows, out, in, rep % 6 == 5, rep % 2, pools);
+    }
+    krt_pool_free(pools[0]);
+    krt_pool_free(pools[1]);
 }
 
 /* ---- the pool ---- */
@@ -590,6 +680,7 @@ static void test_rows(void)
 int main(void)
 {
     test_linear();
+    test_linear_res();
     test_pool();
     test_widen_all();
     test_embed_widen_cache();
