@@ -170,6 +170,10 @@ int ir_recipe_type(const ir_recipe *r, ir_type *out, char *why, size_t size);
 /* Appends a tensor made by recipe r, stored as dtype; its name is decl. Returns its index. */
 int ir_add_recipe_tensor(ir_module *m, const char *decl, ir_dtype dtype, const ir_recipe *r,
                          src_loc loc);
+/* The recipe of what the weight instruction `view` sees of its tensor: the tensor's own when
+ * the view is all of it, else rows/cols of it (a row of a matrix is [1, n], which scale_cols
+ * and matvec_t take as a vector). NULL for views no recipe can express. */
+const ir_recipe *ir_recipe_of_view(const ir_module *m, const ir_inst *view);
 /* Whether the checkpoint tensor `name` is one of r's leaves. */
 int ir_recipe_reads(const ir_recipe *r, const char *name);
 

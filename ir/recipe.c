@@ -86,6 +86,12 @@ static int64_t ranges_length(const ir_recipe *r, int64_t n, char *why, size_t si
     return total;
 }
 
+/* A vector of n values: [n], or one row [1, n] (a view of a matrix's row as a recipe). */
+static int is_vector(const ir_type *t, int64_t n)
+{
+    return (t->rank == 1 && t->dim[0] == n) || (t->rank == 2 && t->dim[0] == 1 && t->dim[1] == n);
+}
+
 int ir_recipe_type(const ir_recipe *r, ir_type *out, char *why, size_t size)
 {
     const ir_type *a = r->nsrc > 0 ? &r->src[0]->type : NULL;
@@ -144,13 +150,13 @@ int ir_recipe_type(const ir_recipe *r, ir_type *out, char *why, size_t size)
         return ir_type_make(out, a->dtype, 0, a->rank, dim, 0, why, size);
     }
     case RC_SCALE_COLS:                        /* w [o, i], g [i]: column j times g[j] */
-        if (a->rank != 2 || b->rank != 1 || b->dim[0] != a->dim[1]) {
+        if (a->rank != 2 || !is_vector(b, a->dim[1])) {
             snprintf(why, size, "scale_cols needs a matrix [o, i] and a vector [i]");
             return -1;
         }
         return ir_type_make(out, a->dtype, 0, 2, a->dim, 0, why, size);
     case RC_MATVEC_T:                          /* a [n, m], v [n]: a^T v, [m] */
-        if (a->rank != 2 || b->rank != 1 || b->dim[0] != a->dim[0]) {
+        if (a->rank != 2 || !is_vector(b, a->dim[0])) {
             snprintf(why, size, "matvec_t needs a matrix [n, m] and a vector [n]");
             return -1;
         }
@@ -170,6 +176,27 @@ int ir_add_recipe_tensor(ir_module *m, const char *decl, ir_dtype dtype, const i
     int t = ir_add_tensor(m, decl, decl, type, loc);
     m->tensors[t].recipe = r;
     return t;
+}
+
+const ir_recipe *ir_recipe_of_view(const ir_module *m, const ir_inst *view)
+{
+    const ir_tensor *t = &m->tensors[view->iattr[0]];
+    const ir_type *vt = &view->type, *tt = &t->type;
+    const ir_recipe *r = ir_recipe_of(t);
+    int64_t row = view->iattr[1], col = view->iattr[2];
+    int64_t rows = vt->rank == 2 ? vt->dim[0] : 1, cols = vt->rank >= 1 ? vt->dim[vt->rank - 1] : 1;
+    char why[160];
+    if (vt->rank == tt->rank && ir_type_numel(vt) == ir_type_numel(tt))
+        return r;                              /* the whole tensor */
+    if (tt->rank != 2 || vt->rank < 1 || vt->rank > 2)
+        return NULL;
+    int64_t rg[2] = {row, row + rows};
+    if (rows != tt->dim[0] && ir_recipe_make(&r, RC_ROWS, &r, 1, rg, 1, why, sizeof why))
+        return NULL;
+    rg[0] = col, rg[1] = col + cols;
+    if (cols != tt->dim[1] && ir_recipe_make(&r, RC_COLS, &r, 1, rg, 1, why, sizeof why))
+        return NULL;
+    return r;
 }
 
 int ir_recipe_reads(const ir_recipe *r, const char *name)

@@ -6,12 +6,14 @@
  *            aligned) and the module's frame_bytes and state_bytes; planned = 1
  * A value is live from its definition to its last reader (operands and guards). Constants
  * are set at the start of a call, before anything runs, in slots of their own at the
- * frame's start; the logits are read after the call, so they live to its end. A guard region runs token by token, so whatever an instruction inside it reads
- * or writes stays live to the end of the region. An instruction's result never shares a slot
- * with its own operands. A freed slot is reused by a later value of exactly the same size,
- * which suits transformer graphs, where most values are a few repeated widths. Values with
- * the token axis take T_max rows. Slots are offsets into the frame, not addresses, so that
- * one frame layout can serve calls that share code.
+ * frame's start; the logits are read after the call, so they live to its end. A guard
+ * region runs token by token, so whatever an instruction inside it reads or writes stays
+ * live to the end of the region. An instruction's result never shares a slot with its own
+ * operands, nor with what its operands' producers were the last to read (so that the
+ * lowering can fuse it into them). A freed slot is reused by a later value of exactly the
+ * same size, which suits transformer graphs, where most values are a few repeated widths.
+ * Values with the token axis take T_max rows. Slots are offsets into the frame, not
+ * addresses, so that one frame layout can serve calls that share code.
  */
 #include <stdlib.h>
 
@@ -19,7 +21,20 @@
 
 typedef struct free_slot {
     int64_t offset, size;
+    int freed_at;              /* the instruction whose reading ended the previous value */
 } free_slot;
+
+/* Whether value i may take a slot freed at instruction `at`: not when `at` produced one of
+ * i's operands, since the lowering may fuse i into that producer (an epilogue: the linear
+ * writes r + x W^T where the add's result goes), which then writes i's slot while it still
+ * reads what was there. */
+static int slot_allowed(const ir_inst *in, int at)
+{
+    for (int k = 0; k < in->nargs; k++)
+        if (in->args[k] == at)
+            return 0;
+    return 1;
+}
 
 static int64_t aligned_size(const ir_module *m, const ir_inst *in)
 {
@@ -96,7 +111,7 @@ ir_module *pass_plan_memory(ir_module *m)
             int64_t size = aligned_size(m, in);
             int found = -1;
             for (int p = 0; p < npool && found < 0; p++)
-                if (pool[p].size == size)
+                if (pool[p].size == size && slot_allowed(in, pool[p].freed_at))
                     found = p;
             in->mem = MEM_FRAME;
             if (found >= 0) {
@@ -112,7 +127,7 @@ ir_module *pass_plan_memory(ir_module *m)
         for (int k = first[i]; k < first[i + 1]; k++) {
             const ir_inst *d = &m->insts[dies[k]];
             if (d->mem == MEM_FRAME)
-                pool[npool++] = (free_slot){d->offset, aligned_size(m, d)};
+                pool[npool++] = (free_slot){d->offset, aligned_size(m, d), i};
         }
     }
     free(first);

@@ -17,6 +17,13 @@ ir_module *pass_widen(ir_module *m);
 ir_module *pass_prune_experts(ir_module *m);
 /* Routing statistics: a "route l=L e=E" statistic per expert region (--profile-routing). */
 ir_module *pass_route_stats(ir_module *m);
+/* Constant folding: dot(linear(x, W), v) over weights, elementwise ops of constants,
+ * identities (fold_const.c). */
+ir_module *pass_fold_const(ir_module *m);
+/* A norm's gain folded into the weights of the linears that read the norm (fold_gain.c). */
+ir_module *pass_fold_gain(ir_module *m);
+/* Linears reading one input become one product over stacked weights (fuse_linear.c). */
+ir_module *pass_fuse_linear(ir_module *m);
 /* Common-subexpression elimination: one instruction per distinct computation. */
 ir_module *pass_cse(ir_module *m);
 /* Dead-code elimination: drops instructions no effect depends on. */

@@ -73,6 +73,15 @@ static const pass_info pipeline[] = {
     {"route-stats", pass_route_stats, PASS_REQUIRED, NULL,   /* after pruning: what remains */
      "a `route l=L e=E` statistic per expert region, for PROG --profile-routing",
      "verified IR", "every value; adds statistics"},
+    {"fold-const", pass_fold_const, 0, NULL,
+     "dot(linear(x, W), v) -> dot(x, W^T v); elementwise ops of constants; exact identities",
+     "verified IR, after widen", "effects; values exactly, the dot fold up to rounding"},
+    {"fold-gain", pass_fold_gain, 0, NULL,   /* before fuse-linear: Q/K/V share one weight */
+     "a norm's gain folded into the weights of the linears that read the norm",
+     "verified IR, after widen", "effects; values up to one rounding of the scaled weight"},
+    {"fuse-linear", pass_fuse_linear, 0, NULL,
+     "linears reading one input become one product over stacked weights, then slices",
+     "verified IR; after fold-gain", "effects; values exactly"},
     {"cse", pass_cse, 0, NULL,
      "one instruction per distinct computation",
      "verified IR", "values and effects"},

@@ -97,8 +97,11 @@ if (my $c = $c_of{'llama-1layer'}) {
     is(count($add, $plain), 2, 'llama layer -O0: 2 residual add steps');
     my $loops = qr/for \(int64_t i = 0; i < /;
     my ($nf, $np) = (count($loops, $fused), count($loops, $plain));
-    ok($nf > 0 && $nf + 11 <= $np,
-       "llama layer: element loops $np -> $nf (at least 11 fewer: 3 per RMSNorm, 1 per residual add)");
+    # the attention and FFN norms' gains are folded into their products (fold-gain), so their
+    # tails are 2 loops that merge; the final norm keeps its gain (the classifier is tied)
+    ok($nf > 0 && $nf + 9 <= $np,
+       "llama layer: element loops $np -> $nf (at least 9 fewer: 2 per folded RMSNorm, 3 for "
+       . "the final one, 1 per residual add)");
 }
 if (my $c = $c_of{llama}) {
     ok(count($res, $c->[0]) >= 2 && count($add, $c->[0]) == 0 && count($add, $c->[1]) == 8,

@@ -257,7 +257,7 @@ for my $case (['dsmoe', 'examples/dsmoe.kiln', [qw(-D layers=2)]],
     ok(defined $rep->{frame} && $rep->{frame} == $d->{frame}
        && $rep->{tmax} == ("@$extra" =~ /--max-batch 7/ ? 7 : 64),
        "$name: frame $d->{frame} bytes, T<=$rep->{tmax}") or diag($r->{out});
-    my $merged = dump_figures(dump_of($ex, @$extra, '--after', 'widen'))->{insts}
+    my $merged = dump_figures(dump_of($ex, @$extra, '--before', 'cse'))->{insts}
                - dump_figures(dump_of($ex, @$extra, '--after', 'cse'))->{insts};
     ok($merged > 0 && $rep->{decisions} =~ /^  cse\n    merged $merged duplicate instructions/m,
        "$name: the report lists cse's decision ($merged merged)") or diag($r->{out});

@@ -1,0 +1,1 @@
+tests/ir/pass-fold-const.in --passes fold-const

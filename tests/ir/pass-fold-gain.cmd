@@ -1,0 +1,1 @@
+tests/ir/pass-fold-gain.in --passes fold-gain

@@ -1,0 +1,1 @@
+tests/ir/pass-fuse-linear.in --passes fuse-linear
