@@ -42,15 +42,6 @@ static void *dedup_alloc(size_t n, size_t size)
     return p;
 }
 
-/* The N of "l=N" in a scope ("l=3 e=2"), or -1. */
-static int scope_layer(const char *scope)
-{
-    for (const char *q = scope; q && (q = strstr(q, "l=")) != NULL; q++)
-        if (q == scope || q[-1] == ' ')
-            return atoi(q + 2);
-    return -1;
-}
-
 static int ref_has_address(const lw_ref *r)
 {
     return r->place == LW_FRAME || r->place == LW_STATE || r->place == LW_WEIGHT;
@@ -183,7 +174,7 @@ static int *step_layers(const lw_program *p)
 {
     int *layer = dedup_alloc((size_t)p->nsteps, sizeof *layer);
     for (int i = 0; i < p->nsteps; i++)
-        layer[i] = scope_layer(p->m->insts[p->steps[i].inst].scope);
+        layer[i] = (int)ir_scope_index(p->m->insts[p->steps[i].inst].scope, "l");
     for (int l = 0; l < p->nloops; l++) {
         const lw_loop *lp = &p->loops[l];
         int whole = 1;

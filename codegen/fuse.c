@@ -352,22 +352,13 @@ static void fuse_ctx_init(fuse_ctx *f, lw_program *p)
         f->step_of[p->steps[i].inst] = i;
 }
 
-/* The N of "l=N" in a scope ("l=3 e=2"), or -1. */
-static int fuse_scope_layer(const char *scope)
-{
-    for (const char *q = scope; q && (q = strstr(q, "l=")) != NULL; q++)
-        if (q == scope || q[-1] == ' ')
-            return atoi(q + 2);
-    return -1;
-}
-
 /* pos[i]: step i's index among the steps of its layer (l=N), or -1 outside layers. */
 static int *fuse_layer_positions(const lw_program *p)
 {
     int *pos = fuse_calloc((size_t)p->nsteps, sizeof *pos);
     int *seen = fuse_calloc((size_t)p->nsteps + 1, sizeof *seen);
     for (int i = 0; i < p->nsteps; i++) {
-        int l = fuse_scope_layer(p->m->insts[p->steps[i].inst].scope);
+        int l = (int)ir_scope_index(p->m->insts[p->steps[i].inst].scope, "l");
         pos[i] = l >= 0 && l < p->nsteps ? seen[l]++ : -1;
     }
     free(seen);

@@ -269,3 +269,15 @@ int *ir_guard_regions(const ir_module *m)
     }
     return end;
 }
+
+long ir_scope_index(const char *scope, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = scope; p && *p; p++)
+        if ((p == scope || p[-1] == ' ') && !strncmp(p, key, n) && p[n] == '=' &&
+            p[n + 1] >= '0' && p[n + 1] <= '9') {
+            long v = strtol(p + n + 1, NULL, 10);
+            return v > (1L << 30) ? -1 : v;
+        }
+    return -1;
+}

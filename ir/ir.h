@@ -153,6 +153,9 @@ ir_inst ir_inst_make(ir_op op, int nargs, const int *args);
 static inline ir_inst *ir_get(ir_module *m, int id) { return &m->insts[id]; }
 /* Sets the storage type of tensor t and of every weight view of it. */
 void ir_set_storage(ir_module *m, int t, ir_dtype dt);
+/* The integer after "key=" in a scope ("l=3 e=2": key "l" gives 3, "e" 2), or -1 when the
+ * scope (which may be NULL) has no such index: the layer and the expert of an instruction. */
+long ir_scope_index(const char *scope, const char *key);
 /* Recomputes what follows from the instructions: vocab, ctx and output. */
 void ir_module_derive(ir_module *m);
 

@@ -78,15 +78,6 @@ static int fail(const char *fmt, ...)
     return -1;
 }
 
-static long scope_int(const char *scope, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = scope; p && *p; p++)
-        if ((p == scope || p[-1] == ' ') && !strncmp(p, key, n) && p[n] == '=')
-            return strtol(p + n + 1, NULL, 10);
-    return -1;
-}
-
 static int on_axis(const ir_type *t, int64_t n)
 {
     return t->tok && t->rank == 1 && !t->seq && t->dim[0] == n;
@@ -149,7 +140,7 @@ static void find_routers(pruner *p)
         if (!r)
             r = new_router(p, root, mask->dim[0]);
         /* a dump of a pruned model keeps the spec's numbers in the scopes */
-        long e = scope_int(m->insts[g].scope, "e");
+        long e = ir_scope_index(m->insts[g].scope, "e");
         int64_t at = m->insts[g].iattr[0];
         if (e >= 0 && at >= 0 && at < r->n) {
             r->name[at] = e;
@@ -170,7 +161,7 @@ static router *new_router(pruner *p, int root, int64_t n)
     for (int64_t k = 0; k < n; k++)
         r->name[k] = k;
     r->span = n;
-    long l = scope_int(m->insts[root].scope, "l");
+    long l = ir_scope_index(m->insts[root].scope, "l");
     r->layer = l >= 0 ? (int)l : p->nr;
     r->need = 1;
     r->keep = xcalloc((size_t)r->n, 1);
@@ -307,18 +298,6 @@ static int parse_keep_list(pruner *p, const char *text)
     return rc;
 }
 
-static int bad(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bad(const char *path, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", path);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return -1;
-}
-
 typedef struct profile_layer {
     int64_t *count;
     int present;
@@ -338,17 +317,17 @@ static int read_profile(pruner *p, const char *path, profile_layer *pl, int64_t 
     json_t *model = json_object_get(root, "model"), *tok = json_object_get(root, "tokens");
     json_t *layers = json_object_get(root, "layers");
     if (!json_is_object(root))
-        fprintf(stderr, "%s: error: a routing profile is a JSON object\n", path);
+        diag_file_error(path, "a routing profile is a JSON object");
     else if (model && (!json_is_string(model) || strcmp(json_string_value(model), p->m->name)))
-        fprintf(stderr, "%s: error: 'model': the profile is of %s%s%s, the model is '%s'\n",
-                path, json_is_string(model) ? "'" : "", json_is_string(model) ?
-                json_string_value(model) : "a non-string", json_is_string(model) ? "'" : "",
-                p->m->name);
+        diag_file_error(path, "'model': the profile is of %s%s%s, the model is '%s'",
+                        json_is_string(model) ? "'" : "",
+                        json_is_string(model) ? json_string_value(model) : "a non-string",
+                        json_is_string(model) ? "'" : "", p->m->name);
     else if (!json_is_integer(tok) || json_integer_value(tok) < 1)
-        fprintf(stderr, "%s: error: 'tokens': needs a positive integer (the tokens run)\n", path);
+        diag_file_error(path, "'tokens': needs a positive integer (the tokens run)");
     else if (!json_is_array(layers))
-        fprintf(stderr, "%s: error: 'layers': needs an array of {\"layer\": L, \"experts\": "
-                "[counts]}\n", path);
+        diag_file_error(path, "'layers': needs an array of {\"layer\": L, \"experts\": "
+                        "[counts]}");
     else
         rc = 0;
     *tokens = rc ? 0 : json_integer_value(tok);
@@ -358,17 +337,16 @@ static int read_profile(pruner *p, const char *path, profile_layer *pl, int64_t 
         router *r = json_is_integer(l) ? router_of_layer(p, (long)json_integer_value(l)) : NULL;
         rc = -1;
         if (!json_is_integer(l) || !json_is_array(ex))
-            fprintf(stderr, "%s: error: 'layers[%zu]': needs \"layer\" (an integer) and "
-                    "\"experts\" (an array of counts)\n", path, i);
+            diag_file_error(path, "'layers[%zu]': needs \"layer\" (an integer) and "
+                            "\"experts\" (an array of counts)", i);
         else if (!r)
-            fprintf(stderr, "%s: error: 'layers[%zu].layer': the model has no routed layer "
-                    "%lld\n", path, i, (long long)json_integer_value(l));
+            diag_file_error(path, "'layers[%zu].layer': the model has no routed layer %lld", i,
+                            (long long)json_integer_value(l));
         else if (pl[r - p->r].present)
-            fprintf(stderr, "%s: error: 'layers[%zu].layer': layer %d is listed twice\n", path,
-                    i, r->layer);
+            diag_file_error(path, "'layers[%zu].layer': layer %d is listed twice", i, r->layer);
         else if ((int64_t)json_array_size(ex) != r->span)
-            fprintf(stderr, "%s: error: 'layers[%zu].experts': %zu counts, but layer %d has "
-                    "%lld experts\n", path, i, json_array_size(ex), r->layer, (long long)r->span);
+            diag_file_error(path, "'layers[%zu].experts': %zu counts, but layer %d has %lld "
+                            "experts", i, json_array_size(ex), r->layer, (long long)r->span);
         else
             rc = 0;
         if (rc)
@@ -378,18 +356,22 @@ static int read_profile(pruner *p, const char *path, profile_layer *pl, int64_t 
         q->count = xcalloc((size_t)r->span, sizeof *q->count);
         for (size_t e = 0; rc == 0 && e < json_array_size(ex); e++) {
             json_t *c = json_array_get(ex, e);
-            if (!json_is_integer(c) || json_integer_value(c) < 0 ||
-                json_integer_value(c) > *tokens)
-                rc = bad(path, "'layers[%zu].experts[%zu]': needs a count in 0..%lld (the tokens)",
-                         i, e, (long long)*tokens);
-            else
+            if (json_is_integer(c) && json_integer_value(c) >= 0 &&
+                json_integer_value(c) <= *tokens) {
                 q->count[e] = json_integer_value(c);
+                continue;
+            }
+            diag_file_error(path, "'layers[%zu].experts[%zu]': needs a count in 0..%lld (the "
+                            "tokens)", i, e, (long long)*tokens);
+            rc = -1;
         }
     }
     for (int k = 0; rc == 0 && k < p->nr; k++)
-        if (!pl[k].present)
-            rc = bad(path, "'layers': layer %d of the model is routed, but the profile has no "
-                     "entry for it", p->r[k].layer);
+        if (!pl[k].present) {
+            diag_file_error(path, "'layers': layer %d of the model is routed, but the profile "
+                            "has no entry for it", p->r[k].layer);
+            rc = -1;
+        }
     json_decref(root);
     return rc;
 }

@@ -16,22 +16,12 @@
 
 #include "passes.h"
 
-/* The integer after "key=" in a scope ("l=3 e=2"), or -1. */
-static long scope_int(const char *scope, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = scope; p && *p; p++)
-        if ((p == scope || p[-1] == ' ') && !strncmp(p, key, n) && p[n] == '=')
-            return strtol(p + n + 1, NULL, 10);
-    return -1;
-}
-
 /* The statistic's name for guard g: "route l=L e=E". */
 static const char *route_name(const ir_module *m, int g, char *buf, size_t size)
 {
     const ir_inst *in = &m->insts[g];
-    long l = scope_int(in->scope, "l");
-    long e = scope_int(in->scope, "e");     /* the spec's number, also after pruning */
+    long l = ir_scope_index(in->scope, "l");
+    long e = ir_scope_index(in->scope, "e");     /* the spec's number, also after pruning */
     if (e < 0 && in->op == IR_extract)
         e = (long)in->iattr[0];
     snprintf(buf, size, "route l=%ld e=%ld", l < 0 ? 0 : l, e < 0 ? (long)g : e);

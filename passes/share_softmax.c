@@ -23,17 +23,10 @@ int share_softmax_requested(void)
     return passes_opts.share_group > 0;
 }
 
-/* The layer an instruction was made in: N of a scope starting "l=N", or -1. */
+/* The layer an instruction was made in (the N of its scope's "l=N"), or -1. */
 static int share_layer_of(const ir_inst *in)
 {
-    const char *s = in->scope;
-    if (!s || strncmp(s, "l=", 2) || s[2] < '0' || s[2] > '9')
-        return -1;
-    char *end;
-    long v = strtol(s + 2, &end, 10);
-    if ((*end && *end != ' ') || v > 1 << 20)
-        return -1;
-    return (int)v;
+    return (int)ir_scope_index(in->scope, "l");
 }
 
 /* The attn_scores the softmax `sm` normalizes: its operand leads back through elementwise

@@ -172,7 +172,7 @@ sub make_weights {
 sub build_prog {
     my %o = @_;
     my $r = run_cmd($KILN, 'build', $o{spec}, '--weights', $o{weights}, '-o', $o{out},
-                    @{ $o{defines} // [] });
+                    @{ $o{defines} // [] }, @{ $o{flags} // [] });
     my $good = $r->{rc} == 0 && !$r->{sig} && -x $o{out};
     ok($good, "$o{label}: kiln build") or diag(how($r));
     return $good;
@@ -252,7 +252,7 @@ sub argmax_of {
 
 # golden_case(name =>, spec =>, format => 'safetensors'|'llama2c', dir =>,
 #             weights => FILE (optional: generated if absent), label =>, stats => 1,
-#             defines => [extra -D pairs])
+#             defines => [extra -D pairs], build_flags => [more kiln build flags: -O0])
 # Runs: weights, build, teacher-forced logits (with --stats when asked), greedy.
 # Returns { prog, weights, golden, logits (file), stats_err (stderr of the
 # teacher-forced run), ok }.
@@ -276,7 +276,7 @@ sub golden_case {
     $res{weights} = $w;
     my $prog = "$dir/$tag.prog";
     build_prog(spec => $o{spec}, weights => $w, out => $prog, defines => \@defs,
-               label => $label) or return \%res;
+               flags => $o{build_flags}, label => $label) or return \%res;
     $res{prog} = $prog;
 
     # Teacher-forced logits.
@@ -335,13 +335,13 @@ sub golden_case {
     # The same model built from its own IR dump gives the same logits, byte for byte.
     if ($o{from_ir} // 1) {
         my $ir = "$dir/$tag.ir";
-        my $d = run_cmd($KILN, 'dump', $o{spec}, @defs);
+        my $d = run_cmd($KILN, 'dump', $o{spec}, @defs, @{ $o{build_flags} // [] });
         my $dumped = $d->{rc} == 0 && open(my $fh, '>', $ir);
         if ($dumped) { print $fh $d->{out}; close $fh }
         ok($dumped, "$label: kiln dump to $tag.ir") or diag(how($d));
         my $irprog = "$dir/$tag.ir.prog";
         if ($dumped && build_prog(spec => $ir, weights => $w, out => $irprog,
-                                  label => "$label from its IR dump")) {
+                                  flags => $o{build_flags}, label => "$label from its IR dump")) {
             my $lf2 = "$dir/$tag.ir.logits";
             my $r2 = run_cmd($irprog, '--tokens', join(',', @{ $g->{tokens} }), '--logits', $lf2);
             my $same = $r2->{rc} == 0 && defined slurp($lf) && slurp($lf2) eq slurp($lf);
