@@ -46,11 +46,17 @@ int measure_reference_passes(ir_module **m, const char *before, const char *afte
     for (int i = 0; i < nnotes; i++)
         if (!(notes[i] = strdup(passes_note(i))))
             DIE("out of memory");
+    pass_record *records = malloc(sizeof *records * (size_t)passes_count());
+    if (!records)
+        DIE("out of memory");
+    passes_records_save(records);
     passes_opts.share_group = passes_opts.share_begin = passes_opts.share_end = 0;
     passes_opts.keep_experts = passes_opts.prune_profile = NULL;
     passes_opts.min_freq = passes_opts.expert_budget = 0;
     int rc = passes_run(m, before, after, verbose);
     passes_opts = saved;
+    passes_records_restore(records);
+    free(records);
     passes_notes_clear();
     for (int i = 0; i < nnotes; i++) {
         char pass[64];     /* a note is "pass: text" */

@@ -17,7 +17,7 @@ void measure_describe(const passes_options *p, char *buf, size_t size);
  * model-changing option is set. */
 void measure_note_unmeasured(const char *command);
 /* The pipeline without the model-changing options on *m (stopping as before/after say);
- * the reference's own decision notes are not kept. 0, or 1 after an error. */
+ * the reference's own decision notes and pass records are not kept. 0, or 1 after an error. */
 int measure_reference_passes(ir_module **m, const char *before, const char *after, int verbose);
 /* Builds the unchanged model (`unchanged`: the front end's module, storage types bound,
  * before the passes; consumed) and the changed one (planned, with its packed tensors), runs

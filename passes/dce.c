@@ -11,8 +11,45 @@
  * module without the rest; value numbers close up.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "passes.h"
+
+/* The length of a declared name without its indices: "wq" of "wq[3]". */
+static size_t decl_base(const ir_tensor *t)
+{
+    const char *d = t->decl ? t->decl : t->name;
+    return strcspn(d, "[");
+}
+
+/* One note per declaration whose tensors nothing reads: "wq (8 tensors)", or the tensor
+ * and its checkpoint name when it is one. */
+static void note_unread_tensors(const ir_module *m, const int *keep)
+{
+    for (int t = 0; t < m->ntensors; t++) {
+        if (keep[t])
+            continue;
+        const ir_tensor *a = &m->tensors[t];
+        const char *da = a->decl ? a->decl : a->name;
+        size_t n = decl_base(a);
+        int count = 0, first = 1;
+        for (int u = 0; u < m->ntensors; u++) {
+            const ir_tensor *b = &m->tensors[u];
+            const char *db = b->decl ? b->decl : b->name;
+            if (keep[u] || decl_base(b) != n || strncmp(da, db, n))
+                continue;
+            first &= u >= t;
+            count++;
+        }
+        if (!first)
+            continue;                  /* said with the first of its declaration */
+        if (count == 1)
+            pass_note("dce", "tensor %s (\"%s\") is read by nothing: not packed", da, a->name);
+        else
+            pass_note("dce", "tensors %.*s (%d of them) are read by nothing: not packed",
+                      (int)n, da, count);
+    }
+}
 
 ir_module *pass_dce(ir_module *m)
 {
@@ -44,10 +81,7 @@ ir_module *pass_dce(ir_module *m)
             dropped++;
     if (dropped)
         pass_note("dce", "dropped %d instructions no effect depends on", dropped);
-    for (int t = 0; t < m->ntensors; t++)
-        if (!keep[t])
-            pass_note("dce", "tensor %s (\"%s\") is read by nothing: not packed",
-                      m->tensors[t].decl, m->tensors[t].name);
+    note_unread_tensors(m, keep);
     free(live);
     free(keep);
     return ir_rw_end(&rw);

@@ -106,6 +106,10 @@ typedef struct pass_record {
     int insts_before, insts_after;   /* instruction counts around the pass, when it ran */
 } pass_record;
 const pass_record *passes_record(int i);
+/* The records of every pass (passes_count() of them) copied out, and put back: a second
+ * run of the pipeline (the unchanged model a calibration builds) leaves the first's. */
+void passes_records_save(pass_record *out);
+void passes_records_restore(const pass_record *in);
 const char *passes_status_name(pass_status s);
 
 /* One run of the pipeline, as the command line shapes it. Zero: the whole pipeline with

@@ -106,6 +106,8 @@ static pass_record records[NPASSES];
 int passes_count(void) { return NPASSES; }
 const pass_info *passes_info(int i) { return &pipeline[i]; }
 const pass_record *passes_record(int i) { return &records[i]; }
+void passes_records_save(pass_record *out) { memcpy(out, records, sizeof records); }
+void passes_records_restore(const pass_record *in) { memcpy(records, in, sizeof records); }
 
 int passes_lookup(const char *name)
 {

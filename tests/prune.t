@@ -93,6 +93,15 @@ my ($ta, $tb) = (Golden::slurp("$dir/d-plain.txt"), Golden::slurp("$dir/d-all.tx
 ok(defined $ta && length $ta && defined $tb && $ta eq $tb,
    'dsmoe: --keep-experts naming every expert gives bit-identical logits');
 
+# a pruned build's report: the pass ran (not the unpruned reference's record), what it
+# dropped, and the measured divergence from the unpruned model
+my $rep = build('dsmoe pruned, --report', $dspec, $dw, "$dir/d-rep", @dd, '--keep-experts=0:0,2,5',
+           '--report');
+ok($rep->{out} =~ /^  prune-experts\s+ran\s/m && $rep->{out} =~ /^    l=0: dropped experts 1, 3, 4, 6, 7 of 8/m
+   && $rep->{out} =~ /^  calibration\n    keep-experts=0:0,2,5 changes the model: on \d+ calibration tokens, mean KL [0-9.e-]+ nats\/token/m,
+   'dsmoe: --report of a pruned build: prune-experts ran, its drops, the divergence')
+    or diag($rep->{out});
+
 my $profile = eval { JSON::PP::decode_json(Golden::slurp($prof) // '') };
 ok($profile && $profile->{model} eq 'dsmoe' && $profile->{tokens} == @tokens &&
    @{ $profile->{layers} } == 2, 'dsmoe: the profile names the model, the tokens and 2 layers')
