@@ -10,27 +10,15 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Golden qw(run_cmd);
+use Bench;
 
 my $rounds = shift // 5;
 my $threads = shift // 1;
-my $kiln = Golden::kiln();
 my $dir = Golden::tmpdir();
 local $Golden::TIMEOUT = 3600;
-my @shape = map { ('-D', $_) } qw(dim=768 layers=12 heads=12 kv_heads=12 hidden=2048 vocab=32000
-                                   ctx=1024 tied=0);
-print "# building a stories110M-shaped model (438 MB of f32 weights) in $dir, twice\n";
-my $r = run_cmd($kiln, 'weights', 'examples/llama.kiln', @shape, '--seed', 1, '-o', "$dir/w.safetensors");
-die Golden::how($r) if $r->{rc};
-my %prog = (fused => "$dir/fused", O0 => "$dir/plain");
-for my $k (sort keys %prog) {
-    $r = run_cmd($kiln, 'build', 'examples/llama.kiln', @shape, '--weights', "$dir/w.safetensors",
-                 '-o', $prog{$k}, $k eq 'O0' ? ('-O0') : ());
-    die Golden::how($r) if $r->{rc};
-}
-unlink "$dir/w.safetensors";
-my $tokens = join ',', map { ($_ * 7919 + 1) % 32000 } 0 .. 127;
-
-sub median { my @s = sort { $a <=> $b } @_; return $s[@s / 2] }
+my %prog = Bench::build_stories110m($dir, fused => [], O0 => ['-O0']);
+my $tokens = Bench::prompt();
+my $r;
 my %tps;
 for my $round (1 .. $rounds) {
     for my $k ('O0', 'fused') {
@@ -50,6 +38,6 @@ for my $what ('prompt', 'generation') {
     for my $k ('O0', 'fused') {
         my @s = sort { $a <=> $b } @{ $tps{$k}{$what} };
         printf "%-10s %-5s %d thread%s: tok/s min %.2f median %.2f max %.2f\n", $what, $k,
-            $threads, $threads == 1 ? '' : 's', $s[0], median(@s), $s[-1];
+            $threads, $threads == 1 ? '' : 's', $s[0], Bench::median(@s), $s[-1];
     }
 }

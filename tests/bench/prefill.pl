@@ -12,29 +12,20 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Golden qw(run_cmd);
+use Bench;
 
 my $rounds = shift // 5;
 my $threads = shift // 1;
-my $kiln = Golden::kiln();
 my $dir = Golden::tmpdir();
 local $Golden::TIMEOUT = 3600;
-my @shape = map { ('-D', $_) } qw(dim=768 layers=12 heads=12 kv_heads=12 hidden=2048 vocab=32000
-                                   ctx=1024 tied=0);
-print "# building a stories110M-shaped model (438 MB of f32 weights) in $dir\n";
-my $r = run_cmd($kiln, 'weights', 'examples/llama.kiln', @shape, '--seed', 1, '-o', "$dir/w.safetensors");
-die Golden::how($r) if $r->{rc};
-$r = run_cmd($kiln, 'build', 'examples/llama.kiln', @shape, '--weights', "$dir/w.safetensors",
-             '-o', "$dir/s110m");
-die Golden::how($r) if $r->{rc};
-unlink "$dir/w.safetensors";
-my $tokens = join ',', map { ($_ * 7919 + 1) % 32000 } 0 .. 127;
-
-sub median { my @s = sort { $a <=> $b } @_; return $s[@s / 2] }
+my %prog = Bench::build_stories110m($dir, s110m => []);
+my $tokens = Bench::prompt();
+my $r;
 my (%tps, @ratio);
 for my $round (1 .. $rounds) {
     my %this;
     for my $batch (1, 64) {
-        $r = run_cmd("$dir/s110m", '--tokens', $tokens, '-n', 0, '--batch', $batch, '--threads',
+        $r = run_cmd($prog{s110m}, '--tokens', $tokens, '-n', 0, '--batch', $batch, '--threads',
                      $threads, '--bench', '--bench-runs', 1);
         die Golden::how($r) if $r->{rc};
         my ($t) = $r->{err} =~ /bench: prompt 128 tokens, 1 runs: tokens\/s min ([\d.]+)/
@@ -49,7 +40,7 @@ for my $round (1 .. $rounds) {
 for my $batch (1, 64) {
     my @s = sort { $a <=> $b } @{ $tps{$batch} };
     printf "prompt of 128 tokens, --batch %-2d, %d thread%s: tok/s min %.1f median %.1f max %.1f\n",
-        $batch, $threads, $threads == 1 ? '' : 's', $s[0], median(@s), $s[-1];
+        $batch, $threads, $threads == 1 ? '' : 's', $s[0], Bench::median(@s), $s[-1];
 }
 my @s = sort { $a <=> $b } @ratio;
-printf "ratio --batch 64 / --batch 1 (per round): min %.2f median %.2f max %.2f\n", $s[0], median(@s), $s[-1];
+printf "ratio --batch 64 / --batch 1 (per round): min %.2f median %.2f max %.2f\n", $s[0], Bench::median(@s), $s[-1];
