@@ -11,6 +11,10 @@ echo "== kiln build: spec + weights -> one executable"
 "$kiln" build examples/llama.kiln --weights "$out/llama.safetensors" -o "$out/llama"
 echo "== the IR of layer 0 (kiln dump --scope l=0: the instructions, without the tensor table)"
 "$kiln" dump examples/llama.kiln --scope l=0 | sed -n '/^batch/,$p' | head -n 34
+echo "== what the optimizer decided for layer 0 (kiln build --report, docs/passes.md)"
+"$kiln" build examples/llama.kiln --emit=c -o "$out/llama.c" --report |
+    awk '/^decisions/ { on = 1; next } on && /^  [a-z]/ { pass = $1; next }
+         on && /l=0[:,]/ { if (pass != shown) print "  " pass; shown = pass; print }' | head -n 24
 echo "== $out/llama --tokens 1,5,9,13 -n 16 --temp 0 (greedy token ids)"
 "$out/llama" --tokens 1,5,9,13 -n 16 --temp 0
 echo "== the same program with --stats (KV cache report)"

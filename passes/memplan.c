@@ -10,8 +10,11 @@
  * region runs token by token, so whatever an instruction inside it reads or writes stays
  * live to the end of the region. An instruction's result never shares a slot with its own
  * operands, nor with what its operands' producers were the last to read (so that the
- * lowering can fuse it into them). A freed slot is reused by a later value of exactly the
- * same size, which suits transformer graphs, where most values are a few repeated widths.
+ * lowering can fuse it into them: the residual add into its linear); an elementwise value
+ * with one elementwise reader keeps its operands live until that reader (the lowering may
+ * compute it there: silu(a) * b in one loop). A freed slot is reused by a later value of
+ * exactly the same size, the one freed longest ago, which suits transformer graphs, where
+ * most values are a few repeated widths.
  * Values with the token axis take T_max rows. Slots are offsets into the frame, not
  * addresses, so that one frame layout can serve calls that share code.
  */
@@ -50,6 +53,37 @@ static int too_big(int64_t bytes, const char *what)
     return 1;
 }
 
+/* An elementwise value read by one elementwise reader only may be computed inside that
+ * reader (codegen/fuse.c: silu(a) * b in one loop), so its operands must last until the
+ * reader runs. Instructions come in order, so one backward sweep carries chains. */
+static void extend_for_fusion(const ir_module *m, int *last)
+{
+    int n = m->ninsts;
+    int *reader = malloc(sizeof(int) * (size_t)(n ? n : 1)), *nread = calloc((size_t)n + 1, sizeof(int));
+    if (!reader || !nread)
+        DIE("out of memory");
+    for (int i = 0; i < n; i++) {
+        const ir_inst *in = &m->insts[i];
+        for (int k = 0; k < in->nargs; k++)
+            if (!nread[in->args[k]]++ || reader[in->args[k]] != i)
+                reader[in->args[k]] = nread[in->args[k]] == 1 ? i : -1;
+        if (in->guard >= 0)
+            nread[in->guard] += 2;     /* a guard is no fused operand */
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        const ir_inst *in = &m->insts[i];
+        if (!(ir_ops[in->op].flags & OPF_ELEMWISE) || nread[i] != 1 || reader[i] < 0 ||
+            !(ir_ops[m->insts[reader[i]].op].flags & OPF_ELEMWISE) ||
+            m->insts[reader[i]].guard != in->guard || last[i] == n)
+            continue;
+        for (int k = 0; k < in->nargs; k++)
+            if (last[in->args[k]] < last[i] && last[in->args[k]] < n)
+                last[in->args[k]] = last[i];
+    }
+    free(reader);
+    free(nread);
+}
+
 ir_module *pass_plan_memory(ir_module *m)
 {
     int n = m->ninsts;
@@ -71,6 +105,7 @@ ir_module *pass_plan_memory(ir_module *m)
         if (in->guard >= 0 && last[in->guard] < until)
             last[in->guard] = until;
     }
+    extend_for_fusion(m, last);
     /* dies[first[i] .. first[i+1]-1]: the values whose life ends at instruction i */
     int *first = calloc((size_t)n + 2, sizeof(int)), *dies = malloc(sizeof(int) * (size_t)(n ? n : 1));
     if (!first || !dies)
@@ -110,8 +145,11 @@ ir_module *pass_plan_memory(ir_module *m)
         } else if (ir_needs_storage(in)) {
             int64_t size = aligned_size(m, in);
             int found = -1;
-            for (int p = 0; p < npool && found < 0; p++)
-                if (pool[p].size == size && slot_allowed(in, pool[p].freed_at))
+            /* the slot freed longest ago: what was freed just now is often still wanted by
+             * a chain the lowering fuses (silu(a) * b: a's slot while b is sliced) */
+            for (int p = 0; p < npool; p++)
+                if (pool[p].size == size && slot_allowed(in, pool[p].freed_at) &&
+                    (found < 0 || pool[p].freed_at < pool[found].freed_at))
                     found = p;
             in->mem = MEM_FRAME;
             if (found >= 0) {
