@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cpu.h"
 #include "rt_internal.h"
 
 typedef struct opts {
@@ -267,7 +268,7 @@ static void help(void)
     printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
     printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
-           "        [--blob FILE] [--bench] [--profile-routing FILE]\n\n", prog);
+           "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n\n", prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -321,6 +322,10 @@ static void help(void)
            "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
            "                    and print tokens/s (min/median/max) to standard error.\n"
            "    --bench-runs R  number of timed runs, R >= 1.\n"
+           "    --cpu           print the kernel path taken (avx2 or portable) and the CPU\n"
+           "                    features seen, then exit. AVX2 kernels run only when the CPU\n"
+           "                    and OS support them and give the portable results bit for\n"
+           "                    bit; KILN_CPU=portable in the environment forces portable.\n"
            "    -h, --help      print this help.\n"
            "    Long options also take the form --option=VALUE.\n",
            (long long)m->vocab, (long long)ctx_max(),
@@ -338,6 +343,26 @@ static void help(void)
         if (!is_route_stat(m->stat_names[i]))
             printf("    %s\n", m->stat_names[i]);
     printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n");
+}
+
+/* ---- --cpu ---- */
+
+/* One line: the kernel path krt_cpu_init chose, then the features it saw. */
+static void print_cpu(void)
+{
+    const krt_cpu *k = krt_cpu_get();
+    const char *env = getenv("KILN_CPU");
+    printf("cpu: path %s%s; features", krt_path_name(krt_kernel_path),
+           env && strcmp(env, "portable") == 0 ? " (KILN_CPU=portable)" : "");
+    const struct { const char *name; int on; } feat[] = {
+        {"avx2", k->avx2},       {"fma", k->fma},           {"f16c", k->f16c},
+        {"avx512f", k->avx512f}, {"avx512bw", k->avx512bw}, {"avx512vl", k->avx512vl},
+    };
+    int any = 0;
+    for (size_t i = 0; i < sizeof feat / sizeof feat[0]; i++)
+        if (feat[i].on)
+            printf(" %s", feat[i].name), any = 1;
+    printf("%s; brand \"%s\"\n", any ? "" : " none", k->brand);
 }
 
 /* ---- the command line ---- */
@@ -359,6 +384,9 @@ static void parse_args(opts *o, int argc, char **argv)
 #define VALUE() (val ? val : (i + 1 < argc ? argv[++i] : (usage_error("%s needs a value", a), "")))
         if (FLAG("-h") || FLAG("--help")) {
             help();
+            exit(0);
+        } else if (FLAG("--cpu") && !val) {
+            print_cpu();
             exit(0);
         } else if (FLAG("--tokens")) {
             tokens = VALUE();
@@ -593,6 +621,7 @@ int main(int argc, char **argv)
     o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
     for (int i = 0; i < m->n_rtparams; i++)
         o.rtparams[i] = m->rtparam_defaults[i];
+    krt_cpu_init();   /* the kernel path, before any kernel runs (and for --cpu) */
     parse_args(&o, argc, argv);
 
     krt_blob blob;

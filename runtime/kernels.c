@@ -1,7 +1,9 @@
-/* kernels.c - the compute kernels of kernels.h, in portable C11.
+/* kernels.c - the compute kernels of kernels.h, in portable C11, and AVX2 variants of the
+ * linears chosen at program start (cpu.h).
  *
- * No intrinsics: the 16-lane loops have a fixed trip count so the C compiler turns them into
- * vector code at the baseline ISA. Every sum keeps the order documented in kernels.h (the
+ * The portable 16-lane loops have a fixed trip count so the C compiler turns them into
+ * vector code at the baseline ISA; the AVX2 functions alone are compiled for AVX2 (a target
+ * attribute) and compute the same sums in the same order. Every sum keeps the order documented in kernels.h (the
  * order of the single-token kernels before blocks of tokens), so the results do not depend
  * on the block size, the thread share or the machine.
  */
@@ -10,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "kiln_blob.h"
 
 /* A fused multiply-add would round differently from the old kernels; gcc in ISO C mode
@@ -144,6 +147,200 @@ void krt_widen_bf16(float *y, const uint16_t *h, int64_t n)
     }
 }
 
+/* ---- linear, AVX2 ----
+ *
+ * The same sums as lin_acc / lin_acc2 / krt_widen_*: lanes 0..7 of a row in one __m256 and
+ * 8..15 in another, a separate multiply and add per lane per step (no FMA: that rounds once
+ * instead of twice), the tail added in scalar code on the stored lanes, the final pairwise
+ * reduction left to lin_finish. So the results are the portable ones bit for bit. Only
+ * compiled for x86 with gcc/clang, and only called when krt_kernel_path says the CPU has it.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KRT_HAVE_AVX2 1
+#include <immintrin.h>
+#define KRT_AVX2 __attribute__((target("avx2,f16c")))
+
+/* the scalar tail of lin_acc, on lanes already stored */
+static inline void lin_tail(float *l, const float *wr, const float *x, int64_t n, int64_t nb)
+{
+    for (int64_t j = nb; j < n; j++)
+        l[j - nb] += wr[j] * x[j];
+}
+
+/* lin_acc for one row. */
+KRT_AVX2 static void lin_acc_row_avx2(float *lane, const float *wr, const float *x, int64_t n,
+                                      int64_t nb)
+{
+    __m256 a = _mm256_loadu_ps(lane), b = _mm256_loadu_ps(lane + 8);
+    for (int64_t j = 0; j < nb; j += KRT_LANES) {
+        a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(wr + j), _mm256_loadu_ps(x + j)));
+        b = _mm256_add_ps(b, _mm256_mul_ps(_mm256_loadu_ps(wr + j + 8), _mm256_loadu_ps(x + j + 8)));
+    }
+    _mm256_storeu_ps(lane, a);
+    _mm256_storeu_ps(lane + 8, b);
+    lin_tail(lane, wr, x, n, nb);
+}
+
+/* lin_acc for four rows at once: each x load serves all four. */
+KRT_AVX2 static void lin_acc4_avx2(float (*lane)[KRT_LANES], const float *const *w,
+                                   const float *x, int64_t n, int64_t nb)
+{
+    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    __m256 a0 = _mm256_loadu_ps(lane[0]), b0 = _mm256_loadu_ps(lane[0] + 8);
+    __m256 a1 = _mm256_loadu_ps(lane[1]), b1 = _mm256_loadu_ps(lane[1] + 8);
+    __m256 a2 = _mm256_loadu_ps(lane[2]), b2 = _mm256_loadu_ps(lane[2] + 8);
+    __m256 a3 = _mm256_loadu_ps(lane[3]), b3 = _mm256_loadu_ps(lane[3] + 8);
+    for (int64_t j = 0; j < nb; j += KRT_LANES) {
+        __m256 xa = _mm256_loadu_ps(x + j), xb = _mm256_loadu_ps(x + j + 8);
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(w0 + j), xa));
+        b0 = _mm256_add_ps(b0, _mm256_mul_ps(_mm256_loadu_ps(w0 + j + 8), xb));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(w1 + j), xa));
+        b1 = _mm256_add_ps(b1, _mm256_mul_ps(_mm256_loadu_ps(w1 + j + 8), xb));
+        a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(w2 + j), xa));
+        b2 = _mm256_add_ps(b2, _mm256_mul_ps(_mm256_loadu_ps(w2 + j + 8), xb));
+        a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_loadu_ps(w3 + j), xa));
+        b3 = _mm256_add_ps(b3, _mm256_mul_ps(_mm256_loadu_ps(w3 + j + 8), xb));
+    }
+    _mm256_storeu_ps(lane[0], a0), _mm256_storeu_ps(lane[0] + 8, b0);
+    _mm256_storeu_ps(lane[1], a1), _mm256_storeu_ps(lane[1] + 8, b1);
+    _mm256_storeu_ps(lane[2], a2), _mm256_storeu_ps(lane[2] + 8, b2);
+    _mm256_storeu_ps(lane[3], a3), _mm256_storeu_ps(lane[3] + 8, b3);
+    for (int r = 0; r < 4; r++)
+        lin_tail(lane[r], w[r], x, n, nb);
+}
+
+static void lin_acc_avx2(float (*lane)[KRT_LANES], const float *const *w, int rr,
+                         const float *x, int64_t n, int64_t nb)
+{
+    if (rr == 4) {
+        lin_acc4_avx2(lane, w, x, n, nb);
+        return;
+    }
+    for (int r = 0; r < rr; r++)
+        lin_acc_row_avx2(lane[r], w[r], x, n, nb);
+}
+
+/* lin_acc2 for one row: two tokens share each weight load (a: x0's lanes, b: x1's). */
+KRT_AVX2 static void lin_acc2_row_avx2(float *la, float *lb, const float *wr, const float *x0,
+                                       const float *x1, int64_t n, int64_t nb)
+{
+    __m256 a0 = _mm256_loadu_ps(la), a1 = _mm256_loadu_ps(la + 8);
+    __m256 b0 = _mm256_loadu_ps(lb), b1 = _mm256_loadu_ps(lb + 8);
+    for (int64_t j = 0; j < nb; j += KRT_LANES) {
+        __m256 v0 = _mm256_loadu_ps(wr + j), v1 = _mm256_loadu_ps(wr + j + 8);
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(v0, _mm256_loadu_ps(x0 + j)));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(v1, _mm256_loadu_ps(x0 + j + 8)));
+        b0 = _mm256_add_ps(b0, _mm256_mul_ps(v0, _mm256_loadu_ps(x1 + j)));
+        b1 = _mm256_add_ps(b1, _mm256_mul_ps(v1, _mm256_loadu_ps(x1 + j + 8)));
+    }
+    _mm256_storeu_ps(la, a0), _mm256_storeu_ps(la + 8, a1);
+    _mm256_storeu_ps(lb, b0), _mm256_storeu_ps(lb + 8, b1);
+    lin_tail(la, wr, x0, n, nb);
+    lin_tail(lb, wr, x1, n, nb);
+}
+
+/* lin_acc2 for two rows at once: 8 accumulators, each x load serves both rows. */
+KRT_AVX2 static void lin_acc2_pair_avx2(float (*a)[KRT_LANES], float (*b)[KRT_LANES],
+                                        const float *const *w, const float *x0,
+                                        const float *x1, int64_t n, int64_t nb)
+{
+    const float *w0 = w[0], *w1 = w[1];
+    __m256 p0 = _mm256_loadu_ps(a[0]), p1 = _mm256_loadu_ps(a[0] + 8);
+    __m256 q0 = _mm256_loadu_ps(b[0]), q1 = _mm256_loadu_ps(b[0] + 8);
+    __m256 r0 = _mm256_loadu_ps(a[1]), r1 = _mm256_loadu_ps(a[1] + 8);
+    __m256 s0 = _mm256_loadu_ps(b[1]), s1 = _mm256_loadu_ps(b[1] + 8);
+    for (int64_t j = 0; j < nb; j += KRT_LANES) {
+        __m256 x00 = _mm256_loadu_ps(x0 + j), x01 = _mm256_loadu_ps(x0 + j + 8);
+        __m256 x10 = _mm256_loadu_ps(x1 + j), x11 = _mm256_loadu_ps(x1 + j + 8);
+        __m256 v0 = _mm256_loadu_ps(w0 + j), v1 = _mm256_loadu_ps(w0 + j + 8);
+        p0 = _mm256_add_ps(p0, _mm256_mul_ps(v0, x00));
+        p1 = _mm256_add_ps(p1, _mm256_mul_ps(v1, x01));
+        q0 = _mm256_add_ps(q0, _mm256_mul_ps(v0, x10));
+        q1 = _mm256_add_ps(q1, _mm256_mul_ps(v1, x11));
+        v0 = _mm256_loadu_ps(w1 + j), v1 = _mm256_loadu_ps(w1 + j + 8);
+        r0 = _mm256_add_ps(r0, _mm256_mul_ps(v0, x00));
+        r1 = _mm256_add_ps(r1, _mm256_mul_ps(v1, x01));
+        s0 = _mm256_add_ps(s0, _mm256_mul_ps(v0, x10));
+        s1 = _mm256_add_ps(s1, _mm256_mul_ps(v1, x11));
+    }
+    _mm256_storeu_ps(a[0], p0), _mm256_storeu_ps(a[0] + 8, p1);
+    _mm256_storeu_ps(b[0], q0), _mm256_storeu_ps(b[0] + 8, q1);
+    _mm256_storeu_ps(a[1], r0), _mm256_storeu_ps(a[1] + 8, r1);
+    _mm256_storeu_ps(b[1], s0), _mm256_storeu_ps(b[1] + 8, s1);
+    for (int r = 0; r < 2; r++) {
+        lin_tail(a[r], w[r], x0, n, nb);
+        lin_tail(b[r], w[r], x1, n, nb);
+    }
+}
+
+static void lin_acc2_avx2(float (*a)[KRT_LANES], float (*b)[KRT_LANES], const float *const *w,
+                          int rr, const float *x0, const float *x1, int64_t n, int64_t nb)
+{
+    int r = 0;
+    for (; r + 1 < rr; r += 2)
+        lin_acc2_pair_avx2(a + r, b + r, w + r, x0, x1, n, nb);
+    if (r < rr)
+        lin_acc2_row_avx2(a[r], b[r], w[r], x0, x1, n, nb);
+}
+
+/* krt_widen_f16 with the same branch-free integer/float steps as widen_f16, 8 at a time
+ * (not vcvtph2ps: that quiets signalling NaNs, widen_f16 keeps them). */
+KRT_AVX2 static void widen_f16_avx2(float *y, const uint16_t *h, int64_t n)
+{
+    const __m256i magn = _mm256_set1_epi32(0x7fff), sgn = _mm256_set1_epi32(0x8000);
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    const __m256 scale = _mm256_set1_ps(0x1p112f), big = _mm256_set1_ps(65536.0f);
+    int64_t body = n - n % 8, j = 0;
+    for (; j < body; j += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(h + j)));
+        __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(v, magn), 13));
+        f = _mm256_mul_ps(f, scale);
+        __m256i u = _mm256_castps_si256(f);
+        __m256i inf = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(f, big, _CMP_GE_OQ)), expo);
+        u = _mm256_or_si256(_mm256_or_si256(u, inf), _mm256_slli_epi32(_mm256_and_si256(v, sgn), 16));
+        _mm256_storeu_ps(y + j, _mm256_castsi256_ps(u));
+    }
+    for (; j < n; j++)
+        y[j] = widen_f16(h[j]);
+}
+
+KRT_AVX2 static void widen_bf16_avx2(float *y, const uint16_t *h, int64_t n)
+{
+    int64_t body = n - n % 8, j = 0;
+    for (; j < body; j += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(h + j)));
+        _mm256_storeu_ps(y + j, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; j < n; j++) {
+        uint32_t u = (uint32_t)h[j] << 16;
+        memcpy(&y[j], &u, sizeof u);
+    }
+}
+#endif
+
+/* The kernel path's accumulators and widening (cpu.h): one branch per call. */
+typedef void (*lin_acc_fn)(float (*)[KRT_LANES], const float *const *, int, const float *,
+                           int64_t, int64_t);
+typedef void (*lin_acc2_fn)(float (*)[KRT_LANES], float (*)[KRT_LANES], const float *const *,
+                            int, const float *, const float *, int64_t, int64_t);
+
+static void lin_widen(float *y, const uint16_t *h, int64_t n, uint32_t dt)
+{
+#ifdef KRT_HAVE_AVX2
+    if (krt_kernel_path == KRT_PATH_AVX2) {
+        if (dt == KBLOB_F16)
+            widen_f16_avx2(y, h, n);
+        else
+            widen_bf16_avx2(y, h, n);
+        return;
+    }
+#endif
+    if (dt == KBLOB_F16)
+        krt_widen_f16(y, h, n);
+    else
+        krt_widen_bf16(y, h, n);
+}
+
 /* Columns [c0, c1) of the rr weight rows at wb (ld bytes apart) as f32: f32 rows are used in
  * place, f16/bf16 are widened (exactly) into buf. */
 static void lin_rows(const float **wr, float (*buf)[LIN_CHUNK], const char *wb, int64_t ld,
@@ -157,10 +354,7 @@ static void lin_rows(const float **wr, float (*buf)[LIN_CHUNK], const char *wb, 
         }
         const uint16_t *h = (const uint16_t *)row + c0;
         float *b = buf[r];
-        if (dt == KBLOB_F16)
-            krt_widen_f16(b, h, c1 - c0);
-        else
-            krt_widen_bf16(b, h, c1 - c0);
+        lin_widen(b, h, c1 - c0, dt);
         wr[r] = b;
     }
 }
@@ -173,6 +367,12 @@ static void linear(float *y, const float *x, int64_t rows, const void *w, int64_
     int64_t chunk = dt == KBLOB_F32 ? in : LIN_CHUNK;
     float buf[LIN_R][LIN_CHUNK];
     const float *wr[LIN_R];
+    lin_acc_fn acc = lin_acc;
+    lin_acc2_fn acc2 = lin_acc2;
+#ifdef KRT_HAVE_AVX2
+    if (krt_kernel_path == KRT_PATH_AVX2)
+        acc = lin_acc_avx2, acc2 = lin_acc2_avx2;
+#endif
     for (int64_t i = i0; i < i1; i += LIN_R) {
         int rr = i1 - i < LIN_R ? (int)(i1 - i) : LIN_R;
         const char *wb = (const char *)w + i * ld;
@@ -182,13 +382,13 @@ static void linear(float *y, const float *x, int64_t rows, const void *w, int64_
             int64_t t = 0;
             for (; t + 1 < rows; t += 2) {
                 float lane[2][LIN_R][KRT_LANES] = {{{0}}};
-                lin_acc2(lane[0], lane[1], wr, rr, x + t * in, x + (t + 1) * in, in, body);
+                acc2(lane[0], lane[1], wr, rr, x + t * in, x + (t + 1) * in, in, body);
                 lin_finish(y + t * out + i, lane[0], rr, lin_res(res, ldr, t, i));
                 lin_finish(y + (t + 1) * out + i, lane[1], rr, lin_res(res, ldr, t + 1, i));
             }
             if (t < rows) {
                 float lane[LIN_R][KRT_LANES] = {{0}};
-                lin_acc(lane, wr, rr, x + t * in, in, body);
+                acc(lane, wr, rr, x + t * in, in, body);
                 lin_finish(y + t * out + i, lane, rr, lin_res(res, ldr, t, i));
             }
             continue;
@@ -206,9 +406,9 @@ static void linear(float *y, const float *x, int64_t rows, const void *w, int64_
                 const float *xc = x + t0 * in + c0;
                 int64_t t = 0;
                 for (; t + 1 < tb; t += 2)
-                    lin_acc2(lane[t], lane[t + 1], wr, rr, xc + t * in, xc + (t + 1) * in, c1 - c0, nb);
+                    acc2(lane[t], lane[t + 1], wr, rr, xc + t * in, xc + (t + 1) * in, c1 - c0, nb);
                 if (t < tb)
-                    lin_acc(lane[t], wr, rr, xc + t * in, c1 - c0, nb);
+                    acc(lane[t], wr, rr, xc + t * in, c1 - c0, nb);
             }
             for (int64_t t = 0; t < tb; t++)
                 lin_finish(y + (t0 + t) * out + i, lane[t], rr, lin_res(res, ldr, t0 + t, i));

@@ -10,6 +10,7 @@
  * The fused attention is checked against scores -> softmax -> apply in double and against
  * the unfused kernels, over both cache layouts and f32/f16/bf16 caches (positions past the
  * causal limit hold NaN, so reading one fails), and the rounded caches against f32 ones.
+ * The linears on every SIMD path the CPU has (cpu.h) equal the portable ones bit for bit.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "../../runtime/kiln_blob.h"
 #include "../../runtime/rt_internal.h"   /* krt_pool_new; before kernels.h (see there) */
 #include "../../runtime/kernels.h"
+#include "../../runtime/cpu.h"
 
 /* the verbatim old loops below must not be fused into multiply-adds either (see kernels.c) */
 #if defined(__clang__)
@@ -846,6 +848,86 @@ static void test_rows(void)
     }
 }
 
+/* ---- the kernel paths (cpu.h) ---- */
+
+/* One linear (res: with an epilogue, ldr out or 0) under `path`, into a fresh copy of y0. */
+static float *linear_on(krt_path path, int dt, int res, float *y0, const float *x, int64_t rows,
+                        const void *w, int64_t ld, int64_t out, int64_t in, int64_t i0,
+                        int64_t i1, const float *r, int64_t ldr)
+{
+    float *y = fdup(y0, rows * out);
+    krt_cpu_use(path);
+    if (res)
+        dt_res_fn[dt](y, x, rows, w, ld, out, in, i0, i1, r, ldr);
+    else
+        dt_fn[dt](y, x, rows, w, ld, out, in, i0, i1);
+    krt_cpu_use(KRT_PATH_PORTABLE);
+    return y;
+}
+
+/* The same linear on `path` and on the portable path: equal bit for bit (NaNs included). */
+static int paths_agree(krt_path path, int dt, int res, const float *x, int64_t rows,
+                       const void *w, int64_t ld, int64_t out, int64_t in, int64_t i0,
+                       int64_t i1, const float *r, int64_t ldr)
+{
+    float *y0 = rnd_vec(rows * out);
+    float *a = linear_on(KRT_PATH_PORTABLE, dt, res, y0, x, rows, w, ld, out, in, i0, i1, r, ldr);
+    float *b = linear_on(path, dt, res, y0, x, rows, w, ld, out, in, i0, i1, r, ldr);
+    int same = memcmp(a, b, (size_t)(rows * out) * sizeof *a) == 0;
+    free(y0), free(a), free(b);
+    return same;
+}
+
+/* Every SIMD path this CPU has against the portable one: random shapes with odd tails (in
+ * not a multiple of 16 or 8, wider than a widening chunk; out not a multiple of 4; rows 1..7;
+ * [i0, i1) shares), all three storage types, with and without an epilogue (residual, bias);
+ * then every f16 and bf16 bit pattern as a weight (subnormals, infinities, NaNs). */
+static void test_linear_paths(void)
+{
+    static const int64_t ins[] = {1, 7, 8, 15, 16, 17, 40, 129, 1023, 1024, 1031, 2055};
+    if (krt_cpu_use(KRT_PATH_AVX2) != KRT_PATH_AVX2) {
+        krt_cpu_use(KRT_PATH_PORTABLE);
+        printf("# this CPU has no AVX2 + F16C: only the portable path exists here\n");
+        return;
+    }
+    krt_cpu_use(KRT_PATH_PORTABLE);
+    for (int dt = 0; dt < 3; dt++) {
+        int ok = 1, ok_res = 1, cases = 0;
+        for (size_t c = 0; c < sizeof ins / sizeof ins[0]; c++)
+            for (int rep = 0; rep < 3; rep++) {
+                int64_t in = ins[c], out = rnd_int(1, 13), rows = rnd_int(1, 7), ld;
+                int64_t i0 = rnd_int(0, out - 1), i1 = rnd_int(i0 + 1, out);
+                float *wf = malloc((size_t)(out * in) * sizeof *wf);
+                void *w = make_weight(dt, out, in, &ld, wf, rep == 1);
+                float *x = rnd_vec(rows * in), *r = rnd_vec(rows * out);
+                ok &= paths_agree(KRT_PATH_AVX2, dt, 0, x, rows, w, ld, out, in, i0, i1, NULL, 0);
+                ok_res &= paths_agree(KRT_PATH_AVX2, dt, 1, x, rows, w, ld, out, in, i0, i1, r,
+                                      rep == 2 ? 0 : out);
+                cases++;
+                free(wf), free(w), free(x), free(r);
+            }
+        char what[160];
+        snprintf(what, sizeof what, "linear %s: avx2 == portable bit for bit (%d shapes)",
+                 dt_name[dt], cases);
+        check_exact(ok, what);
+        snprintf(what, sizeof what, "linear_res %s: avx2 == portable bit for bit (%d shapes)",
+                 dt_name[dt], cases);
+        check_exact(ok_res, what);
+    }
+    /* all 65536 half patterns as a [4096, 16] weight */
+    uint16_t *h = malloc(65536 * sizeof *h);
+    for (int64_t k = 0; k < 65536; k++)
+        h[k] = (uint16_t)k;
+    float *x = rnd_vec(3 * 16);
+    for (int dt = 1; dt < 3; dt++) {
+        char what[160];
+        snprintf(what, sizeof what, "linear %s, every bit pattern: avx2 == portable", dt_name[dt]);
+        check_exact(paths_agree(KRT_PATH_AVX2, dt, 0, x, 3, h, 32, 4096, 16, 0, 4096, NULL, 0),
+                    what);
+    }
+    free(h), free(x);
+}
+
 int main(void)
 {
     test_linear();
@@ -858,6 +940,7 @@ int main(void)
     test_attention();
     test_fused_attention();
     test_rows();
+    test_linear_paths();
     printf("1..%d\n", n_test);
     return n_fail ? 1 : 0;
 }
