@@ -1,7 +1,6 @@
 /* measure.c - the divergence of a model-changing pass, measured on calibration tokens
  * (measure.h). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "measure.h"
 
@@ -40,12 +39,6 @@ int measure_reference_passes(ir_module **m, const char *before, const char *afte
 {
     passes_options saved = passes_opts;
     int nnotes = passes_note_count();
-    char **notes = malloc(sizeof *notes * (size_t)(nnotes ? nnotes : 1));
-    if (!notes)
-        DIE("out of memory");
-    for (int i = 0; i < nnotes; i++)
-        if (!(notes[i] = strdup(passes_note(i))))
-            DIE("out of memory");
     pass_record *records = malloc(sizeof *records * (size_t)passes_count());
     if (!records)
         DIE("out of memory");
@@ -57,16 +50,7 @@ int measure_reference_passes(ir_module **m, const char *before, const char *afte
     passes_opts = saved;
     passes_records_restore(records);
     free(records);
-    passes_notes_clear();
-    for (int i = 0; i < nnotes; i++) {
-        char pass[64];     /* a note is "pass: text" */
-        const char *colon = strstr(notes[i], ": ");
-        int len = colon ? (int)(colon - notes[i]) : 0;
-        snprintf(pass, sizeof pass, "%.*s", len, notes[i]);
-        pass_note(pass, "%s", colon ? colon + 2 : notes[i]);
-        free(notes[i]);
-    }
-    free(notes);
+    passes_notes_truncate(nnotes);
     return rc;
 }
 

@@ -59,29 +59,21 @@ static int too_big(int64_t bytes, const char *what)
 static void extend_for_fusion(const ir_module *m, int *last)
 {
     int n = m->ninsts;
-    int *reader = malloc(sizeof(int) * (size_t)(n ? n : 1)), *nread = calloc((size_t)n + 1, sizeof(int));
-    if (!reader || !nread)
-        DIE("out of memory");
-    for (int i = 0; i < n; i++) {
-        const ir_inst *in = &m->insts[i];
-        for (int k = 0; k < in->nargs; k++)
-            if (!nread[in->args[k]]++ || reader[in->args[k]] != i)
-                reader[in->args[k]] = nread[in->args[k]] == 1 ? i : -1;
-        if (in->guard >= 0)
-            nread[in->guard] += 2;     /* a guard is no fused operand */
-    }
+    ir_uses u;
+    ir_uses_build(m, &u);
     for (int i = n - 1; i >= 0; i--) {
         const ir_inst *in = &m->insts[i];
-        if (!(ir_ops[in->op].flags & OPF_ELEMWISE) || nread[i] != 1 || reader[i] < 0 ||
-            !(ir_ops[m->insts[reader[i]].op].flags & OPF_ELEMWISE) ||
-            m->insts[reader[i]].guard != in->guard || last[i] == n)
+        if (!(ir_ops[in->op].flags & OPF_ELEMWISE) || ir_use_count(&u, i) != 1 || last[i] == n)
+            continue;
+        const ir_inst *r = &m->insts[u.user[u.first[i]]];
+        if (!(ir_ops[r->op].flags & OPF_ELEMWISE) || r->guard != in->guard ||
+            r->guard == i)        /* a guard is no fused operand */
             continue;
         for (int k = 0; k < in->nargs; k++)
             if (last[in->args[k]] < last[i] && last[in->args[k]] < n)
                 last[in->args[k]] = last[i];
     }
-    free(reader);
-    free(nread);
+    ir_uses_free(&u);
 }
 
 ir_module *pass_plan_memory(ir_module *m)

@@ -65,6 +65,8 @@ int passes_note_count(void);
 /* Note i as "pass: text" (the pipeline owns the string). */
 const char *passes_note(int i);
 void passes_notes_clear(void);
+/* Drops the notes after the first n (a second run's, such as a calibration's reference). */
+void passes_notes_truncate(int n);
 
 /* ---------------------------------------------------------------- the pipeline (pipeline.c)
  *

@@ -38,6 +38,12 @@ void pass_note(const char *pass, const char *fmt, ...)
 int passes_note_count(void) { return nnotes; }
 const char *passes_note(int i) { return notes[i]; }
 
+void passes_notes_truncate(int n)
+{
+    while (nnotes > n)
+        free(notes[--nnotes]);
+}
+
 void passes_notes_clear(void)
 {
     for (int i = 0; i < nnotes; i++)

@@ -389,6 +389,22 @@ static void test_sparse_names(void)
     }
 }
 
+/* Whether the first n bytes of text are refused. */
+static int prefix_refused(const char *text, size_t n)
+{
+    char *cut = malloc(n + 1);
+    if (!cut)
+        DIE("out of memory");
+    memcpy(cut, text, n);
+    cut[n] = 0;
+    src_file file;
+    ir_module *r = read_text(cut, &file);
+    int refused = r == NULL;
+    ir_module_free(r);
+    free(cut);
+    return refused;
+}
+
 static void test_truncations(void)
 {
     ir_module *m = build_layer("half");
@@ -399,15 +415,7 @@ static void test_truncations(void)
         if (p[1] == 0)
             break;             /* the whole file */
         lines++;
-        size_t n = (size_t)(p + 1 - text);
-        char *cut = malloc(n + 1);
-        memcpy(cut, text, n);
-        cut[n] = 0;
-        src_file file;
-        ir_module *r = read_text(cut, &file);
-        refused += r == NULL;
-        ir_module_free(r);
-        free(cut);
+        refused += prefix_refused(text, (size_t)(p + 1 - text));
     }
     ok(lines > 30 && refused == lines && diag_error_count() - before >= lines,
        "all %d truncations at a line end are refused (%d were)", lines, refused);
@@ -415,16 +423,8 @@ static void test_truncations(void)
     size_t len = strlen(text);
     int bytes = 0;
     refused = 0;
-    for (size_t n = 0; n + 1 < len; n++, bytes++) {
-        char *cut = malloc(n + 1);
-        memcpy(cut, text, n);
-        cut[n] = 0;
-        src_file file;
-        ir_module *r = read_text(cut, &file);
-        refused += r == NULL;
-        ir_module_free(r);
-        free(cut);
-    }
+    for (size_t n = 0; n + 1 < len; n++, bytes++)
+        refused += prefix_refused(text, n);
     ok(refused == bytes, "all %d truncations at a byte are refused (%d were)", bytes, refused);
     free(text);
 }
