@@ -615,9 +615,37 @@ static const char *table_line_end(int i, int n)
     return i % TABLE_LINE_ENTRIES == TABLE_LINE_ENTRIES - 1 || i == n - 1 ? "\n" : "";
 }
 
+/* The costs of one token (kiln_rt.h: krt_model.decode_bytes ...): weight bytes and
+ * multiply-adds of the linears (and one embedding row per token). */
+typedef struct token_costs {
+    uint64_t bytes, bytes_experts, macs_all, macs_logits;
+} token_costs;
+
+static token_costs count_costs(const lw_program *p)
+{
+    token_costs k = {0, 0, 0, 0};
+    for (int i = 0; i < p->nsteps; i++) {
+        const lw_step *s = &p->steps[i];
+        uint64_t row = 0;
+        if (s->kernel == LK_linear) {
+            if (kblob_row_bytes(s->src[1].dtype, (uint64_t)s->n[1], &row) < 0)
+                DIE("emit_c: no row size");
+            uint64_t bytes = row * (uint64_t)s->n[0], macs = (uint64_t)(s->n[0] * s->n[1]);
+            *(s->loop >= 0 ? &k.bytes_experts : &k.bytes) += bytes;
+            *(s->rows == LW_ROWS_TAIL ? &k.macs_logits : &k.macs_all) += macs;
+        } else if (s->kernel == LK_embed) {
+            if (kblob_row_bytes(s->src[0].dtype, (uint64_t)s->n[1], &row) < 0)
+                DIE("emit_c: no row size");
+            k.bytes += row;
+        }
+    }
+    return k;
+}
+
 static void c_end(FILE *o, const lw_program *p)
 {
     const ir_module *m = p->m;
+    token_costs cost = count_costs(p);
     fprintf(o, "}\n\nstatic const krt_tensor_desc tensors[] = {\n");
     for (int i = 0; i < m->ntensors; i++) {
         const ir_type *t = &m->tensors[i].type;
@@ -665,9 +693,12 @@ static void c_end(FILE *o, const lw_program *p)
                " .rtparam_defaults = rtparam_defaults,\n"
                "    .n_stats = %d, .stat_names = stat_names,\n"
                "    .n_caches = %d, .caches = caches,\n"
+               "    .decode_bytes = %" PRIu64 ", .decode_bytes_experts = %" PRIu64 ",\n"
+               "    .macs_all_rows = %" PRIu64 ", .macs_logits_rows = %" PRIu64 ",\n"
                "    .forward = kiln_forward,\n};\n",
             m->vocab, m->ctx, m->t_max, m->frame_bytes, m->state_bytes, m->ntensors,
-            m->nrtparams, m->nstats, p->ncaches);
+            m->nrtparams, m->nstats, p->ncaches, cost.bytes, cost.bytes_experts, cost.macs_all,
+            cost.macs_logits);
 }
 
 const backend backend_c = {

@@ -68,6 +68,13 @@ typedef struct krt_model {
     const char *const *stat_names;
     int n_caches;
     const krt_cache_desc *caches;
+    /* What one token costs (the lowering's count, for benchmarks): weight bytes the matrix
+     * products and the embedding read for one decoded token, outside expert regions and in
+     * them (every expert counted), and multiply-adds of the products for one token of a
+     * block, split into those every row runs and those only the rows whose logits are
+     * wanted run (the classifier: once per block when only the last row's are). */
+    uint64_t decode_bytes, decode_bytes_experts;
+    uint64_t macs_all_rows, macs_logits_rows;
     /* Feed tokens[0 .. T-1] at positions pos0 .. pos0+T-1 (1 <= T <= max_batch, pos0 + T <=
      * ctx); sets c->logits. Row t attends to positions 0 .. pos0 + t. */
     void (*forward)(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T);
