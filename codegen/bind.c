@@ -227,6 +227,22 @@ static float *recipe_eval(const ckpt *ck, const ir_recipe *r, const char *decl)
     return out;
 }
 
+/* The packed tensor p (rows layout) into the panel layout (runtime/kiln_blob.h), in a buffer
+ * of its own; a converted buffer p had is freed (the last of owned[]). */
+static void to_panels(pack_tensor *p, void **owned, int *nowned)
+{
+    void *buf = malloc(p->nbytes ? (size_t)p->nbytes : 1);
+    if (!buf)
+        DIE("out of memory");
+    if (kblob_to_panel(buf, p->data, p->dtype, p->dims[0], p->dims[1]) != 0)
+        DIE("tensor %s: no panel layout for %s", p->name, kblob_dtype_name(p->dtype));
+    if (*nowned > 0 && owned[*nowned - 1] == p->data)
+        free(owned[--*nowned]);
+    owned[(*nowned)++] = buf;
+    p->data = buf;
+    p->layout = KBLOB_PANEL;
+}
+
 int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***owned, int *nowned)
 {
     int bad = 0;
@@ -263,24 +279,27 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
         }
         if (ct && ckpt_storage(ct->dtype) == t->type.dtype) {   /* stored as is: no copy */
             p->data = ckpt_data(ck, ct);
-            continue;
+        } else {
+            const uint8_t *src = ct ? ckpt_data(ck, ct) : NULL;
+            float *made = NULL;
+            if (t->recipe && !(made = recipe_eval(ck, t->recipe, t->decl))) {
+                bad++;
+                continue;
+            }
+            void *buf = malloc(p->nbytes ? (size_t)p->nbytes : 1);
+            if (!buf)
+                DIE("out of memory");
+            if (made)
+                convert(buf, code, (const uint8_t *)made, CK_F32,
+                        (uint64_t)ir_type_numel(&t->type));
+            else
+                convert(buf, code, src, ct->dtype, (uint64_t)ir_type_numel(&t->type));
+            free(made);
+            (*owned)[(*nowned)++] = buf;
+            p->data = buf;
         }
-        const uint8_t *src = ct ? ckpt_data(ck, ct) : NULL;
-        float *made = NULL;
-        if (t->recipe && !(made = recipe_eval(ck, t->recipe, t->decl))) {
-            bad++;
-            continue;
-        }
-        void *buf = malloc(p->nbytes ? (size_t)p->nbytes : 1);
-        if (!buf)
-            DIE("out of memory");
-        if (made)
-            convert(buf, code, (const uint8_t *)made, CK_F32, (uint64_t)ir_type_numel(&t->type));
-        else
-            convert(buf, code, src, ct->dtype, (uint64_t)ir_type_numel(&t->type));
-        free(made);
-        (*owned)[(*nowned)++] = buf;
-        p->data = buf;
+        if (t->layout == IR_LAYOUT_PANEL)
+            to_panels(p, *owned, nowned);
     }
     return bad ? -1 : 0;
 }

@@ -2,9 +2,12 @@
  *
  * The file defines `kiln_model` (runtime/kiln_rt.h): the tensor table the blob must match,
  * run-time parameters, statistics, KV caches, and kiln_forward(c, tokens, pos0, T), which
- * runs the steps in order. Values live at the byte offsets the memory plan gave them in the
- * frame F (one call) or the state S (caches). Kernels are the runtime's (kernels.h), called
- * with literal shapes; element-by-element steps are loops over the op table's C expressions.
+ * runs kiln_body on every thread of the pool (one job). The body runs the steps in order,
+ * each thread its share of each step (lower.h: lw_par) in rows [lo, hi), with a barrier
+ * before a step when it or the one before was shared (kiln_rt.h: krt_step_sync). Values
+ * live at the byte offsets the memory plan gave them in the frame F (one call) or the state
+ * S (caches); X is the thread's scratch. Kernels are the runtime's (kernels.h), called with
+ * literal shapes; element-by-element steps are loops over the op table's C expressions.
  * Every decision (kernel, rows, thread split, places) was made by the lowering: this file
  * only spells it.
  */
@@ -33,17 +36,6 @@ static const char *row0(lw_rows rows, int rows_arg, char *buf, size_t size)
     case LW_ROWS_TAIL: return "t0";
     case LW_ROWS_LOOP: return "t";
     default: return "0";
-    }
-}
-
-static const char *nrows(lw_rows rows, int rows_arg, char *buf, size_t size)
-{
-    if (rows_arg)
-        return snprintf(buf, size, "(T - (a[%d] ? t0 : 0))", rows_arg - 1), buf;
-    switch (rows) {
-    case LW_ROWS_ALL: return "T";
-    case LW_ROWS_TAIL: return "(T - t0)";
-    default: return "1";
     }
 }
 
@@ -140,18 +132,11 @@ static void declare_operand(FILE *o, const lw_ref *ref, const char *name)
                 ptr(ref, "0", b, sizeof b));
 }
 
-/* The row loop of a step: `for (r = first; r < end; r++)`. */
+/* The row loop of a step: its rows [lo, hi) (step_rows_begin). */
 static void row_loop(FILE *o, const lw_step *s)
 {
-    char first[48];
-    switch (s->rows) {
-    case LW_ROWS_ALL: case LW_ROWS_TAIL:
-        fprintf(o, "      for (int64_t r = %s; r < T; r++) {\n",
-                row0(s->rows, s->rows_arg, first, sizeof first));
-        break;
-    case LW_ROWS_LOOP: fprintf(o, "      for (int64_t r = t; r < t + 1; r++) {\n"); break;
-    default: fprintf(o, "      for (int64_t r = 0; r < 1; r++) {\n"); break;
-    }
+    (void)s;
+    fprintf(o, "      for (int64_t r = lo; r < hi; r++) {\n");
 }
 
 static void emit_map(FILE *o, const lw_step *s)
@@ -288,34 +273,44 @@ static void emit_fused_map(FILE *o, const lw_step *s)
     fprintf(o, "        }\n      }\n    }\n");
 }
 
-static const char *weight_suffix(uint32_t dtype)
+/* A weight view as the kernels take it (kernels.h: krt_wview). */
+static const char *wview_lit(const lw_ref *w, char *buf, size_t size)
 {
-    switch (dtype) {
-    case KBLOB_F32: return "f32";
-    case KBLOB_F16: return "f16";
-    case KBLOB_BF16: return "bf16";
-    default: DIE("emit_c: no kernel for storage type %u", dtype);
-    }
+    char tensor[32];
+    snprintf(buf, size, "(krt_wview){c->w[%s], %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+                        ", %" PRId64 "}",
+             arg_or(w->tensor_arg, w->tensor, tensor, sizeof tensor),
+             codegen_kblob_name(w->dtype), w->layout == KBLOB_PANEL ? "KBLOB_PANEL" : "KBLOB_ROWS",
+             w->wrows, w->wcols, w->row0, w->col0);
+    return buf;
 }
 
-/* A linear with its epilogue (fuse.c): dst = res + x W^T, res one row per token or one for
- * all (a bias). */
-static void emit_linear_res(FILE *o, const lw_step *s, const char *sfx, const char *d,
-                            const char *a, const char *x_rows, const char *w, const char *r0)
+/* A product (kernels.h: krt_linear) of rows [lo, hi): shared by panels, or share 0's; with
+ * its epilogue (fuse.c), dst = res + x W^T, res one row per token or one for all (a bias). */
+static void emit_linear(FILE *o, const lw_step *s, const char *d, const char *a,
+                        const char *x_rows)
 {
-    char r[160];
-    ptr(&s->res, s->res.tok ? r0 : "0", r, sizeof r);
-    int64_t ldr = s->res.tok ? s->n[0] : 0;
-    if (s->split)
-        fprintf(o, "    krt_linear_res_mt(c->pool, krt_linear_res_%s, %s, %s, %s, %s, %" PRId64
-                   ", %" PRId64 ", %" PRId64 ", %s%s, %" PRId64 ");\n",
-                sfx, d, a, x_rows, w, s->src[1].ld, s->n[0], s->n[1],
-                s->res.place == LW_WEIGHT ? "(const float *)" : "", r, ldr);   /* a bias in place */
-    else
-        fprintf(o, "    krt_linear_res_%s(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-                   ", 0, %" PRId64 ", %s%s, %" PRId64 ");\n",
-                sfx, d, a, x_rows, w, s->src[1].ld, s->n[0], s->n[1], s->n[0],
-                s->res.place == LW_WEIGHT ? "(const float *)" : "", r, ldr);
+    const lw_ref *w = &s->src[1];
+    char tensor[32], r[160] = "0";
+    if (s->res.place != LW_NONE)
+        snprintf(r, sizeof r, "%s", s->res.place == LW_WEIGHT ? "(const float *)" : "");
+    if (s->res.place != LW_NONE) {
+        char rp[160];
+        ptr(&s->res, s->res.tok ? "lo" : "0", rp, sizeof rp);
+        strncat(r, rp, sizeof r - strlen(r) - 1);
+    }
+    int shared = s->par == LW_PAR_PANELS;
+    fprintf(o, "    %skrt_linear(&(krt_lin){.y = %s, .x = %s, .ldy = %" PRId64 ", .ldx = %" PRId64
+               ", .rows = %s,\n        .w = c->w[%s], .dtype = %s, .layout = %s, .wrows = %"
+               PRId64 ", .wcols = %" PRId64 ", .row0 = %" PRId64 ", .col0 = %" PRId64 ",\n"
+               "        .out = %" PRId64 ", .in = %" PRId64 ", .res = %s, .ldr = %" PRId64
+               ", .act = %s}, %s, X);\n",
+            shared ? "" : "if (sh == 0) ", d, a, s->dst.tok ? s->dst.row : 0,
+            s->src[0].tok ? s->src[0].row : 0, x_rows,
+            arg_or(w->tensor_arg, w->tensor, tensor, sizeof tensor), codegen_kblob_name(w->dtype),
+            w->layout == KBLOB_PANEL ? "KBLOB_PANEL" : "KBLOB_ROWS", w->wrows, w->wcols, w->row0,
+            w->col0, s->n[0], s->n[1], r, s->res.place != LW_NONE && s->res.tok ? s->n[0] : 0,
+            s->flag ? "KRT_ACT_Q8" : "KRT_ACT_F32", shared ? "sh, nsh" : "0, 1");
 }
 
 /* Per-row copies: extract, slice, concat. */
@@ -372,18 +367,49 @@ static void step_comment(FILE *o, const lw_program *p, const lw_step *s)
     fprintf(o, "%s%s */\n", in->label ? " " : "", in->label ? in->label : "");
 }
 
+/* The rows [lo, hi) of the step this thread runs, and the barrier before it (kiln_rt.h:
+ * krt_step_sync); opens a block the step's code goes in. Returns 1 when the step's code
+ * must be guarded by `if (hi > lo)` (rows shared), 2 by `if (sh == 0)` (one thread). */
+static int step_rows_begin(FILE *o, const lw_step *s)
+{
+    char first[48];
+    const char *r0 = row0(s->rows, s->rows_arg, first, sizeof first);
+    const char *end = s->rows == LW_ROWS_LOOP ? "t + 1" : s->rows == LW_ROWS_NONE ? "1" : "T";
+    if (s->rows == LW_ROWS_NONE)
+        r0 = "0";
+    switch (s->par) {
+    case LW_PAR_ROWS:
+        fprintf(o, "    { int64_t lo, hi;\n"
+                   "    krt_step_sync(c, par, krt_share_rows(%s, %s, sh, nsh, &lo, &hi));\n",
+                r0, end);
+        return 1;
+    case LW_PAR_PANELS: case LW_PAR_PAIRS:
+        fprintf(o, "    { const int64_t lo = %s, hi = %s; (void)hi;\n"
+                   "    krt_step_sync(c, par, nsh > 1);\n", r0, end);
+        return 0;
+    default:
+        fprintf(o, "    { const int64_t lo = %s, hi = %s; (void)lo; (void)hi;\n"
+                   "    krt_step_sync(c, par, 0);\n", r0, end);
+        return 2;
+    }
+}
+
 static void c_step(FILE *o, const lw_program *p, const lw_step *s)
 {
-    char d[160], a[160], b[160], lit[48], first[48], count[48], k[256];
-    const char *r0 = row0(s->rows, s->rows_arg, first, sizeof first);
-    const char *rows = nrows(s->rows, s->rows_arg, count, sizeof count);
+    char d[160], a[160], b[160], lit[48], k[256], wv[256];
+    const char *rows = s->rows == LW_ROWS_NONE ? "1" : "(hi - lo)";
     step_comment(o, p, s);
+    int guard = step_rows_begin(o, s);
+    if (guard == 1)
+        fprintf(o, "    if (hi > lo) {\n");
+    else if (guard == 2 && s->kernel != LK_linear)
+        fprintf(o, "    if (sh == 0) {\n");
     if (s->dst.place != LW_NONE)
-        ptr(&s->dst, r0, d, sizeof d);
+        ptr(&s->dst, "lo", d, sizeof d);
     if (s->nsrc > 0 && s->src[0].place != LW_CONST)
-        ptr(&s->src[0], r0, a, sizeof a);
+        ptr(&s->src[0], "lo", a, sizeof a);
     if (s->nsrc > 1 && s->src[1].place != LW_CONST)
-        ptr(&s->src[1], r0, b, sizeof b);
+        ptr(&s->src[1], "lo", b, sizeof b);
     switch (s->kernel) {
     case LK_constant:
         fprintf(o, "    *%s = %s;\n", d, float_lit(s->f, lit, sizeof lit));
@@ -397,32 +423,17 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
                 s->dst.tok ? rows : "1", s->n[0]);
         break;
     case LK_widen:
-        fprintf(o, "    krt_widen(%s, %s, %u, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", d, a,
-                s->src[0].dtype, s->n[0], s->src[0].ld, s->n[1]);
+        fprintf(o, "    krt_widen(%s, %s, %" PRId64 ", %" PRId64 ");\n", d,
+                wview_lit(&s->src[0], wv, sizeof wv), s->n[0], s->n[1]);
         break;
     case LK_embed:
-        fprintf(o, "    krt_embed(%s, %s, %s, %s, %u, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-                d, ptr(&s->src[1], r0, b, sizeof b), rows, ptr(&s->src[0], "0", a, sizeof a),
-                s->src[0].dtype, s->src[0].ld, s->n[0], s->n[1]);
+        fprintf(o, "    krt_embed(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ");\n", d,
+                ptr(&s->src[1], "lo", b, sizeof b), rows, wview_lit(&s->src[0], wv, sizeof wv),
+                s->n[0], s->n[1]);
         break;
-    case LK_linear: {
-        const char *sfx = weight_suffix(s->src[1].dtype);
-        ptr(&s->src[1], "0", b, sizeof b);
-        const char *x_rows = s->src[0].tok ? rows : "1";
-        if (s->res.place != LW_NONE) {
-            emit_linear_res(o, s, sfx, d, a, x_rows, b, r0);
-            break;
-        }
-        if (s->split)
-            fprintf(o, "    krt_linear_mt(c->pool, krt_linear_%s, %s, %s, %s, %s, %" PRId64
-                       ", %" PRId64 ", %" PRId64 ");\n",
-                    sfx, d, a, x_rows, b, s->src[1].ld, s->n[0], s->n[1]);
-        else
-            fprintf(o, "    krt_linear_%s(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-                       ", 0, %" PRId64 ");\n",
-                    sfx, d, a, x_rows, b, s->src[1].ld, s->n[0], s->n[1], s->n[0]);
+    case LK_linear:
+        emit_linear(o, s, d, a, s->src[0].tok ? rows : "1");
         break;
-    }
     case LK_map:
         if (s->nexpr > 0)
             emit_fused_map(o, s);
@@ -461,34 +472,35 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
                 s->src[0].tok ? rows : "1", s->n[0]);
         break;
     case LK_softmax_causal:
-        fprintf(o, "    krt_softmax_causal(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s, %" PRId64
-                   ");\n", d, a, rows, s->n[0], r0, s->n[1]);
+        fprintf(o, "    krt_softmax_causal(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)lo, %" PRId64
+                   ", sh, nsh);\n", d, a, rows, s->n[0], s->n[1]);
         break;
     case LK_rope:
-        fprintf(o, "    krt_rope(%s, %s, %s, pos0 + (int32_t)%s, %" PRId64 ", %" PRId64 ", %" PRId64
-                   ", %s, %d);\n", d, a, rows, r0, s->n[0], s->n[1], s->n[2],
+        fprintf(o, "    krt_rope(%s, %s, %s, pos0 + (int32_t)lo, %" PRId64 ", %" PRId64 ", %" PRId64
+                   ", %s, %d);\n", d, a, rows, s->n[0], s->n[1], s->n[2],
                 float_lit(s->f, lit, sizeof lit), s->flag);
         break;
     case LK_rope_heads:
-        fprintf(o, "    krt_rope_heads(%s, %s, %s, pos0 + (int32_t)%s, %" PRId64 ", %" PRId64
-                   ", %" PRId64 ", rope_bases_%d, %d);\n", d, a, rows, r0, s->n[0], s->n[1],
+        fprintf(o, "    krt_rope_heads(%s, %s, %s, pos0 + (int32_t)lo, %" PRId64 ", %" PRId64
+                   ", %" PRId64 ", rope_bases_%d, %d);\n", d, a, rows, s->n[0], s->n[1],
                 s->n[2], s->inst, s->flag);
         break;
     case LK_cache_store:
-        fprintf(o, "    krt_cache_store(%s, %s, %s, pos0 + (int32_t)%s);\n",
-                kv_lit(&s->dst, s->n[1], s->n[2], k, sizeof k), a, rows, r0);
+        fprintf(o, "    krt_cache_store(%s, %s, %s, pos0 + (int32_t)lo);\n",
+                kv_lit(&s->dst, s->n[1], s->n[2], k, sizeof k), a, rows);
         break;
     case LK_attn_scores: case LK_attn_apply:
-        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s);\n",
+        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", pos0 + (int32_t)lo, sh, nsh);\n",
                 s->kernel == LK_attn_scores ? "attn_scores" : "attn_apply", d, a, rows,
-                kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k), s->n[0], r0);
+                kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k), s->n[0]);
         break;
     case LK_attention: {
         char v[256];
-        fprintf(o, "    krt_attention(%s, %s, %s, %s, %s, %" PRId64 ", %s, pos0 + (int32_t)%s);\n",
+        fprintf(o, "    krt_attention(%s, %s, %s, %s, %s, %" PRId64 ", %s, pos0 + (int32_t)lo, "
+                   "sh, nsh);\n",
                 d, a, rows, kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k),
                 kv_lit(&s->src[2], s->n[1], s->n[3], v, sizeof v), s->n[0],
-                float_lit(s->f, lit, sizeof lit), r0);
+                float_lit(s->f, lit, sizeof lit));
         break;
     }
     case LK_stat: {
@@ -508,14 +520,20 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
     default:
         DIE("emit_c: no code for kernel %d", (int)s->kernel);
     }
+    if (guard == 1 || (guard == 2 && s->kernel != LK_linear))
+        fprintf(o, "    }\n");
+    fprintf(o, "    }\n");
 }
 
+/* A per-token loop: every thread walks it; each iteration starts with a barrier (the guard
+ * and the previous token's rows are everyone's to read). */
 static void c_loop_begin(FILE *o, const lw_program *p, const lw_loop *l)
 {
     (void)p;
     char g[96], first[48];
     fprintf(o, "  for (int64_t t = %s; t < T; t++) {   /* the guard region, token by token */\n",
             row0(l->rows, l->rows_arg, first, sizeof first));
+    fprintf(o, "    krt_step_sync(c, par, 1);\n");
     fprintf(o, "    { const float *g_ = %s;\n", ptr(&l->guard, "0", g, sizeof g));
     fprintf(o, "      if (g_[%s] == 0.0f) continue; }\n", l->guard.tok ? "t" : "0");
 }
@@ -523,7 +541,7 @@ static void c_loop_begin(FILE *o, const lw_program *p, const lw_loop *l)
 static void c_loop_end(FILE *o, const lw_program *p, const lw_loop *l)
 {
     (void)p, (void)l;
-    fprintf(o, "  }\n");
+    fprintf(o, "  }\n  *par = 1;   /* the loop's last step may have been shared */\n");
 }
 
 static void c_begin(FILE *o, const lw_program *p)
@@ -550,17 +568,20 @@ static void c_begin(FILE *o, const lw_program *p)
         fputc('\n', o);
 }
 
-/* The context every step's code refers to: F, S, t0 (and c, tokens, pos0, T, arguments). */
+/* The context every step's code refers to: F, S, X, t0 (and c, tokens, pos0, T, the share
+ * sh of nsh, par, arguments). */
 static const char *const step_context =
     "    unsigned char *F = c->frame, *S = c->state;\n"
-    "    (void)F; (void)S; (void)t0; (void)tokens; (void)pos0; (void)T;\n";
+    "    unsigned char *X = c->scratch + (uint64_t)sh * c->scratch_stride;   /* this thread's */\n"
+    "    (void)F; (void)S; (void)X; (void)t0; (void)tokens; (void)pos0; (void)T; (void)nsh;\n";
 
 /* A layer function: the body of every layer of one structure; a[] holds what differs. */
 static void c_fn_begin(FILE *o, const lw_program *p, int fn)
 {
     fprintf(o, "/* layer_%d: %d layer%s; a[]: the %d addresses and row choices that differ */\n"
                "static void layer_%d(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T,"
-               " int64_t t0, const int64_t *a)\n{\n%s    (void)a;\n",
+               " int64_t t0, const int64_t *a,\n                    int sh, int nsh, int *par)\n"
+               "{\n%s    (void)a;\n",
             fn, p->fns[fn].ncalls, p->fns[fn].ncalls == 1 ? "" : "s", p->fns[fn].nargs, fn,
             step_context);
 }
@@ -575,22 +596,28 @@ static void c_call(FILE *o, const lw_program *p, const lw_call *c)
 {
     int n = p->fns[c->fn].nargs;
     if (n == 0) {
-        fprintf(o, "    layer_%d(c, tokens, pos0, T, t0, 0);   /* l=%d */\n", c->fn, c->layer);
+        fprintf(o, "    layer_%d(c, tokens, pos0, T, t0, 0, sh, nsh, par);   /* l=%d */\n", c->fn,
+                c->layer);
         return;
     }
     fprintf(o, "    { static const int64_t a[] = {");
     for (int k = 0; k < n; k++)
         fprintf(o, "%s%" PRId64, k ? ", " : "", c->args[k]);
-    fprintf(o, "}; layer_%d(c, tokens, pos0, T, t0, a); }   /* l=%d */\n", c->fn, c->layer);
+    fprintf(o, "}; layer_%d(c, tokens, pos0, T, t0, a, sh, nsh, par); }   /* l=%d */\n", c->fn,
+            c->layer);
 }
 
 static void c_forward_begin(FILE *o, const lw_program *p)
 {
     (void)p;
-    fprintf(o, "static void kiln_forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)\n"
+    fprintf(o, "/* share sh of nsh of one forward call: every thread of the pool runs it */\n"
+               "static void kiln_body(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T,"
+               " int sh, int nsh)\n"
                "{\n"
                "    const int64_t t0 = c->all_logits ? 0 : (int64_t)T - 1;   /* rows whose "
-               "logits are wanted */\n%s", step_context);
+               "logits are wanted */\n"
+               "    int par_ = 0, *par = &par_;   /* the step before was shared */\n%s",
+            step_context);
 }
 
 static void emit_string(FILE *o, const char *s)
@@ -646,7 +673,18 @@ static void c_end(FILE *o, const lw_program *p)
 {
     const ir_module *m = p->m;
     token_costs cost = count_costs(p);
-    fprintf(o, "}\n\nstatic const krt_tensor_desc tensors[] = {\n");
+    fprintf(o, "}\n\n"
+               "typedef struct kiln_call {\n"
+               "    krt_ctx *c;\n    const int32_t *tokens;\n    int32_t pos0, T;\n"
+               "} kiln_call;\n\n"
+               "static void kiln_job(void *arg, int sh, int nsh)\n{\n"
+               "    const kiln_call *k = arg;\n"
+               "    kiln_body(k->c, k->tokens, k->pos0, k->T, sh, nsh);\n}\n\n"
+               "static void kiln_forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)\n"
+               "{\n"
+               "    kiln_call k = {c, tokens, pos0, T};\n"
+               "    krt_pool_run(c->pool, kiln_job, &k);   /* every thread, each its shares */\n"
+               "}\n\nstatic const krt_tensor_desc tensors[] = {\n");
     for (int i = 0; i < m->ntensors; i++) {
         const ir_type *t = &m->tensors[i].type;
         const char *code = codegen_kblob_name(p->tensor_dtype[i]);
@@ -657,7 +695,8 @@ static void c_end(FILE *o, const lw_program *p)
         fprintf(o, ", %s, %d, {", code, t->rank);
         for (int k = 0; k < 4; k++)
             fprintf(o, "%s%" PRId64, k ? ", " : "", k < t->rank ? t->dim[k] : 0);
-        fprintf(o, "}},%s", table_line_end(i, m->ntensors));
+        fprintf(o, "}, %s},%s", m->tensors[i].layout == IR_LAYOUT_PANEL ? "KBLOB_PANEL" : "KBLOB_ROWS",
+                table_line_end(i, m->ntensors));
     }
     fprintf(o, "    {0}\n};\n\nstatic const char *const rtparam_names[] = {");
     for (int i = 0; i < m->nrtparams; i++) {
@@ -688,6 +727,7 @@ static void c_end(FILE *o, const lw_program *p)
     fprintf(o, ",\n    .vocab = %" PRId64 ",\n    .ctx = %" PRId64 ",\n"
                "    .max_batch = %" PRId64 ",\n"
                "    .frame_bytes = %" PRId64 ", .state_bytes = %" PRId64 ",\n"
+               "    .scratch_bytes = %" PRIu64 ",\n"
                "    .n_tensors = %d, .tensors = tensors,\n"
                "    .n_rtparams = %d, .rtparam_names = rtparam_names,"
                " .rtparam_defaults = rtparam_defaults,\n"
@@ -696,7 +736,8 @@ static void c_end(FILE *o, const lw_program *p)
                "    .decode_bytes = %" PRIu64 ", .decode_bytes_experts = %" PRIu64 ",\n"
                "    .macs_all_rows = %" PRIu64 ", .macs_logits_rows = %" PRIu64 ",\n"
                "    .forward = kiln_forward,\n};\n",
-            m->vocab, m->ctx, m->t_max, m->frame_bytes, m->state_bytes, m->ntensors,
+            m->vocab, m->ctx, m->t_max, m->frame_bytes, m->state_bytes, p->scratch_bytes,
+            m->ntensors,
             m->nrtparams, m->nstats, p->ncaches, cost.bytes, cost.bytes_experts, cost.macs_all,
             cost.macs_logits);
 }

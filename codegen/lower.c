@@ -9,10 +9,11 @@
 #include <string.h>
 
 #include "codegen.h"
+#include "../runtime/kernels.h"
 #include "../runtime/kiln_blob.h"
 
-/* Products at least this large are split across the thread pool; smaller ones are not
- * worth a fork/join. */
+/* Products at least this large are split between the threads; smaller ones are not worth a
+ * barrier. */
 #define LOWER_SPLIT_MACS (1 << 15)
 
 static void *xcalloc(size_t n, size_t size)
@@ -61,8 +62,16 @@ static lw_ref ref_of(const ir_module *m, int id)
         r.place = LW_WEIGHT;
         r.tensor = (int)in->iattr[0];
         r.ld = tensor_row_bytes(t);
-        r.offset = in->iattr[1] * r.ld + col_bytes(t->type.dtype, in->iattr[2]);
         r.dtype = codegen_kblob_dtype(t->type.dtype);
+        r.layout = t->layout == IR_LAYOUT_PANEL ? KBLOB_PANEL : KBLOB_ROWS;
+        r.wrows = t->type.rank == 2 ? t->type.dim[0] : 1;
+        r.wcols = t->type.rank ? t->type.dim[t->type.rank - 1] : 1;
+        r.row0 = in->iattr[1];
+        r.col0 = in->iattr[2];
+        /* a byte offset only in the rows layout (elementwise readers index it); the kernels
+         * that read panels take the tensor, row0 and col0 */
+        if (r.layout == KBLOB_ROWS)
+            r.offset = in->iattr[1] * r.ld + col_bytes(t->type.dtype, in->iattr[2]);
         break;
     }
     case IR_rtparam:
@@ -148,26 +157,21 @@ static int choose_kernel(const ir_module *m, int id, lw_step *s)
         s->n[0] = ir_type_numel(t);
         return 0;
     case IR_widen:
-        if (t0->dtype != DT_F32 && t0->dtype != DT_F16 && t0->dtype != DT_BF16)
-            return unsupported(m, id, "no kernel reads this storage type yet");
         s->kernel = LK_widen;
         s->n[0] = t0->rank == 2 ? t0->dim[0] : 1;
         s->n[1] = t0->rank ? t0->dim[t0->rank - 1] : 1;
         return 0;
     case IR_embed:
-        if (t0->dtype != DT_F32 && t0->dtype != DT_F16 && t0->dtype != DT_BF16)
-            return unsupported(m, id, "no embedding kernel reads this storage type yet");
         s->kernel = LK_embed;
         s->n[0] = t0->dim[0];
         s->n[1] = t0->dim[1];
         return 0;
     case IR_linear:
-        if (t1->dtype != DT_F32 && t1->dtype != DT_F16 && t1->dtype != DT_BF16)
-            return unsupported(m, id, "no matrix kernel reads this storage type yet");
         s->kernel = LK_linear;
         s->n[0] = t1->dim[0];
         s->n[1] = t1->dim[1];
-        s->split = t1->dim[0] * t1->dim[1] >= LOWER_SPLIT_MACS;
+        s->par = t1->dim[0] * t1->dim[1] >= LOWER_SPLIT_MACS ? LW_PAR_PANELS : LW_PAR_ONE;
+        s->flag = in->sattr && !strcmp(in->sattr, "q8_0");   /* passes/quant_act.c */
         return 0;
     case IR_sum: case IR_mean: case IR_amax: case IR_count:
         s->kernel = LK_reduce;
@@ -287,6 +291,23 @@ static lw_rows step_rows(const ir_module *m, int i, const char *all)
     return all[i] ? LW_ROWS_ALL : LW_ROWS_TAIL;
 }
 
+/* How the threads share the step (lower.h: lw_par): products by panels (chosen with the
+ * kernel), attention by (token, head) pairs, what works row by row by rows, the rest on one
+ * thread. */
+static lw_par step_par(const lw_step *s)
+{
+    switch (s->kernel) {
+    case LK_linear:
+        return s->par;
+    case LK_attn_scores: case LK_attn_apply: case LK_attention: case LK_softmax_causal:
+        return LW_PAR_PAIRS;
+    case LK_constant: case LK_positions: case LK_widen: case LK_stat: case LK_output:
+        return LW_PAR_ONE;
+    default:
+        return s->rows == LW_ROWS_ALL || s->rows == LW_ROWS_TAIL ? LW_PAR_ROWS : LW_PAR_ONE;
+    }
+}
+
 /* A head-major cache's heads are its layout: an attention step must read it with as many
  * kv heads (n1), which passes/kvlayout.c makes sure of. 0, or -1. */
 static int reads_caches_as_stored(const lw_step *s)
@@ -317,6 +338,7 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
     if (reads_caches_as_stored(s) != 0)
         return unsupported(m, i, "a head-major cache is read with another number of kv heads");
     s->rows = step_rows(m, i, all);
+    s->par = step_par(s);
     if (in->guard >= 0) {
         if (*open_loop < 0) {          /* a guard region starts: a per-token loop */
             *open_loop = p->nloops++;
@@ -350,6 +372,10 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
     }
     if (in->op == IR_output)
         p->logits = s->src[0];
+    if (s->kernel == LK_linear) {          /* its scratch: a block's rows of its input */
+        uint64_t need = krt_linear_scratch(m->t_max, s->n[1]);
+        p->scratch_bytes = need > p->scratch_bytes ? need : p->scratch_bytes;
+    }
     p->nsteps++;
     return 0;
 }

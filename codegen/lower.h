@@ -31,10 +31,13 @@ typedef enum lw_place {
 
 typedef struct lw_ref {
     lw_place place;
-    int64_t offset;            /* bytes */
+    int64_t offset;            /* bytes (LW_WEIGHT in the rows layout: of the view's start) */
     int tensor;                /* LW_WEIGHT: blob tensor index */
     int64_t ld;                /* LW_WEIGHT: bytes between the tensor's rows */
     uint32_t dtype;            /* LW_WEIGHT: storage type (KBLOB_*) */
+    uint32_t layout;           /* LW_WEIGHT: KBLOB_ROWS or KBLOB_PANEL */
+    int64_t wrows, wcols;      /* LW_WEIGHT: the whole tensor's rows and columns */
+    int64_t row0, col0;        /* LW_WEIGHT: the view's first row and column */
     int tok;                   /* has the token axis: token row r starts `row` elements in */
     int64_t row;               /* elements per token row */
     int i32;                   /* elements are int32 (tokens, positions), else float */
@@ -47,6 +50,16 @@ typedef struct lw_ref {
      * layers that call it and is argument a[k - 1]; 0: the literal above. */
     int offset_arg, tensor_arg;
 } lw_ref;
+
+/* How a step's work is shared between the threads (every thread runs the forward function,
+ * kiln_rt.h; a barrier separates steps where one reads what another thread wrote). */
+typedef enum lw_par {
+    LW_PAR_ONE,                /* share 0 alone runs it */
+    LW_PAR_ROWS,               /* its rows split (kernels.h: krt_share_rows), when there are
+                                  enough of them; else share 0 runs it */
+    LW_PAR_PANELS,             /* a product: whole panels of output rows per thread */
+    LW_PAR_PAIRS,              /* attention: (token, head) pairs per thread */
+} lw_par;
 
 /* The rows of the block a step runs for. */
 typedef enum lw_rows {
@@ -63,7 +76,7 @@ typedef enum lw_rows {
     X(zeros, "dst rows = 0; n0 elements per row")                                              \
     X(widen, "dst = weight src0 as f32; n0 rows, n1 columns")                                  \
     X(embed, "dst[r] = row src1[r] of table src0; n0 vocab, n1 width")                         \
-    X(linear, "dst = src0 src1^T; n0 out, n1 in; split: output rows across threads")          \
+    X(linear, "dst = src0 src1^T; n0 out, n1 in; flag: 8-bit activations (kernels.h)")        \
     X(map, "element by element (op's C expression); n0 elements per row; n1 heads, n2 "       \
            "capacity for causal [H, S] values (mode 1), cache rows (mode 2): n3 mode")          \
     X(reduce, "per-row reduction op; n0 elements")                                             \
@@ -110,7 +123,7 @@ typedef struct lw_step {
     int inst;                  /* the IR instruction it computes */
     ir_op op;                  /* map/reduce: which op */
     lw_rows rows;
-    int split;                 /* 1: the output rows are split across the thread pool */
+    lw_par par;                /* how the threads share it */
     int loop;                  /* >= 0: inside per-token loop #loop */
     lw_ref dst;
     int nsrc;
@@ -169,6 +182,7 @@ typedef struct lw_call {
 
 typedef struct lw_program {
     const ir_module *m;
+    uint64_t scratch_bytes;    /* per thread, the most any step needs (kernels.h) */
     lw_step *steps; int nsteps;
     lw_loop *loops; int nloops;
     lw_cache *caches; int ncaches;

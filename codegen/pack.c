@@ -87,6 +87,11 @@ static int check_tensors(const char *path, const pack_tensor *t, int n)
             pack_error(path, "tensor %d '%s': unknown dtype code %u", i, nm, t[i].dtype);
             return -1;
         }
+        if (!kblob_layout_name(t[i].layout) || (t[i].layout == KBLOB_PANEL && t[i].rank != 2)) {
+            pack_error(path, "tensor %d '%s': layout %u (panels are for matrices)", i, nm,
+                       t[i].layout);
+            return -1;
+        }
         uint64_t bytes, row = t[i].rank ? t[i].dims[t[i].rank - 1] : 1;
         if (kblob_tensor_bytes(t[i].dtype, t[i].rank, t[i].dims, &bytes) < 0) {
             if ((t[i].dtype == KBLOB_Q8_0 || t[i].dtype == KBLOB_Q4_0) && row % KBLOB_BLOCK)
@@ -147,6 +152,7 @@ static int write_blob(int fd, const char *path, const pack_tensor *t, int n, uin
         e.nbytes = t[i].nbytes;
         data_pos += t[i].nbytes;
         e.dtype = t[i].dtype;
+        e.layout = t[i].layout;
         e.rank = t[i].rank;
         for (uint32_t d = 0; d < t[i].rank; d++)
             e.dims[d] = t[i].dims[d];

@@ -17,6 +17,7 @@ typedef struct pack_tensor {
     uint64_t dims[4];
     const void *data;
     uint64_t nbytes;
+    uint32_t layout;           /* KBLOB_ROWS, or KBLOB_PANEL (rank 2; data already in panels) */
 } pack_tensor;
 
 /* Append a blob of these tensors to the existing file `path`: pad the file to a multiple of

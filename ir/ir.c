@@ -54,7 +54,7 @@ int ir_add_param(ir_module *m, const char *name, const char *text)
 int ir_add_tensor(ir_module *m, const char *name, const char *decl, ir_type type, src_loc loc)
 {
     GROW(m->tensors, m->ntensors, m->ctensors);
-    m->tensors[m->ntensors] = (ir_tensor){name, decl, type, loc, NULL};
+    m->tensors[m->ntensors] = (ir_tensor){name, decl, type, loc, NULL, IR_LAYOUT_ROWS};
     return m->ntensors++;
 }
 

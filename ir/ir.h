@@ -96,6 +96,11 @@ typedef struct ir_recipe {
     const int64_t *range;
 } ir_recipe;
 
+/* How a tensor's bytes are ordered in the blob (runtime/kiln_blob.h): row after row, or in
+ * panels of 16 rows stored column by column, the order the matrix kernels stream
+ * (passes/wlayout.c chooses it for matrices only products, embeddings and widening read). */
+typedef enum ir_layout { IR_LAYOUT_ROWS, IR_LAYOUT_PANEL } ir_layout;
+
 /* A tensor the model reads, whole; weight instructions are views into it. Without a recipe
  * it is the checkpoint's tensor `name`; with one, the packer computes it. */
 typedef struct ir_tensor {
@@ -104,6 +109,7 @@ typedef struct ir_tensor {
     ir_type type;              /* dtype: the storage type */
     src_loc loc;               /* the declaration, for diagnostics about the file */
     const ir_recipe *recipe;   /* NULL: loaded as it is */
+    ir_layout layout;          /* printed "panel" after the type; rows by default */
 } ir_tensor;
 
 typedef struct ir_rtparam {

@@ -51,8 +51,9 @@ enum {
     X(widen, 1, 0, "", rule_widen, "", "a weight view read as f32 (for ops that read only f32)") \
     X(embed, 2, 0, "", rule_embed, "",                                                         \
       "row args[1][t] of the weight table args[0] [V, d], for each token -> [d]")             \
-    X(linear, 2, 0, "", rule_linear, "",                                                       \
-      "x W^T: x [in] (each token), W [out, in] a weight in its storage type -> [out]")         \
+    X(linear, 2, 0, "s?act", rule_linear, "",                                                  \
+      "x W^T: x [in] (each token), W [out, in] a weight in its storage type -> [out]; "       \
+      "act=\"q8_0\": x rounded to 8-bit blocks first (q8_0/q4_0 weights)")                     \
     X(neg, 1, OPF_ELEMWISE, "", rule_elementwise, "-a", "negation")                            \
     X(exp, 1, OPF_ELEMWISE, "", rule_elementwise, "expf(a)", "e^a")                            \
     X(sqrt, 1, OPF_ELEMWISE, "", rule_elementwise, "sqrtf(a)", "square root")                  \

@@ -131,7 +131,8 @@ void ir_print(FILE *out, const ir_module *m, const char *scope_filter)
         fprintf(out, "stat #%d %s\n", i, m->stats[i].name);
     for (int i = 0; i < m->ntensors; i++) {
         const ir_tensor *t = &m->tensors[i];
-        int col = fprintf(out, "tensor @%d %s ", i, ir_type_str(&t->type, tb, sizeof tb));
+        int col = fprintf(out, "tensor @%d %s %s", i, ir_type_str(&t->type, tb, sizeof tb),
+                          t->layout == IR_LAYOUT_PANEL ? "panel " : "");
         if (t->recipe)
             col += fprintf(out, "= ") + print_recipe(out, t->recipe);
         else

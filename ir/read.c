@@ -576,6 +576,7 @@ static void read_tensor(reader *r)
     if (!expect(r, " ", "a space and the tensor's type") || !parse_type(r, &type) ||
         !expect(r, " ", "a space and the tensor's quoted name"))
         return;
+    ir_layout layout = lit(r, "panel ") ? IR_LAYOUT_PANEL : IR_LAYOUT_ROWS;
     const char *name_at = r->p, *name = NULL, *decl = NULL;
     const ir_recipe *recipe = NULL;
     if (lit(r, "= ")) {
@@ -607,8 +608,10 @@ static void read_tensor(reader *r)
         const char *label = decl ? decl : base_intern_str("recipe");
         int t = ir_add_recipe_tensor(r->m, label, type.dtype, recipe, loc);
         r->m->tensors[t].decl = decl;
+        r->m->tensors[t].layout = layout;
     } else {
-        ir_add_tensor(r->m, name, decl, type, loc);
+        int t = ir_add_tensor(r->m, name, decl, type, loc);   /* may move the array */
+        r->m->tensors[t].layout = layout;
     }
 }
 

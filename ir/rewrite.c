@@ -35,8 +35,10 @@ void ir_rw_begin(ir_rewriter *rw, const ir_module *old, const int *keep_tensor)
         rw->tensor_map[i] = !keep_tensor || keep_tensor[i]
                                 ? ir_add_tensor(m, t->name, t->decl, t->type, t->loc)
                                 : -1;
-        if (rw->tensor_map[i] >= 0)
+        if (rw->tensor_map[i] >= 0) {
             m->tensors[rw->tensor_map[i]].recipe = t->recipe;
+            m->tensors[rw->tensor_map[i]].layout = t->layout;
+        }
     }
     m->t_max = old->t_max;
     rw->old = old;

@@ -9,6 +9,8 @@
  */
 #include <stdarg.h>
 
+#include <string.h>
+
 #include "ir.h"
 
 static int errors;
@@ -94,12 +96,42 @@ static void check_tensor(const ir_module *m, int t)
     }
 }
 
+/* A panel-layout tensor (ir.h: ir_layout) is a matrix, and only what reads panels reads it:
+ * a product (its weight), an embedding (its table), a widening. */
+static void check_layout_use(const ir_module *m, int id, const ir_inst *in, int k)
+{
+    const ir_inst *a = &m->insts[in->args[k]];
+    if (a->op != IR_weight || m->tensors[a->iattr[0]].layout != IR_LAYOUT_PANEL)
+        return;
+    int reads_panels = (in->op == IR_linear && k == 1) || (in->op == IR_embed && k == 0) ||
+                       (in->op == IR_widen && k == 0);
+    if (!reads_panels)
+        fail(m, id, "operand %d is a view of panel tensor @%lld, which %s cannot read", k,
+             (long long)a->iattr[0], ir_ops[in->op].name);
+}
+
+/* `act="q8_0"` (8-bit activations) only on a product over q8_0 or q4_0 weights. */
+static void check_act(const ir_module *m, int id, const ir_inst *in)
+{
+    if (in->op != IR_linear || !in->sattr)
+        return;
+    ir_dtype w = m->insts[in->args[1]].type.dtype;
+    if (strcmp(in->sattr, "q8_0") || (w != DT_Q8_0 && w != DT_Q4_0))
+        fail(m, id, "act=\"%s\": only \"q8_0\", and only over q8_0 or q4_0 weights", in->sattr);
+}
+
 int ir_verify(const ir_module *m)
 {
     errors = 0;
     int outputs = 0;
-    for (int t = 0; t < m->ntensors; t++)
+    for (int t = 0; t < m->ntensors; t++) {
         check_tensor(m, t);
+        if (m->tensors[t].layout == IR_LAYOUT_PANEL && m->tensors[t].type.rank != 2) {
+            fprintf(stderr, "kiln: IR verifier: %s: tensor @%d: the panel layout is for "
+                    "matrices, this one has rank %d\n", m->name, t, m->tensors[t].type.rank);
+            errors++;
+        }
+    }
     for (int id = 0; id < m->ninsts; id++) {
         const ir_inst *in = &m->insts[id];
         if ((int)in->op < 0 || in->op >= IR_OP_COUNT) {
@@ -125,8 +157,11 @@ int ir_verify(const ir_module *m)
         }
         if (!ok)
             continue;
-        for (int k = 0; k < in->nargs; k++)
+        for (int k = 0; k < in->nargs; k++) {
             check_guard_use(m, id, in, k);
+            check_layout_use(m, id, in, k);
+        }
+        check_act(m, id, in);
         check_type(m, id, in);
         if (m->planned)
             check_memory(m, id, in);

@@ -8,8 +8,10 @@
  * as their input, and every view of each such linear's weight tensor is read only by them,
  * the tensor is replaced by a new one, scale_cols(W, g), and the linears read n. The mul is
  * left out; the gain's view and the old tensor are left for dce. Not folded (and noted):
- * a mul with another reader, and a weight also read elsewhere (a tied embedding and
- * classifier: folding would store a second copy of a vocab x d matrix).
+ * a mul with another reader, a weight also read elsewhere (a tied embedding and
+ * classifier: folding would store a second copy of a vocab x d matrix), and a weight stored
+ * in a block type (q8_0, q4_0): scaling it would quantize it anew, a different model from
+ * the checkpoint's, not a rounding of it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,11 @@ static const char *weight_refusal(const ir_module *m, const ir_uses *u, int mul,
     const ir_tensor *t = &m->tensors[w->iattr[0]];
     if (t->type.rank != 2 || w->iattr[2] != 0 || w->type.dim[1] != t->type.dim[1])
         return "the weight view does not cover its tensor's columns";
+    if (t->type.dtype == DT_Q8_0 || t->type.dtype == DT_Q4_0) {
+        snprintf(why, size, "%s is stored as %s (scaling would quantize it anew)", t->decl,
+                 ir_dtype_name(t->type.dtype));
+        return why;
+    }
     for (int v = 0; v < m->ninsts; v++) {
         const ir_inst *view = &m->insts[v];
         if (view->op != IR_weight || view->iattr[0] != w->iattr[0])

@@ -36,6 +36,11 @@ ir_module *pass_kvlayout(ir_module *m);
  * reads its leader's probabilities. Changes the model. */
 ir_module *pass_share_softmax(ir_module *m);
 int share_softmax_requested(void);
+/* 8-bit activations for products over q8_0/q4_0 weights (quant_act.c), unless --act f32. */
+ir_module *pass_quant_act(ir_module *m);
+/* The weights' layout: panels for the matrices only products, embeddings and widening read
+ * (wlayout.c). */
+ir_module *pass_wlayout(ir_module *m);
 /* Memory planning: frame slots reused after each value's last use; caches in the state. */
 ir_module *pass_plan_memory(ir_module *m);
 
@@ -51,6 +56,7 @@ typedef struct passes_options {
     const char *prune_profile; /* --prune-experts=FILE, a routing profile (JSON) */
     double min_freq;           /* --min-freq X: keep experts that fired at least X of tokens */
     double expert_budget;      /* --expert-budget P: 0 none, else share of firings kept */
+    int act_f32;               /* --act f32: block-weight products keep f32 activations */
 } passes_options;
 extern passes_options passes_opts;
 /* Whether o asks for a pass that changes the model (share-softmax, expert pruning): then

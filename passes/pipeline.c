@@ -100,6 +100,12 @@ static const pass_info pipeline[] = {
     {"kvlayout", pass_kvlayout, 0, NULL,   /* after fuse-attn: it sees the final readers */
      "KV caches head-major and in the --kv-type storage type",
      "verified IR, before memplan", "values (exactly with f32 caches); every instruction"},
+    {"quant-act", pass_quant_act, 0, NULL,
+     "products over q8_0/q4_0 weights round their input to q8_0 blocks (--act f32: not)",
+     "verified IR, storage types set", "instructions; values up to the activation's rounding"},
+    {"wlayout", pass_wlayout, PASS_REQUIRED, NULL,   /* after every pass that moves readers */
+     "matrices only products, embeddings and widening read are stored in panels",
+     "verified IR; after the folds, fuse-linear and dce", "every instruction and value"},
     {"memplan", pass_plan_memory, PASS_REQUIRED, NULL,   /* last: nothing may change after */
      "frame slots reused after last use; KV caches in the state",
      "verified IR; runs last", "the instructions; sets mem, offset, frame and state bytes"},

@@ -128,6 +128,17 @@ static int check_entry(const char *prog, const krt_model *m, int i, const unsign
                    (unsigned long long)e->nbytes, (unsigned long long)bytes, dt);
         return -1;
     }
+    const char *lay = kblob_layout_name(e->layout), *need = kblob_layout_name(want->layout);
+    if (!lay || e->reserved != 0 || (e->layout == KBLOB_PANEL && e->rank != 2)) {
+        blob_error(prog, "tensor %d '%s': unknown layout code %u (or reserved field %u set)",
+                   i, nm, e->layout, e->reserved);
+        return -1;
+    }
+    if (e->layout != want->layout) {
+        blob_error(prog, "tensor %d '%s': layout %s, the program expects %s", i, nm, lay,
+                   need ? need : "an unknown layout");
+        return -1;
+    }
     if (e->dtype != want->dtype) {
         const char *wn = kblob_dtype_name(want->dtype);
         blob_error(prog, "tensor %d '%s': dtype %s, the program expects %s", i, nm, dt,

@@ -3,8 +3,11 @@
  */
 #include "cpu.h"
 
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -58,6 +61,13 @@ static void cpu_detect(krt_cpu *k)
         k->avx512f = os_avx512 && ((b >> 16) & 1);
         k->avx512bw = os_avx512 && ((b >> 30) & 1);
         k->avx512vl = os_avx512 && ((b >> 31) & 1);
+        k->avx512vnni = os_avx512 && ((c >> 11) & 1);
+        unsigned a1, b1, c1, d1;
+        if (a >= 1) {              /* subleaf 1: AVX512_BF16 in eax bit 5 */
+            __cpuid_count(7, 1, a1, b1, c1, d1);
+            k->avx512bf16 = os_avx512 && ((a1 >> 5) & 1);
+            (void)b1, (void)c1, (void)d1;
+        }
     }
     cpu_brand(k->brand);
 }
@@ -74,22 +84,89 @@ const krt_cpu *krt_cpu_get(void)
     return &cpu_seen;
 }
 
-krt_path krt_cpu_use(krt_path want)
+int krt_cpu_has(krt_path p)
 {
     const krt_cpu *k = krt_cpu_get();
-    krt_path p = want == KRT_PATH_AVX2 && k->avx2 && k->f16c ? KRT_PATH_AVX2 : KRT_PATH_PORTABLE;
-    krt_kernel_path = p;
-    return p;
+    int avx2 = k->avx2 && k->fma && k->f16c;
+    switch (p) {
+    case KRT_PATH_PORTABLE: return 1;
+    case KRT_PATH_AVX2: return avx2;
+    case KRT_PATH_AVX512:
+        return avx2 && k->avx512f && k->avx512bw && k->avx512vl && k->avx512vnni;
+    default: return 0;
+    }
 }
+
+krt_path krt_cpu_use(krt_path want)
+{
+    int p = want < KRT_PATH_COUNT ? (int)want : KRT_PATH_COUNT - 1;
+    while (p > 0 && !krt_cpu_has((krt_path)p))
+        p--;
+    krt_kernel_path = (krt_path)p;
+    return krt_kernel_path;
+}
+
+static const char *const path_names[KRT_PATH_COUNT] = {"portable", "avx2", "avx512"};
 
 krt_path krt_cpu_init(void)
 {
     const char *env = getenv("KILN_CPU");
-    /* only ever a downgrade: any other value keeps the detected path */
-    return krt_cpu_use(env && strcmp(env, "portable") == 0 ? KRT_PATH_PORTABLE : KRT_PATH_AVX2);
+    int want = env ? krt_path_lookup(env) : -1;
+    /* only ever a downgrade: an unknown value keeps the detected path */
+    return krt_cpu_use(want >= 0 ? (krt_path)want : (krt_path)(KRT_PATH_COUNT - 1));
 }
 
 const char *krt_path_name(krt_path p)
 {
-    return p == KRT_PATH_AVX2 ? "avx2" : "portable";
+    return p < KRT_PATH_COUNT ? path_names[p] : "?";
+}
+
+int krt_path_lookup(const char *name)
+{
+    for (int p = 0; p < KRT_PATH_COUNT; p++)
+        if (strcmp(name, path_names[p]) == 0)
+            return p;
+    return -1;
+}
+
+/* An integer from a sysfs file, or -1. */
+static long sysfs_int(const char *fmt, int cpu)
+{
+    char path[128];
+    snprintf(path, sizeof path, fmt, cpu);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+int krt_cpu_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (int)n : 1;
+    }
+    /* (package, core) pairs of the CPUs we may use: SMT siblings share one */
+    long seen[2 * CPU_SETSIZE];
+    int cores = 0, cpus = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set))
+            continue;
+        cpus++;
+        long pkg = sysfs_int("/sys/devices/system/cpu/cpu%d/topology/physical_package_id", c);
+        long core = sysfs_int("/sys/devices/system/cpu/cpu%d/topology/core_id", c);
+        if (pkg < 0 || core < 0)
+            return cpus > 0 ? CPU_COUNT(&set) : 1;   /* no topology: count the CPUs */
+        int dup = 0;
+        for (int k = 0; k < cores && !dup; k++)
+            dup = seen[2 * k] == pkg && seen[2 * k + 1] == core;
+        if (!dup)
+            seen[2 * cores] = pkg, seen[2 * cores + 1] = core, cores++;
+    }
+    return cores > 0 ? cores : 1;
 }

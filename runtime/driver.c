@@ -309,8 +309,9 @@ static void help(void)
            "                    as JSON: {\"model\", \"tokens\", \"layers\": [{\"layer\": L,\n"
            "                    \"experts\": [count, ...]}, ...]} (for kiln build\n"
            "                    --prune-experts=FILE). Written to FILE.tmp, then renamed.\n"
-           "    --threads N     threads, N >= 1 (default 1): large matrix products are\n"
-           "                    split by rows; results are the same for every N.\n"
+           "    --threads N     threads, N >= 1 (default: the physical cores, %d here): every\n"
+           "                    step is shared between them (products by rows, attention by\n"
+           "                    heads, the rest by tokens); results are the same for every N.\n"
            "    --batch N       run the prompt in blocks of at most N tokens, 1 <= N <= %lld\n"
            "                    (default %lld, set by kiln build --max-batch). Each weight is\n"
            "                    read once per block; results are the same for every N.\n"
@@ -322,14 +323,15 @@ static void help(void)
            "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
            "                    and print tokens/s (min/median/max) to standard error.\n"
            "    --bench-runs R  number of timed runs, R >= 1.\n"
-           "    --cpu           print the kernel path taken (avx2 or portable) and the CPU\n"
-           "                    features seen, then exit. AVX2 kernels run only when the CPU\n"
-           "                    and OS support them and give the portable results bit for\n"
-           "                    bit; KILN_CPU=portable in the environment forces portable.\n"
+           "    --cpu           print the kernel path taken (avx512, avx2 or portable) and the\n"
+           "                    CPU features seen, then exit. The SIMD kernels run only when\n"
+           "                    the CPU and OS support them, and every path gives the same\n"
+           "                    results bit for bit; KILN_CPU=portable or KILN_CPU=avx2 in the\n"
+           "                    environment lowers the path (never raises it).\n"
            "    -h, --help      print this help.\n"
            "    Long options also take the form --option=VALUE.\n",
            (long long)m->vocab, (long long)ctx_max(),
-           (long long)m->vocab, (long long)m->max_batch, (long long)m->max_batch,
+           (long long)m->vocab, krt_cpu_cores(), (long long)m->max_batch, (long long)m->max_batch,
            (long long)ctx_max(), (long long)ctx_max());
     printf("\nRUN-TIME PARAMETERS (--set NAME=VALUE)\n");
     if (!m->n_rtparams)
@@ -352,11 +354,15 @@ static void print_cpu(void)
 {
     const krt_cpu *k = krt_cpu_get();
     const char *env = getenv("KILN_CPU");
-    printf("cpu: path %s%s; features", krt_path_name(krt_kernel_path),
-           env && strcmp(env, "portable") == 0 ? " (KILN_CPU=portable)" : "");
+    int want = env ? krt_path_lookup(env) : -1;
+    printf("cpu: path %s", krt_path_name(krt_kernel_path));
+    if (want >= 0)
+        printf(" (KILN_CPU=%s)", env);
+    printf("; features");
     const struct { const char *name; int on; } feat[] = {
         {"avx2", k->avx2},       {"fma", k->fma},           {"f16c", k->f16c},
         {"avx512f", k->avx512f}, {"avx512bw", k->avx512bw}, {"avx512vl", k->avx512vl},
+        {"avx512vnni", k->avx512vnni}, {"avx512bf16", k->avx512bf16},
     };
     int any = 0;
     for (size_t i = 0; i < sizeof feat / sizeof feat[0]; i++)
@@ -616,7 +622,7 @@ int main(int argc, char **argv)
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];
     }
-    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = 1, .bench_runs = 5,
+    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = krt_cpu_cores(), .bench_runs = 5,
               .batch = m->max_batch, .ctx = ctx_max()};
     o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
     for (int i = 0; i < m->n_rtparams; i++)
@@ -648,6 +654,17 @@ int main(int argc, char **argv)
     s.c.state = state;
     s.c.rtparams = o.rtparams;
     s.c.pool = krt_pool_new((int)o.threads);   /* NULL for one thread */
+    /* each thread's scratch (the kernels' own buffers), a whole number of cache lines apart;
+     * mapped, so untouched pages cost nothing */
+    int nthreads = krt_pool_size(s.c.pool);
+    s.c.scratch_stride = (m->scratch_bytes + 63) / 64 * 64;
+    size_t scratch_len = (size_t)(s.c.scratch_stride * (uint64_t)nthreads);
+    void *scratch = mmap(NULL, scratch_len ? scratch_len : 64, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m->scratch_bytes > SIZE_MAX / 4096 || scratch == MAP_FAILED)
+        fatal("cannot allocate the kernels' scratch (%llu bytes a thread)",
+              (unsigned long long)m->scratch_bytes);
+    s.c.scratch = scratch;
     s.c.stat_sum = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.c.stat_count = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.probs = xcalloc((size_t)m->vocab, sizeof *s.probs);
@@ -700,6 +717,7 @@ int main(int argc, char **argv)
     free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count);
     munmap(frame, frame_len);
     munmap(state, state_len);
+    munmap(scratch, scratch_len ? scratch_len : 64);
     free(o.rtparams), free(o.tokens);
     krt_pool_free(s.c.pool);
     krt_blob_close(&blob);

@@ -15,45 +15,83 @@
 
 #include <stdint.h>
 
-/* Y[t, i] = sum_j W[i, j] * X[t, j] for t < rows, i0 <= i < i1 (Y rows are `out` floats
- * wide, X rows `in`). Each dot product is summed in KRT_LANES partial sums (lane k takes
- * j = k mod KRT_LANES) added pairwise at the end. Each weight row is read once per block of
- * rows, not once per token. The thread pool hands out [i0, i1) shares. */
-#define KRT_LANES 16
-typedef void (*krt_linear_fn)(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                              int64_t out, int64_t in, int64_t i0, int64_t i1);
-void krt_linear_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                    int64_t out, int64_t in, int64_t i0, int64_t i1);
-void krt_linear_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                    int64_t out, int64_t in, int64_t i0, int64_t i1);
-void krt_linear_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                     int64_t out, int64_t in, int64_t i0, int64_t i1);
-/* The linear kernels with an epilogue (a residual or bias add fused into them):
- * Y[t, i] = R[t * ldr + i] + (the sum krt_linear_* computes), one float add after the same
- * sum, so bit for bit the linear followed by an add step. ldr = out: one row of R per token
- * (a residual; R may be Y); ldr = 0: one row shared by every token (a bias). R must not
- * overlap X. */
-typedef void (*krt_linear_res_fn)(float *y, const float *x, int64_t rows, const void *w,
-                                  int64_t ld, int64_t out, int64_t in, int64_t i0, int64_t i1,
-                                  const float *r, int64_t ldr);
-void krt_linear_res_f32(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                        int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
-                        int64_t ldr);
-void krt_linear_res_f16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                        int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
-                        int64_t ldr);
-void krt_linear_res_bf16(float *y, const float *x, int64_t rows, const void *w, int64_t ld,
-                         int64_t out, int64_t in, int64_t i0, int64_t i1, const float *r,
-                         int64_t ldr);
+/* ---- matrix products (linear.c; SIMD in linear_avx2.c, linear_avx512.c) ----
+ *
+ * Y[t, i] = sum_k W[row0 + i, col0 + k] * X[t, k] (+ R[t, i]) for the rows of a block of
+ * tokens, i < out, k < in: a view of a weight tensor [wrows, wcols] stored as dtype in
+ * `layout` (kiln_blob.h: KBLOB_PANEL, what these kernels stream, or KBLOB_ROWS). Every path
+ * (cpu.h) computes each output exactly so, bit for bit:
+ *   - f32, f16, bf16 weights, and q8_0 / q4_0 with act KRT_ACT_F32: acc = 0, then for
+ *     k = 0 .. in-1 in order acc = fma(w_k, x_k, acc) with w_k the weight's exact f32 value
+ *     (d * q for the block types); one rounding per weight;
+ *   - q8_0 / q4_0 with act KRT_ACT_Q8: X's row is first quantized to Q8_0 blocks as
+ *     llama.cpp does (krt_quant_q8 below), then acc = 0 and for each block b in order
+ *     acc = fma(d_w * d_x, s_b, acc), where s_b = sum q_w q_x over the block is an exact
+ *     integer and d_w * d_x is exact (two f16 values);
+ *   - then Y = acc, or Y = R + acc (one add, as a separate add step would do it).
+ * So a block of T tokens gives what T calls of one token give, any thread split gives the
+ * same bits, and the instruction set changes only the speed. */
+enum { KRT_ACT_F32 = 0, KRT_ACT_Q8 = 1 };
 
-/* Y[t] = row tok[t] of a [vocab, d] table (storage type dtype, rows ld bytes apart), widened
- * to f32; a token outside [0, vocab) gives a row of zeros. */
-void krt_embed(float *y, const int32_t *tok, int64_t rows, const void *table, uint32_t dtype,
-               int64_t ld, int64_t vocab, int64_t d);
+typedef struct krt_lin {
+    float *y;                  /* token t's outputs at y + t * ldy */
+    const float *x;            /* token t's inputs at x + t * ldx */
+    int64_t ldy, ldx;
+    int64_t rows;              /* tokens */
+    const int32_t *rowidx;     /* NULL: tokens 0 .. rows-1; else tokens rowidx[0 .. rows-1] */
+    const void *w;             /* the weight tensor's first byte */
+    uint32_t dtype, layout;    /* KBLOB_F32 ... KBLOB_Q4_0; KBLOB_ROWS or KBLOB_PANEL */
+    int64_t wrows, wcols;      /* the whole tensor's shape */
+    int64_t row0, col0;        /* the view's first row and column (col0 on a block boundary) */
+    int64_t out, in;           /* the view's shape */
+    const float *res;          /* NULL, or Y = R + ...: token t's row at res + t * ldr (ldr 0:
+                                  one row for every token, a bias); R may be Y, never X */
+    int64_t ldr;
+    int act;                   /* block types: KRT_ACT_Q8 or KRT_ACT_F32 */
+} krt_lin;
 
-/* Y[r, j] = W[r, j] widened to f32, for r < rows, j < n (a weight read by an op that computes
- * in f32: norm gains, biases, a row picked at compile time). */
-void krt_widen(float *y, const void *w, uint32_t dtype, int64_t rows, int64_t ld, int64_t n);
+/* Share `share` of `nshares` of the product (whole panels of output rows per share), with
+ * `scratch` of krt_linear_scratch(rows, in) bytes of this thread's own (64-byte aligned). */
+void krt_linear(const krt_lin *l, int share, int nshares, void *scratch);
+
+/* Columns of a panel a block of tokens holds widened at once (16 x 256 floats: L1-sized),
+ * and panels a kernel works on together, at most. */
+#define KRT_LIN_KC 256
+#define KRT_LIN_NP 2
+/* Scratch bytes one thread needs for a product of `rows` tokens and `in` columns: the
+ * quantized rows (q[in] int8, then a float scale and an int32 sum per block, each part
+ * 64-byte aligned), a widened piece of a panel, and the partial sums of a block of tokens. */
+static inline uint64_t krt_linear_scratch(int64_t rows, int64_t in)
+{
+    uint64_t a = (uint64_t)(in + 63) / 64 * 64, nb = (uint64_t)in / 32;
+    uint64_t qrow = a + 2 * ((4 * nb + 63) / 64 * 64);
+    uint64_t w = sizeof(float) * KRT_LIN_KC * 16 * KRT_LIN_NP;
+    uint64_t c = sizeof(float) * 16 * KRT_LIN_NP * (uint64_t)rows;
+    return (qrow * (uint64_t)rows + w + c + 63) / 64 * 64;
+}
+
+/* 8-bit activations (llama.cpp's Q8_0 of an activation row): for each block of 32, d =
+ * amax / 127 rounded to f16 (dq[b] holds it widened), q = round-half-even(x * 127 / amax)
+ * clamped to [-127, 127] (0 for an all-zero block), and sq[b] = the sum of the block's q.
+ * n a multiple of 32. */
+void krt_quant_q8(int8_t *q, float *dq, int32_t *sq, const float *x, int64_t n);
+
+/* A weight tensor [wrows, wcols] as the kernels below read it: its bytes, storage type and
+ * layout (kiln_blob.h), and the view's first row and column. */
+typedef struct krt_wview {
+    const void *w;
+    uint32_t dtype, layout;
+    int64_t wrows, wcols, row0, col0;
+} krt_wview;
+
+/* Y[t] = row tok[t] of the table (d columns of the view), widened to f32; a token outside
+ * [0, vocab) gives a row of zeros. */
+void krt_embed(float *y, const int32_t *tok, int64_t rows, krt_wview table, int64_t vocab,
+               int64_t d);
+
+/* Y[r, j] = W[r, j] of the view widened to f32, for r < rows, j < n (a weight read by an op
+ * that computes in f32: norm gains, biases, a row picked at compile time). */
+void krt_widen(float *y, krt_wview w, int64_t rows, int64_t n);
 
 /* y[j] = h[j] widened, j < n: kiln_blob.h's kblob_f16_to_f32 / kblob_bf16_to_f32, bit for
  * bit, as loops the compiler vectorizes (helpers of the kernels above). */
@@ -88,15 +126,19 @@ typedef struct krt_kv {
 /* The cache at positions pos0 .. pos0 + rows - 1 = x [rows, kv_heads * head_dim]. */
 void krt_cache_store(krt_kv kv, const float *x, int64_t rows, int32_t pos0);
 
+/* The attention kernels below split their (token, head) pairs between the threads: share sh
+ * of nsh computes pairs [n sh / nsh, n (sh + 1) / nsh) of the n = rows * heads, each pair as
+ * a single thread would. */
+
 /* S[t, h, c] = q[t, h] . k[c, kv head of h] for c <= pos0 + t (unscaled); S rows are k.cap
  * floats. Query head h reads kv head h / (heads / k.kv_heads). Columns past pos0 + t are not
  * written. */
 void krt_attn_scores(float *s, const float *q, int64_t rows, krt_kv k, int64_t heads,
-                     int32_t pos0);
+                     int32_t pos0, int sh, int nsh);
 
 /* O[t, h] = sum_{c <= pos0 + t} P[t, h, c] * v[c, kv head of h] (P rows v.cap floats). */
 void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t heads,
-                    int32_t pos0);
+                    int32_t pos0, int sh, int nsh);
 
 /* Fused causal attention: O[t, h] = sum_{c <= pos0 + t} softmax_c(scale * q[t, h] . k[c]) *
  * v[c] (kv head h / (heads / kv_heads); v.head_dim values per head out). One pass over the
@@ -108,13 +150,14 @@ void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t he
  * of rows give what one-row calls give, bit for bit. */
 #define KRT_ATTN_CHUNK 64
 void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
-                   float scale, int32_t pos0);
+                   float scale, int32_t pos0, int sh, int nsh);
 
 /* Softmax of each of `rows` rows of n floats (rows n apart), y may equal x. */
 void krt_softmax(float *y, const float *x, int64_t rows, int64_t n);
-/* Softmax of scores [rows, heads, cap] over the live columns c <= pos0 + t of row t. */
+/* Softmax of scores [rows, heads, cap] over the live columns c <= pos0 + t of row t; split
+ * by (token, head) pairs as the attention kernels are. */
 void krt_softmax_causal(float *y, const float *x, int64_t rows, int64_t heads, int32_t pos0,
-                        int64_t cap);
+                        int64_t cap, int sh, int nsh);
 
 /* Per-row reductions of x [rows, n] into y[rows]: left-to-right float sums. */
 void krt_sum(float *y, const float *x, int64_t rows, int64_t n);
@@ -132,12 +175,16 @@ typedef struct krt_pool krt_pool;
  * all are done. p == NULL runs fn(arg, 0, 1). */
 typedef void (*krt_job_fn)(void *arg, int share, int nshares);
 void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg);
-/* fn over output rows [0, out), split into one contiguous share per thread. */
-void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
-                   const void *w, int64_t ld, int64_t out, int64_t in);
-/* krt_linear_mt for the kernels with an epilogue. */
-void krt_linear_res_mt(krt_pool *p, krt_linear_res_fn fn, float *y, const float *x,
-                       int64_t rows, const void *w, int64_t ld, int64_t out, int64_t in,
-                       const float *r, int64_t ldr);
+/* Inside a job: returns once every share of the pool has called it (p == NULL: at once). */
+void krt_pool_barrier(krt_pool *p);
+/* Threads of the pool, the caller included (1 for NULL). */
+int krt_pool_size(const krt_pool *p);
 
+/* Rows a share takes at least before a step over rows is split between the threads. */
+#define KRT_ROWS_PER_SHARE 4
+/* The rows [*lo, *hi) of [r0, r1) that share sh of nsh runs: a contiguous part each when
+ * every share gets KRT_ROWS_PER_SHARE rows or more (returns 1), else all of them for share 0
+ * and none for the others (returns 0). (Out of line: emitted code calls it at every step,
+ * and inlining it there only makes the C slow to compile.) */
+int krt_share_rows(int64_t r0, int64_t r1, int sh, int nsh, int64_t *lo, int64_t *hi);
 #endif

@@ -14,11 +14,12 @@
 #ifndef KILN_BLOB_H
 #define KILN_BLOB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define KBLOB_MAGIC "KILNBLOB"          /* 8 bytes, no NUL */
 #define KBLOB_TRAILER_MAGIC "KILNTAIL"  /* 8 bytes, no NUL */
-#define KBLOB_VERSION 2u
+#define KBLOB_VERSION 3u
 #define KBLOB_ALIGN 64u
 
 /* Storage types. F32, F16 (IEEE half) and BF16 hold one value per element. The block types
@@ -27,6 +28,24 @@
  * number of blocks. */
 enum { KBLOB_F32 = 0, KBLOB_F16 = 1, KBLOB_BF16 = 2, KBLOB_Q8_0 = 8, KBLOB_Q4_0 = 9 };
 #define KBLOB_BLOCK 32u
+
+/* Layouts of a tensor's bytes. KBLOB_ROWS: row after row (rank 0..4, rows of the last
+ * dimension). KBLOB_PANEL (2-D [rows, cols] only): the order the matrix kernels stream
+ * (kernels.h: krt_linear), chosen by the compiler for weights that only matrix products,
+ * embeddings and widening read (passes/wlayout.c). Rows go in panels of KBLOB_PANEL_ROWS;
+ * panel p holds rows 16p .. 16p + w - 1, w = min(16, rows - 16p) (only the last panel is
+ * narrower), starts at byte p * 16 * row_bytes and stores its rows column by column:
+ *   f32, f16, bf16: element (16p + i, k) at (k * w + i) * elem;
+ *   q8_0: block b (columns 32b .. 32b+31) at b * w * 34: the w rows' f16 scales (row i at
+ *         2i), then 8 groups of w x 4 int8, group g holding row i's columns 32b + 4g .. +3
+ *         at 2w + (g * w + i) * 4;
+ *   q4_0: block b at b * w * 18: the w scales, then 4 groups of w x 4 bytes, group g holding
+ *         row i's GGUF block bytes 4g .. 4g+3 (column 32b + 4g + j in the low nibble of byte
+ *         j, column 32b + 16 + 4g + j in the high nibble) at 2w + (g * w + i) * 4.
+ * So one load of 4 bytes x 16 rows feeds an 8-bit dot product of 16 rows at once, and a
+ * panel is one stream. A tensor takes the same number of bytes in either layout. */
+enum { KBLOB_ROWS = 0, KBLOB_PANEL = 1 };
+#define KBLOB_PANEL_ROWS 16
 
 typedef struct kblob_header {
     char magic[8];
@@ -43,6 +62,8 @@ typedef struct kblob_entry {
     uint32_t dtype;
     uint32_t rank;
     uint64_t dims[4];
+    uint32_t layout;              /* KBLOB_ROWS or KBLOB_PANEL */
+    uint32_t reserved;            /* 0 */
 } kblob_entry;
 
 typedef struct kblob_trailer {
@@ -79,6 +100,12 @@ static inline int kblob_row_bytes(uint32_t dtype, uint64_t n, uint64_t *bytes)
     if (n % elems != 0 || __builtin_mul_overflow(n / elems, per, bytes))
         return -1;
     return 0;
+}
+
+/* The layout's lower-case name ("rows", "panel"), or NULL for an unknown code. */
+static inline const char *kblob_layout_name(uint32_t layout)
+{
+    return layout == KBLOB_ROWS ? "rows" : layout == KBLOB_PANEL ? "panel" : NULL;
 }
 
 /* Bytes of a whole tensor (rank 0..4, rows of its last dimension); -1 as above. */
@@ -153,6 +180,108 @@ static inline uint16_t kblob_f32_to_f16(float f)
     uint32_t r = a - 0x38000000u;                    /* rebias the exponent: 127 -> 15 */
     r += 0xfffu + ((r >> 13) & 1);
     return (uint16_t)(sign | (r >> 13));
+}
+
+/* ---- the panel layout (KBLOB_PANEL above) ---- */
+
+/* The byte offset, in a panel-layout tensor of `rows` rows whose rows are row_bytes long,
+ * of the start of row r's panel, and the panel's width w and r's index i in it. */
+static inline uint64_t kblob_panel_at(uint64_t rows, uint64_t row_bytes, uint64_t r,
+                                      uint64_t *w, uint64_t *i)
+{
+    uint64_t p = r / KBLOB_PANEL_ROWS, left = rows - p * KBLOB_PANEL_ROWS;
+    *w = left < KBLOB_PANEL_ROWS ? left : KBLOB_PANEL_ROWS;
+    *i = r % KBLOB_PANEL_ROWS;
+    return p * KBLOB_PANEL_ROWS * row_bytes;
+}
+
+/* Row r, columns c0 .. c0+n-1, of a [rows, cols] tensor of dtype in either layout, as f32
+ * (exactly: block types are d * q). c0 and n are multiples of 32 for the block types. */
+static inline void kblob_read_row(float *y, const void *tensor, uint32_t dtype, uint32_t layout,
+                                  uint64_t rows, uint64_t cols, uint64_t r, uint64_t c0,
+                                  uint64_t n)
+{
+    const unsigned char *t = (const unsigned char *)tensor;
+    uint64_t row_bytes = 0, w = 1, i = 0, base;
+    kblob_row_bytes(dtype, cols, &row_bytes);
+    if (layout == KBLOB_PANEL)
+        base = kblob_panel_at(rows, row_bytes, r, &w, &i);
+    else
+        base = r * row_bytes;
+    for (uint64_t j = 0; j < n; j++) {
+        uint64_t k = c0 + j, e = layout == KBLOB_PANEL ? k * w + i : k;
+        uint16_t h;
+        float f;
+        switch (dtype) {
+        case KBLOB_F32:
+            __builtin_memcpy(&f, t + base + 4 * e, 4);
+            y[j] = f;
+            break;
+        case KBLOB_F16: case KBLOB_BF16:
+            __builtin_memcpy(&h, t + base + 2 * e, 2);
+            y[j] = dtype == KBLOB_F16 ? kblob_f16_to_f32(h) : kblob_bf16_to_f32(h);
+            break;
+        case KBLOB_Q8_0: case KBLOB_Q4_0: {
+            uint64_t b = k / KBLOB_BLOCK, kk = k % KBLOB_BLOCK;
+            uint64_t bb = dtype == KBLOB_Q8_0 ? 34 : 18;
+            const unsigned char *blk = t + base + b * w * bb, *q;
+            int v;
+            if (layout == KBLOB_PANEL) {
+                __builtin_memcpy(&h, blk + 2 * i, 2);
+                uint64_t g = dtype == KBLOB_Q8_0 ? kk / 4 : (kk % 16) / 4;
+                q = blk + 2 * w + (g * w + i) * 4 + kk % 4;
+            } else {
+                __builtin_memcpy(&h, blk, 2);
+                q = blk + 2 + (dtype == KBLOB_Q8_0 ? kk : kk % 16);
+            }
+            if (dtype == KBLOB_Q8_0)
+                v = (signed char)*q;
+            else
+                v = (kk < 16 ? (*q & 15) : (*q >> 4)) - 8;
+            y[j] = kblob_f16_to_f32(h) * (float)v;
+            break;
+        }
+        default:
+            y[j] = 0.0f;
+        }
+    }
+}
+
+/* A [rows, cols] tensor of dtype from the rows layout (src) to the panel layout (dst, the
+ * same size): what the compiler's packer does. 0, or -1 for a dtype without a panel form or
+ * a shape its rows do not fit. */
+static inline int kblob_to_panel(void *dst, const void *src, uint32_t dtype, uint64_t rows,
+                                 uint64_t cols)
+{
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    uint64_t rb, elem = dtype == KBLOB_F32 ? 4 : 2;
+    if (kblob_row_bytes(dtype, cols, &rb) < 0)
+        return -1;
+    for (uint64_t p0 = 0; p0 < rows; p0 += KBLOB_PANEL_ROWS) {
+        uint64_t w = rows - p0 < KBLOB_PANEL_ROWS ? rows - p0 : KBLOB_PANEL_ROWS;
+        unsigned char *pd = d + p0 * rb;
+        const unsigned char *ps = s + p0 * rb;
+        if (dtype == KBLOB_F32 || dtype == KBLOB_F16 || dtype == KBLOB_BF16) {
+            for (uint64_t k = 0; k < cols; k++)
+                for (uint64_t i = 0; i < w; i++)
+                    __builtin_memcpy(pd + (k * w + i) * elem, ps + i * rb + k * elem, elem);
+            continue;
+        }
+        if (dtype != KBLOB_Q8_0 && dtype != KBLOB_Q4_0)
+            return -1;
+        uint64_t bb = dtype == KBLOB_Q8_0 ? 34 : 18, groups = dtype == KBLOB_Q8_0 ? 8 : 4;
+        for (uint64_t b = 0; b < cols / KBLOB_BLOCK; b++) {
+            unsigned char *blk = pd + b * w * bb;
+            for (uint64_t i = 0; i < w; i++) {
+                const unsigned char *sb = ps + i * rb + b * bb;   /* scale, then the values */
+                __builtin_memcpy(blk + 2 * i, sb, 2);
+                for (uint64_t g = 0; g < groups; g++)
+                    __builtin_memcpy(blk + 2 * w + (g * w + i) * 4, sb + 2 + 4 * g, 4);
+            }
+        }
+    }
+    return 0;
 }
 
 #endif

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
 #include "kiln_blob.h"
 
 /* What the program expects of each blob tensor; checked against the blob at start. */
@@ -20,6 +21,7 @@ typedef struct krt_tensor_desc {
     uint32_t dtype;            /* KBLOB_F32 ... (the storage type) */
     uint32_t rank;
     uint64_t dims[4];
+    uint32_t layout;           /* KBLOB_ROWS or KBLOB_PANEL */
 } krt_tensor_desc;
 
 /* One KV cache of the model: for --stats (the memory report) and for clearing the rows a
@@ -51,6 +53,8 @@ typedef struct krt_ctx {
     float *logits;             /* set by forward: row t of the block at logits + t * vocab
                                   (rows 0 .. T-1 when all_logits, else row T-1 only) */
     krt_pool *pool;            /* worker threads (--threads N > 1), or NULL */
+    unsigned char *scratch;    /* krt_model.scratch_bytes for each thread, 64-byte aligned: */
+    uint64_t scratch_stride;   /* share sh's at scratch + sh * scratch_stride */
 } krt_ctx;
 
 typedef struct krt_model {
@@ -59,6 +63,7 @@ typedef struct krt_model {
     int64_t ctx;               /* positions the program can take (0: unbounded) */
     int64_t max_batch;         /* the largest block of tokens one forward call takes */
     uint64_t frame_bytes, state_bytes;
+    uint64_t scratch_bytes;    /* per thread: what the kernels need of their own (kernels.h) */
     int n_tensors;
     const krt_tensor_desc *tensors;
     int n_rtparams;
@@ -76,9 +81,15 @@ typedef struct krt_model {
     uint64_t decode_bytes, decode_bytes_experts;
     uint64_t macs_all_rows, macs_logits_rows;
     /* Feed tokens[0 .. T-1] at positions pos0 .. pos0+T-1 (1 <= T <= max_batch, pos0 + T <=
-     * ctx); sets c->logits. Row t attends to positions 0 .. pos0 + t. */
+     * ctx); sets c->logits. Row t attends to positions 0 .. pos0 + t. Every thread of
+     * c->pool runs it (one job), each its share of each step. */
     void (*forward)(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T);
 } krt_model;
+
+/* In the forward function: before each step, a barrier when this step or the one before was
+ * split between the threads (a step one thread runs after one the same thread ran needs
+ * none); *prev says whether the one before was, and becomes `split`. */
+void krt_step_sync(krt_ctx *c, int *prev, int split);
 
 extern const krt_model kiln_model;
 

@@ -1,19 +1,25 @@
 /* pool.c - the thread pool: one persistent set of workers that runs any job, and the
- * row-split matrix products built on it.
+ * barrier its shares meet at.
  *
- * A job is fn(arg, share, nshares) on every thread, the caller taking share 0. Linear splits
- * output rows, and each row is summed exactly as with one thread, so the results are
+ * A job is fn(arg, share, nshares) on every thread, the caller taking share 0. A program's
+ * forward call is one job: every thread walks the steps, each doing its share of a step,
+ * and they meet at a barrier where a step needs what another thread wrote (codegen/lower.c
+ * decides where). Each output is summed exactly as with one thread, so the results are
  * bit-identical whatever N is. Between jobs a worker spins briefly on the job counter (decode
- * issues jobs every few microseconds) and then sleeps on a condition variable.
+ * issues a job every few milliseconds) and then sleeps on a condition variable; at a
+ * barrier it spins, yielding the CPU after a while (more threads than cores).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "rt_internal.h"
 #include "kernels.h"
+#include "kiln_rt.h"
 
 #define POOL_SPIN 20000          /* polls of the job counter before sleeping */
+#define BARRIER_SPIN 4000        /* polls at a barrier before yielding between polls */
 
 struct krt_pool {
     int n;                       /* threads, the caller included */
@@ -23,6 +29,8 @@ struct krt_pool {
     atomic_uint_fast64_t job;    /* bumped for each job; workers wait for a change */
     atomic_int pending;          /* workers still busy with the current job */
     atomic_int stop;
+    atomic_int bar_count;        /* shares arrived at the barrier */
+    atomic_int bar_phase;        /* flipped by the last one to arrive */
     /* the current job, written before the bump of `job` that publishes it */
     krt_job_fn fn;
     void *arg;
@@ -73,6 +81,8 @@ krt_pool *krt_pool_new(int threads)
     atomic_init(&p->job, 0);
     atomic_init(&p->pending, 0);
     atomic_init(&p->stop, 0);
+    atomic_init(&p->bar_count, 0);
+    atomic_init(&p->bar_phase, 0);
     for (int k = 1; p->workers && k < threads; k++) {
         worker_arg *a = malloc(sizeof *a);
         if (a)
@@ -124,50 +134,42 @@ void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg)
         ;                          /* the other shares take as long as this one */
 }
 
-typedef struct linear_job {
-    krt_linear_fn fn;          /* one of the two: without or with an epilogue */
-    krt_linear_res_fn res_fn;
-    float *y;
-    const float *x;
-    const void *w;
-    int64_t rows, ld, out, in;
-    const float *r;
-    int64_t ldr;
-} linear_job;
-
-static void linear_share(void *arg, int share, int nshares)
+void krt_pool_barrier(krt_pool *p)
 {
-    const linear_job *j = arg;
-    int64_t i0 = j->out * share / nshares, i1 = j->out * (share + 1) / nshares;
-    if (i1 <= i0)
+    if (!p)
         return;
-    if (j->res_fn)
-        j->res_fn(j->y, j->x, j->rows, j->w, j->ld, j->out, j->in, i0, i1, j->r, j->ldr);
-    else
-        j->fn(j->y, j->x, j->rows, j->w, j->ld, j->out, j->in, i0, i1);
+    int phase = atomic_load(&p->bar_phase);
+    if (atomic_fetch_add(&p->bar_count, 1) == p->n - 1) {
+        atomic_store(&p->bar_count, 0);      /* before the flip: the next barrier starts at 0 */
+        atomic_store(&p->bar_phase, !phase);
+        return;
+    }
+    for (int spins = 0; atomic_load(&p->bar_phase) == phase; spins++)
+        if (spins > BARRIER_SPIN)
+            sched_yield();
 }
 
-static void linear_run(krt_pool *p, const linear_job *j)
+int krt_pool_size(const krt_pool *p)
 {
-    /* which products are worth splitting is the lowering's decision (codegen/lower.c) */
-    if (!p || j->out < p->n)
-        linear_share((void *)j, 0, 1);
-    else
-        krt_pool_run(p, linear_share, (void *)j);
+    return p ? p->n : 1;
 }
 
-void krt_linear_mt(krt_pool *p, krt_linear_fn fn, float *y, const float *x, int64_t rows,
-                   const void *w, int64_t ld, int64_t out, int64_t in)
+int krt_share_rows(int64_t r0, int64_t r1, int sh, int nsh, int64_t *lo, int64_t *hi)
 {
-    linear_job j = {.fn = fn, .y = y, .x = x, .w = w, .rows = rows, .ld = ld, .out = out, .in = in};
-    linear_run(p, &j);
+    int64_t n = r1 > r0 ? r1 - r0 : 0;
+    if (nsh > 1 && n >= (int64_t)KRT_ROWS_PER_SHARE * nsh) {
+        *lo = r0 + n * sh / nsh;
+        *hi = r0 + n * (sh + 1) / nsh;
+        return 1;
+    }
+    *lo = r0;
+    *hi = sh == 0 ? r0 + n : r0;
+    return 0;
 }
 
-void krt_linear_res_mt(krt_pool *p, krt_linear_res_fn fn, float *y, const float *x,
-                       int64_t rows, const void *w, int64_t ld, int64_t out, int64_t in,
-                       const float *r, int64_t ldr)
+void krt_step_sync(krt_ctx *c, int *prev, int split)
 {
-    linear_job j = {.res_fn = fn, .y = y, .x = x, .w = w, .rows = rows, .ld = ld, .out = out,
-                    .in = in, .r = r, .ldr = ldr};
-    linear_run(p, &j);
+    if (*prev || split)
+        krt_pool_barrier(c->pool);
+    *prev = split;
 }

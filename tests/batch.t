@@ -62,7 +62,7 @@ for my $c (@cases) {
     }
     # the classifier runs for the wanted rows only: T - t0 of them
     my $c_text = Golden::slurp("$prog.c") // '';
-    my @tail = $c_text =~ /krt_linear_\w+\([^;]*\(T - t0\)/g;
+    my @tail = $c_text =~ /const int64_t lo = t0, hi = T;[^\n]*\n[^\n]*\n[^\n]*krt_linear\(/g;
     ok(@tail > 0, "$name: some products run only for the rows whose logits are wanted");
 }
 

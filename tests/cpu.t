@@ -1,10 +1,11 @@
 #!/usr/bin/perl
 # The kernel path chosen at program start (runtime/cpu.c): PROG --cpu prints one line (the
-# path and the features seen) and exits 0; KILN_CPU=portable forces the portable path; and a
-# whole model's teacher-forced logits and generated tokens are byte for byte the same on the
-# path this CPU allows and on the portable one, for f32, f16 and bf16 weights (odd widths:
-# dim 40 and hidden 72 leave tails past the 16 lanes). On a CPU without AVX2 both runs take
-# the portable path and the comparison holds trivially; --cpu says which.
+# path and the features seen) and exits 0; KILN_CPU=portable|avx2 lowers the path, never
+# raises it, and an unknown value keeps it; and a whole model's teacher-forced logits and
+# generated tokens are byte for byte the same on every path this CPU allows, for f32, f16 and
+# bf16 weights (odd widths: dim 40 and hidden 72 leave tails past the panels of 16 rows). On
+# a CPU without AVX2 every run takes the portable path and the comparison holds trivially;
+# --cpu says which.
 use strict;
 use warnings;
 use FindBin;
@@ -28,6 +29,7 @@ sub run_on {
 }
 
 my $tokens = join ',', map { ($_ * 17 + 2) % 61 } 0 .. 29;
+my @paths = ('portable');
 for my $wt (qw(f32 f16 bf16)) {
     my $prog = "$dir/llama-$wt";
     $r = run_cmd($kiln, 'build', 'examples/llama.kiln', @d, '--weights', $w, '--wtype', $wt,
@@ -35,22 +37,30 @@ for my $wt (qw(f32 f16 bf16)) {
     ok($r->{rc} == 0, "$wt: kiln build") or do { diag(Golden::how($r)); next };
     if ($wt eq 'f32') {
         $r = run_on(undef, $prog, '--cpu');
-        ok($r->{rc} == 0 && $r->{out} =~ /^cpu: path (avx2|portable); features( \w+)+; brand "[^"\n]*"\n\z/,
+        ok($r->{rc} == 0 && $r->{out} =~ /^cpu: path (avx512|avx2|portable); features( \w+)+; brand "[^"\n]*"\n\z/,
            '--cpu prints one line and exits 0') or diag(Golden::how($r));
         note($r->{out});
         my $seen = $r->{out};
-        ok(($seen =~ /path avx2/) == ($seen =~ /features.* avx2\b/ && $seen =~ / f16c\b/),
-           '--cpu: avx2 path exactly when avx2 and f16c are seen');
+        my %f = map { $_ => 1 } ($seen =~ /features((?: \w+)+);/)[0] =~ /(\w+)/g;
+        my $avx2 = $f{avx2} && $f{fma} && $f{f16c};
+        my $avx512 = $avx2 && $f{avx512f} && $f{avx512bw} && $f{avx512vl} && $f{avx512vnni};
+        my $want = $avx512 ? 'avx512' : $avx2 ? 'avx2' : 'portable';
+        like($seen, qr/^cpu: path $want;/, "--cpu: the best path the features allow ($want)");
+        @paths = ('portable', $avx2 ? 'avx2' : (), $avx512 ? 'avx512' : ());
         $r = run_on('portable', $prog, '--cpu');
         ok($r->{rc} == 0 && $r->{out} =~ /^cpu: path portable \(KILN_CPU=portable\); /,
            'KILN_CPU=portable forces the portable path') or diag(Golden::how($r));
-        $r = run_on('avx512', $prog, '--cpu');
-        (my $same = $seen) =~ s/ \(KILN_CPU=\w+\)//;
-        is($r->{out}, $same, 'any other KILN_CPU keeps the detected path (never an upgrade)');
+        $r = run_on('avx2', $prog, '--cpu');
+        my $low = $avx2 ? 'avx2' : 'portable';
+        ok($r->{rc} == 0 && $r->{out} =~ /^cpu: path $low \(KILN_CPU=avx2\); /,
+           "KILN_CPU=avx2 lowers the path to avx2 when the CPU has it, never raises it ($low)")
+            or diag(Golden::how($r));
+        $r = run_on('sse9', $prog, '--cpu');
+        is($r->{out}, $seen, 'an unknown KILN_CPU keeps the detected path');
     }
     my %logits;
     my %gen;
-    for my $path ('portable', undef) {
+    for my $path (@paths, undef) {
         my $name = $path // 'detected';
         my $lf = "$dir/$wt-$name.logits";
         $r = run_on($path, $prog, '--tokens', $tokens, '--logits', $lf, '--batch', 7);
@@ -61,9 +71,11 @@ for my $wt (qw(f32 f16 bf16)) {
             or diag(Golden::how($r));
         $gen{$name} = $r->{out};
     }
-    ok(defined $logits{detected} && length $logits{detected} > 0
-       && $logits{detected} eq $logits{portable},
-       "$wt: logits on the detected path equal the portable ones byte for byte");
-    is($gen{detected}, $gen{portable}, "$wt: generated tokens equal the portable ones");
+    for my $name (grep { $_ ne 'portable' } @paths, 'detected') {
+        ok(defined $logits{$name} && length $logits{$name} > 0
+           && $logits{$name} eq $logits{portable},
+           "$wt: logits on the $name path equal the portable ones byte for byte");
+        is($gen{$name}, $gen{portable}, "$wt: generated tokens on the $name path equal the portable ones");
+    }
 }
 done_testing();

@@ -27,7 +27,7 @@ sub emit_c {
     ok($r->{rc} == 0, "$tag: emit-c") or diag(Golden::how($r));
     my $text = Golden::slurp($c) // '';
     my %fn_of;
-    $fn_of{$2} = $1 while $text =~ /layer_(\d+)\(c, tokens, pos0, T, t0, (?:a|0)\);[^\n]*\/\* l=(\d+) \*\//g;
+    $fn_of{$2} = $1 while $text =~ /layer_(\d+)\(c, tokens, pos0, T, t0, (?:a|0), sh, nsh, par\);[^\n]*\/\* l=(\d+) \*\//g;
     my $nfns = () = $text =~ /^static void layer_\d+\(/mg;
     return ($text, \%fn_of, $nfns);
 }

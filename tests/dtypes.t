@@ -65,20 +65,7 @@ $r = run_cmd($kiln, 'weights', 'examples/llama2c.kiln', '--format', 'llama2c', '
 ok($r->{rc} == 0 && -s "$dir/ok.bin", 'kiln weights --format llama2c --dtype f32') or diag(Golden::how($r));
 
 # The blob appended to a program: [dtype, nbytes] of each tensor entry (kiln_blob.h).
-sub blob_entries {
-    my ($prog) = @_;
-    my $img = Golden::slurp($prog) // return ();
-    my ($off, $size, $magic) = unpack('Q< Q< a8', substr($img, -24));
-    return () unless $magic eq 'KILNTAIL';
-    my $blob = substr($img, $off, $size);
-    my (undef, undef, $n, $table) = unpack('a8 L< L< Q<', $blob);
-    my @e;
-    for my $i (0 .. $n - 1) {
-        my (undef, undef, $nbytes, $dtype) = unpack('Q< Q< Q< L<', substr($blob, $table + 64 * $i, 64));
-        push @e, [$dtype, $nbytes];
-    }
-    return @e;
-}
+sub blob_entries { return Golden::blob_entries($_[0]) }
 sub total_bytes { my $t = 0; $t += $_->[1] for @_; return $t }
 
 

@@ -35,20 +35,6 @@ sub write_file {
 }
 
 # The weight blob appended to a program: (number of tensors, bytes of tensor data).
-sub blob_tensors {
-    my ($prog) = @_;
-    my $bytes = Golden::slurp($prog) // return (-1, -1);
-    return (-1, -1) if length $bytes < 24 || substr($bytes, -8) ne 'KILNTAIL';
-    my ($off) = unpack 'Q<', substr($bytes, -24, 8);
-    return (-1, -1) if substr($bytes, $off, 8) ne 'KILNBLOB';
-    my (undef, $n, $table) = unpack 'L< L< Q<', substr($bytes, $off + 8, 16);
-    my $data = 0;
-    for my $k (0 .. $n - 1) {
-        my (undef, undef, $nbytes) = unpack 'Q< Q< Q<', substr($bytes, $off + $table + 64 * $k, 24);
-        $data += $nbytes;
-    }
-    return ($n, $data);
-}
 
 sub logits {
     my ($prog, $label, @extra) = @_;
@@ -65,15 +51,15 @@ my %defs = (llama => ['-D', 'layers=2'], finedeep => ['-D', 'layers=2'], dsmoe =
 # What each model's folded dump must hold: [description, pattern, count].
 my %expect = (
     llama    => [['Q/K/V and gate/up stacked over gain-scaled weights',
-                  qr/^tensor \@\d+ f32\[\d+, 64\] = concat\(scale_cols\(/m, 4]],
+                  qr/^tensor \@\d+ f32\[\d+, 64\] (?:panel )?= concat\(scale_cols\(/m, 4]],
     finedeep => [['each expert gate folded through its down projection',
                   qr/^tensor \@\d+ f32\[22\] = matvec_t\(/m, 16],
                  ['all experts of a sub-layer in one product',
-                  qr/^tensor \@\d+ f32\[176, 64\] = concat\(/m, 4]],
+                  qr/^tensor \@\d+ f32\[176, 64\] (?:panel )?= concat\(/m, 4]],
     uniattn  => [['a reuser\'s V and compensation projections stacked',
-                  qr/^tensor \@\d+ f32\[96, 64\] = concat\(scale_cols\("model\.layers\.\d+\.self_attn\.v_proj\.weight" f32\[32, 64\], "[^"]+" f32\[64\]\), scale_cols\("model\.layers\.\d+\.self_attn\.v2_proj\.weight"/m, 2]],
+                  qr/^tensor \@\d+ f32\[96, 64\] (?:panel )?= concat\(scale_cols\("model\.layers\.\d+\.self_attn\.v_proj\.weight" f32\[32, 64\], "[^"]+" f32\[64\]\), scale_cols\("model\.layers\.\d+\.self_attn\.v2_proj\.weight"/m, 2]],
     dsmoe    => [['each expert\'s gate and up rows in one product (of gain-scaled tensors)',
-                  qr/^tensor \@\d+ f32\[64, 64\] = concat\(rows\(scale_cols\("model\.layers\.\d+\.mlp\.gate_proj\.weight" f32\[256, 64\], "[^"]+" f32\[64\]\), \d+:\d+\), rows\(scale_cols\("model\.layers\.\d+\.mlp\.up_proj/m, 16],
+                  qr/^tensor \@\d+ f32\[64, 64\] (?:panel )?= concat\(rows\(scale_cols\("model\.layers\.\d+\.mlp\.gate_proj\.weight" f32\[256, 64\], "[^"]+" f32\[64\]\), \d+:\d+\), rows\(scale_cols\("model\.layers\.\d+\.mlp\.up_proj/m, 16],
                  ['the expert products under their guards', qr/ = linear %\d+, %\d+ if %\d+ mem=/m, 32]],
 );
 
@@ -132,8 +118,8 @@ for my $spec (sort glob 'examples/*.kiln') {
     ok($ratio <= 1e-4, sprintf("$name: folded logits in blocks of 3 equal -O0's (%.3g)", $ratio));
 
     # each stacked weight stored once: the same bytes as without fuse-linear, fewer tensors
-    my ($nf, $bf) = blob_tensors("$dir/$name-folded");
-    my ($nu, $bu) = blob_tensors("$dir/$name-unfused");
+    my ($nf, $bf) = Golden::blob_tensors("$dir/$name-folded");
+    my ($nu, $bu) = Golden::blob_tensors("$dir/$name-unfused");
     ok($bf > 0 && $bf == $bu && $nf != $nu,
        "$name: the fused blob holds the unfused weight bytes ($bf = $bu), restacked ($nf tensors, not $nu)");
 }

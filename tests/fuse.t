@@ -7,7 +7,8 @@
 # same single add after the same sum, and the generated C asks clang not to contract. Stored
 # weights f16 / bf16 and the thread split (a width past the split threshold, --threads 2)
 # exercise the epilogue kernels. The generated C of llama has no residual add step left (each
-# became a krt_linear_res_* call) and fewer element loops; -O0 has neither.
+# became the epilogue of a krt_linear call, `.res = ...`) and fewer element loops; -O0 has
+# neither.
 use strict;
 use warnings;
 use FindBin;
@@ -81,14 +82,14 @@ for my $c (@cases) {
     ok($f->[0] eq $p->[0], "$name: logits with fusion are bit-identical to -O0")
         or diag('max ratio ' . Golden::max_ratio($rows, Golden::read_rows("$dir/$name-plain.logits")));
     ok($f->[1] eq $p->[1] && $f->[1] =~ /\d/, "$name: the same generated tokens");
-    ok($fused_c =~ /fused:/ && $plain_c !~ /fused:|krt_linear_res/, "$name: only the fused build has fused steps");
+    ok($fused_c =~ /fused:/ && $plain_c !~ /fused:|\.res = (?!0,)/, "$name: only the fused build has fused steps");
 }
 
 # The generated C of one llama layer (layers=1: no layer function, every step printed once):
 # each residual add is inside a linear, and the element loops of the RMSNorm tails are merged.
 # With 4 layers (one layer function under dedup.c) no residual add step is left either.
 sub count { my ($re, $s) = @_; my $n = () = $s =~ /$re/g; return $n }
-my $res = qr/krt_linear_res_f32\(/;
+my $res = qr/krt_linear\(&\(krt_lin\)\{[^}]*\.dtype = KBLOB_F32[^}]*\.res = (?!0,)/;
 my $add = qr{/\* %\d+ add x \*/};
 if (my $c = $c_of{'llama-1layer'}) {
     my ($fused, $plain) = @$c;
@@ -108,13 +109,15 @@ if (my $c = $c_of{llama}) {
        'llama 4 layers: no residual add step left (-O0: 8)');
 }
 if (my $c = $c_of{'llama-f16-mt'}) {
-    ok($c->[0] =~ /krt_linear_res_mt\(c->pool, krt_linear_res_f16,/,
+    ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.dtype = KBLOB_F16[^}]*\.res = (?!0,)[^}]*\}, sh, nsh, X\)/,
        'llama f16 128 wide: the split linear carries its epilogue');
 }
 if (my $c = $c_of{'llama-bf16'}) {
-    ok($c->[0] =~ /krt_linear_res_bf16\(/, 'llama bf16: the bf16 kernel carries its epilogue');
+    ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.dtype = KBLOB_BF16[^}]*\.res = (?!0,)/,
+       'llama bf16: the bf16 kernel carries its epilogue');
 }
 if (my $c = $c_of{gpt2}) {
-    ok($c->[0] =~ /krt_linear_res_f32\([^;]*, 0\);/, 'gpt2: a bias add is inside its linear');
+    ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.res = (?!0,)[^}]*\.ldr = 0,/,
+       'gpt2: a bias add is inside its linear');
 }
 done_testing();

@@ -222,19 +222,8 @@ sub report_figures {
     return \%f;
 }
 
-# The sum of the packed tensors' bytes in the blob appended to a program (runtime/kiln_blob.h:
-# a trailer at the end points at the header; 64-byte entries, nbytes the third field).
-sub blob_bytes {
-    my ($prog) = @_;
-    my $bin = slurp($prog) // return -1;
-    my ($off, undef, $magic) = unpack('Q< Q< a8', substr($bin, -24));
-    return -1 unless $magic eq 'KILNTAIL';
-    my ($m, undef, $n, $table) = unpack('a8 V V Q<', substr($bin, $off, 24));
-    return -1 unless $m eq 'KILNBLOB';
-    my $sum = 0;
-    $sum += (unpack('Q< Q< Q<', substr($bin, $off + $table + 64 * $_, 24)))[2] for 0 .. $n - 1;
-    return $sum;
-}
+# The sum of the packed tensors' bytes in the blob appended to a program.
+sub blob_bytes { return (Golden::blob_tensors($_[0]))[1] }
 
 for my $case (['dsmoe', 'examples/dsmoe.kiln', [qw(-D layers=2)]],
               ['uniattn', 'examples/uniattn.kiln', [@{ $small{uniattn} }, '--wtype', 'bf16']],

@@ -27,21 +27,7 @@ my $T = join(',', @tokens);
 
 # The sum of the tensors' data bytes in a program's appended blob (runtime/kiln_blob.h):
 # the trailer gives the blob's offset, the header its table, each entry its nbytes.
-sub blob_tensor_bytes {
-    my ($prog) = @_;
-    open my $fh, '<:raw', $prog or return -1;
-    my $buf;
-    seek($fh, -24, 2) && read($fh, $buf, 24) == 24 or return -1;
-    my ($off, $size, $magic) = unpack('Q< Q< a8', $buf);
-    return -1 unless $magic eq 'KILNTAIL';
-    seek($fh, $off, 0) && read($fh, $buf, 32) == 32 or return -1;
-    my ($bm, $ver, $n, $table) = unpack('a8 L< L< Q<', $buf);
-    return -1 unless $bm eq 'KILNBLOB';
-    seek($fh, $off + $table, 0) && read($fh, $buf, 64 * $n) == 64 * $n or return -1;
-    my $total = 0;
-    $total += (unpack('Q< Q< Q<', substr($buf, 64 * $_, 24)))[2] for 0 .. $n - 1;
-    return $total;
-}
+sub blob_tensor_bytes { return (Golden::blob_tensors($_[0]))[1] }
 
 sub refused {
     my ($label, $want, @cmd) = @_;
@@ -139,7 +125,7 @@ is(blob_tensor_bytes("$dir/d-plain-bf16") - blob_tensor_bytes("$dir/d-pruned-bf1
 # (without fold-gain, which would scale the kept rows by the norm's gain: scale_cols(rows(...)))
 my $dump = run_ok('dsmoe pruned: dump', $K, 'dump', $dspec, @dd, keep_flag(\%keep),
                   '--disable-pass=fold-gain')->{out};
-like($dump, qr/^tensor \@\d+ f32\[3, 32\] = rows\("model\.layers\.0\.mlp\.router\.weight" f32\[8, 32\], 0:1, 2:3, 5:6\) ; router\[0\]$/m,
+like($dump, qr/^tensor \@\d+ f32\[3, 32\] (?:panel )?= rows\("model\.layers\.0\.mlp\.router\.weight" f32\[8, 32\], 0:1, 2:3, 5:6\) ; router\[0\]$/m,
      'dsmoe: the dump has layer 0\'s router as its 3 kept rows');
 like($dump, qr/^  %\d+ : f32\[T, 6\] = linear %\d+, %\d+ .*; l=1$/m, 'dsmoe: layer 1\'s router gives 6 logits');
 my @regions = $dump =~ /; l=0 e=(\d+)$/mg;

@@ -373,6 +373,35 @@ sub parse_stats {
 # layer as `l=N` (or `layer N`) is about that layer; it counts as a K cache when
 # it carries a 'k' / 'K' / 'k_cache' / 'key' label not set to 0/none/-, and
 # likewise for V.
+# blob_entries(PROG) -> ([dtype, nbytes, layout], ...): the entries of the weight blob
+# appended to a program (runtime/kiln_blob.h: a trailer at the end points at the header;
+# 72-byte entries: name offset, offset, nbytes, dtype, rank, dims[4], layout); () when it has
+# none.
+sub blob_entries {
+    my ($prog) = @_;
+    my $bin = slurp($prog) // return ();
+    return () if length $bin < 24;
+    my ($off, undef, $magic) = unpack('Q< Q< a8', substr($bin, -24));
+    return () unless $magic eq 'KILNTAIL' && $off + 24 <= length $bin;
+    my ($m, undef, $n, $table) = unpack('a8 V V Q<', substr($bin, $off, 24));
+    return () unless $m eq 'KILNBLOB';
+    my @e;
+    for my $k (0 .. $n - 1) {
+        my (undef, undef, $nbytes, $dtype, undef, undef, undef, undef, undef, $layout) =
+            unpack('Q< Q< Q< V V Q< Q< Q< Q< V', substr($bin, $off + $table + 72 * $k, 72));
+        push @e, [$dtype, $nbytes, $layout];
+    }
+    return @e;
+}
+
+# blob_tensors(PROG) -> (tensor count, bytes of tensor data), (-1, -1) without a blob.
+sub blob_tensors {
+    my @e = blob_entries($_[0]) or return (-1, -1);
+    my $sum = 0;
+    $sum += $_->[1] for @e;
+    return (scalar @e, $sum);
+}
+
 sub kv_report_layers {
     my ($err) = @_;
     my %layers;

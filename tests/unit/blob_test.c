@@ -222,12 +222,12 @@ static double logits_err(const char *text, double ref[][V], int rows, int *rows_
 /* ---- the tests ---- */
 
 static const pack_tensor good_tensors[N_GOOD] = {
-    {"tok_embeddings", KBLOB_F32, 2, {V, D, 0, 0}, emb, sizeof emb},
-    {"output", KBLOB_F32, 2, {V, LD, 0, 0}, outw, sizeof outw},
-    {"w_q8", KBLOB_Q8_0, 2, {2, 64, 0, 0}, q8, sizeof q8},
-    {"w_q4", KBLOB_Q4_0, 2, {3, 32, 0, 0}, q4, sizeof q4},
-    {"w_f16", KBLOB_F16, 2, {4, 5, 0, 0}, h16, sizeof h16},
-    {"w_bf16", KBLOB_BF16, 1, {7, 0, 0, 0}, b16, sizeof b16},
+    {"tok_embeddings", KBLOB_F32, 2, {V, D, 0, 0}, emb, sizeof emb, KBLOB_ROWS},
+    {"output", KBLOB_F32, 2, {V, LD, 0, 0}, outw, sizeof outw, KBLOB_ROWS},
+    {"w_q8", KBLOB_Q8_0, 2, {2, 64, 0, 0}, q8, sizeof q8, KBLOB_ROWS},
+    {"w_q4", KBLOB_Q4_0, 2, {3, 32, 0, 0}, q4, sizeof q4, KBLOB_ROWS},
+    {"w_f16", KBLOB_F16, 2, {4, 5, 0, 0}, h16, sizeof h16, KBLOB_ROWS},
+    {"w_bf16", KBLOB_BF16, 1, {7, 0, 0, 0}, b16, sizeof b16, KBLOB_ROWS},
 };
 
 static void test_runs(const char *prog, const char *plain)
@@ -563,23 +563,23 @@ static void test_pack_sizes(void)
 {
     static unsigned char any[4096];
     static const struct { pack_tensor t; const char *want; } bad[] = {
-        {{"q8", KBLOB_Q8_0, 2, {2, 64}, any, Q8_BYTES - 1}, "tensor 0 'q8': 135 bytes do not match its shape (q8_0: 136)"},
-        {{"q8", KBLOB_Q8_0, 2, {2, 64}, any, Q8_BYTES + 1}, "137 bytes do not match its shape (q8_0: 136)"},
-        {{"q4", KBLOB_Q4_0, 2, {3, 32}, any, Q4_BYTES - 1}, "53 bytes do not match its shape (q4_0: 54)"},
-        {{"q4", KBLOB_Q4_0, 2, {3, 32}, any, Q4_BYTES + 1}, "55 bytes do not match its shape (q4_0: 54)"},
-        {{"h", KBLOB_F16, 2, {4, 5}, any, F16_BYTES - 1}, "39 bytes do not match its shape (f16: 40)"},
-        {{"h", KBLOB_F16, 2, {4, 5}, any, F16_BYTES + 1}, "41 bytes do not match its shape (f16: 40)"},
-        {{"b", KBLOB_BF16, 1, {7}, any, BF16_BYTES - 1}, "13 bytes do not match its shape (bf16: 14)"},
-        {{"b", KBLOB_BF16, 1, {7}, any, BF16_BYTES + 1}, "15 bytes do not match its shape (bf16: 14)"},
-        {{"q8row", KBLOB_Q8_0, 2, {2, 48}, any, 102}, "tensor 0 'q8row': q8_0 rows of 48 elements are not a whole number of 32-element blocks"},
-        {{"q4row", KBLOB_Q4_0, 1, {5}, any, 18}, "q4_0 rows of 5 elements are not a whole number"},
-        {{"q8none", KBLOB_Q8_0, 0, {0}, any, 34}, "q8_0 rows of 1 elements are not a whole number"},
-        {{"odd", 7, 2, {2, 2}, any, 16}, "tensor 0 'odd': unknown dtype code 7"},
-        {{"odd", 3, 1, {2}, any, 8}, "unknown dtype code 3"},
-        {{"big", KBLOB_F32, 2, {(uint64_t)1 << 32, (uint64_t)1 << 32}, any, 0}, "tensor 0 'big': the byte size of its f32 shape overflows"},
-        {{"big", KBLOB_F16, 1, {(uint64_t)1 << 63}, any, 0}, "f16 shape overflows"},
-        {{"big", KBLOB_Q8_0, 2, {(uint64_t)1 << 40, (uint64_t)1 << 40}, any, 0}, "q8_0 shape overflows"},
-        {{"big", KBLOB_Q4_0, 3, {(uint64_t)1 << 32, (uint64_t)1 << 32, 32}, any, 0}, "q4_0 shape overflows"},
+        {{"q8", KBLOB_Q8_0, 2, {2, 64}, any, Q8_BYTES - 1, KBLOB_ROWS}, "tensor 0 'q8': 135 bytes do not match its shape (q8_0: 136)"},
+        {{"q8", KBLOB_Q8_0, 2, {2, 64}, any, Q8_BYTES + 1, KBLOB_ROWS}, "137 bytes do not match its shape (q8_0: 136)"},
+        {{"q4", KBLOB_Q4_0, 2, {3, 32}, any, Q4_BYTES - 1, KBLOB_ROWS}, "53 bytes do not match its shape (q4_0: 54)"},
+        {{"q4", KBLOB_Q4_0, 2, {3, 32}, any, Q4_BYTES + 1, KBLOB_ROWS}, "55 bytes do not match its shape (q4_0: 54)"},
+        {{"h", KBLOB_F16, 2, {4, 5}, any, F16_BYTES - 1, KBLOB_ROWS}, "39 bytes do not match its shape (f16: 40)"},
+        {{"h", KBLOB_F16, 2, {4, 5}, any, F16_BYTES + 1, KBLOB_ROWS}, "41 bytes do not match its shape (f16: 40)"},
+        {{"b", KBLOB_BF16, 1, {7}, any, BF16_BYTES - 1, KBLOB_ROWS}, "13 bytes do not match its shape (bf16: 14)"},
+        {{"b", KBLOB_BF16, 1, {7}, any, BF16_BYTES + 1, KBLOB_ROWS}, "15 bytes do not match its shape (bf16: 14)"},
+        {{"q8row", KBLOB_Q8_0, 2, {2, 48}, any, 102, KBLOB_ROWS}, "tensor 0 'q8row': q8_0 rows of 48 elements are not a whole number of 32-element blocks"},
+        {{"q4row", KBLOB_Q4_0, 1, {5}, any, 18, KBLOB_ROWS}, "q4_0 rows of 5 elements are not a whole number"},
+        {{"q8none", KBLOB_Q8_0, 0, {0}, any, 34, KBLOB_ROWS}, "q8_0 rows of 1 elements are not a whole number"},
+        {{"odd", 7, 2, {2, 2}, any, 16, KBLOB_ROWS}, "tensor 0 'odd': unknown dtype code 7"},
+        {{"odd", 3, 1, {2}, any, 8, KBLOB_ROWS}, "unknown dtype code 3"},
+        {{"big", KBLOB_F32, 2, {(uint64_t)1 << 32, (uint64_t)1 << 32}, any, 0, KBLOB_ROWS}, "tensor 0 'big': the byte size of its f32 shape overflows"},
+        {{"big", KBLOB_F16, 1, {(uint64_t)1 << 63}, any, 0, KBLOB_ROWS}, "f16 shape overflows"},
+        {{"big", KBLOB_Q8_0, 2, {(uint64_t)1 << 40, (uint64_t)1 << 40}, any, 0, KBLOB_ROWS}, "q8_0 shape overflows"},
+        {{"big", KBLOB_Q4_0, 3, {(uint64_t)1 << 32, (uint64_t)1 << 32, 32}, any, 0, KBLOB_ROWS}, "q4_0 shape overflows"},
     };
     char out[512];   /* path_in's buffers rotate: keep a copy */
     snprintf(out, sizeof out, "%s", path_in("packed.blob"));

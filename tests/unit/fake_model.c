@@ -19,12 +19,12 @@ enum { A_X = 0, A_S = A_X + TMAX * D, A_ATT = A_S + TMAX * CTX, A_H = A_ATT + TM
        A_LOGITS = A_H + TMAX * D, A_END = A_LOGITS + TMAX * V };
 
 static const krt_tensor_desc tensors[] = {
-    {"tok_embeddings", KBLOB_F32, 2, {V, D, 0, 0}},
-    {"output", KBLOB_F32, 2, {V, LD, 0, 0}},
-    {"w_q8", KBLOB_Q8_0, 2, {2, 64, 0, 0}},
-    {"w_q4", KBLOB_Q4_0, 2, {3, 32, 0, 0}},
-    {"w_f16", KBLOB_F16, 2, {4, 5, 0, 0}},
-    {"w_bf16", KBLOB_BF16, 1, {7, 0, 0, 0}},
+    {"tok_embeddings", KBLOB_F32, 2, {V, D, 0, 0}, KBLOB_ROWS},
+    {"output", KBLOB_F32, 2, {V, LD, 0, 0}, KBLOB_ROWS},
+    {"w_q8", KBLOB_Q8_0, 2, {2, 64, 0, 0}, KBLOB_ROWS},
+    {"w_q4", KBLOB_Q4_0, 2, {3, 32, 0, 0}, KBLOB_ROWS},
+    {"w_f16", KBLOB_F16, 2, {4, 5, 0, 0}, KBLOB_ROWS},
+    {"w_bf16", KBLOB_BF16, 1, {7, 0, 0, 0}, KBLOB_ROWS},
 };
 static const char *const rtparam_names[] = {"logit_scale"};
 static const float rtparam_defaults[] = {1.0f};
@@ -35,14 +35,14 @@ static void forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)
 {
     float *a = (float *)(void *)c->frame, *x = a + A_X, *s = a + A_S, *att = a + A_ATT;
     float *h = a + A_H, *logits = a + A_LOGITS, *cache = (float *)(void *)c->state;
-    krt_embed(x, tokens, T, c->w[0], KBLOB_F32, D * 4, V, D);
+    krt_embed(x, tokens, T, (krt_wview){c->w[0], KBLOB_F32, KBLOB_ROWS, V, D, 0, 0}, V, D);
     krt_kv kv = {cache, KBLOB_F32, 0, 1, D, CTX};
     krt_cache_store(kv, x, T, pos0);
-    krt_attn_scores(s, x, T, kv, 1, pos0);
+    krt_attn_scores(s, x, T, kv, 1, pos0, 0, 1);
     for (int r = 0; r < T; r++)
         for (int t = 0; t <= pos0 + r; t++)
             s[r * CTX + t] *= 0.40824829f; /* 1/sqrt(6) */
-    krt_softmax_causal(s, s, T, 1, pos0, CTX);
+    krt_softmax_causal(s, s, T, 1, pos0, CTX, 0, 1);
     for (int r = 0; r < T; r++) {
         float mx = 0.0f;
         for (int t = 0; t <= pos0 + r; t++)
@@ -50,10 +50,14 @@ static void forward(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T)
         c->stat_sum[0] += mx;
         c->stat_count[0] += 1;
     }
-    krt_attn_apply(att, s, T, kv, 1, pos0);
+    krt_attn_apply(att, s, T, kv, 1, pos0, 0, 1);
     for (int i = 0; i < T * D; i++)
         h[i] = x[i] + att[i];
-    krt_linear_f32(logits, h, T, c->w[1], LD * 4, V, D, 0, V);
+    /* the first D of LD columns of "output" (rows layout: the reference kernel) */
+    krt_linear(&(krt_lin){.y = logits, .x = h, .ldy = V, .ldx = D, .rows = T, .w = c->w[1],
+                          .dtype = KBLOB_F32, .layout = KBLOB_ROWS, .wrows = V, .wcols = LD,
+                          .out = V, .in = D},
+               0, 1, c->scratch);
     for (int i = 0; i < T * V; i++)
         logits[i] *= c->rtparams[0];
     c->logits = logits;
@@ -66,6 +70,7 @@ const krt_model kiln_model = {
     .max_batch = TMAX,
     .frame_bytes = A_END * 4,
     .state_bytes = CTX * D * 4,
+    .scratch_bytes = 4096,     /* krt_linear_scratch(TMAX, D) and more */
     .n_tensors = 6,
     .tensors = tensors,
     .n_rtparams = 1,

@@ -90,9 +90,6 @@ static void check_exact(int ok, const char *what)
 
 static const char *const dt_name[] = {"f32", "f16", "bf16"};
 static const uint32_t dt_code[] = {KBLOB_F32, KBLOB_F16, KBLOB_BF16};
-static const krt_linear_fn dt_fn[] = {krt_linear_f32, krt_linear_f16, krt_linear_bf16};
-static const krt_linear_res_fn dt_res_fn[] = {krt_linear_res_f32, krt_linear_res_f16,
-                                              krt_linear_res_bf16};
 
 /* A random [rows, n] weight in storage type dt, rows ld bytes apart (ld > n * elem when pad),
  * and its exact f32 values in wf [rows, n]. */
@@ -117,160 +114,6 @@ static void *make_weight(int dt, int64_t rows, int64_t n, int64_t *ld, float *wf
     return w;
 }
 
-/* the single-token krt_linear that came before blocks, verbatim but for the name: the order to keep */
-static void linear_v1(float *restrict y, const float *restrict W, int64_t ld,
-                      const float *restrict x, int64_t out, int64_t in)
-{
-    int64_t body = in - in % KRT_LANES;
-    for (int64_t i = 0; i < out; i++) {
-        const float *row = W + i * ld;
-        float lane[KRT_LANES] = {0};
-        for (int64_t j = 0; j < body; j += KRT_LANES)
-            for (int k = 0; k < KRT_LANES; k++)
-                lane[k] += row[j + k] * x[j + k];
-        for (int64_t j = body; j < in; j++)
-            lane[j - body] += row[j] * x[j];
-        for (int width = KRT_LANES / 2; width > 0; width /= 2)
-            for (int k = 0; k < width; k++)
-                lane[k] += lane[k + width];
-        y[i] = lane[0];
-    }
-}
-
-static void test_linear(void)
-{
-    for (int rep = 0; rep < 15; rep++) {
-        int dt = rep % 3;
-        int64_t out = rnd_int(1, 67), rows = rep < 9 ? block_rows[rep / 3] : rnd_int(2, 20);
-        /* wide rows (past the 1024-column chunk of f16/bf16) now and then */
-        int64_t in = rep % 5 == 4 ? rnd_int(1025, 2600) : rnd_int(1, 301);
-        int64_t ld;
-        float *wf = rnd_vec(out * in);
-        void *w = make_weight(dt, out, in, &ld, wf, rep % 2);
-        float *x = rnd_vec(rows * in), *y = rnd_vec(rows * out), *y1 = rnd_vec(rows * out);
-        double *ref = dvec(rows * out);
-        for (int64_t j = in - 1; j >= 0; j--) /* column order, reversed */
-            for (int64_t t = 0; t < rows; t++)
-                for (int64_t i = 0; i < out; i++)
-                    ref[t * out + i] += (double)wf[i * in + j] * (double)x[t * in + j];
-        dt_fn[dt](y, x, rows, w, ld, out, in, 0, out);
-        char what[128];
-        snprintf(what, sizeof what, "linear_%s rows=%lld out=%lld in=%lld ld=%lld", dt_name[dt],
-                 (long long)rows, (long long)out, (long long)in, (long long)ld);
-        check(rel_err(y, ref, rows * out), what);
-
-        /* (a) one row at a time, in odd shares [i0, i1) */
-        for (int64_t t = 0; t < rows; t++)
-            for (int64_t i0 = 0; i0 < out;) {
-                int64_t step = rnd_int(1, 9), i1 = i0 + step > out ? out : i0 + step;
-                dt_fn[dt](y1 + t * out, x + t * in, 1, w, ld, out, in, i0, i1);
-                i0 = i1;
-            }
-        snprintf(what, sizeof what, "linear_%s rows=%lld is bit-identical to one-row calls in shares",
-                 dt_name[dt], (long long)rows);
-        check_exact(memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0, what);
-
-        /* (b) f32 weights holding the same values; and the old one-token loop */
-        float *y2 = rnd_vec(rows * out), *y3 = rnd_vec(rows * out);
-        krt_linear_f32(y2, x, rows, wf, in * 4, out, in, 0, out);
-        for (int64_t t = 0; t < rows; t++)
-            linear_v1(y3 + t * out, wf, in, x + t * in, out, in);
-        snprintf(what, sizeof what, "linear_%s is bit-identical to linear_f32 on the same values"
-                 " and to the old krt_linear", dt_name[dt]);
-        check_exact(memcmp(y, y2, (size_t)(rows * out) * sizeof *y) == 0 &&
-                        memcmp(y, y3, (size_t)(rows * out) * sizeof *y) == 0, what);
-        free(w), free(wf), free(x), free(y), free(y1), free(y2), free(y3), free(ref);
-    }
-}
-
-/* ---- linear with an epilogue (a residual or bias add fused into the kernel) ---- */
-
-/* One case of the epilogue: Y = R + X W^T for a residual (R one row per token, also in place,
- * R = Y) or a bias (one row for all): against the double reference, bit for bit against the
- * plain kernel followed by the add loop it replaces, in one-row shares and split across
- * pools of 2 and 3 threads. */
-static void linear_res_case(int dt, int64_t rows, int64_t out, int64_t in, int bias, int pad,
-                            krt_pool *const *pools)
-{
-    int64_t ld, ldr = bias ? 0 : out, nres = bias ? out : rows * out;
-    float *wf = rnd_vec(out * in);
-    void *w = make_weight(dt, out, in, &ld, wf, pad);
-    float *x = rnd_vec(rows * in), *r = rnd_vec(nres), *y = rnd_vec(rows * out);
-    float *sep = rnd_vec(rows * out), *y1 = rnd_vec(rows * out);
-    double *ref = dvec(rows * out);
-    for (int64_t t = 0; t < rows; t++)
-        for (int64_t i = 0; i < out; i++) {
-            double acc = r[t * ldr + i];
-            for (int64_t j = 0; j < in; j++)
-                acc += (double)wf[i * in + j] * (double)x[t * in + j];
-            ref[t * out + i] = acc;
-        }
-    dt_res_fn[dt](y, x, rows, w, ld, out, in, 0, out, r, ldr);
-    char what[160];
-    snprintf(what, sizeof what, "linear_res_%s %s rows=%lld out=%lld in=%lld ld=%lld", dt_name[dt],
-             bias ? "bias" : "residual", (long long)rows, (long long)out, (long long)in,
-             (long long)ld);
-    check(rel_err(y, ref, rows * out), what);
-
-    /* the linear, then the add step (a + b, the residual first) the epilogue replaces */
-    dt_fn[dt](sep, x, rows, w, ld, out, in, 0, out);
-    for (int64_t t = 0; t < rows; t++)
-        for (int64_t i = 0; i < out; i++)
-            sep[t * out + i] = r[t * ldr + i] + sep[t * out + i];
-    snprintf(what, sizeof what, "linear_res_%s %s rows=%lld is bit-identical to linear + add",
-             dt_name[dt], bias ? "bias" : "residual", (long long)rows);
-    check_exact(memcmp(y, sep, (size_t)(rows * out) * sizeof *y) == 0, what);
-
-    /* one row at a time in odd shares; and in place (R = Y) for a residual */
-    for (int64_t t = 0; t < rows; t++)
-        for (int64_t i0 = 0; i0 < out;) {
-            int64_t step = rnd_int(1, 9), i1 = i0 + step > out ? out : i0 + step;
-            dt_res_fn[dt](y1 + t * out, x + t * in, 1, w, ld, out, in, i0, i1, r + t * ldr, ldr);
-            i0 = i1;
-        }
-    int ok = memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
-    if (!bias) {
-        memcpy(y1, r, (size_t)(rows * out) * sizeof *y1);
-        dt_res_fn[dt](y1, x, rows, w, ld, out, in, 0, out, y1, ldr);
-        ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
-    }
-    snprintf(what, sizeof what, "linear_res_%s %s rows=%lld: one-row shares%s give the same bits",
-             dt_name[dt], bias ? "bias" : "residual", (long long)rows, bias ? "" : " and in place");
-    check_exact(ok, what);
-
-    ok = 1;
-    for (int k = 0; pools[k]; k++) {
-        memset(y1, 0, (size_t)(rows * out) * sizeof *y1);
-        krt_linear_res_mt(pools[k], dt_res_fn[dt], y1, x, rows, w, ld, out, in, r, ldr);
-        ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
-    }
-    krt_linear_res_mt(NULL, dt_res_fn[dt], y1, x, rows, w, ld, out, in, r, ldr);
-    ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
-    snprintf(what, sizeof what, "krt_linear_res_mt (%s %s rows=%lld) on 2, 3 threads and none is "
-             "bit-identical to one call", dt_name[dt], bias ? "bias" : "residual", (long long)rows);
-    check_exact(ok, what);
-    free(wf), free(w), free(x), free(r), free(y), free(sep), free(y1), free(ref);
-}
-
-static void test_linear_res(void)
-{
-    krt_pool *pools[3] = {krt_pool_new(2), krt_pool_new(3), NULL};
-    if (!pools[0] || !pools[1]) {
-        check_exact(0, "pools of 2 and 3 threads start");
-        return;
-    }
-    for (int rep = 0; rep < 18; rep++) {
-        int dt = rep % 3;
-        int64_t rows = rep < 9 ? block_rows[rep / 3] : rnd_int(2, 20);
-        int64_t out = rep % 4 == 3 ? rnd_int(100, 300) : rnd_int(1, 67);
-        /* wide rows (past the 1024-column chunk of f16/bf16) now and then */
-        int64_t in = rep % 5 == 4 ? rnd_int(1025, 2600) : rnd_int(1, 301);
-        linear_res_case(dt, rows, out, in, rep % 6 == 5, rep % 2, pools);
-    }
-    krt_pool_free(pools[0]);
-    krt_pool_free(pools[1]);
-}
-
 /* ---- the pool ---- */
 
 typedef struct share_log {
@@ -282,6 +125,27 @@ static void log_share(void *arg, int share, int nshares)
     share_log *l = arg;
     l->seen[share]++;
     l->nshares[share] = nshares;
+}
+
+/* Phases of a job: each share counts its arrival, meets the others at the barrier, and then
+ * every share must see every arrival of the phase (1000 phases a job). */
+typedef struct barrier_job {
+    krt_pool *p;
+    _Atomic int arrived[1000];
+    _Atomic int ok;
+} barrier_job;
+
+static void barrier_share(void *arg, int share, int nshares)
+{
+    barrier_job *b = arg;
+    (void)share;
+    for (int ph = 0; ph < 1000; ph++) {
+        b->arrived[ph]++;
+        krt_pool_barrier(b->p);
+        if (b->arrived[ph] % nshares != 0)
+            b->ok = 0;
+        krt_pool_barrier(b->p);
+    }
 }
 
 static void test_pool(void)
@@ -302,25 +166,12 @@ static void test_pool(void)
         snprintf(what, sizeof what, "krt_pool_run on %d threads runs each share once per job", threads);
         check_exact(ok, what);
 
-        for (int dt = 0; dt < 3; dt++) {
-            int64_t shapes[][3] = {{5, 203, 517}, {1, 301, 777}, {7, 64, 1100}, {3, 2, 40000}};
-            ok = 1;
-            for (int r = 0; r < 4; r++) {
-                int64_t rows = shapes[r][0], out = shapes[r][1], in = shapes[r][2], ld;
-                float *wf = malloc((size_t)(out * in) * sizeof *wf);
-                void *w = make_weight(dt, out, in, &ld, wf, r % 2);
-                float *x = rnd_vec(rows * in), *y = rnd_vec(rows * out), *y1 = rnd_vec(rows * out);
-                dt_fn[dt](y, x, rows, w, ld, out, in, 0, out);
-                for (int rep = 0; rep < 20; rep++) {
-                    krt_linear_mt(p, dt_fn[dt], y1, x, rows, w, ld, out, in);
-                    ok &= memcmp(y, y1, (size_t)(rows * out) * sizeof *y) == 0;
-                }
-                free(wf), free(w), free(x), free(y), free(y1);
-            }
-            snprintf(what, sizeof what, "krt_linear_mt (%s) on %d threads is bit-identical to one call",
-                     dt_name[dt], threads);
-            check_exact(ok, what);
-        }
+        barrier_job b = {p, {0}, 1};
+        for (int k = 0; k < 20; k++)
+            krt_pool_run(p, barrier_share, &b);
+        snprintf(what, sizeof what, "krt_pool_barrier on %d threads: every share waits for all "
+                 "(1000 phases, 20 jobs)", threads);
+        check_exact(b.ok, what);
         krt_pool_free(p);
     }
     share_log l = {{0}, {0}};
@@ -357,13 +208,15 @@ static void test_embed_widen_cache(void)
         for (int t = 0; t < 5; t++)
             for (int i = 0; i < 7; i++)
                 ref[t * 7 + i] = tok[t] >= 0 && tok[t] < V ? wf[tok[t] * d + i] : 0.0;
-        krt_embed(y, tok, 5, table, dt_code[dt], ld, V, d);
+        /* the table padded past each row (ld > d * elem): a view of its first d columns */
+        krt_wview tv = {table, dt_code[dt], KBLOB_ROWS, V, ld / (dt ? 2 : 4), 0, 0};
+        krt_embed(y, tok, 5, tv, V, d);
         char what[96];
         snprintf(what, sizeof what, "embed %s [13,7] tokens 11 -1 0 13 12 (out of range: zeros)", dt_name[dt]);
         check_exact(rel_err(y, ref, 35) == 0, what);
 
         float *z = rnd_vec(V * d);
-        krt_widen(z, table, dt_code[dt], V, ld, d);
+        krt_widen(z, tv, V, d);
         snprintf(what, sizeof what, "widen %s [13,7] ld=%lld", dt_name[dt], (long long)ld);
         check_exact(memcmp(z, wf, (size_t)(V * d) * sizeof *z) == 0, what);
         free(wf), free(table), free(z);
@@ -540,7 +393,7 @@ static void test_attention(void)
         char what[128], shape[80];
         snprintf(shape, sizeof shape, "rows=%lld heads=%lld kv=%lld hd=%lld pos0=%d cap=%lld",
                  (long long)rows, (long long)H, (long long)KV, (long long)hd, pos0, (long long)cap);
-        krt_attn_scores(s, q, rows, kkv, H, pos0);
+        krt_attn_scores(s, q, rows, kkv, H, pos0, 0, 1);
         snprintf(what, sizeof what, "attn_scores %s", shape);
         check(rel_err(s, rs, sn), what);
         int untouched = 1;
@@ -549,7 +402,7 @@ static void test_attention(void)
                 for (int64_t h = 0; h < H; h++)
                     untouched &= s[(t * H + h) * cap + c] == s0[(t * H + h) * cap + c];
         for (int64_t t = 0; t < rows; t++)
-            krt_attn_scores(s1 + t * H * cap, q + t * H * hd, 1, kkv, H, pos0 + (int32_t)t);
+            krt_attn_scores(s1 + t * H * cap, q + t * H * hd, 1, kkv, H, pos0 + (int32_t)t, 0, 1);
         snprintf(what, sizeof what, "attn_scores rows=%lld: one-row calls bit-identical, columns past pos0+t untouched",
                  (long long)rows);
         check_exact(untouched && memcmp(s, s1, (size_t)sn * sizeof *s) == 0, what);
@@ -566,7 +419,7 @@ static void test_attention(void)
                     row[c] = exp(row[c] - m) / z;
             }
         float *p = rnd_vec(sn), *pb = fdup(p, sn), *p1 = fdup(p, sn);
-        krt_softmax_causal(p, s, rows, H, pos0, cap);
+        krt_softmax_causal(p, s, rows, H, pos0, cap, 0, 1);
         untouched = 1;
         for (int64_t k = 0; k < sn; k++)
             if (k % cap > pos0 + k / (H * cap)) {
@@ -576,9 +429,9 @@ static void test_attention(void)
         snprintf(what, sizeof what, "softmax_causal %s", shape);
         check(rel_err(p, rs, sn), what);
         for (int64_t t = 0; t < rows; t++)
-            krt_softmax_causal(p1 + t * H * cap, s + t * H * cap, 1, H, pos0 + (int32_t)t, cap);
+            krt_softmax_causal(p1 + t * H * cap, s + t * H * cap, 1, H, pos0 + (int32_t)t, cap, 0, 1);
         float *pin = fdup(s, sn);
-        krt_softmax_causal(pin, pin, rows, H, pos0, cap);        /* in place */
+        krt_softmax_causal(pin, pin, rows, H, pos0, cap, 0, 1);        /* in place */
         int inplace = 1;
         for (int64_t k = 0; k < sn; k++)
             inplace &= k % cap > pos0 + k / (H * cap) ? pin[k] == s[k] : pin[k] == p[k];
@@ -593,11 +446,11 @@ static void test_attention(void)
                     for (int64_t c = pos0 + t; c >= 0; c--)
                         ro[(t * H + h) * hd + i] += rs[(t * H + h) * cap + c] * vc[c * kvw + (h / (H / KV)) * hd + i];
         float *o = rnd_vec(rows * H * hd), *o1 = rnd_vec(rows * H * hd);
-        krt_attn_apply(o, p, rows, vkv, H, pos0);
+        krt_attn_apply(o, p, rows, vkv, H, pos0, 0, 1);
         snprintf(what, sizeof what, "attn_apply %s", shape);
         check(rel_err(o, ro, rows * H * hd), what);
         for (int64_t t = 0; t < rows; t++)
-            krt_attn_apply(o1 + t * H * hd, p + t * H * cap, 1, vkv, H, pos0 + (int32_t)t);
+            krt_attn_apply(o1 + t * H * hd, p + t * H * cap, 1, vkv, H, pos0 + (int32_t)t, 0, 1);
         snprintf(what, sizeof what, "attn_apply rows=%lld is bit-identical to one-row calls", (long long)rows);
         check_exact(memcmp(o, o1, (size_t)(rows * H * hd) * sizeof *o) == 0, what);
         free(q), free(kc), free(vc), free(s), free(s0), free(s1), free(rs), free(p), free(pb);
@@ -729,7 +582,7 @@ static void test_fused_attention(void)
                 double *ro = dvec(on);
                 attention_ref(ro, q, rows, &k, &v, H, scale, pos0);
                 float *o = rnd_vec(on), *o1 = rnd_vec(on), *oc = rnd_vec(on);
-                krt_attention(o, q, rows, k, v, H, scale, pos0);
+                krt_attention(o, q, rows, k, v, H, scale, pos0, 0, 1);
                 snprintf(what, sizeof what, "attention %s against scores, softmax, apply in "
                          "double", shape);
                 check(rel_err(o, ro, on), what);
@@ -737,20 +590,20 @@ static void test_fused_attention(void)
                 /* the unfused kernels on the same cache: the composition the pass replaces */
                 int64_t sn = rows * H * cap;
                 float *sc = rnd_vec(sn);
-                krt_attn_scores(sc, q, rows, k, H, pos0);
+                krt_attn_scores(sc, q, rows, k, H, pos0, 0, 1);
                 for (int64_t t = 0; t < rows; t++)
                     for (int64_t c = 0; c <= pos0 + t; c++)
                         for (int64_t h = 0; h < H; h++)
                             sc[(t * H + h) * cap + c] *= scale;
-                krt_softmax_causal(sc, sc, rows, H, pos0, cap);
-                krt_attn_apply(oc, sc, rows, v, H, pos0);
+                krt_softmax_causal(sc, sc, rows, H, pos0, cap, 0, 1);
+                krt_attn_apply(oc, sc, rows, v, H, pos0, 0, 1);
                 snprintf(what, sizeof what, "attn_scores, softmax_causal, attn_apply %s against "
                          "double", shape);
                 check(rel_err(oc, ro, on), what);
 
                 for (int64_t t = 0; t < rows; t++)
                     krt_attention(o1 + t * H * hd, q + t * H * hd, 1, k, v, H, scale,
-                                  pos0 + (int32_t)t);
+                                  pos0 + (int32_t)t, 0, 1);
                 snprintf(what, sizeof what, "attention rows=%lld %s %s: bit-identical to one-row "
                          "calls", (long long)rows, dnames[d], layout ? "head" : "position");
                 check_exact(memcmp(o, o1, (size_t)on * sizeof *o) == 0, what);
@@ -848,90 +701,8 @@ static void test_rows(void)
     }
 }
 
-/* ---- the kernel paths (cpu.h) ---- */
-
-/* One linear (res: with an epilogue, ldr out or 0) under `path`, into a fresh copy of y0. */
-static float *linear_on(krt_path path, int dt, int res, float *y0, const float *x, int64_t rows,
-                        const void *w, int64_t ld, int64_t out, int64_t in, int64_t i0,
-                        int64_t i1, const float *r, int64_t ldr)
-{
-    float *y = fdup(y0, rows * out);
-    krt_cpu_use(path);
-    if (res)
-        dt_res_fn[dt](y, x, rows, w, ld, out, in, i0, i1, r, ldr);
-    else
-        dt_fn[dt](y, x, rows, w, ld, out, in, i0, i1);
-    krt_cpu_use(KRT_PATH_PORTABLE);
-    return y;
-}
-
-/* The same linear on `path` and on the portable path: equal bit for bit (NaNs included). */
-static int paths_agree(krt_path path, int dt, int res, const float *x, int64_t rows,
-                       const void *w, int64_t ld, int64_t out, int64_t in, int64_t i0,
-                       int64_t i1, const float *r, int64_t ldr)
-{
-    float *y0 = rnd_vec(rows * out);
-    float *a = linear_on(KRT_PATH_PORTABLE, dt, res, y0, x, rows, w, ld, out, in, i0, i1, r, ldr);
-    float *b = linear_on(path, dt, res, y0, x, rows, w, ld, out, in, i0, i1, r, ldr);
-    int same = memcmp(a, b, (size_t)(rows * out) * sizeof *a) == 0;
-    free(y0), free(a), free(b);
-    return same;
-}
-
-/* Every SIMD path this CPU has against the portable one: random shapes with odd tails (in
- * not a multiple of 16 or 8, wider than a widening chunk; out not a multiple of 4; rows 1..7;
- * [i0, i1) shares), all three storage types, with and without an epilogue (residual, bias);
- * then every f16 and bf16 bit pattern as a weight (subnormals, infinities, NaNs). */
-static void test_linear_paths(void)
-{
-    static const int64_t ins[] = {1, 7, 8, 15, 16, 17, 40, 129, 1023, 1024, 1031, 2055};
-    if (krt_cpu_use(KRT_PATH_AVX2) != KRT_PATH_AVX2) {
-        krt_cpu_use(KRT_PATH_PORTABLE);
-        printf("# this CPU has no AVX2 + F16C: only the portable path exists here\n");
-        return;
-    }
-    krt_cpu_use(KRT_PATH_PORTABLE);
-    for (int dt = 0; dt < 3; dt++) {
-        int ok = 1, ok_res = 1, cases = 0;
-        for (size_t c = 0; c < sizeof ins / sizeof ins[0]; c++)
-            for (int rep = 0; rep < 3; rep++) {
-                int64_t in = ins[c], out = rnd_int(1, 13), rows = rnd_int(1, 7), ld;
-                int64_t i0 = rnd_int(0, out - 1), i1 = rnd_int(i0 + 1, out);
-                float *wf = malloc((size_t)(out * in) * sizeof *wf);
-                void *w = make_weight(dt, out, in, &ld, wf, rep == 1);
-                float *x = rnd_vec(rows * in), *r = rnd_vec(rows * out);
-                ok &= paths_agree(KRT_PATH_AVX2, dt, 0, x, rows, w, ld, out, in, i0, i1, NULL, 0);
-                ok_res &= paths_agree(KRT_PATH_AVX2, dt, 1, x, rows, w, ld, out, in, i0, i1, r,
-                                      rep == 2 ? 0 : out);
-                cases++;
-                free(wf), free(w), free(x), free(r);
-            }
-        char what[160];
-        snprintf(what, sizeof what, "linear %s: avx2 == portable bit for bit (%d shapes)",
-                 dt_name[dt], cases);
-        check_exact(ok, what);
-        snprintf(what, sizeof what, "linear_res %s: avx2 == portable bit for bit (%d shapes)",
-                 dt_name[dt], cases);
-        check_exact(ok_res, what);
-    }
-    /* all 65536 half patterns as a [4096, 16] weight */
-    uint16_t *h = malloc(65536 * sizeof *h);
-    for (int64_t k = 0; k < 65536; k++)
-        h[k] = (uint16_t)k;
-    float *x = rnd_vec(3 * 16);
-    for (int dt = 1; dt < 3; dt++) {
-        char what[160];
-        snprintf(what, sizeof what, "linear %s, every bit pattern: avx2 == portable", dt_name[dt]);
-        check_exact(paths_agree(KRT_PATH_AVX2, dt, 0, x, 3, h, 32, 4096, 16, 0, 4096, NULL, 0),
-                    what);
-    }
-    free(h), free(x);
-}
-
 int main(void)
 {
-    test_linear();
-    test_linear_res();
     test_pool();
     test_widen_all();
     test_embed_widen_cache();
@@ -940,7 +711,6 @@ int main(void)
     test_attention();
     test_fused_attention();
     test_rows();
-    test_linear_paths();
     printf("1..%d\n", n_test);
     return n_fail ? 1 : 0;
 }
