@@ -117,6 +117,8 @@ const char *ckpt_dtype_name(ckpt_dtype dt) {
     case CK_F32: return "F32";
     case CK_F16: return "F16";
     case CK_BF16: return "BF16";
+    case CK_Q8_0: return "Q8_0";
+    case CK_Q4_0: return "Q4_0";
     }
     return "?";
 }

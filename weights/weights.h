@@ -1,8 +1,9 @@
-/* weights.h - checkpoint files: reading (safetensors, llama2.c v0 .bin), det-weights v1, and
- * writing det-weights checkpoints.
+/* weights.h - checkpoint files: reading (safetensors, llama2.c v0 .bin), det-weights v1,
+ * writing det-weights checkpoints, and ggml's Q8_0 / Q4_0 block quantization.
  *
  * Files: detweights.c (the det-weights v1 generator), safetensors.c, llama2c.c (readers and
- * writers of each format), ckpt.c (format detection, lookup).
+ * writers of each format), ckpt.c (format detection, lookup), quant.c (Q8_0 and Q4_0, bit
+ * for bit as ggml's reference quantizers).
  *
  * Weight files are untrusted: every size, offset and count is checked before use, and every
  * problem is reported with diag_file_error(path, ...) naming the file and the place (tensor
@@ -14,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum ckpt_dtype { CK_F32, CK_F16, CK_BF16 } ckpt_dtype;
+/* CK_Q8_0 and CK_Q4_0 are ggml's block types (GGUF only): 32 weights per block along the
+ * innermost (last) dimension, which is a multiple of 32; 34 and 18 bytes per block. */
+typedef enum ckpt_dtype { CK_F32, CK_F16, CK_BF16, CK_Q8_0, CK_Q4_0 } ckpt_dtype;
 typedef enum ckpt_format { CKPT_SAFETENSORS, CKPT_LLAMA2C } ckpt_format;
 
 typedef struct ckpt_tensor {
@@ -49,7 +52,7 @@ void ckpt_close(ckpt *c);
 const ckpt_tensor *ckpt_find(const ckpt *c, const char *name);
 /* Pointer to the tensor's bytes inside the mapping. */
 const void *ckpt_data(const ckpt *c, const ckpt_tensor *t);
-const char *ckpt_dtype_name(ckpt_dtype dt);
+const char *ckpt_dtype_name(ckpt_dtype dt);   /* "F32", "F16", "BF16", "Q8_0", "Q4_0" */
 /* The tensors of the llama2.c v0 layout for a header, in file order, Hugging Face names
  * (model.embed_tokens.weight, model.layers.{l}.self_attn.q_proj.weight, ...); the RoPE tables
  * are named "freq_cis_real" / "freq_cis_imag" and have offsets but are not model weights. */
@@ -75,6 +78,24 @@ int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64
  * otherwise reports which one differs. */
 int llama2c_write_detweights(const char *path, const llama2c_header *h, const wspec *t, int n,
                              uint64_t seed);
+
+/* quant.c: ggml's Q8_0 and Q4_0 blocks, bit for bit as ggml's reference quantizers
+ * (quantize_row_q8_0_ref / _q4_0_ref). n must be a multiple of 32; blocks hold n/32 blocks.
+ * Q8_0: d = amax/127, q = round(x/d) (halves away from zero), 34 bytes: f16 d, 32 int8.
+ * Q4_0: d = m/-8 (m: the value of largest magnitude, the first one, with its sign),
+ * q = min(15, trunc(x/d + 8.5)), 18 bytes: f16 d, then byte j = q[j] | q[j+16] << 4.
+ * Both multiply by 1/d (0 when d is 0) and store d rounded to f16, nearest even. */
+#define QUANT_BLOCK 32
+#define Q8_0_BYTES 34
+#define Q4_0_BYTES 18
+void quant_q8_0_row(const float *x, void *blocks, int64_t n);
+void quant_q4_0_row(const float *x, void *blocks, int64_t n);
+/* value = f16 d * q (Q4_0: d * (q - 8)), exact in f32. */
+void dequant_q8_0_row(const void *blocks, float *y, int64_t n);
+void dequant_q4_0_row(const void *blocks, float *y, int64_t n);
+/* Element j of a tensor of Q8_0 or Q4_0 blocks (rows of whole blocks, so the blocks of a
+ * tensor are consecutive); 0 for another dtype. */
+float dequant_at(ckpt_dtype dt, const void *blocks, uint64_t j);
 
 /* hfconfig.c: a Hugging Face config.json, read fully or refused.
  *
@@ -129,7 +150,8 @@ wfile *wfile_open(const char *path);
 int wfile_write(wfile *w, const void *p, size_t n);
 int wfile_put_f32(wfile *w, const float *v, size_t n);        /* little-endian float32 */
 int wfile_put_detweights(wfile *w, const char *name, uint64_t n, uint64_t seed);
-/* The same values rounded to dtype (nearest even), little-endian: 4 or 2 bytes each. */
+/* The same values rounded to dtype (nearest even), little-endian: 4 or 2 bytes each; or
+ * quantized to Q8_0 / Q4_0 blocks (n a multiple of 32, blocks of 32 consecutive values). */
 int wfile_put_detweights_as(wfile *w, const char *name, uint64_t n, uint64_t seed,
                             ckpt_dtype dtype);
 int wfile_commit(wfile *w);                                   /* closes, renames, frees */
