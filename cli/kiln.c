@@ -7,7 +7,7 @@
  *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
  * The pass manager's options (-O0, --disable-pass, --dump-before/--dump-after/--dump-dir,
  * --stop-after, --report, --list-passes) apply to build, dump, check and emit-c.
- *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c] [--dtype T] [-D ...]
+ *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c|gguf] [--dtype T] [-D ...]
  *   kiln dump SPEC|FILE.ir [--after PASS] [--scope l=2] [--dot] [-D ...]
  *   kiln check SPEC [-D ...]
  *   kiln emit-c SPEC -o FILE.c [-D ...]
@@ -41,20 +41,21 @@ static const char usage_text[] =
     "standalone program that runs the model on the CPU.\n"
     "\n"
     "commands:\n"
-    "  build SPEC --weights FILE -o PROG   compile SPEC with the checkpoint FILE (safetensors\n"
-    "                                      or llama2.c .bin) into the executable PROG; the\n"
+    "  build SPEC --weights FILE -o PROG   compile SPEC with the checkpoint FILE (safetensors,\n"
+    "                                      llama2.c .bin or GGUF) into the executable PROG; the\n"
     "                                      weights are packed into PROG itself\n"
     "                                      (SPEC may be an IR dump, FILE.ir)\n"
     "  build SPEC --emit=c|ir|dot -o FILE  the C, the IR or Graphviz of SPEC, no weights\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
-    "                                      or llama2c)\n"
+    "                                      llama2c or gguf)\n"
     "  dump SPEC                           print the IR (kiln-ir 2 text, docs/ir.md) after the\n"
     "                                      passes; of a FILE.ir, the dump as read back (with\n"
     "                                      --after or --passes, after those passes)\n"
     "  check SPEC                          parse and check SPEC; print nothing when it is fine\n"
     "  emit-c SPEC -o FILE                 write the generated C program (-o -: stdout)\n"
-    "  inspect FILE                        list the tensors of a checkpoint\n"
+    "  inspect FILE                        list the tensors of a checkpoint (GGUF: and its\n"
+    "                                      metadata)\n"
     "  ops                                 list the IR ops\n"
     "\n"
     "options:\n"
@@ -69,9 +70,10 @@ static const char usage_text[] =
     "  -o FILE           output file\n"
     "  --weights FILE    checkpoint to build with\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
-    "  --format F        safetensors | llama2c (weights)\n"
+    "  --format F        safetensors | llama2c | gguf (weights)\n"
     "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
-    "                    only; default f32)\n"
+    "                    or gguf; default f32), or quantized to q8_0 or q4_0 (gguf: the\n"
+    "                    matrices; norm gains stay f32)\n"
     "  --wtype T         store weights as T (f32, f16, bf16) when packing; default: as the\n"
     "                    checkpoint stores them (dump: show the IR for weights of type T)\n"
     "  --kv-type T       build, dump: store the KV caches as T (f32, f16, bf16; default\n"
@@ -945,18 +947,24 @@ static int cmd_weights(const options *o)
     if (!o->out)
         usage_error("weights needs -o FILE%s", "");
     const char *format = o->format ? o->format : "safetensors";
-    if (strcmp(format, "safetensors") && strcmp(format, "llama2c"))
-        usage_error("--format must be safetensors or llama2c, not '%s'", format);
+    if (strcmp(format, "safetensors") && strcmp(format, "llama2c") && strcmp(format, "gguf"))
+        usage_error("--format must be safetensors, llama2c or gguf, not '%s'", format);
     const char *dtname = o->dtype ? o->dtype : "f32";
-    ckpt_dtype dtype = CK_F32;
-    if (!strcmp(dtname, "f16"))
-        dtype = CK_F16;
-    else if (!strcmp(dtname, "bf16"))
-        dtype = CK_BF16;
-    else if (strcmp(dtname, "f32"))
-        usage_error("--dtype must be f32, f16 or bf16, not '%s'", dtname);
-    if (dtype != CK_F32 && strcmp(format, "safetensors"))
-        usage_error("--format llama2c holds f32 only (--dtype %s needs safetensors)", dtname);
+    static const struct { const char *name; ckpt_dtype dt; } dtypes[] = {
+        {"f32", CK_F32}, {"f16", CK_F16}, {"bf16", CK_BF16}, {"q8_0", CK_Q8_0}, {"q4_0", CK_Q4_0},
+    };
+    int dti = -1;
+    for (int k = 0; k < 5; k++)
+        if (!strcmp(dtname, dtypes[k].name))
+            dti = k;
+    if (dti < 0)
+        usage_error("--dtype must be f32, f16, bf16, q8_0 or q4_0, not '%s'", dtname);
+    ckpt_dtype dtype = dtypes[dti].dt;
+    if (dtype != CK_F32 && !strcmp(format, "llama2c"))
+        usage_error("--format llama2c holds f32 only (--dtype %s needs safetensors or gguf)",
+                    dtname);
+    if ((dtype == CK_Q8_0 || dtype == CK_Q4_0) && strcmp(format, "gguf"))
+        usage_error("--dtype %s: quantized weights need --format gguf", dtname);
     front fe;
     ir_module *m = front_end(o, &fe);
     if (!m)
@@ -978,6 +986,15 @@ static int cmd_weights(const options *o)
     int rc;
     if (!strcmp(format, "safetensors")) {
         rc = safetensors_write_detweights(o->out, ws, m->ntensors, o->seed, dtype);
+    } else if (!strcmp(format, "gguf")) {
+        gguf_param *gp = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *gp);
+        if (!gp)
+            DIE("out of memory");
+        for (int i = 0; i < m->nparams; i++)
+            gp[i] = (gguf_param){m->params[i].name, m->params[i].text};
+        rc = gguf_write_detweights(o->out, m->name, gp, m->nparams, ws, m->ntensors, o->seed,
+                                   dtype);
+        free(gp);
     } else {
         const char *why = "--format llama2c (its header)";
         int64_t v[7] = {param_int(m, "dim", why),    param_int(m, "hidden", why),
@@ -1010,11 +1027,26 @@ static int cmd_inspect(const options *o)
     ckpt *ck = ckpt_open(o->spec);
     if (!ck)
         return 1;
-    printf("%s: %s, %d tensors\n", ck->path,
-           ck->format == CKPT_SAFETENSORS ? "safetensors" : "llama2.c v0", ck->n);
+    if (ck->format == CKPT_GGUF) {
+        int nkv;
+        const gguf_kv *kv = ckpt_gguf_kv(ck, &nkv);
+        printf("%s: gguf v%u, %d tensors, %d metadata keys, alignment %u\n", ck->path,
+               (unsigned)ck->gguf.version, ck->n, nkv, (unsigned)ck->gguf.alignment);
+        for (int i = 0; i < nkv; i++) {
+            printf("  %-40s ", kv[i].key);
+            gguf_print_value(stdout, &kv[i], 8, 120);
+            putchar('\n');
+        }
+    } else {
+        printf("%s: %s, %d tensors\n", ck->path,
+               ck->format == CKPT_SAFETENSORS ? "safetensors" : "llama2.c v0", ck->n);
+    }
     for (int i = 0; i < ck->n; i++) {
         const ckpt_tensor *t = &ck->tensors[i];
-        printf("  %-56s %-4s [", t->name, ckpt_dtype_name(t->dtype));
+        if (t->gguf_name)      /* the name kiln binds, then the file's */
+            printf("  %-48s %-24s %-4s [", t->name, t->gguf_name, ckpt_dtype_name(t->dtype));
+        else
+            printf("  %-56s %-4s [", t->name, ckpt_dtype_name(t->dtype));
         for (int k = 0; k < t->rank; k++)
             printf("%s%lld", k ? ", " : "", (long long)t->shape[k]);
         printf("]  @%llu\n", (unsigned long long)t->offset);

@@ -42,6 +42,8 @@ static ir_dtype ckpt_storage(ckpt_dtype dt)
     switch (dt) {
     case CK_F16: return DT_F16;
     case CK_BF16: return DT_BF16;
+    case CK_Q8_0: return DT_Q8_0;
+    case CK_Q4_0: return DT_Q4_0;
     case CK_F32: break;
     }
     return DT_F32;
@@ -82,6 +84,8 @@ static float load_f32(const uint8_t *src, ckpt_dtype dt, uint64_t j)
         memcpy(&f, src + 4 * j, 4);
         return f;
     }
+    if (dt == CK_Q8_0 || dt == CK_Q4_0)    /* a block's f16 scale times a small integer */
+        return dequant_at(dt, src, j);
     uint16_t h;
     memcpy(&h, src + 2 * j, 2);
     return dt == CK_F16 ? kblob_f16_to_f32(h) : kblob_bf16_to_f32(h);

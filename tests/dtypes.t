@@ -54,7 +54,7 @@ ok($d32 > 0 && $d16 * 2 == $d32 && $db16 * 2 == $d32,
    "f16 and bf16 data sections are half the f32 one ($d32, $d16, $db16 bytes)");
 
 my $r = run_cmd($kiln, 'weights', $spec, '--dtype', 'f64', '-o', "$dir/bad.safetensors");
-fails_cleanly($r, 2, qr/--dtype must be f32, f16 or bf16, not 'f64'/, 'kiln weights --dtype f64');
+fails_cleanly($r, 2, qr/--dtype must be f32, f16, bf16, q8_0 or q4_0, not 'f64'/, 'kiln weights --dtype f64');
 no_file('bad.safetensors', '--dtype f64');
 $r = run_cmd($kiln, 'weights', 'examples/llama2c.kiln', '--format', 'llama2c', '--dtype', 'bf16',
              '-o', "$dir/bad.bin");

@@ -11,6 +11,7 @@ use Golden;
 my $b = $ENV{KILN_BUILD} // 'build';
 my @progs = (
     ["$b/tests/weights_test"],
+    ["$b/tests/gguf_test"],
     ["$b/tests/kernels_test"],
     ["$b/tests/bind_test"],
     ["$b/tests/blob_test", "$b/tests/fake_prog"],

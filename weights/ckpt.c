@@ -1,8 +1,9 @@
 /* ckpt.c - opening checkpoints: format detection, mapping, lookup.
  *
- * A file whose first 8 bytes are a plausible little-endian header length followed by '{' is
- * safetensors (so is any *.safetensors file, to get that reader's precise errors); else a
- * *.bin file is a llama2.c v0 checkpoint; anything else is refused.
+ * A file that starts with "GGUF" is GGUF; one whose first 8 bytes are a plausible
+ * little-endian header length followed by '{' is safetensors (so is any *.safetensors file,
+ * and any *.gguf file is GGUF, to get that reader's precise errors); else a *.bin file is a
+ * llama2.c v0 checkpoint; anything else is refused.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -76,7 +77,11 @@ ckpt *ckpt_open(const char *path) {
     c->map = map;
     c->size = size;
     int rc;
-    if (looks_safetensors(path, map, size)) {
+    int gguf_magic = size >= 4 && memcmp(map, "GGUF", 4) == 0;
+    if (gguf_magic || (!looks_safetensors(path, map, size) && ends_with(path, ".gguf"))) {
+        c->format = CKPT_GGUF;
+        rc = gguf_parse(path, map, size, &c->gguf, &c->tensors, &c->n);
+    } else if (looks_safetensors(path, map, size)) {
         c->format = CKPT_SAFETENSORS;
         rc = safetensors_parse(path, map, size, &c->tensors, &c->n);
     } else if (ends_with(path, ".bin")) {
@@ -84,8 +89,8 @@ ckpt *ckpt_open(const char *path) {
         rc = llama2c_parse(path, map, size, &c->l2c, &c->tensors, &c->n);
     } else {
         diag_file_error(path, "cannot tell the format of the checkpoint: it does not start "
-                        "with a safetensors header, and the name does not end in .bin "
-                        "(llama2.c)");
+                        "with \"GGUF\" or a safetensors header, and the name does not end in "
+                        ".bin (llama2.c)");
         rc = -1;
     }
     if (rc) {
@@ -99,6 +104,7 @@ void ckpt_close(ckpt *c) {
     if (!c) return;
     if (c->map) munmap((void *)c->map, c->size);
     free(c->tensors);
+    free(c->gguf.kv);
     free(c);
 }
 
@@ -117,6 +123,8 @@ const char *ckpt_dtype_name(ckpt_dtype dt) {
     case CK_F32: return "F32";
     case CK_F16: return "F16";
     case CK_BF16: return "BF16";
+    case CK_Q8_0: return "Q8_0";
+    case CK_Q4_0: return "Q4_0";
     }
     return "?";
 }

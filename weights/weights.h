@@ -1,8 +1,9 @@
-/* weights.h - checkpoint files: reading (safetensors, llama2.c v0 .bin), det-weights v1, and
- * writing det-weights checkpoints.
+/* weights.h - checkpoint files: reading (safetensors, llama2.c v0 .bin, GGUF), det-weights v1,
+ * writing det-weights checkpoints, and ggml's Q8_0 / Q4_0 block quantization.
  *
- * Files: detweights.c (the det-weights v1 generator), safetensors.c, llama2c.c (readers and
- * writers of each format), ckpt.c (format detection, lookup).
+ * Files: detweights.c (the det-weights v1 generator), safetensors.c, llama2c.c, gguf.c (readers
+ * and writers of each format), ckpt.c (format detection, lookup), quant.c (Q8_0 and Q4_0,
+ * bit for bit as ggml's reference quantizers).
  *
  * Weight files are untrusted: every size, offset and count is checked before use, and every
  * problem is reported with diag_file_error(path, ...) naming the file and the place (tensor
@@ -13,12 +14,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-typedef enum ckpt_dtype { CK_F32, CK_F16, CK_BF16 } ckpt_dtype;
-typedef enum ckpt_format { CKPT_SAFETENSORS, CKPT_LLAMA2C } ckpt_format;
+/* CK_Q8_0 and CK_Q4_0 are ggml's block types (GGUF only): 32 weights per block along the
+ * innermost (last) dimension, which is a multiple of 32; 34 and 18 bytes per block. */
+typedef enum ckpt_dtype { CK_F32, CK_F16, CK_BF16, CK_Q8_0, CK_Q4_0 } ckpt_dtype;
+typedef enum ckpt_format { CKPT_SAFETENSORS, CKPT_LLAMA2C, CKPT_GGUF } ckpt_format;
 
 typedef struct ckpt_tensor {
-    const char *name;
+    const char *name;          /* GGUF: the Hugging Face name when the file's name is known */
+    const char *gguf_name;     /* GGUF: the name in the file; NULL for the other formats */
     ckpt_dtype dtype;
     int rank;
     int64_t shape[4];
@@ -31,6 +36,47 @@ typedef struct llama2c_header {
     int32_t dim, hidden, layers, heads, kv_heads, vocab, seq_len;
 } llama2c_header;
 
+/* GGUF metadata (gguf.c). The value types, numbered as in the file. */
+typedef enum gguf_type {
+    GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL,
+    GGUF_STRING, GGUF_ARRAY, GGUF_U64, GGUF_I64, GGUF_F64, GGUF_TYPE_COUNT
+} gguf_type;
+
+/* A string of the file, copied: s is NUL-terminated, but len counts its bytes (GGUF strings
+ * may hold NULs). */
+typedef struct gguf_str {
+    const char *s;
+    uint64_t len;
+} gguf_str;
+
+/* One metadata key/value. Scalars are decoded: unsigned integers in v.u, signed in v.i,
+ * bools as 0 / 1 in v.u, f32 and f64 in v.f. An array holds v.arr.n items of v.arr.type
+ * (never GGUF_ARRAY: nested arrays are refused); read them with gguf_item_*. */
+typedef struct gguf_kv {
+    const char *key;
+    gguf_type type;
+    uint64_t offset;           /* of the key in the file, for messages */
+    union {
+        uint64_t u;
+        int64_t i;
+        double f;
+        gguf_str str;
+        struct {
+            gguf_type type;
+            uint64_t n;
+            const void *items; /* strings: gguf_str[n]; else the raw little-endian items */
+        } arr;
+    } v;
+} gguf_kv;
+
+typedef struct ckpt_gguf {
+    uint32_t version;          /* 2 or 3 */
+    uint32_t alignment;        /* general.alignment, or 32 */
+    uint64_t data_offset;      /* the data section's first byte; tensor offsets are past it */
+    gguf_kv *kv;               /* in file order; one allocation with the strings */
+    int nkv;
+} ckpt_gguf;
+
 typedef struct ckpt {
     const char *path;
     ckpt_format format;
@@ -39,17 +85,19 @@ typedef struct ckpt {
     ckpt_tensor *tensors;
     int n;
     llama2c_header l2c;        /* CKPT_LLAMA2C only */
+    ckpt_gguf gguf;            /* CKPT_GGUF only */
 } ckpt;
 
-/* Opens and validates a checkpoint. The format comes from the contents (a safetensors file
- * starts with a u64 header length followed by '{'), else from the extension (.bin = llama2c).
- * On any problem: reports it and returns NULL. */
+/* Opens and validates a checkpoint. The format comes from the contents (a GGUF file starts
+ * with "GGUF", a safetensors file with a u64 header length followed by '{'), else from the
+ * extension (.gguf, .safetensors, .bin = llama2c). On any problem: reports it and returns
+ * NULL. */
 ckpt *ckpt_open(const char *path);
 void ckpt_close(ckpt *c);
 const ckpt_tensor *ckpt_find(const ckpt *c, const char *name);
 /* Pointer to the tensor's bytes inside the mapping. */
 const void *ckpt_data(const ckpt *c, const ckpt_tensor *t);
-const char *ckpt_dtype_name(ckpt_dtype dt);
+const char *ckpt_dtype_name(ckpt_dtype dt);   /* "F32", "F16", "BF16", "Q8_0", "Q4_0" */
 /* The tensors of the llama2.c v0 layout for a header, in file order, Hugging Face names
  * (model.embed_tokens.weight, model.layers.{l}.self_attn.q_proj.weight, ...); the RoPE tables
  * are named "freq_cis_real" / "freq_cis_imag" and have offsets but are not model weights. */
@@ -75,6 +123,74 @@ int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64
  * otherwise reports which one differs. */
 int llama2c_write_detweights(const char *path, const llama2c_header *h, const wspec *t, int n,
                              uint64_t seed);
+/* GGUF v3, general.architecture "llama", alignment 32, general.name = model, and the
+ * llama.* hyperparameters of the spec's parameters present in `params` (dim ->
+ * llama.embedding_length, hidden -> feed_forward_length, layers -> block_count, heads ->
+ * attention.head_count, kv_heads -> attention.head_count_kv, ctx -> context_length, vocab ->
+ * vocab_size, eps -> attention.layer_norm_rms_epsilon, rope_base -> rope.freq_base). Tensors
+ * are named back to GGUF names (gguf_name_from_hf). Storage: `dtype` for tensors of rank >= 2
+ * (Q8_0 / Q4_0: those whose last dimension is a multiple of 32; the others F32), F32 for
+ * rank 1 (norm gains), as llama-quantize does. */
+typedef struct gguf_param {
+    const char *name;
+    const char *text;          /* the value as the spec prints it: 288, 1e-05 */
+} gguf_param;
+int gguf_write_detweights(const char *path, const char *model, const gguf_param *params,
+                          int nparams, const wspec *t, int n, uint64_t seed, ckpt_dtype dtype);
+
+/* GGUF (gguf.c): versions 2 and 3, little-endian; tensors F32, F16, BF16, Q8_0 and Q4_0;
+ * general.architecture "llama" only. Its tensors take their Hugging Face names
+ * (token_embd.weight -> model.embed_tokens.weight, blk.N.attn_q.weight ->
+ * model.layers.N.self_attn.q_proj.weight, ...: gguf_name_to_hf); ckpt_tensor.gguf_name keeps
+ * the file's. Shapes are outermost first, as for the other formats (GGUF lists them
+ * innermost first). Every metadata key is kept (ckpt.gguf.kv). */
+
+/* The GGUF name of a Hugging Face tensor name and back, into out (size n); 1 if mapped, 0 if
+ * the name is not one the map knows (copied unchanged), -1 if it does not fit. */
+int gguf_name_to_hf(const char *gguf_name, char *out, size_t n);
+int gguf_name_from_hf(const char *hf_name, char *out, size_t n);
+const char *gguf_type_name(gguf_type t);      /* "u32", "string", ...; "?" if unknown */
+
+/* Metadata lookups. The kv array (NULL, *n = 0 for a file that is not GGUF): */
+const gguf_kv *ckpt_gguf_kv(const ckpt *c, int *n);
+const gguf_kv *ckpt_gguf_find(const ckpt *c, const char *key);
+/* Typed lookups: 1 with *out set, 0 when the key is absent, -1 when it holds another type.
+ * _int takes every integer type (a u64 above INT64_MAX counts as another type), _float f32
+ * and f64, _str a string, _array an array of items of `item` (GGUF_TYPE_COUNT: of any). */
+int ckpt_gguf_int(const ckpt *c, const char *key, int64_t *out);
+int ckpt_gguf_float(const ckpt *c, const char *key, double *out);
+int ckpt_gguf_bool(const ckpt *c, const char *key, int *out);
+int ckpt_gguf_str(const ckpt *c, const char *key, const gguf_str **out);
+int ckpt_gguf_array(const ckpt *c, const char *key, gguf_type item, const gguf_kv **out);
+/* The same on one value (kv non-NULL): 1, or -1 for another type. */
+int gguf_kv_int(const gguf_kv *kv, int64_t *out);
+int gguf_kv_float(const gguf_kv *kv, double *out);
+/* Item i of an array: 1 with *out set, -1 if kv is not an array of that kind or i >= n. */
+int gguf_item_int(const gguf_kv *kv, uint64_t i, int64_t *out);
+int gguf_item_float(const gguf_kv *kv, uint64_t i, double *out);
+int gguf_item_str(const gguf_kv *kv, uint64_t i, const gguf_str **out);
+/* Prints kv's value as `kiln inspect` shows it: `u32 6`, `string "llama"` (quoted, escaped,
+ * cut after max_str bytes), `array[string] of 512: "<unk>", "<s>", ... (first 8)` (at most
+ * max_items items). */
+void gguf_print_value(FILE *out, const gguf_kv *kv, uint64_t max_items, size_t max_str);
+
+/* quant.c: ggml's Q8_0 and Q4_0 blocks, bit for bit as ggml's reference quantizers
+ * (quantize_row_q8_0_ref / _q4_0_ref). n must be a multiple of 32; blocks hold n/32 blocks.
+ * Q8_0: d = amax/127, q = round(x/d) (halves away from zero), 34 bytes: f16 d, 32 int8.
+ * Q4_0: d = m/-8 (m: the value of largest magnitude, the first one, with its sign),
+ * q = min(15, trunc(x/d + 8.5)), 18 bytes: f16 d, then byte j = q[j] | q[j+16] << 4.
+ * Both multiply by 1/d (0 when d is 0) and store d rounded to f16, nearest even. */
+#define QUANT_BLOCK 32
+#define Q8_0_BYTES 34
+#define Q4_0_BYTES 18
+void quant_q8_0_row(const float *x, void *blocks, int64_t n);
+void quant_q4_0_row(const float *x, void *blocks, int64_t n);
+/* value = f16 d * q (Q4_0: d * (q - 8)), exact in f32. */
+void dequant_q8_0_row(const void *blocks, float *y, int64_t n);
+void dequant_q4_0_row(const void *blocks, float *y, int64_t n);
+/* Element j of a tensor of Q8_0 or Q4_0 blocks (rows of whole blocks, so the blocks of a
+ * tensor are consecutive); 0 for another dtype. */
+float dequant_at(ckpt_dtype dt, const void *blocks, uint64_t j);
 
 /* hfconfig.c: a Hugging Face config.json, read fully or refused.
  *
@@ -118,6 +234,9 @@ int safetensors_parse(const char *path, const uint8_t *map, size_t size, ckpt_te
                       int *n);
 int llama2c_parse(const char *path, const uint8_t *map, size_t size, llama2c_header *h,
                   ckpt_tensor **out, int *n);
+/* On success also fills *g (g->kv: one allocation, freed by free(g->kv)). */
+int gguf_parse(const char *path, const uint8_t *map, size_t size, ckpt_gguf *g,
+               ckpt_tensor **out, int *n);
 /* Checks a llama2.c header; reports against `path` unless it is NULL. 0 if valid, else -1. */
 int llama2c_check_header(const char *path, const llama2c_header *h);
 
@@ -129,7 +248,8 @@ wfile *wfile_open(const char *path);
 int wfile_write(wfile *w, const void *p, size_t n);
 int wfile_put_f32(wfile *w, const float *v, size_t n);        /* little-endian float32 */
 int wfile_put_detweights(wfile *w, const char *name, uint64_t n, uint64_t seed);
-/* The same values rounded to dtype (nearest even), little-endian: 4 or 2 bytes each. */
+/* The same values rounded to dtype (nearest even), little-endian: 4 or 2 bytes each; or
+ * quantized to Q8_0 / Q4_0 blocks (n a multiple of 32, blocks of 32 consecutive values). */
 int wfile_put_detweights_as(wfile *w, const char *name, uint64_t n, uint64_t seed,
                             ckpt_dtype dtype);
 int wfile_commit(wfile *w);                                   /* closes, renames, frees */

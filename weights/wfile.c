@@ -2,10 +2,12 @@
  *
  * Through base/outfile.c: a regular file (or a new path) is written to PATH.tmp.XXXXXX and
  * renamed onto PATH only once fully written and closed, so any failure leaves no partial
- * output; a device or FIFO is written directly.
+ * output; a device or FIFO is written directly. Det-weights are generated in chunks and
+ * written as f32, f16, bf16, or quantized to Q8_0 / Q4_0 blocks.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,7 @@
 #include "weights.h"
 #include "../runtime/kiln_blob.h"
 
-#define WF_CHUNK (1u << 20) /* floats generated at a time */
+#define WF_CHUNK (1u << 20) /* floats generated at a time; a multiple of QUANT_BLOCK */
 
 struct wfile {
     outfile out;
@@ -78,12 +80,24 @@ int wfile_put_detweights_as(wfile *w, const char *name, uint64_t n, uint64_t see
         diag_file_error(w->path, "out of memory");
         return -1;
     }
-    int rc = 0;
+    int rc = 0, blocks = dtype == CK_Q8_0 || dtype == CK_Q4_0;
+    if (blocks && n % QUANT_BLOCK) {
+        diag_file_error(w->path, "tensor '%s': %" PRIu64 " values are not whole blocks of %d",
+                        name, n, QUANT_BLOCK);
+        rc = -1;
+    }
     for (uint64_t a = 0; a < n && rc == 0; a += WF_CHUNK) {
         uint64_t m = n - a < WF_CHUNK ? n - a : WF_CHUNK;
         detweights_fill(buf, name, a, m, seed);
         if (dtype == CK_F32) {
             rc = wfile_put_f32(w, buf, (size_t)m);
+            continue;
+        }
+        if (blocks) {   /* WF_CHUNK is whole blocks, so blocks never straddle two chunks */
+            if (dtype == CK_Q8_0) quant_q8_0_row(buf, out, (int64_t)m);
+            else quant_q4_0_row(buf, out, (int64_t)m);
+            rc = wfile_write(w, out, (size_t)(m / QUANT_BLOCK) *
+                                     (dtype == CK_Q8_0 ? Q8_0_BYTES : Q4_0_BYTES));
             continue;
         }
         for (uint64_t j = 0; j < m; j++) {   /* byte by byte: little-endian on any host */
