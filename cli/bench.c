@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -211,6 +212,25 @@ typedef struct bench_line {
 } bench_line;
 
 /* ---------------------------------------------------------------- small helpers */
+
+/* Set by SIGINT or SIGTERM: the bench stops after the step under way and still removes its
+ * folder (which holds a program per weight type: gigabytes for a large model). */
+static volatile sig_atomic_t bench_stop;
+
+static void on_stop_signal(int sig)
+{
+    bench_stop = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static _Noreturn void bench_usage(const char *fmt, ...)
 {
@@ -595,6 +615,8 @@ static void build_prog(const bench_opts *o, const char *kiln, const char *dir, b
     int rc = run_to_files(argv, p->log, NULL);
     p->build_s = now_s() - t0;
     free(argv);
+    if (bench_stop)            /* the build was interrupted too: no failure to report */
+        return;
     char *out = trim_end(slurp(p->log));
     if (rc == 0) {
         p->built = 1;
@@ -693,6 +715,10 @@ static int run_prog(const bench_opts *o, const char *dir, bench_prog *p, int ti,
     char *out = slurp(out_path), *err = trim_end(slurp(err_path));
     remove(out_path), remove(err_path);
     free(out_path), free(err_path);
+    if (bench_stop) {          /* interrupted with the program: no failure to report */
+        free(out), free(err);
+        return 0;
+    }
     bench_line b;
     int bad = rc != 0 || parse_bench_line(out, &b) != 0 || b.pp != o->prompt ||
               b.tg != o->gen || b.batch < 1 || (o->prompt && !(b.pp_s > 0)) ||
@@ -1017,6 +1043,7 @@ int bench_main(int argc, char **argv)
     char *dir = work_dir(&o);
     if (!dir)
         return 1;
+    catch_stop_signals();
     fprintf(stderr, "bench: building in %s\n", dir);
 
     bench_prog *progs = xmalloc((size_t)o.nwtypes * sizeof *progs);
@@ -1024,7 +1051,8 @@ int bench_main(int argc, char **argv)
     for (int w = 0; w < o.nwtypes; w++) {
         bench_prog *p = &progs[w];
         p->wtype = o.wtypes[w];
-        build_prog(&o, kiln, dir, p);
+        if (!bench_stop)
+            build_prog(&o, kiln, dir, p);
         status |= !p->built;
         any_built |= p->built;
         p->pp = xmalloc((size_t)o.nthreads * sizeof *p->pp);
@@ -1046,15 +1074,22 @@ int bench_main(int argc, char **argv)
     if (!any_built)
         fprintf(stderr, "bench: no program was built; measuring the machine only\n");
 
-    for (int r = 0; r < o.rounds; r++) {
-        for (int ti = 0; ti < o.nthreads; ti++)
+    for (int r = 0; r < o.rounds && !bench_stop; r++) {
+        for (int ti = 0; ti < o.nthreads && !bench_stop; ti++)
             probe_machine(&o, &m, ti, r);
         for (int w = 0; w < o.nwtypes; w++)
-            for (int ti = 0; ti < o.nthreads; ti++)
+            for (int ti = 0; ti < o.nthreads && !bench_stop; ti++)
                 if (progs[w].built && !progs[w].failed && run_prog(&o, dir, &progs[w], ti, r))
                     status = 1;
     }
     status |= m.failed;
+    if (bench_stop) {
+        fprintf(stderr, "bench: stopped by signal %d%s\n", (int)bench_stop,
+                o.keep ? "" : "; removing the build folder");
+        if (!o.keep)
+            nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return 128 + bench_stop;
+    }
 
     json_t *report = json_report(&o, &m, progs);
     char *text = json_dumps(report, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
