@@ -970,9 +970,15 @@ static void md_report(FILE *out, const bench_opts *o, const bench_machine *m,
         fprintf(out, "| %d | %s | %s | %s | %s |\n", o->threads[ti], r4, rh, share, fm);
     }
     const char *model = strrchr(o->spec, '/') ? strrchr(o->spec, '/') + 1 : o->spec;
-    fprintf(out, "\n| model | weights/token | wtype | threads | test | tok/s | GB/s | %% bw "
-                 "| GFLOP/s | %% FMA |\n| --- | ---: | --- | ---: | --- | ---: | ---: | ---: "
-                 "| ---: | ---: |\n");
+    int measured = 0;
+    for (int w = 0; w < o->nwtypes; w++)
+        measured |= progs[w].built && !progs[w].failed;
+    if (!measured)
+        fprintf(out, "\nno program was measured\n");
+    else
+        fprintf(out, "\n| model | weights/token | wtype | threads | test | tok/s | GB/s | "
+                     "%% bw | GFLOP/s | %% FMA |\n| --- | ---: | --- | ---: | --- | ---: | ---: "
+                     "| ---: | ---: | ---: |\n");
     uint64_t expert_bytes = 0;
     for (int w = 0; w < o->nwtypes; w++) {
         const bench_prog *p = &progs[w];
