@@ -636,7 +636,8 @@ static void build_prog(const bench_opts *o, const char *kiln, const char *dir, b
     free(how);
 }
 
-/* Parses the program's kiln-bench line; 0, or -1 when there is none or it lacks a key. */
+/* Parses the program's kiln-bench line; 0, or -1 when there is none, a key is missing or a
+ * value is not of its key's kind. Unknown keys are skipped (a newer program may add some). */
 static int parse_bench_line(const char *text, bench_line *b)
 {
     const char *line = text;
@@ -647,57 +648,55 @@ static int parse_bench_line(const char *text, bench_line *b)
         line++;
     }
     memset(b, 0, sizeof *b);
-    int seen = 0;
+    enum { KIND_INT, KIND_REAL, KIND_U64, KIND_WORD };
+    const struct { const char *key; int kind; void *dst; } keys[] = {
+        {"pp", KIND_INT, &b->pp},           {"tg", KIND_INT, &b->tg},
+        {"threads", KIND_INT, &b->threads}, {"batch", KIND_INT, &b->batch},
+        {"pp_s", KIND_REAL, &b->pp_s},      {"tg_s", KIND_REAL, &b->tg_s},
+        {"path", KIND_WORD, b->path},       {"decode_bytes", KIND_U64, &b->decode_bytes},
+        {"decode_bytes_experts", KIND_U64, &b->decode_bytes_experts},
+        {"macs_all", KIND_U64, &b->macs_all}, {"macs_logits", KIND_U64, &b->macs_logits},
+    };
+    const int nkeys = (int)(sizeof keys / sizeof keys[0]);
+    int seen = 0;              /* a bit per key */
     for (const char *p = line + 11; *p && *p != '\n';) {
         size_t n = strcspn(p, " \n");
-        char item[128];
-        if (n < sizeof item) {
-            memcpy(item, p, n);
-            item[n] = 0;
-            char *eq = strchr(item, '=');
-            if (eq) {
-                *eq = 0;
-                const char *k = item, *v = eq + 1;
-                char *end;
-                errno = 0;
-                long long i = strtoll(v, &end, 10);
-                int is_int = *v && !*end && !errno;
-                double d = strtod(v, &end);
-                int is_real = *v && !*end && isfinite(d);
-                unsigned long long u = strtoull(v, &end, 10);
-                int is_u64 = *v >= '0' && *v <= '9' && !*end;
-                /* each key once, with a value of its kind: a bit per key */
-                static const char *const keys[] = {"pp", "tg", "threads", "batch", "pp_s",
-                    "tg_s", "path", "decode_bytes", "decode_bytes_experts", "macs_all",
-                    "macs_logits"};
-                for (int k_i = 0; k_i < 11; k_i++) {
-                    if (strcmp(k, keys[k_i]))
-                        continue;
-                    int ok = k_i < 4 ? is_int : k_i < 6 ? is_real : k_i == 6 ? 1 : is_u64;
-                    if (!ok)
-                        return -1;
-                    switch (k_i) {
-                    case 0: b->pp = i; break;
-                    case 1: b->tg = i; break;
-                    case 2: b->threads = i; break;
-                    case 3: b->batch = i; break;
-                    case 4: b->pp_s = d; break;
-                    case 5: b->tg_s = d; break;
-                    case 6: snprintf(b->path, sizeof b->path, "%s", v); break;
-                    case 7: b->decode_bytes = u; break;
-                    case 8: b->decode_bytes_experts = u; break;
-                    case 9: b->macs_all = u; break;
-                    case 10: b->macs_logits = u; break;
-                    }
-                    seen |= 1 << k_i;
-                }
+        const char *eq = memchr(p, '=', n);
+        char value[64];
+        size_t klen = eq ? (size_t)(eq - p) : n, vlen = eq ? n - klen - 1 : 0;
+        for (int k = 0; eq && k < nkeys; k++) {
+            if (strlen(keys[k].key) != klen || strncmp(p, keys[k].key, klen))
+                continue;
+            if (vlen == 0 || vlen >= sizeof value || (seen >> k & 1))
+                return -1;
+            memcpy(value, eq + 1, vlen);
+            value[vlen] = 0;
+            char *end;
+            errno = 0;
+            if (keys[k].kind == KIND_INT) {
+                *(int64_t *)keys[k].dst = strtoll(value, &end, 10);
+            } else if (keys[k].kind == KIND_REAL) {
+                double d = strtod(value, &end);
+                *(double *)keys[k].dst = d;
+                errno = isfinite(d) ? errno : ERANGE;
+            } else if (keys[k].kind == KIND_U64) {
+                *(uint64_t *)keys[k].dst = strtoull(value, &end, 10);
+                errno = value[0] >= '0' && value[0] <= '9' ? errno : EINVAL;
+            } else if (vlen < sizeof b->path) {   /* the one word: the kernel path */
+                memcpy(keys[k].dst, value, vlen + 1);
+                end = value + vlen;
+            } else {
+                return -1;
             }
+            if (errno || *end)
+                return -1;
+            seen |= 1 << k;
         }
         p += n;
         while (*p == ' ')
             p++;
     }
-    return seen == (1 << 11) - 1 ? 0 : -1;
+    return seen == (1 << nkeys) - 1 ? 0 : -1;
 }
 
 /* One run of program p at t threads; its tok/s added to the series. 0, or -1 after
