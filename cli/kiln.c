@@ -12,6 +12,7 @@
  *   kiln check SPEC [-D ...]
  *   kiln emit-c SPEC -o FILE.c [-D ...]
  *   kiln inspect FILE
+ *   kiln bench SPEC --weights FILE [...]       (cli/bench.c; kiln bench --help)
  *   kiln ops
  * Every command takes -w (no warnings) and -Werror (warnings are errors: exit 1, no output).
  */
@@ -27,6 +28,7 @@
 #include "../codegen/codegen.h"
 #include "../frontend/sema.h"
 #include "../passes/passes.h"
+#include "bench.h"
 #include "measure.h"
 #include "report.h"
 
@@ -56,6 +58,10 @@ static const char usage_text[] =
     "  emit-c SPEC -o FILE                 write the generated C program (-o -: stdout)\n"
     "  inspect FILE                        list the tensors of a checkpoint (GGUF: and its\n"
     "                                      metadata)\n"
+    "  bench SPEC --weights FILE           build SPEC for each --wtype and measure prompt and\n"
+    "                                      decode speed against the machine's read bandwidth\n"
+    "                                      and FMA peak, like llama-bench (its own options:\n"
+    "                                      kiln bench --help)\n"
     "  ops                                 list the IR ops\n"
     "\n"
     "options:\n"
@@ -1065,6 +1071,8 @@ static int cmd_ops(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "bench"))   /* options of its own: cli/bench.c */
+        return bench_main(argc - 1, argv + 1);
     options o;
     parse_args(argc, argv, &o);
     diag_set_warnings(o.warnings);

@@ -9,6 +9,8 @@
  * program compiled for a long context costs memory only for the positions a run reaches
  * (--ctx N caps them below the compiled context). Between runs (--bench) only the cache rows
  * the previous run wrote are zeroed again.
+ * --bench-pp/--bench-tg hand the program, set up as for a run, to bench.c (kiln bench's
+ * measurements) through rt_internal.h.
  * The logits file is written to FILE.tmp and renamed onto FILE only when FILE is a regular
  * file or new; a device or FIFO is written directly (the same rule as the compiler's
  * base/outfile.c, which this program, depending on libc only, cannot link).
@@ -45,6 +47,7 @@ typedef struct opts {
     int stats, bench;
     const char *profile;       /* --profile-routing FILE, or NULL */
     float *rtparams;
+    int64_t bench_pp, bench_tg; /* --bench-pp P, --bench-tg N (bench.c); -1: not given */
 } opts;
 
 static const char *prog = "kiln-program";
@@ -268,7 +271,10 @@ static void help(void)
     printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
     printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
-           "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n\n", prog);
+           "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n"
+           "    %s [--bench-pp P] [--bench-tg N] [--threads N] [--batch N] [--ctx N]\n"
+           "        [--set NAME=VALUE]... [--blob FILE]\n\n",
+           prog, prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -323,6 +329,15 @@ static void help(void)
            "    --bench         after the run, time it again --bench-runs R times (default 5)\n"
            "                    and print tokens/s (min/median/max) to standard error.\n"
            "    --bench-runs R  number of timed runs, R >= 1.\n"
+           "    --bench-pp P, --bench-tg N\n"
+           "                    instead of a run, what kiln bench measures (no --tokens): one\n"
+           "                    untimed call, then a prompt of P tokens ((i * 7919 + 1) %%\n"
+           "                    vocab) in blocks of --batch, then, from cleared caches, N\n"
+           "                    greedy decode steps from token 1; 0 or absent skips a test.\n"
+           "                    Prints one line: kiln-bench pp=P pp_s=SECONDS tg=N\n"
+           "                    tg_s=SECONDS threads= batch= path= decode_bytes=\n"
+           "                    decode_bytes_experts= macs_all= macs_logits= (the weight\n"
+           "                    bytes and multiply-adds of one token).\n"
            "    --cpu           print the kernel path taken (avx512, avx2 or portable) and the\n"
            "                    CPU features seen, then exit. The SIMD kernels run only when\n"
            "                    the CPU and OS support them, and every path gives the same\n"
@@ -422,6 +437,10 @@ static void parse_args(opts *o, int argc, char **argv)
             o->blob = VALUE();
         } else if (FLAG("--bench-runs")) {
             o->bench_runs = parse_int(VALUE(), 1, 1000000, "--bench-runs");
+        } else if (FLAG("--bench-pp")) {
+            o->bench_pp = parse_int(VALUE(), 0, ctx_max(), "--bench-pp");
+        } else if (FLAG("--bench-tg")) {
+            o->bench_tg = parse_int(VALUE(), 0, ctx_max(), "--bench-tg");
         } else if (FLAG("--profile-routing")) {
             o->profile = VALUE();
             if (!*o->profile)
@@ -438,6 +457,16 @@ static void parse_args(opts *o, int argc, char **argv)
         }
 #undef FLAG
 #undef VALUE
+    }
+    if (o->bench_pp >= 0 || o->bench_tg >= 0) {      /* bench.c: a run of its own */
+        if (tokens || o->logits || o->n_gen >= 0 || o->bench || o->stats || o->profile)
+            usage_error("--bench-pp and --bench-tg do not mix with --tokens, --logits, -n, "
+                        "--bench, --stats or --profile-routing");
+        if (o->bench_pp > o->ctx || o->bench_tg > o->ctx)
+            usage_error("--bench-pp %lld / --bench-tg %lld: the context of this run holds %lld "
+                        "positions", (long long)o->bench_pp, (long long)o->bench_tg,
+                        (long long)o->ctx);
+        return;
     }
     if (!tokens)
         usage_error("--tokens is required");
@@ -477,6 +506,23 @@ static void clear_state(run_state *s)
     }
     s->written = 0;
 }
+
+/* For bench.c (rt_internal.h): run()'s forward call, only the last row's logits, the cache
+ * rows it writes recorded for clear_state. */
+static const float *bench_forward(void *run_state_arg, const int32_t *tokens, int64_t pos0,
+                                  int64_t T)
+{
+    run_state *s = run_state_arg;
+    s->c.all_logits = 0;
+    s->c.logits = NULL;
+    kiln_model.forward(&s->c, tokens, (int32_t)pos0, (int32_t)T);
+    if (!s->c.logits)
+        fatal("internal error: forward did not set the logits");
+    s->written = pos0 + T > s->written ? pos0 + T : s->written;
+    return s->c.logits + (T - 1) * kiln_model.vocab;
+}
+
+static void bench_clear(void *run_state_arg) { clear_state(run_state_arg); }
 
 static void write_row(FILE *f, const float *x, int64_t n)
 {
@@ -623,7 +669,7 @@ int main(int argc, char **argv)
         prog = slash ? slash + 1 : argv[0];
     }
     opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = krt_cpu_cores(), .bench_runs = 5,
-              .batch = m->max_batch, .ctx = ctx_max()};
+              .batch = m->max_batch, .ctx = ctx_max(), .bench_pp = -1, .bench_tg = -1};
     o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
     for (int i = 0; i < m->n_rtparams; i++)
         o.rtparams[i] = m->rtparam_defaults[i];
@@ -669,6 +715,10 @@ int main(int argc, char **argv)
     s.c.stat_count = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.probs = xcalloc((size_t)m->vocab, sizeof *s.probs);
     s.idx = xcalloc((size_t)m->vocab, sizeof *s.idx);
+    if (o.bench_pp >= 0 || o.bench_tg >= 0)
+        return krt_bench(&(krt_bench_run){&s, bench_forward, bench_clear, o.threads, o.batch,
+                                          prog},
+                         o.bench_pp > 0 ? o.bench_pp : 0, o.bench_tg > 0 ? o.bench_tg : 0);
 
     FILE *logf = NULL;
     char *tmp = NULL;

@@ -1,5 +1,5 @@
 /* rt_internal.h - declarations shared by the runtime's own files (blob.c, sample.c,
- * driver.c). Not part of the contract with emitted code; that is kiln_rt.h.
+ * driver.c, bench.c). Not part of the contract with emitted code; that is kiln_rt.h.
  */
 #ifndef KILN_RT_INTERNAL_H
 #define KILN_RT_INTERNAL_H
@@ -43,5 +43,22 @@ int32_t krt_argmax(const float *x, int64_t n);
  * probs and idx are scratch of n entries each. */
 int32_t krt_sample(const float *logits, int64_t n, float temp, float top_p, krt_rng *r,
                    float *probs, int32_t *idx);
+
+/* bench.c: PROG --bench-pp P --bench-tg N. driver.c sets the program up as for a run and
+ * lends it here: `forward` is a run's forward call (only the last row's logits; the cache
+ * rows it writes are recorded) returning that row's logits, `clear` zeroes the cache rows
+ * written since the last clear, as between --bench runs. */
+typedef struct krt_bench_run {
+    void *run;                 /* driver.c's run state, passed back to forward and clear */
+    const float *(*forward)(void *run, const int32_t *tokens, int64_t pos0, int64_t T);
+    void (*clear)(void *run);
+    int64_t threads, batch;
+    const char *prog;          /* the program's name, for messages */
+} krt_bench_run;
+
+/* One untimed warm-up call, then a timed prompt of pp tokens and, from a cleared state,
+ * tg timed decode steps (0: skipped); one line on standard output (its format: bench.c).
+ * Returns the program's exit status. */
+int krt_bench(const krt_bench_run *r, int64_t pp, int64_t tg);
 
 #endif
