@@ -80,8 +80,17 @@ static const char usage_text[] =
     "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
     "                    or gguf; default f32), or quantized to q8_0 or q4_0 (gguf: the\n"
     "                    matrices; norm gains stay f32)\n"
-    "  --wtype T         store weights as T (f32, f16, bf16) when packing; default: as the\n"
-    "                    checkpoint stores them (dump: show the IR for weights of type T)\n"
+    "  --wtype T         store weights as T (f32, f16, bf16, q8_0, q4_0) when packing;\n"
+    "                    default: as the checkpoint stores them (dump: show the IR for\n"
+    "                    weights of type T). q8_0 and q4_0 (GGUF's blocks, quantized as\n"
+    "                    llama-quantize does) take the matrices whose rows are whole blocks\n"
+    "                    of 32; norm gains and the rest stay as they are\n"
+    "  --wtype-of NAME=T the weights the spec declares as NAME (or the array NAME) as T, over\n"
+    "                    --wtype: keep the embedding wider with --wtype-of embed=f16\n"
+    "                    (repeatable)\n"
+    "  --act A           products over q8_0/q4_0 weights: q8_0 (default) rounds their input\n"
+    "                    to 8-bit blocks as llama.cpp does; f32 keeps it in f32 (the weights\n"
+    "                    dequantized exactly: the logits of the dequantized f32 weights)\n"
     "  --kv-type T       build, dump: store the KV caches as T (f32, f16, bf16; default\n"
     "                    f32); attention reads them as stored\n"
     "  --max-batch N     the largest block of prompt tokens the program runs at once\n"
@@ -155,6 +164,8 @@ typedef struct options {
     int64_t max_batch;         /* --max-batch, 0: the default */
     sema_define defs[256];
     int ndefs;
+    bind_wtype_of wtype_of[64];   /* --wtype-of NAME=TYPE */
+    int nwtype_of;
 } options;
 
 static _Noreturn void usage_error(const char *fmt, const char *arg)
@@ -335,6 +346,18 @@ static int parse_option(int argc, char **argv, int *i, options *o)
         if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
             usage_error("--kv-type must be f32, f16 or bf16, not '%s'", v);
         passes_opts.kv_type = v;
+    } else if (option_value(argc, argv, i, "--wtype-of", &v)) {
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v || !eq[1])
+            usage_error("--wtype-of needs NAME=TYPE (a weight the spec declares, or an array of "
+                        "them, and f32, f16, bf16, q8_0 or q4_0), not '%s'", v);
+        if (o->nwtype_of == (int)(sizeof o->wtype_of / sizeof o->wtype_of[0]))
+            usage_error("too many --wtype-of options%s", "");
+        o->wtype_of[o->nwtype_of++] = (bind_wtype_of){base_intern(v, (size_t)(eq - v)), eq + 1};
+    } else if (option_value(argc, argv, i, "--act", &v)) {    /* passes/quant_act.c */
+        if (strcmp(v, "f32") && strcmp(v, "q8_0"))
+            usage_error("--act must be q8_0 (the default) or f32, not '%s'", v);
+        passes_opts.act_f32 = !strcmp(v, "f32");
     } else if (option_value(argc, argv, i, "--disable-pass", &v)) {
         disable_passes(v);
     } else if (option_value(argc, argv, i, "--share-softmax", &v)) {
@@ -697,18 +720,18 @@ static int finish(int rc)
 
 /* ---------------------------------------------------------------- commands */
 
-/* --wtype for a command without weights: every tensor gets that storage type. */
-static void apply_wtype(ir_module *m, const char *wtype, const options *o)
+/* --wtype and --wtype-of for a command without weights: the storage types a build from an
+ * f32 checkpoint would choose (codegen/bind.c). 0, or 1 after reporting. */
+static int apply_wtype(ir_module *m, const char *wtype, const options *o)
 {
-    int dt = ir_dtype_lookup(wtype);
-    if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
-        usage_error("--wtype must be f32, f16 or bf16, not '%s'", wtype);
-    if (dt != DT_F32 && ((o->stop_after && !strcmp(o->stop_after, "none")) ||
-                         (o->before && !strcmp(o->before, "widen"))))
-        usage_error("--wtype %s: weights of a storage type are read through the widen pass; "
-                    "the IR before it is the front end's, with f32 weights", wtype);
-    for (int t = 0; t < m->ntensors; t++)
-        ir_set_storage(m, t, (ir_dtype)dt);
+    if ((wtype && strcmp(wtype, "f32")) || o->nwtype_of) {
+        if ((o->stop_after && !strcmp(o->stop_after, "none")) ||
+            (o->before && !strcmp(o->before, "widen")))
+            usage_error("--wtype %s: weights of a storage type are read through the widen pass; "
+                        "the IR before it is the front end's, with f32 weights",
+                        wtype ? wtype : o->wtype_of[0].wtype);
+    }
+    return bind_storage_types(m, NULL, wtype, o->wtype_of, o->nwtype_of) != 0;
 }
 
 static int cmd_check(const options *o)
@@ -720,8 +743,11 @@ static int cmd_check(const options *o)
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    if (o->wtype)
-        apply_wtype(m, o->wtype, o);
+    if ((o->wtype || o->nwtype_of) && apply_wtype(m, o->wtype, o)) {
+        ir_module_free(m);
+        front_free(&fe);
+        return 1;
+    }
     passes_run_opts dumps;
     int rc = run_passes(&m, &fe, o, stderr, &dumps);
     if (rc == 0 && !diag_error_count() && o->report)
@@ -738,8 +764,12 @@ static int cmd_dump(const options *o)
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    if (o->wtype)              /* the IR as a build with weights of that storage type sees it */
-        apply_wtype(m, o->wtype, o);
+    /* the IR as a build with weights of that storage type sees it */
+    if ((o->wtype || o->nwtype_of) && apply_wtype(m, o->wtype, o)) {
+        ir_module_free(m);
+        front_free(&fe);
+        return 1;
+    }
     /* a dump read back prints as it was read, unless passes are asked for */
     int as_read = is_ir_input(o->spec) && !o->passes && !o->before && !o->stop_after &&
                   !o->dump_before && !o->dump_after && !o->emit && !passes_opts.o0 &&
@@ -781,8 +811,11 @@ static int cmd_emit_c(const options *o)
     ir_module *m = front_end(o, &fe);
     if (!m)
         return 1;
-    if (o->wtype)
-        apply_wtype(m, o->wtype, o);
+    if ((o->wtype || o->nwtype_of) && apply_wtype(m, o->wtype, o)) {
+        ir_module_free(m);
+        front_free(&fe);
+        return 1;
+    }
     passes_run_opts dumps;
     int rc = run_passes(&m, &fe, o, stderr, &dumps);
     if (rc == 0)
@@ -861,8 +894,9 @@ static int cmd_build(const options *o_in)
         usage_error("'%s' needs a spec file", o->command);
     if (o->passes)
         usage_error("--passes is for dump (a pass test); build runs the pipeline%s", "");
-    if (o->wtype && strcmp(o->wtype, "f32") && strcmp(o->wtype, "f16") && strcmp(o->wtype, "bf16"))
-        usage_error("--wtype must be f32, f16 or bf16, not '%s'", o->wtype);
+    if (o->wtype && ir_dtype_lookup(o->wtype) != DT_F32 &&
+        !ir_dtype_is_storage((ir_dtype)ir_dtype_lookup(o->wtype)))
+        usage_error("--wtype must be f32, f16, bf16, q8_0 or q4_0, not '%s'", o->wtype);
     if (!o->emit)              /* stopped at a pass: what is there to write is the IR */
         o->emit = stops_at_pass(o) ? "ir" : NULL;
     if (o->calib && !passes_changes_model(&passes_opts))
@@ -892,10 +926,10 @@ static int cmd_build(const options *o_in)
     passes_run_opts dumps;
     ir_module *unchanged = NULL;   /* a model-changing pass: the model as it was, measured */
     /* the storage types first: they decide which ops need a widen (pass widen) */
-    if (ck && bind_storage_types(m, ck, o->wtype) != 0)
+    if (ck && bind_storage_types(m, ck, o->wtype, o->wtype_of, o->nwtype_of) != 0)
         goto out;
-    if (!ck)
-        apply_wtype(m, o->wtype ? o->wtype : "f32", o);
+    if (!ck && apply_wtype(m, o->wtype, o))
+        goto out;
     if (ck && !o->emit && passes_changes_model(&passes_opts))
         unchanged = ir_module_copy(m);
     if (run_passes(&m, &fe, o, stderr, &dumps) != 0)

@@ -49,31 +49,82 @@ static ir_dtype ckpt_storage(ckpt_dtype dt)
     return DT_F32;
 }
 
-int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype)
+/* The storage types a weight can be given (--wtype, --wtype-of). */
+static const struct { const char *name; ir_dtype dt; } storage_types[] = {
+    {"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16}, {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0},
+};
+
+static int storage_lookup(const char *name)
 {
-    static const struct { const char *name; ir_dtype dt; } types[] = {
-        {"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16},
-    };
-    int forced = -1;
-    if (wtype) {
-        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
-            if (!strcmp(wtype, types[k].name))
-                forced = (int)k;
-        if (forced < 0) {
-            diag_file_error("kiln", "cannot store weights as '%s': the weight types are f32, "
-                            "f16 and bf16", wtype);
-            return -1;
+    for (size_t k = 0; k < sizeof storage_types / sizeof storage_types[0]; k++)
+        if (!strcmp(name, storage_types[k].name))
+            return (int)storage_types[k].dt;
+    return -1;
+}
+
+static int is_block(ir_dtype dt) { return dt == DT_Q8_0 || dt == DT_Q4_0; }
+
+/* Whether tensor t can be stored as dt: a block type needs a matrix of whole 32-blocks. */
+static int storage_fits(const ir_tensor *t, ir_dtype dt)
+{
+    return !is_block(dt) || (t->type.rank == 2 && t->type.dim[1] % 32 == 0);
+}
+
+/* Whether --wtype-of's name is tensor t's declaration: the same name, or the array it is an
+ * element of ("wq" names wq[0], wq[1], ...). */
+static int names_decl(const char *name, const ir_tensor *t)
+{
+    const char *d = t->decl ? t->decl : t->name;
+    size_t n = strlen(name);
+    return !strncmp(d, name, n) && (d[n] == 0 || d[n] == '[');
+}
+
+int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype, const bind_wtype_of *of,
+                       int nof)
+{
+    int forced = -1, bad = 0;
+    if (wtype && (forced = storage_lookup(wtype)) < 0) {
+        diag_file_error("kiln", "cannot store weights as '%s': the weight types are f32, f16, "
+                        "bf16, q8_0 and q4_0", wtype);
+        return -1;
+    }
+    for (int k = 0; k < nof; k++) {
+        int used = 0;
+        for (int i = 0; i < m->ntensors && !used; i++)
+            used = names_decl(of[k].decl, &m->tensors[i]);
+        if (storage_lookup(of[k].wtype) < 0 || !used) {
+            diag_file_error("kiln", "--wtype-of %s=%s: %s", of[k].decl, of[k].wtype,
+                            !used ? "the spec reads no weight of that name"
+                                  : "the weight types are f32, f16, bf16, q8_0 and q4_0");
+            bad++;
         }
     }
-    for (int i = 0; i < m->ntensors; i++) {
+    for (int i = 0; i < m->ntensors && !bad; i++) {
         ir_tensor *t = &m->tensors[i];
-        const ckpt_tensor *ct = ckpt_find(ck, t->name);
-        if (forced >= 0)
-            ir_set_storage(m, i, types[forced].dt);
-        else if (ct)   /* a missing tensor is bind_weights' to report */
-            ir_set_storage(m, i, ckpt_storage(ct->dtype));
+        const ckpt_tensor *ct = ck ? ckpt_find(ck, t->name) : NULL;
+        /* as stored (a missing tensor is bind_weights' to report; a computed one keeps its
+         * type), then --wtype where it fits (a block type: matrices of whole blocks; the
+         * rest stay as stored, as llama-quantize keeps norm gains f32), then --wtype-of */
+        ir_dtype dt = ct ? ckpt_storage(ct->dtype) : t->recipe || ck ? t->type.dtype : DT_F32;
+        if (forced >= 0 && storage_fits(t, (ir_dtype)forced))
+            dt = (ir_dtype)forced;
+        for (int k = 0; k < nof; k++) {
+            if (!names_decl(of[k].decl, t))
+                continue;
+            ir_dtype want = (ir_dtype)storage_lookup(of[k].wtype);
+            if (!storage_fits(t, want)) {
+                diag_error(t->loc, "--wtype-of %s=%s: weight '%s' is %s; %s keeps rows of whole "
+                           "32-element blocks", of[k].decl, of[k].wtype, t->decl,
+                           t->type.rank == 2 ? "a matrix whose rows are not" : "not a matrix",
+                           of[k].wtype);
+                bad++;
+                break;
+            }
+            dt = want;
+        }
+        ir_set_storage(m, i, dt);
     }
-    return 0;
+    return bad ? -1 : 0;
 }
 
 /* Element j of a checkpoint tensor of dtype dt, as f32 (exact for every checkpoint dtype). */
@@ -231,6 +282,108 @@ static float *recipe_eval(const ckpt *ck, const ir_recipe *r, const char *decl)
     return out;
 }
 
+/* The checkpoint dtype of a block storage type. */
+static ckpt_dtype block_ckpt(ir_dtype dt) { return dt == DT_Q8_0 ? CK_Q8_0 : CK_Q4_0; }
+
+/* Whether recipe r can be assembled from the checkpoint's bytes as they are, in the block
+ * type cdt: its leaves are present, of their declared shapes, stored as cdt, and it only
+ * stacks, keeps rows, or keeps columns on block boundaries (no arithmetic: a block type's
+ * values are not requantized). */
+static int blocks_exact(const ckpt *ck, const ir_recipe *r, ckpt_dtype cdt)
+{
+    switch (r->op) {
+    case RC_LOAD: {
+        const ckpt_tensor *ct = ckpt_find(ck, r->name);
+        if (!ct || ct->dtype != cdt || ct->rank != r->type.rank)
+            return 0;
+        for (int k = 0; k < ct->rank; k++)
+            if (ct->shape[k] != r->type.dim[k])
+                return 0;
+        return 1;
+    }
+    case RC_COLS:
+        for (int k = 0; k < 2 * r->nrange; k++)
+            if (r->range[k] % 32)
+                return 0;
+        /* fall through */
+    case RC_CONCAT: case RC_ROWS:
+        for (int k = 0; k < r->nsrc; k++)
+            if (!blocks_exact(ck, r->src[k], cdt))
+                return 0;
+        return r->type.rank == 2;
+    default:
+        return 0;
+    }
+}
+
+/* The bytes (rows layout) of a recipe blocks_exact accepted, into out (its size). */
+static void blocks_assemble(const ckpt *ck, const ir_recipe *r, ckpt_dtype cdt, unsigned char *out)
+{
+    uint32_t code = cdt == CK_Q8_0 ? KBLOB_Q8_0 : KBLOB_Q4_0;
+    uint64_t rb = 0, srb = 0;
+    kblob_row_bytes(code, (uint64_t)r->type.dim[1], &rb);
+    if (r->op == RC_LOAD) {
+        const ckpt_tensor *ct = ckpt_find(ck, r->name);
+        memcpy(out, ckpt_data(ck, ct), (size_t)(rb * (uint64_t)r->type.dim[0]));
+        return;
+    }
+    if (r->op == RC_CONCAT) {
+        for (int k = 0; k < r->nsrc; k++) {
+            blocks_assemble(ck, r->src[k], cdt, out);
+            out += rb * (uint64_t)r->src[k]->type.dim[0];
+        }
+        return;
+    }
+    const ir_type *st = &r->src[0]->type;
+    kblob_row_bytes(code, (uint64_t)st->dim[1], &srb);
+    unsigned char *src = malloc((size_t)(srb * (uint64_t)st->dim[0]));
+    if (!src)
+        DIE("out of memory");
+    blocks_assemble(ck, r->src[0], cdt, src);
+    uint64_t bb = cdt == CK_Q8_0 ? 34 : 18;
+    if (r->op == RC_ROWS) {
+        for (int k = 0; k < r->nrange; k++) {
+            uint64_t n = (uint64_t)(r->range[2 * k + 1] - r->range[2 * k]) * srb;
+            memcpy(out, src + (uint64_t)r->range[2 * k] * srb, (size_t)n);
+            out += n;
+        }
+    } else {                   /* RC_COLS, block boundaries */
+        for (int64_t row = 0; row < st->dim[0]; row++)
+            for (int k = 0; k < r->nrange; k++) {
+                uint64_t n = (uint64_t)(r->range[2 * k + 1] - r->range[2 * k]) / 32 * bb;
+                memcpy(out, src + (uint64_t)row * srb + (uint64_t)r->range[2 * k] / 32 * bb,
+                       (size_t)n);
+                out += n;
+            }
+    }
+    free(src);
+}
+
+/* rows x cols f32 values quantized into dst, row by row (the block type `to`, rows layout),
+ * as ggml's reference quantizers do (weights/quant.c). */
+static void quantize_rows(void *dst, uint32_t to, const float *x, int64_t rows, int64_t cols)
+{
+    uint64_t rb = 0;
+    kblob_row_bytes(to, (uint64_t)cols, &rb);
+    for (int64_t r = 0; r < rows; r++) {
+        unsigned char *d = (unsigned char *)dst + (uint64_t)r * rb;
+        if (to == KBLOB_Q8_0)
+            quant_q8_0_row(x + r * cols, d, cols);
+        else
+            quant_q4_0_row(x + r * cols, d, cols);
+    }
+}
+
+/* All of a checkpoint tensor's values as f32 (exact for every dtype), malloc'ed. */
+static float *load_all(const ckpt *ck, const ckpt_tensor *ct, int64_t n)
+{
+    float *f = floats(n);
+    const uint8_t *src = ckpt_data(ck, ct);
+    for (int64_t j = 0; j < n; j++)
+        f[j] = load_f32(src, ct->dtype, (uint64_t)j);
+    return f;
+}
+
 /* The packed tensor p (rows layout) into the panel layout (runtime/kiln_blob.h), in a buffer
  * of its own; a converted buffer p had is freed (the last of owned[]). */
 static void to_panels(pack_tensor *p, void **owned, int *nowned)
@@ -269,10 +422,10 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
         p->rank = (uint32_t)t->type.rank;
         for (int k = 0; k < t->type.rank; k++)
             p->dims[k] = (uint64_t)t->type.dim[k];
-        /* only f32/f16/bf16 can be made from a checkpoint tensor until quantizing lands */
-        if (code != KBLOB_F32 && code != KBLOB_F16 && code != KBLOB_BF16) {
-            diag_error(t->loc, "weight '%s' (\"%s\"): cannot store it as %s", t->decl, t->name,
-                       ir_dtype_name(t->type.dtype));
+        if (is_block(t->type.dtype) &&
+            (t->type.rank != 2 || t->type.dim[1] % 32 != 0)) {   /* an IR dump may say so */
+            diag_error(t->loc, "weight '%s' (\"%s\"): cannot store it as %s: its rows are not "
+                       "whole 32-element blocks", t->decl, t->name, ir_dtype_name(t->type.dtype));
             bad++;
             continue;
         }
@@ -283,6 +436,28 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
         }
         if (ct && ckpt_storage(ct->dtype) == t->type.dtype) {   /* stored as is: no copy */
             p->data = ckpt_data(ck, ct);
+        } else if (is_block(t->type.dtype)) {
+            /* stacked or cut blocks as they are; anything else computed in f32 and quantized
+             * once, as ggml's quantizers do */
+            void *buf = malloc(p->nbytes ? (size_t)p->nbytes : 1);
+            if (!buf)
+                DIE("out of memory");
+            ckpt_dtype cdt = block_ckpt(t->type.dtype);
+            if (t->recipe && blocks_exact(ck, t->recipe, cdt)) {
+                blocks_assemble(ck, t->recipe, cdt, buf);
+            } else {
+                int64_t n = ir_type_numel(&t->type);
+                float *f = t->recipe ? recipe_eval(ck, t->recipe, t->decl) : load_all(ck, ct, n);
+                if (!f) {
+                    free(buf);
+                    bad++;
+                    continue;
+                }
+                quantize_rows(buf, code, f, t->type.dim[0], t->type.dim[1]);
+                free(f);
+            }
+            (*owned)[(*nowned)++] = buf;
+            p->data = buf;
         } else {
             const uint8_t *src = ct ? ckpt_data(ck, ct) : NULL;
             float *made = NULL;

@@ -65,11 +65,21 @@ int codegen_compile(const char *c_path, const char *exe_path, int verbose);
 uint32_t codegen_kblob_dtype(ir_dtype dt);
 const char *codegen_kblob_name(uint32_t code);
 
-/* Sets the storage dtype (m->tensors[i].type.dtype) of every tensor of m: `wtype` ("f32",
- * "f16" or "bf16") for all of them when given, else the dtype the checkpoint stores that
- * tensor in. Tensors the checkpoint lacks are left alone (bind_weights reports them).
- * Returns 0, or -1 after reporting an unknown wtype. */
-int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype);
+/* A storage type asked for the weights declared under one name (--wtype-of NAME=TYPE: the
+ * weight NAME, or every element of the array NAME). */
+typedef struct bind_wtype_of {
+    const char *decl;
+    const char *wtype;
+} bind_wtype_of;
+/* Sets the storage dtype (m->tensors[i].type.dtype) of every tensor of m: the dtype the
+ * checkpoint stores it in (f32 without a checkpoint: ck NULL), replaced by `wtype` ("f32",
+ * "f16", "bf16", "q8_0", "q4_0") when given and the tensor fits it (the block types take
+ * matrices whose rows are whole 32-element blocks; the rest, such as norm gains, stay), then
+ * by the of[] asked for its declaration (which must fit). Tensors the checkpoint lacks keep
+ * their type (bind_weights reports them). Returns 0, or -1 after reporting an unknown type,
+ * a name the spec does not declare, or a weight a block type does not fit. */
+int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype, const bind_wtype_of *of,
+                       int nof);
 
 /* Checks every tensor of m against the checkpoint (present, shape) and fills out[i] for
  * m->tensors[i] in its storage dtype: pointing into the checkpoint when it stores that

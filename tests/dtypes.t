@@ -108,9 +108,11 @@ build_and_run('f32', $files{f32});
 my $w = Golden::max_ratio($logits{bf16}, $logits{f32});
 ok($w > 1e-6 && $w < 5e-2, sprintf('bf16 rounding moves the logits a little, never a lot (%.3g)', $w));
 
-$r = run_cmd($kiln, 'build', $spec, '--weights', $files{f32}, '--wtype', 'q8_0', '-o', "$dir/nope");
-fails_cleanly($r, 2, qr/--wtype must be f32, f16 or bf16, not 'q8_0'/, 'kiln build --wtype q8_0');
+$r = run_cmd($kiln, 'build', $spec, '--weights', $files{f32}, '--wtype', 'q4_k', '-o', "$dir/nope");
+fails_cleanly($r, 2, qr/--wtype must be f32, f16, bf16, q8_0 or q4_0, not 'q4_k'/,
+              'kiln build --wtype q4_k: refused, the types named');
 $r = run_cmd($kiln, '--help');
-ok($r->{out} =~ /--wtype T\s+store weights as T \(f32, f16, bf16\) when packing; default: as the\s+checkpoint stores them/
-   && $r->{out} =~ /--dtype T/, '--help documents --wtype and --dtype');
+ok($r->{out} =~ /--wtype T\s+store weights as T \(f32, f16, bf16, q8_0, q4_0\) when packing;\s+default: as the checkpoint stores them/
+   && $r->{out} =~ /--dtype T/ && $r->{out} =~ /--wtype-of NAME=T/ && $r->{out} =~ /--act A/,
+   '--help documents --wtype, --wtype-of, --act and --dtype');
 done_testing();

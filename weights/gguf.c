@@ -910,6 +910,44 @@ static int put_hparams(const char *path, wbuf *b, int *nkv, const gguf_param *p,
     return 0;
 }
 
+/* A placeholder vocabulary of V tokens, so that other engines (llama.cpp) load the file:
+ * det-weights models make no text, but a llama GGUF must carry a tokenizer. "<unk>", "<s>",
+ * "</s>", the 256 byte tokens "<0x00>" .. when V leaves room for them, then "\u2581t<i>". */
+static void put_vocab(wbuf *b, int *nkv, uint64_t v) {
+    int bytes = v >= 259;
+    wb_key(b, nkv, "tokenizer.ggml.model", GGUF_STRING);
+    wb_str(b, "llama");
+    wb_key(b, nkv, "tokenizer.ggml.tokens", GGUF_ARRAY);
+    wb_le(b, GGUF_STRING, 4);
+    wb_le(b, v, 8);
+    for (uint64_t i = 0; i < v; i++) {
+        char tok[40];
+        if (i < 3)
+            snprintf(tok, sizeof tok, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (bytes && i < 259)
+            snprintf(tok, sizeof tok, "<0x%02X>", (unsigned)(i - 3));
+        else
+            snprintf(tok, sizeof tok, "\xe2\x96\x81t%llu", (unsigned long long)i);
+        wb_str(b, tok);
+    }
+    wb_key(b, nkv, "tokenizer.ggml.scores", GGUF_ARRAY);
+    wb_le(b, GGUF_F32, 4);
+    wb_le(b, v, 8);
+    for (uint64_t i = 0; i < v; i++)
+        wb_f32(b, i < 259 ? 0.0f : -(float)i);
+    wb_key(b, nkv, "tokenizer.ggml.token_type", GGUF_ARRAY);
+    wb_le(b, GGUF_I32, 4);
+    wb_le(b, v, 8);
+    for (uint64_t i = 0; i < v; i++)   /* llama.cpp's types: normal 1, unknown 2, control 3, byte 6 */
+        wb_le(b, i == 0 ? 2 : i < 3 ? 3 : bytes && i < 259 ? 6 : 1, 4);
+    static const char *const ids[] = {"tokenizer.ggml.unknown_token_id",
+                                      "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (uint32_t i = 0; i < 3; i++) {
+        wb_key(b, nkv, ids[i], GGUF_U32);
+        wb_le(b, i, 4);
+    }
+}
+
 /* What each spec tensor becomes in the file. */
 typedef struct wtensor {
     const char *hf;
@@ -1037,6 +1075,9 @@ static int build_header(const char *path, const char *model, const gguf_param *p
         free(kv.p);
         return -1;
     }
+    const char *vocab = param_text(params, np, "vocab");
+    if (vocab && strtoull(vocab, NULL, 10) >= 3 && strtoull(vocab, NULL, 10) <= (1u << 24))
+        put_vocab(&kv, &nkv, strtoull(vocab, NULL, 10));
     wb_key(&kv, &nkv, "kiln.weights", GGUF_STRING);
     wb_str(&kv, "det-weights v1");
     wb_key(&kv, &nkv, "kiln.seed", GGUF_U64);

@@ -74,7 +74,7 @@ static void one_case(const char *path, ckpt_dtype dt, const char *wtype, uint32_
     pack_tensor p[NT];
     void **owned = NULL;
     int nowned = 0;
-    int rc = ck && bind_storage_types(m, ck, wtype) == 0 ? 0 : -1;
+    int rc = ck && bind_storage_types(m, ck, wtype, NULL, 0) == 0 ? 0 : -1;
     if (rc == 0)
         rc = bind_weights(m, ck, p, &owned, &nowned);
     int good = rc == 0;
@@ -220,15 +220,15 @@ int main(void)
 
     ckpt *ck = ckpt_open(path[0]);
     ir_module *m = module();
-    fprintf(stderr, "# (an error message about 'q8_0' is expected next)\n");
-    ok(ck && bind_storage_types(m, ck, "q8_0") == -1 && m->tensors[0].type.dtype == DT_F32,
+    fprintf(stderr, "# (an error message about 'q2_k' is expected next)\n");
+    ok(ck && bind_storage_types(m, ck, "q2_k", NULL, 0) == -1 && m->tensors[0].type.dtype == DT_F32,
        "bind_storage_types refuses an unknown weight type and changes nothing");
     ir_type vec4;
     char why[64];
     int64_t four = 4;
     ir_type_make(&vec4, DT_F32, 0, 1, &four, 0, why, sizeof why);
     ir_add_tensor(m, "absent.weight", "absent", vec4, (src_loc){0});
-    ok(bind_storage_types(m, ck, NULL) == 0 && m->tensors[NT].type.dtype == DT_F32,
+    ok(bind_storage_types(m, ck, NULL, NULL, 0) == 0 && m->tensors[NT].type.dtype == DT_F32,
        "a tensor the checkpoint lacks keeps its dtype (bind_weights reports it)");
     ir_module_free(m);
     ckpt_close(ck);
