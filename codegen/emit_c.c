@@ -550,7 +550,12 @@ static void c_begin(FILE *o, const lw_program *p)
                "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
                "#include \"kiln_rt.h\"\n#include \"kernels.h\"\n\n"
                "/* fused expressions must round like the separate steps: no multiply-adds */\n"
-               "#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n\n", p->m->name);
+               "#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n"
+               "/* element loops vectorize: comparisons may be computed for every lane (no FP\n"
+               " * traps), and aliasing is checked at run time (their places are the frame's) */\n"
+               "#if defined(__GNUC__) && !defined(__clang__)\n"
+               "#pragma GCC optimize(\"no-trapping-math\", \"vect-cost-model=dynamic\")\n"
+               "#endif\n\n", p->m->name);
     /* per-head RoPE bases: exact literals, one array per rope_heads step */
     int arrays = 0;
     for (int i = 0; i < p->nsteps; i++) {

@@ -15,7 +15,8 @@
  *          the attributes, or says why it cannot. The front end turns a failure into a caret
  *          diagnostic; the verifier checks every instruction's type against it.
  *   cexpr  for ops computed element by element (elementwise ops, select, accum_if), the C
- *          expression of one element over a, b, c (float); "" for the rest
+ *          expression of one element over a, b, c (float); "" for the rest. e^x is
+ *          krt_expf (runtime/kernels.h): plain float arithmetic, so a loop of it vectorizes
  *   doc    one line, shown by `kiln ops`
  *
  * Types (ir.h): a value of a token-dependent op has a leading token axis T (the tokens of
@@ -55,13 +56,13 @@ enum {
       "x W^T: x [in] (each token), W [out, in] a weight in its storage type -> [out]; "       \
       "act=\"q8_0\": x rounded to 8-bit blocks first (q8_0/q4_0 weights)")                     \
     X(neg, 1, OPF_ELEMWISE, "", rule_elementwise, "-a", "negation")                            \
-    X(exp, 1, OPF_ELEMWISE, "", rule_elementwise, "expf(a)", "e^a")                            \
+    X(exp, 1, OPF_ELEMWISE, "", rule_elementwise, "krt_expf(a)", "e^a")                            \
     X(sqrt, 1, OPF_ELEMWISE, "", rule_elementwise, "sqrtf(a)", "square root")                  \
     X(rsqrt, 1, OPF_ELEMWISE, "", rule_elementwise, "1.0f / sqrtf(a)", "reciprocal square root") \
     X(tanh, 1, OPF_ELEMWISE, "", rule_elementwise, "tanhf(a)", "hyperbolic tangent")           \
-    X(sigmoid, 1, OPF_ELEMWISE, "", rule_elementwise, "1.0f / (1.0f + expf(-a))",              \
+    X(sigmoid, 1, OPF_ELEMWISE, "", rule_elementwise, "1.0f / (1.0f + krt_expf(-a))",              \
       "logistic sigmoid")                                                                      \
-    X(silu, 1, OPF_ELEMWISE, "", rule_elementwise, "a / (1.0f + expf(-a))", "x * sigmoid(x)")  \
+    X(silu, 1, OPF_ELEMWISE, "", rule_elementwise, "a / (1.0f + krt_expf(-a))", "x * sigmoid(x)")  \
     X(gelu, 1, OPF_ELEMWISE, "", rule_elementwise,                                             \
       "0.5f * a * (1.0f + tanhf(0.7978845608f * (a + 0.044715f * a * a * a)))",               \
       "GELU, tanh approximation")                                                              \

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "attention_internal.h"
 #include "cpu.h"
 #include "kiln_blob.h"
 
@@ -174,12 +175,6 @@ void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_
  * pieces of this many (the sums keep their order across pieces). */
 #define KV_PIECE 256
 
-/* The element offset of head g at position c of a cache (kernels.h: krt_kv). */
-static inline int64_t kv_at(const krt_kv *kv, int64_t g, int64_t c)
-{
-    return kv->head_major ? (g * kv->cap + c) * kv->head_dim
-                          : (c * kv->kv_heads + g) * kv->head_dim;
-}
 
 /* The n values of a cache from element offset off, as f32: in place for an f32 cache,
  * else widened into buf. */
@@ -209,32 +204,9 @@ static inline float kv_dot(const krt_kv *kv, const float *q, int64_t g, int64_t 
     return acc;
 }
 
-/* The fused kernel's q . k: ATTN_LANES partial sums (lane j mod ATTN_LANES, the tail to
- * lanes 0 ..), added pairwise, so that it vectorizes; a fixed order all the same. */
+/* o[i] += a * (head g of the cache at position c)[i] (a multiply, then an add); o is never
+ * the cache. In blocks of 8: vector code at -O2. */
 #define ATTN_LANES 8
-static inline float kv_dot_lanes(const krt_kv *kv, const float *restrict q, int64_t g,
-                                 int64_t c)
-{
-    float buf[KV_PIECE], lane[ATTN_LANES] = {0};
-    int64_t off = kv_at(kv, g, c);
-    for (int64_t i0 = 0; i0 < kv->head_dim; i0 += KV_PIECE) {
-        int64_t n = kv->head_dim - i0 < KV_PIECE ? kv->head_dim - i0 : KV_PIECE;
-        const float *restrict k = kv_read(kv, off + i0, n, buf);
-        const float *restrict qp = q + i0;
-        int64_t nb = n / ATTN_LANES * ATTN_LANES;
-        for (int64_t i = 0; i < nb; i += ATTN_LANES)
-            KRT_UNROLL for (int l = 0; l < ATTN_LANES; l++)
-                lane[l] += qp[i + l] * k[i + l];
-        for (int64_t i = nb; i < n; i++)
-            lane[i - nb] += qp[i] * k[i];
-    }
-    for (int w = ATTN_LANES / 2; w > 0; w /= 2)
-        for (int l = 0; l < w; l++)
-            lane[l] += lane[l + w];
-    return lane[0];
-}
-
-/* o[i] += a * (head g of the cache at position c)[i]; o is never the cache. */
 static inline void kv_axpy(const krt_kv *kv, float *restrict o, float a, int64_t g, int64_t c)
 {
     float buf[KV_PIECE];
@@ -244,7 +216,7 @@ static inline void kv_axpy(const krt_kv *kv, float *restrict o, float a, int64_t
         const float *restrict v = kv_read(kv, off + i0, n, buf);
         float *restrict op = o + i0;
         int64_t nb = n / ATTN_LANES * ATTN_LANES;
-        for (int64_t i = 0; i < nb; i += ATTN_LANES)   /* in blocks: vector code at -O2 */
+        for (int64_t i = 0; i < nb; i += ATTN_LANES)
             KRT_UNROLL for (int l = 0; l < ATTN_LANES; l++)
                 op[i + l] += a * v[i + l];
         for (int64_t i = nb; i < n; i++)
@@ -271,7 +243,7 @@ void krt_cache_store(krt_kv kv, const float *x, int64_t rows, int32_t pos0)
 }
 
 /* The (token, head) pairs [*p0, *p1) of rows x heads that share sh of nsh computes. */
-static void pair_share(int64_t rows, int64_t heads, int sh, int nsh, int64_t *p0, int64_t *p1)
+void krt_pair_share(int64_t rows, int64_t heads, int sh, int nsh, int64_t *p0, int64_t *p1)
 {
     int64_t n = rows * heads;
     *p0 = n * sh / nsh;
@@ -282,7 +254,7 @@ void krt_attn_scores(float *s, const float *q, int64_t rows, krt_kv k, int64_t h
                      int32_t pos0, int sh, int nsh)
 {
     int64_t hd = k.head_dim, group = heads / k.kv_heads, p0, p1;
-    pair_share(rows, heads, sh, nsh, &p0, &p1);
+    krt_pair_share(rows, heads, sh, nsh, &p0, &p1);
     for (int64_t p = p0; p < p1; p++) {
         int64_t t = p / heads, h = p % heads, n = (int64_t)pos0 + t + 1;
         const float *qh = q + p * hd;
@@ -296,7 +268,7 @@ void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t he
                     int32_t pos0, int sh, int nsh)
 {
     int64_t hd = v.head_dim, group = heads / v.kv_heads, p0, p1;
-    pair_share(rows, heads, sh, nsh, &p0, &p1);
+    krt_pair_share(rows, heads, sh, nsh, &p0, &p1);
     for (int64_t pr = p0; pr < p1; pr++) {
         int64_t t = pr / heads, h = pr % heads, n = (int64_t)pos0 + t + 1;
         float *oh = o + pr * hd;
@@ -306,49 +278,6 @@ void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t he
         for (int64_t c = 0; c < n; c++)
             kv_axpy(&v, oh, ph[c], h / group, c);
     }
-}
-
-/* One query head over positions 0 .. n-1: oh = softmax(scale * qh . k) v, online. */
-static void attention_head(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
-                           int64_t g, float scale, int64_t n)
-{
-    float sc[KRT_ATTN_CHUNK], max = -INFINITY, sum = 0.0f;
-    for (int64_t i = 0; i < v->head_dim; i++)
-        oh[i] = 0.0f;
-    for (int64_t c0 = 0; c0 < n; c0 += KRT_ATTN_CHUNK) {
-        int64_t cn = n - c0 < KRT_ATTN_CHUNK ? n - c0 : KRT_ATTN_CHUNK;
-        float cmax = -INFINITY;
-        for (int64_t j = 0; j < cn; j++) {
-            sc[j] = kv_dot_lanes(k, qh, g, c0 + j) * scale;
-            if (sc[j] > cmax)
-                cmax = sc[j];
-        }
-        if (cmax > max) {      /* a larger max: what was summed shrinks by e^(old - new) */
-            float r = expf(max - cmax);
-            sum *= r;
-            for (int64_t i = 0; i < v->head_dim; i++)
-                oh[i] *= r;
-            max = cmax;
-        }
-        for (int64_t j = 0; j < cn; j++) {   /* the exps first: apart, they overlap */
-            sc[j] = expf(sc[j] - max);
-            sum += sc[j];
-        }
-        for (int64_t j = 0; j < cn; j++)
-            kv_axpy(v, oh, sc[j], g, c0 + j);
-    }
-    for (int64_t i = 0; i < v->head_dim; i++)
-        oh[i] /= sum;
-}
-
-void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
-                   float scale, int32_t pos0, int sh, int nsh)
-{
-    int64_t group = heads / k.kv_heads, p0, p1;
-    pair_share(rows, heads, sh, nsh, &p0, &p1);
-    for (int64_t p = p0; p < p1; p++)
-        attention_head(o + p * v.head_dim, q + p * k.head_dim, &k, &v, p % heads / group,
-                       scale, (int64_t)pos0 + p / heads + 1);
 }
 
 /* ---- softmax ---- */
@@ -362,7 +291,7 @@ static void softmax_row(float *y, const float *x, int64_t n)
             max = x[i];
     float sum = 0.0f;
     for (int64_t i = 0; i < n; i++) {
-        y[i] = expf(x[i] - max);
+        y[i] = krt_expf(x[i] - max);
         sum += y[i];
     }
     for (int64_t i = 0; i < n; i++)
@@ -379,7 +308,7 @@ void krt_softmax_causal(float *y, const float *x, int64_t rows, int64_t heads, i
                         int64_t cap, int sh, int nsh)
 {
     int64_t p0, p1;
-    pair_share(rows, heads, sh, nsh, &p0, &p1);
+    krt_pair_share(rows, heads, sh, nsh, &p0, &p1);
     for (int64_t p = p0; p < p1; p++)
         softmax_row(y + p * cap, x + p * cap, (int64_t)pos0 + p / heads + 1);
 }

@@ -14,6 +14,34 @@
 #define KILN_KERNELS_H
 
 #include <stdint.h>
+#include <string.h>
+
+/* ---- e^x: one definition for every kernel, path and the emitted code ----
+ *
+ * krt_expf(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (two-part ln 2), e^r by a
+ * degree-6 polynomial (Cephes' expf coefficients), 2^n added to the exponent. Only float
+ * multiplies and adds, each rounded (never fused): so a loop of it vectorizes on any
+ * instruction set and the SIMD kernels compute it with the same bits; within 2 ulp of e^x.
+ * x > 88.7 gives +inf, x < -87 gives 0 (below 2^-125), NaN gives NaN. */
+static inline float krt_expf(float x)
+{
+    float xc = x == x ? x : 0.0f;                  /* NaN: computed as 0, returned as NaN */
+    xc = xc > 88.7f ? 88.7f : xc < -87.0f ? -87.0f : xc;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to even */
+    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = (p * (r * r) + r) + 1.0f;
+    uint32_t bits;
+    memcpy(&bits, &y, sizeof bits);
+    bits += (uint32_t)(int32_t)n << 23;            /* n in [-126, 128]: y * 2^n, normal */
+    memcpy(&y, &bits, sizeof y);
+    return x != x ? x : x > 88.7f ? __builtin_inff() : x < -87.0f ? 0.0f : y;
+}
 
 /* ---- matrix products (linear.c; SIMD in linear_avx2.c, linear_avx512.c) ----
  *
@@ -140,14 +168,17 @@ void krt_attn_scores(float *s, const float *q, int64_t rows, krt_kv k, int64_t h
 void krt_attn_apply(float *o, const float *p, int64_t rows, krt_kv v, int64_t heads,
                     int32_t pos0, int sh, int nsh);
 
-/* Fused causal attention: O[t, h] = sum_{c <= pos0 + t} softmax_c(scale * q[t, h] . k[c]) *
- * v[c] (kv head h / (heads / kv_heads); v.head_dim values per head out). One pass over the
- * positions with an online softmax (a running max and sum per row and head, the sum of
- * values rescaled when the max grows): no probabilities are stored, O's row is the
- * accumulator. Positions go in chunks of KRT_ATTN_CHUNK scores on the stack; q . k is
- * summed in 8 lanes (element i to lane i mod 8) added pairwise, a fixed order that differs
- * from krt_attn_scores' left-to-right one. Each row and head is computed alone, so blocks
- * of rows give what one-row calls give, bit for bit. */
+/* Fused causal attention (attention.c; SIMD in attention_avx2.c): O[t, h] = sum_{c <= pos0 +
+ * t} softmax_c(scale * q[t, h] . k[c]) * v[c] (kv head h / (heads / kv_heads); v.head_dim
+ * values per head out). One pass over the positions with an online softmax (a running max
+ * and sum per row and head, the sum of values rescaled when the max grows): no probabilities
+ * are stored, O's row is the accumulator. Positions go in chunks of KRT_ATTN_CHUNK: their
+ * scores, the chunk's max, the rescale by krt_expf(old max - new max), then krt_expf(s -
+ * max) of each, added to the sum in order, and O += p v with one fused multiply-add per
+ * element. q . k is summed in 8 lanes (element i to lane i mod 8, one fused multiply-add
+ * each; a tail past the last 8 to lanes 0 ..) added pairwise (4, 2, 1). Every path computes
+ * exactly that; each row and head is computed alone, so blocks of rows give what one-row
+ * calls give, bit for bit. */
 #define KRT_ATTN_CHUNK 64
 void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
                    float scale, int32_t pos0, int sh, int nsh);

@@ -608,6 +608,27 @@ static void test_fused_attention(void)
                          "calls", (long long)rows, dnames[d], layout ? "head" : "position");
                 check_exact(memcmp(o, o1, (size_t)on * sizeof *o) == 0, what);
 
+                /* every path and thread split: the same bits as the portable reference */
+                int same = 1;
+                krt_path best = krt_cpu_use(KRT_PATH_COUNT), was = krt_kernel_path;
+                float *op = rnd_vec(on);
+                krt_cpu_use(KRT_PATH_PORTABLE);
+                krt_attention(op, q, rows, k, v, H, scale, pos0, 0, 1);
+                for (int path = KRT_PATH_PORTABLE; path <= (int)best; path++)
+                    for (int nsh = 1; nsh <= 3; nsh++) {
+                        krt_cpu_use((krt_path)path);
+                        float *os = rnd_vec(on);
+                        for (int sh = 0; sh < nsh; sh++)
+                            krt_attention(os, q, rows, k, v, H, scale, pos0, sh, nsh);
+                        same &= memcmp(os, op, (size_t)on * sizeof *os) == 0;
+                        free(os);
+                    }
+                krt_cpu_use(was);
+                snprintf(what, sizeof what, "attention %s: every path up to %s, 1-3 shares, the "
+                         "portable bits", shape, krt_path_name(best));
+                check_exact(same, what);
+                free(op);
+
                 if (dtypes[d] != KBLOB_F32) {  /* against the values before rounding */
                     krt_kv k32 = make_cache(xk, n, n, KBLOB_F32, 0, KV, hd, cap);
                     krt_kv v32 = make_cache(xv, n, n, KBLOB_F32, 0, KV, hd, cap);
@@ -621,6 +642,28 @@ static void test_fused_attention(void)
             }
         free(q), free(xk), free(xv);
     }
+}
+
+/* ---- krt_expf ---- */
+
+static void test_expf(void)
+{
+    double worst = 0;
+    float at = 0;
+    for (float x = -87.0f; x < 88.7f; x += 0.00731f) {
+        double r = exp((double)x), got = krt_expf(x);
+        float rf = (float)r;
+        double ulp = fabs(got - r) / ((double)nextafterf(rf, INFINITY) - rf);
+        if (ulp > worst)
+            worst = ulp, at = x;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "krt_expf within 2 ulp of e^x on [-87, 88.7] (worst %.2f ulp at %g)",
+             worst, (double)at);
+    check_exact(worst <= 2.0, what);
+    check_exact(krt_expf(0.0f) == 1.0f && krt_expf(-90.0f) == 0.0f && isinf(krt_expf(90.0f)) &&
+                isnan(krt_expf(NAN)) && krt_expf(-INFINITY) == 0.0f && isinf(krt_expf(INFINITY)),
+                "krt_expf: e^0 = 1, underflow to 0, overflow to inf, NaN stays NaN");
 }
 
 /* ---- softmax, reductions, topk ---- */
@@ -711,6 +754,7 @@ int main(void)
     test_attention();
     test_fused_attention();
     test_rows();
+    test_expf();
     printf("1..%d\n", n_test);
     return n_fail ? 1 : 0;
 }
