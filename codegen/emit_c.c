@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "codegen.h"
+#include "../passes/passes.h"
 #include "../runtime/kiln_blob.h"
 
 /* The float constant v as an exact C expression. */
@@ -550,12 +551,14 @@ static void c_begin(FILE *o, const lw_program *p)
                "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
                "#include \"kiln_rt.h\"\n#include \"kernels.h\"\n\n"
                "/* fused expressions must round like the separate steps: no multiply-adds */\n"
-               "#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n"
-               "/* element loops vectorize: comparisons may be computed for every lane (no FP\n"
-               " * traps), and aliasing is checked at run time (their places are the frame's) */\n"
-               "#if defined(__GNUC__) && !defined(__clang__)\n"
-               "#pragma GCC optimize(\"no-trapping-math\", \"vect-cost-model=dynamic\")\n"
-               "#endif\n\n", p->m->name);
+               "#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n", p->m->name);
+    if (!passes_opts.o0)       /* -O0: the C compiles faster, and computes the same */
+        fprintf(o, "/* element loops vectorize: comparisons may be computed for every lane (no FP\n"
+                   " * traps), and aliasing is checked at run time (their places are the frame's) */\n"
+                   "#if defined(__GNUC__) && !defined(__clang__)\n"
+                   "#pragma GCC optimize(\"no-trapping-math\", \"vect-cost-model=dynamic\")\n"
+                   "#endif\n");
+    fputc('\n', o);
     /* per-head RoPE bases: exact literals, one array per rope_heads step */
     int arrays = 0;
     for (int i = 0; i < p->nsteps; i++) {

@@ -128,10 +128,11 @@ static void log_share(void *arg, int share, int nshares)
 }
 
 /* Phases of a job: each share counts its arrival, meets the others at the barrier, and then
- * every share must see every arrival of the phase (1000 phases a job). */
+ * every share must see every arrival of the phase (PHASES phases a job). */
+#define PHASES 200
 typedef struct barrier_job {
     krt_pool *p;
-    _Atomic int arrived[1000];
+    _Atomic int arrived[PHASES];
     _Atomic int ok;
 } barrier_job;
 
@@ -139,7 +140,7 @@ static void barrier_share(void *arg, int share, int nshares)
 {
     barrier_job *b = arg;
     (void)share;
-    for (int ph = 0; ph < 1000; ph++) {
+    for (int ph = 0; ph < PHASES; ph++) {
         b->arrived[ph]++;
         krt_pool_barrier(b->p);
         if (b->arrived[ph] % nshares != 0)
@@ -167,10 +168,10 @@ static void test_pool(void)
         check_exact(ok, what);
 
         barrier_job b = {p, {0}, 1};
-        for (int k = 0; k < 20; k++)
+        for (int k = 0; k < 10; k++)
             krt_pool_run(p, barrier_share, &b);
         snprintf(what, sizeof what, "krt_pool_barrier on %d threads: every share waits for all "
-                 "(1000 phases, 20 jobs)", threads);
+                 "(%d phases, 10 jobs)", threads, PHASES);
         check_exact(b.ok, what);
         krt_pool_free(p);
     }
