@@ -133,11 +133,15 @@ static void declare_operand(FILE *o, const lw_ref *ref, const char *name)
                 ptr(ref, "0", b, sizeof b));
 }
 
-/* The row loop of a step: its rows [lo, hi) (step_rows_begin). */
+/* The row loop of a step: its rows [lo, hi) (step_rows_begin), or in a guard region the
+ * gathered rows I_[lo .. hi). */
 static void row_loop(FILE *o, const lw_step *s)
 {
-    (void)s;
-    fprintf(o, "      for (int64_t r = lo; r < hi; r++) {\n");
+    if (s->rows == LW_ROWS_LOOP)
+        fprintf(o, "      for (int64_t j_ = lo; j_ < hi; j_++) {\n"
+                   "        const int64_t r = I_[j_];\n");
+    else
+        fprintf(o, "      for (int64_t r = lo; r < hi; r++) {\n");
 }
 
 static void emit_map(FILE *o, const lw_step *s)
@@ -295,19 +299,20 @@ static void emit_linear(FILE *o, const lw_step *s, const char *d, const char *a,
     char tensor[32], r[160] = "0";
     if (s->res.place != LW_NONE)
         snprintf(r, sizeof r, "%s", s->res.place == LW_WEIGHT ? "(const float *)" : "");
+    int gathered = s->rows == LW_ROWS_LOOP;   /* a guard region's rows: I_[lo .. hi) */
     if (s->res.place != LW_NONE) {
         char rp[160];
-        ptr(&s->res, s->res.tok ? "lo" : "0", rp, sizeof rp);
+        ptr(&s->res, s->res.tok && !gathered ? "lo" : "0", rp, sizeof rp);
         strncat(r, rp, sizeof r - strlen(r) - 1);
     }
     int shared = s->par == LW_PAR_PANELS;
     fprintf(o, "    %skrt_linear(&(krt_lin){.y = %s, .x = %s, .ldy = %" PRId64 ", .ldx = %" PRId64
-               ", .rows = %s,\n        .w = c->w[%s], .dtype = %s, .layout = %s, .wrows = %"
+               ", .rows = %s,%s\n        .w = c->w[%s], .dtype = %s, .layout = %s, .wrows = %"
                PRId64 ", .wcols = %" PRId64 ", .row0 = %" PRId64 ", .col0 = %" PRId64 ",\n"
                "        .out = %" PRId64 ", .in = %" PRId64 ", .res = %s, .ldr = %" PRId64
-               ", .act = %s}, %s, X);\n",
+               ", .act = %s}, %s, XK);\n",
             shared ? "" : "if (sh == 0) ", d, a, s->dst.tok ? s->dst.row : 0,
-            s->src[0].tok ? s->src[0].row : 0, x_rows,
+            s->src[0].tok ? s->src[0].row : 0, x_rows, gathered ? " .rowidx = I_ + lo," : "",
             arg_or(w->tensor_arg, w->tensor, tensor, sizeof tensor), codegen_kblob_name(w->dtype),
             w->layout == KBLOB_PANEL ? "KBLOB_PANEL" : "KBLOB_ROWS", w->wrows, w->wcols, w->row0,
             w->col0, s->n[0], s->n[1], r, s->res.place != LW_NONE && s->res.tok ? s->n[0] : 0,
@@ -375,9 +380,9 @@ static int step_rows_begin(FILE *o, const lw_step *s)
 {
     char first[48];
     const char *r0 = row0(s->rows, s->rows_arg, first, sizeof first);
-    const char *end = s->rows == LW_ROWS_LOOP ? "t + 1" : s->rows == LW_ROWS_NONE ? "1" : "T";
-    if (s->rows == LW_ROWS_NONE)
-        r0 = "0";
+    const char *end = s->rows == LW_ROWS_LOOP ? "n_" : s->rows == LW_ROWS_NONE ? "1" : "T";
+    if (s->rows == LW_ROWS_NONE || s->rows == LW_ROWS_LOOP)
+        r0 = "0";                      /* a region's steps: the gathered rows I_[0 .. n_) */
     switch (s->par) {
     case LW_PAR_ROWS:
         fprintf(o, "    { int64_t lo, hi;\n"
@@ -395,22 +400,40 @@ static int step_rows_begin(FILE *o, const lw_step *s)
     }
 }
 
+/* Whether a step of a guard region runs its kernel once per gathered row (r_ = I_[j_]):
+ * every kernel that takes a run of contiguous rows; a product takes the row list itself, and
+ * the steps that print their own row loop (row_loop) loop over it. */
+static int per_gathered_row(const lw_step *s)
+{
+    switch (s->kernel) {
+    case LK_linear: case LK_map: case LK_stat: case LK_extract: case LK_slice: case LK_concat:
+        return 0;
+    default:
+        return s->rows == LW_ROWS_LOOP;
+    }
+}
+
 static void c_step(FILE *o, const lw_program *p, const lw_step *s)
 {
     char d[160], a[160], b[160], lit[48], k[256], wv[256];
-    const char *rows = s->rows == LW_ROWS_NONE ? "1" : "(hi - lo)";
+    int each = per_gathered_row(s);
+    const char *rows = s->rows == LW_ROWS_NONE || each ? "1" : "(hi - lo)";
+    const char *lo = each ? "r_" : s->rows == LW_ROWS_LOOP ? "0" : "lo";
     step_comment(o, p, s);
     int guard = step_rows_begin(o, s);
     if (guard == 1)
         fprintf(o, "    if (hi > lo) {\n");
     else if (guard == 2 && s->kernel != LK_linear)
         fprintf(o, "    if (sh == 0) {\n");
+    if (each)
+        fprintf(o, "    for (int64_t j_ = lo; j_ < hi; j_++) {\n"
+                   "    const int64_t r_ = I_[j_];\n");
     if (s->dst.place != LW_NONE)
-        ptr(&s->dst, "lo", d, sizeof d);
+        ptr(&s->dst, lo, d, sizeof d);
     if (s->nsrc > 0 && s->src[0].place != LW_CONST)
-        ptr(&s->src[0], "lo", a, sizeof a);
+        ptr(&s->src[0], lo, a, sizeof a);
     if (s->nsrc > 1 && s->src[1].place != LW_CONST)
-        ptr(&s->src[1], "lo", b, sizeof b);
+        ptr(&s->src[1], lo, b, sizeof b);
     switch (s->kernel) {
     case LK_constant:
         fprintf(o, "    *%s = %s;\n", d, float_lit(s->f, lit, sizeof lit));
@@ -429,11 +452,11 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
         break;
     case LK_embed:
         fprintf(o, "    krt_embed(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ");\n", d,
-                ptr(&s->src[1], "lo", b, sizeof b), rows, wview_lit(&s->src[0], wv, sizeof wv),
+                ptr(&s->src[1], lo, b, sizeof b), rows, wview_lit(&s->src[0], wv, sizeof wv),
                 s->n[0], s->n[1]);
         break;
     case LK_linear:
-        emit_linear(o, s, d, a, s->src[0].tok ? rows : "1");
+        emit_linear(o, s, d, a, s->src[0].tok ? s->rows == LW_ROWS_LOOP ? "(hi - lo)" : rows : "1");
         break;
     case LK_map:
         if (s->nexpr > 0)
@@ -473,35 +496,35 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
                 s->src[0].tok ? rows : "1", s->n[0]);
         break;
     case LK_softmax_causal:
-        fprintf(o, "    krt_softmax_causal(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)lo, %" PRId64
-                   ", sh, nsh);\n", d, a, rows, s->n[0], s->n[1]);
+        fprintf(o, "    krt_softmax_causal(%s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s, %" PRId64
+                   ", sh, nsh);\n", d, a, rows, s->n[0], lo, s->n[1]);
         break;
     case LK_rope:
-        fprintf(o, "    krt_rope(%s, %s, %s, pos0 + (int32_t)lo, %" PRId64 ", %" PRId64 ", %" PRId64
-                   ", %s, %d);\n", d, a, rows, s->n[0], s->n[1], s->n[2],
+        fprintf(o, "    krt_rope(%s, %s, %s, pos0 + (int32_t)%s, %" PRId64 ", %" PRId64 ", %" PRId64
+                   ", %s, %d);\n", d, a, rows, lo, s->n[0], s->n[1], s->n[2],
                 float_lit(s->f, lit, sizeof lit), s->flag);
         break;
     case LK_rope_heads:
-        fprintf(o, "    krt_rope_heads(%s, %s, %s, pos0 + (int32_t)lo, %" PRId64 ", %" PRId64
-                   ", %" PRId64 ", rope_bases_%d, %d);\n", d, a, rows, s->n[0], s->n[1],
+        fprintf(o, "    krt_rope_heads(%s, %s, %s, pos0 + (int32_t)%s, %" PRId64 ", %" PRId64
+                   ", %" PRId64 ", rope_bases_%d, %d);\n", d, a, rows, lo, s->n[0], s->n[1],
                 s->n[2], s->inst, s->flag);
         break;
     case LK_cache_store:
-        fprintf(o, "    krt_cache_store(%s, %s, %s, pos0 + (int32_t)lo);\n",
-                kv_lit(&s->dst, s->n[1], s->n[2], k, sizeof k), a, rows);
+        fprintf(o, "    krt_cache_store(%s, %s, %s, pos0 + (int32_t)%s);\n",
+                kv_lit(&s->dst, s->n[1], s->n[2], k, sizeof k), a, rows, lo);
         break;
     case LK_attn_scores: case LK_attn_apply:
-        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", pos0 + (int32_t)lo, sh, nsh);\n",
+        fprintf(o, "    krt_%s(%s, %s, %s, %s, %" PRId64 ", pos0 + (int32_t)%s, sh, nsh);\n",
                 s->kernel == LK_attn_scores ? "attn_scores" : "attn_apply", d, a, rows,
-                kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k), s->n[0]);
+                kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k), s->n[0], lo);
         break;
     case LK_attention: {
         char v[256];
-        fprintf(o, "    krt_attention(%s, %s, %s, %s, %s, %" PRId64 ", %s, pos0 + (int32_t)lo, "
+        fprintf(o, "    krt_attention(%s, %s, %s, %s, %s, %" PRId64 ", %s, pos0 + (int32_t)%s, "
                    "sh, nsh);\n",
                 d, a, rows, kv_lit(&s->src[1], s->n[1], s->n[2], k, sizeof k),
                 kv_lit(&s->src[2], s->n[1], s->n[3], v, sizeof v), s->n[0],
-                float_lit(s->f, lit, sizeof lit));
+                float_lit(s->f, lit, sizeof lit), lo);
         break;
     }
     case LK_stat: {
@@ -521,28 +544,36 @@ static void c_step(FILE *o, const lw_program *p, const lw_step *s)
     default:
         DIE("emit_c: no code for kernel %d", (int)s->kernel);
     }
+    if (each)
+        fprintf(o, "    }\n");
     if (guard == 1 || (guard == 2 && s->kernel != LK_linear))
         fprintf(o, "    }\n");
     fprintf(o, "    }\n");
 }
 
-/* A per-token loop: every thread walks it; each iteration starts with a barrier (the guard
- * and the previous token's rows are everyone's to read). */
+/* A guard region: the tokens whose guard is true are gathered into I_[0 .. n_) (every thread
+ * makes the same list, after a barrier: the guard is everyone's to read), and each step runs
+ * once for all of them: a product over an expert's weights reads them once per block, not
+ * once per token. */
 static void c_loop_begin(FILE *o, const lw_program *p, const lw_loop *l)
 {
     (void)p;
     char g[96], first[48];
-    fprintf(o, "  for (int64_t t = %s; t < T; t++) {   /* the guard region, token by token */\n",
-            row0(l->rows, l->rows_arg, first, sizeof first));
-    fprintf(o, "    krt_step_sync(c, par, 1);\n");
-    fprintf(o, "    { const float *g_ = %s;\n", ptr(&l->guard, "0", g, sizeof g));
-    fprintf(o, "      if (g_[%s] == 0.0f) continue; }\n", l->guard.tok ? "t" : "0");
+    fprintf(o, "  {   /* the guard region: its tokens gathered */\n"
+               "    int64_t n_ = 0;\n"
+               "    krt_step_sync(c, par, 1);\n"
+               "    { const float *g_ = %s;\n"
+               "      for (int64_t t = %s; t < T; t++)\n"
+               "        if (g_[%s] != 0.0f) I_[n_++] = (int32_t)t; }\n"
+               "    if (n_ > 0) {\n",
+            ptr(&l->guard, "0", g, sizeof g), row0(l->rows, l->rows_arg, first, sizeof first),
+            l->guard.tok ? "t" : "0");
 }
 
 static void c_loop_end(FILE *o, const lw_program *p, const lw_loop *l)
 {
     (void)p, (void)l;
-    fprintf(o, "  }\n  *par = 1;   /* the loop's last step may have been shared */\n");
+    fprintf(o, "    }\n    *par = 1;   /* the region's last step may have been shared */\n  }\n");
 }
 
 static void c_begin(FILE *o, const lw_program *p)
@@ -576,12 +607,18 @@ static void c_begin(FILE *o, const lw_program *p)
         fputc('\n', o);
 }
 
-/* The context every step's code refers to: F, S, X, t0 (and c, tokens, pos0, T, the share
- * sh of nsh, par, arguments). */
-static const char *const step_context =
-    "    unsigned char *F = c->frame, *S = c->state;\n"
-    "    unsigned char *X = c->scratch + (uint64_t)sh * c->scratch_stride;   /* this thread's */\n"
-    "    (void)F; (void)S; (void)X; (void)t0; (void)tokens; (void)pos0; (void)T; (void)nsh;\n";
+/* The context every step's code refers to: F, S, t0, the thread's scratch (I_: a guard
+ * region's rows; XK: the kernels'), and c, tokens, pos0, T, the share sh of nsh, par and the
+ * arguments. */
+static void step_context(FILE *o, const lw_program *p)
+{
+    fprintf(o, "    unsigned char *F = c->frame, *S = c->state;\n"
+               "    unsigned char *X = c->scratch + (uint64_t)sh * c->scratch_stride;   /* this thread's */\n"
+               "    int32_t *I_ = (int32_t *)(void *)X;   /* a guard region's rows */\n"
+               "    unsigned char *XK = X + %" PRIu64 ";   /* the kernels' */\n"
+               "    (void)F; (void)S; (void)I_; (void)XK; (void)t0; (void)tokens; (void)pos0;"
+               " (void)T; (void)nsh;\n", p->index_bytes);
+}
 
 /* A layer function: the body of every layer of one structure; a[] holds what differs. */
 static void c_fn_begin(FILE *o, const lw_program *p, int fn)
@@ -589,9 +626,10 @@ static void c_fn_begin(FILE *o, const lw_program *p, int fn)
     fprintf(o, "/* layer_%d: %d layer%s; a[]: the %d addresses and row choices that differ */\n"
                "static void layer_%d(krt_ctx *c, const int32_t *tokens, int32_t pos0, int32_t T,"
                " int64_t t0, const int64_t *a,\n                    int sh, int nsh, int *par)\n"
-               "{\n%s    (void)a;\n",
-            fn, p->fns[fn].ncalls, p->fns[fn].ncalls == 1 ? "" : "s", p->fns[fn].nargs, fn,
-            step_context);
+               "{\n",
+            fn, p->fns[fn].ncalls, p->fns[fn].ncalls == 1 ? "" : "s", p->fns[fn].nargs, fn);
+    step_context(o, p);
+    fprintf(o, "    (void)a;\n");
 }
 
 static void c_fn_end(FILE *o, const lw_program *p, int fn)
@@ -624,8 +662,8 @@ static void c_forward_begin(FILE *o, const lw_program *p)
                "{\n"
                "    const int64_t t0 = c->all_logits ? 0 : (int64_t)T - 1;   /* rows whose "
                "logits are wanted */\n"
-               "    int par_ = 0, *par = &par_;   /* the step before was shared */\n%s",
-            step_context);
+               "    int par_ = 0, *par = &par_;   /* the step before was shared */\n");
+    step_context(o, p);
 }
 
 static void emit_string(FILE *o, const char *s)

@@ -373,7 +373,7 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
     if (in->op == IR_output)
         p->logits = s->src[0];
     if (s->kernel == LK_linear) {          /* its scratch: a block's rows of its input */
-        uint64_t need = krt_linear_scratch(m->t_max, s->n[1]);
+        uint64_t need = p->index_bytes + krt_linear_scratch(m->t_max, s->n[1]);
         p->scratch_bytes = need > p->scratch_bytes ? need : p->scratch_bytes;
     }
     p->nsteps++;
@@ -392,6 +392,8 @@ int lower_program(const ir_module *m, lw_program *p)
     p->tensor_dtype = xcalloc((size_t)m->ntensors, sizeof *p->tensor_dtype);
     for (int i = 0; i < m->ntensors; i++)
         p->tensor_dtype[i] = codegen_kblob_dtype(m->tensors[i].type.dtype);
+    p->index_bytes = ((uint64_t)m->t_max * sizeof(int32_t) + 63) / 64 * 64;
+    p->scratch_bytes = p->index_bytes;
     char *all = rows_needed(m);
     int *region_end = ir_guard_regions(m);
     int rc = 0, open_loop = -1;

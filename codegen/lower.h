@@ -66,7 +66,7 @@ typedef enum lw_rows {
     LW_ROWS_NONE,              /* the value has no token axis: computed once */
     LW_ROWS_ALL,               /* rows 0 .. T-1 */
     LW_ROWS_TAIL,              /* rows t0 .. T-1 (only logits rows are wanted) */
-    LW_ROWS_LOOP,              /* row t of the enclosing per-token loop */
+    LW_ROWS_LOOP,              /* the rows of its guard region: the tokens whose guard is true */
 } lw_rows;
 
 /* Kernels: X(name, doc). Parameters n[] and f per kernel are listed with it. */
@@ -182,7 +182,8 @@ typedef struct lw_call {
 
 typedef struct lw_program {
     const ir_module *m;
-    uint64_t scratch_bytes;    /* per thread, the most any step needs (kernels.h) */
+    uint64_t scratch_bytes;    /* per thread: a guard region's rows, then what the kernels need */
+    uint64_t index_bytes;      /* of them, the rows: t_max int32, 64-byte aligned */
     lw_step *steps; int nsteps;
     lw_loop *loops; int nloops;
     lw_cache *caches; int ncaches;

@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,12 +230,83 @@ int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const kr
         return -1;
     }
     b->w = calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *b->w);
+    b->n = m->n_tensors;
     if (!b->w || check_blob(prog, file, m, (const unsigned char *)b->map + delta, size, b->w) < 0) {
         if (!b->w)
             blob_error(prog, "out of memory");
         krt_blob_close(b);
         return -1;
     }
+    return 0;
+}
+
+/* Transparent huge pages as the kernel offers them: "always" or "madvise" (1), "never" (0). */
+static int thp_offered(void)
+{
+    char buf[128] = "";
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    return strstr(buf, "[always]") || strstr(buf, "[madvise]");
+}
+
+/* Bytes of the region [p, p + len) in huge pages: AnonHugePages of its /proc/self/smaps
+ * entry (0 when it cannot tell). */
+static uint64_t huge_bytes_of(const void *p, size_t len)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    int in = 0;
+    uint64_t kb = 0, total = 0;
+    uintptr_t lo = (uintptr_t)p, hi = lo + len;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, z;
+        if (sscanf(line, "%lx-%lx ", &a, &z) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = a < hi && z > lo;
+            continue;
+        }
+        if (in && sscanf(line, "AnonHugePages: %" SCNu64 " kB", &kb) == 1)
+            total += kb * 1024;
+    }
+    fclose(f);
+    return total;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_AUTO_MIN ((size_t)64 << 20)   /* smaller blobs: the copy costs more than it gives */
+
+int krt_blob_huge(krt_blob *b, krt_huge mode)
+{
+    if (mode == KRT_HUGE_OFF || !b->map || (mode == KRT_HUGE_AUTO && b->map_len < HUGE_AUTO_MIN) ||
+        !thp_offered())
+        return 0;
+    size_t len = (b->map_len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    unsigned char *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return -1;
+    /* 2 MiB-aligned: trim the slack before and after */
+    unsigned char *at = (unsigned char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (at > raw)
+        munmap(raw, (size_t)(at - raw));
+    if (at + len < raw + len + HUGE_PAGE)
+        munmap(at + len, (size_t)(raw + len + HUGE_PAGE - (at + len)));
+    madvise(at, len, MADV_HUGEPAGE);
+    memcpy(at, b->map, b->map_len);
+    mprotect(at, len, PROT_READ);
+    ptrdiff_t shift = at - (unsigned char *)b->map;
+    for (int i = 0; i < b->n; i++)   /* the same offsets in the copy */
+        b->w[i] = (const unsigned char *)b->w[i] + shift;
+    munmap(b->map, b->map_len);
+    b->map = at;
+    b->map_len = len;
+    b->huge = 1;
+    b->huge_bytes = huge_bytes_of(at, len);
     return 0;
 }
 

@@ -14,12 +14,25 @@ typedef struct krt_blob {
     void *map;                 /* the mmap'ed region (page-aligned) */
     size_t map_len;
     const void **w;            /* m->n_tensors pointers into the blob */
+    int n;
+    int huge;                  /* the weights were copied onto transparent huge pages */
+    uint64_t huge_bytes;       /* of them, in huge pages (AnonHugePages of the region) */
 } krt_blob;
+
+/* Whether to put the weights on huge pages (krt_blob_huge): never, when the blob is large
+ * and the kernel offers transparent huge pages (the default), or always when it offers them. */
+typedef enum krt_huge { KRT_HUGE_OFF, KRT_HUGE_AUTO, KRT_HUGE_ON } krt_huge;
 
 /* Map the blob: from `blob_path` (a standalone blob) or, if NULL, from the program's own
  * file (/proc/self/exe, via the trailer). Validates everything; on failure prints
  * `prog: error: weight blob: ...` and returns -1. */
 int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m);
+/* Moves the weights of an open blob onto transparent huge pages, as `mode` says: an
+ * anonymous 2 MiB-aligned mapping advised MADV_HUGEPAGE, the blob copied into it, the file
+ * mapping dropped, b->w pointing into the copy. A matrix product then walks its weights with
+ * a TLB entry per 2 MiB, not per 4 KiB. Nothing changes (returns 0) when the mode, the size
+ * or the kernel says no; -1 only if the copy cannot be made (the file mapping stays). */
+int krt_blob_huge(krt_blob *b, krt_huge mode);
 void krt_blob_close(krt_blob *b);
 
 /* pool.c: N threads, the caller included (NULL for N < 2 or when no thread starts). */

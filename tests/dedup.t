@@ -115,8 +115,8 @@ is(partition($fn_of), '0,1,2,3', 'finedeep: every layer calls one function');
 ok(defined $fn_of->{1} && grep({ ($fn_of->{$_} // -1) eq $fn_of->{1} } 1 .. 3) == 3,
    'dsmoe: the MoE layers 1..3 share one function (guard loops inside it)')
     or diag(partition($fn_of));
-like($text, qr/^static void layer_\d+\([^\n]*\n(?:(?!^\}).*\n)*?  for \(int64_t t = /m,
-     'dsmoe: a per-token guard loop moved into a layer function');
+like($text, qr/^static void layer_\d+\([^\n]*\n(?:(?!^\}).*\n)*?  \{   \/\* the guard region: its tokens gathered \*\//m,
+     'dsmoe: a guard region (its tokens gathered) moved into a layer function');
 
 ($text, $fn_of, $n) = emit_c('examples/per-layer.kiln', 'per-layer-c');
 is(partition($fn_of), '0 | 1 | 2', 'per-layer widths 96,128,160: no layer shares');

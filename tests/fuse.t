@@ -109,7 +109,7 @@ if (my $c = $c_of{llama}) {
        'llama 4 layers: no residual add step left (-O0: 8)');
 }
 if (my $c = $c_of{'llama-f16-mt'}) {
-    ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.dtype = KBLOB_F16[^}]*\.res = (?!0,)[^}]*\}, sh, nsh, X\)/,
+    ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.dtype = KBLOB_F16[^}]*\.res = (?!0,)[^}]*\}, sh, nsh, XK\)/,
        'llama f16 128 wide: the split linear carries its epilogue');
 }
 if (my $c = $c_of{'llama-bf16'}) {
