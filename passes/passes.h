@@ -24,6 +24,8 @@ ir_module *pass_fold_const(ir_module *m);
 ir_module *pass_fold_gain(ir_module *m);
 /* Linears reading one input become one product over stacked weights (fuse_linear.c). */
 ir_module *pass_fuse_linear(ir_module *m);
+/* A matrix products read in disjoint pieces becomes one tensor per piece (split_views.c). */
+ir_module *pass_split_views(ir_module *m);
 /* Common-subexpression elimination: one instruction per distinct computation. */
 ir_module *pass_cse(ir_module *m);
 /* Dead-code elimination: drops instructions no effect depends on. */

@@ -88,6 +88,9 @@ static const pass_info pipeline[] = {
     {"fuse-linear", pass_fuse_linear, 0, NULL,
      "linears reading one input become one product over stacked weights, then slices",
      "verified IR; after fold-gain", "effects; values exactly"},
+    {"split-views", pass_split_views, 0, NULL,   /* after fuse-linear: its stacks are whole */
+     "a matrix products read in disjoint pieces becomes one tensor per piece (an expert's "
+     "weights together)", "verified IR; after fuse-linear", "values exactly; effects; the blob's bytes"},
     {"cse", pass_cse, 0, NULL,
      "one instruction per distinct computation",
      "verified IR", "values and effects"},
