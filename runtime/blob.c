@@ -277,13 +277,29 @@ static uint64_t huge_bytes_of(const void *p, size_t len)
     return total;
 }
 
+/* MemAvailable of /proc/meminfo in bytes, or 0 when it cannot tell. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    uint64_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
 #define HUGE_PAGE ((size_t)2 << 20)
 #define HUGE_AUTO_MIN ((size_t)64 << 20)   /* smaller blobs: the copy costs more than it gives */
 
 int krt_blob_huge(krt_blob *b, krt_huge mode)
 {
-    if (mode == KRT_HUGE_OFF || !b->map || (mode == KRT_HUGE_AUTO && b->map_len < HUGE_AUTO_MIN) ||
-        !thp_offered())
+    if (mode == KRT_HUGE_OFF || !b->map || !thp_offered())
+        return 0;
+    /* auto: a large blob, and room for the copy beside what the file pages take */
+    if (mode == KRT_HUGE_AUTO && (b->map_len < HUGE_AUTO_MIN || 2 * (uint64_t)b->map_len > mem_available()))
         return 0;
     size_t len = (b->map_len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     unsigned char *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE,

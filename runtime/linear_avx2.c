@@ -12,10 +12,13 @@
 #ifdef KRT_HAVE_SIMD
 #include <immintrin.h>
 
+#include "linear_quant_avx2.h"
+
 #define KT(name) name##_avx2
 #define VW 8
 #define KT_NT 6          /* GEMM tile: 6 tokens x 16 rows = 12 accumulators */
 #define KT_NTQ 2         /* 8-bit tile: 2 tokens (sums and accumulators: 8 registers) */
+#define KT_QUANT quant_q8_avx2
 #define KT_Q8_CORR 0
 typedef __m256 vf;
 typedef __m256i vi;

@@ -12,10 +12,13 @@
 #ifdef KRT_HAVE_SIMD
 #include <immintrin.h>
 
+#include "linear_quant_avx2.h"
+
 #define KT(name) name##_avx512
 #define VW 16
 #define KT_NT 12         /* GEMM tile: 12 tokens x 16 rows */
 #define KT_NTQ 8         /* 8-bit tile: 8 tokens */
+#define KT_QUANT quant_q8_avx2
 #define KT_Q8_CORR 1
 typedef __m512 vf;
 typedef __m512i vi;

@@ -478,9 +478,13 @@ void KT(lin_panels)(const lin_job *j, int64_t p0, int64_t p1)
     }
 }
 
-/* The activation quantizer, compiled for this instruction set (the same code as the
- * reference's, so the same bits). */
+/* The activation quantizer for this instruction set: the includer's KT_QUANT (the same
+ * bits), or the reference's code compiled here. */
 void KT(lin_quant)(int8_t *q, float *dq, int32_t *sq, const float *x, int64_t n)
 {
+#ifdef KT_QUANT
+    KT_QUANT(q, dq, sq, x, n);
+#else
     lin_quant_blocks(q, dq, sq, x, n);
+#endif
 }

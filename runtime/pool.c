@@ -18,8 +18,18 @@
 #include "kernels.h"
 #include "kiln_rt.h"
 
-#define POOL_SPIN 20000          /* polls of the job counter before sleeping */
-#define BARRIER_SPIN 4000        /* polls at a barrier before yielding between polls */
+#define POOL_SPIN 200000         /* polls of the job counter before sleeping (~10 ms) */
+#define BARRIER_SPIN 100000      /* polls at a barrier before yielding between polls (~5 ms):
+                                    a step of the other threads takes microseconds to a few
+                                    milliseconds, and a yield costs a system call */
+
+/* What a spinning thread does between polls: tells the core it spins (x86 pause). */
+static inline void spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 struct krt_pool {
     int n;                       /* threads, the caller included */
@@ -50,8 +60,10 @@ static void *worker_main(void *arg)
         uint_fast64_t job;
         int spins = 0;
         while ((job = atomic_load(&p->job)) == seen && !atomic_load(&p->stop)) {
-            if (++spins < POOL_SPIN)
+            if (++spins < POOL_SPIN) {
+                spin_pause();
                 continue;
+            }
             pthread_mutex_lock(&p->mu);
             while (atomic_load(&p->job) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->wake, &p->mu);
@@ -130,8 +142,11 @@ void krt_pool_run(krt_pool *p, krt_job_fn fn, void *arg)
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    while (atomic_load(&p->pending) > 0)
-        ;                          /* the other shares take as long as this one */
+    for (int spins = 0; atomic_load(&p->pending) > 0; spins++) {
+        spin_pause();              /* the other shares take about as long as this one */
+        if (spins > BARRIER_SPIN)
+            sched_yield();
+    }
 }
 
 void krt_pool_barrier(krt_pool *p)
@@ -144,9 +159,11 @@ void krt_pool_barrier(krt_pool *p)
         atomic_store(&p->bar_phase, !phase);
         return;
     }
-    for (int spins = 0; atomic_load(&p->bar_phase) == phase; spins++)
+    for (int spins = 0; atomic_load(&p->bar_phase) == phase; spins++) {
+        spin_pause();
         if (spins > BARRIER_SPIN)
             sched_yield();
+    }
 }
 
 int krt_pool_size(const krt_pool *p)

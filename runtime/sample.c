@@ -20,6 +20,21 @@ double krt_rng_unit(krt_rng *r) { return (double)(krt_rng_u64(r) >> 11) * 0x1.0p
 
 int32_t krt_argmax(const float *x, int64_t n)
 {
+    /* the largest value in 8 lanes first (a loop the compiler vectorizes), then its first
+     * index; with a NaN, the old left-to-right scan decides */
+    float lane[8] = {x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0]};
+    int64_t nb = n / 8 * 8;
+    for (int64_t i = 0; i < nb; i += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+    float max = x[0];
+    for (int l = 0; l < 8; l++)
+        max = lane[l] > max ? lane[l] : max;
+    for (int64_t i = nb; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == max)
+            return (int32_t)i;
     int32_t best = 0;
     for (int64_t i = 1; i < n; i++)
         if (x[i] > x[best])

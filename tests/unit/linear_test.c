@@ -367,6 +367,10 @@ static void test_quant(void)
         int32_t s1[10], s2[10];
         for (int k = 0; k < 320; k++)
             y[k] = rnd_f() * (float)(k % 5 + 1);
+        /* ties (x * 127 / amax = k + 0.5), an all-zero block, -0, huge and tiny values */
+        for (int k = 0; k < 32; k++)
+            y[k] = (float)(k - 16) + 0.5f, y[32 + k] = 0.0f, y[64 + k] = k % 2 ? -0.0f : 1e-30f;
+        y[96] = 3e38f, y[97] = -3e38f, y[128] = 1e-40f;
         krt_quant_q8(q1, d1, s1, y, 320);
         lin_quant_for((krt_path)p)(q2, d2, s2, y, 320);
         same &= !memcmp(q1, q2, 320) && !memcmp(d1, d2, sizeof d1) && !memcmp(s1, s2, sizeof s1);
