@@ -18,8 +18,8 @@
 #include "kernels.h"
 #include "kiln_rt.h"
 
-#define POOL_SPIN 200000         /* polls of the job counter before sleeping (~10 ms) */
-#define BARRIER_SPIN 100000      /* polls at a barrier before yielding between polls (~5 ms):
+#define POOL_SPIN 20000          /* polls of the job counter before sleeping (~1 ms) */
+#define BARRIER_SPIN 8000        /* polls at a barrier before yielding between polls (~0.3 ms):
                                     a step of the other threads takes microseconds to a few
                                     milliseconds, and a yield costs a system call */
 
