@@ -86,16 +86,18 @@ void krt_linear(const krt_lin *l, int share, int nshares, void *scratch);
  * and panels a kernel works on together, at most. */
 #define KRT_LIN_KC 256
 #define KRT_LIN_NP 2
-/* Scratch bytes one thread needs for a product of `rows` tokens and `in` columns: the
- * quantized rows (q[in] int8, then a float scale and an int32 sum per block, each part
- * 64-byte aligned), a widened piece of a panel, and the partial sums of a block of tokens. */
+/* Scratch bytes one thread needs for a product of `rows` tokens and `in` columns: the input
+ * rows quantized (q[in] int8, then a float scale and an int32 sum per block, each part
+ * 64-byte aligned) or packed for the register tiles (tiles of up to 12 rows, column by
+ * column), a widened piece of a panel, and the partial sums of a block of tokens. */
 static inline uint64_t krt_linear_scratch(int64_t rows, int64_t in)
 {
     uint64_t a = (uint64_t)(in + 63) / 64 * 64, nb = (uint64_t)in / 32;
     uint64_t qrow = a + 2 * ((4 * nb + 63) / 64 * 64);
+    uint64_t q = qrow * (uint64_t)rows, xp = sizeof(float) * (uint64_t)in * ((uint64_t)rows + 11);
     uint64_t w = sizeof(float) * KRT_LIN_KC * 16 * KRT_LIN_NP;
     uint64_t c = sizeof(float) * 16 * KRT_LIN_NP * (uint64_t)rows;
-    return (qrow * (uint64_t)rows + w + c + 63) / 64 * 64;
+    return ((q > xp ? q : xp) + 63) / 64 * 64 + w + (c + 63) / 64 * 64;
 }
 
 /* 8-bit activations (llama.cpp's Q8_0 of an activation row): for each block of 32, d =

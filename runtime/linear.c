@@ -40,7 +40,10 @@ void lin_job_init(lin_job *j, const krt_lin *l, void *scratch)
     j->qstride = lin_qstride(l->in);
     unsigned char *s = scratch;
     j->q = (int8_t *)s;
-    s += (size_t)j->qstride * (size_t)l->rows;
+    j->xp = (float *)scratch;
+    uint64_t q = (uint64_t)j->qstride * (uint64_t)l->rows;
+    uint64_t xp = sizeof(float) * (uint64_t)l->in * ((uint64_t)l->rows + 11);
+    s += ((q > xp ? q : xp) + 63) / 64 * 64;
     j->wbuf = (float *)s;
     s += sizeof(float) * LIN_KC * PANEL * LIN_NP_MAX;
     j->cbuf = (float *)s;

@@ -29,7 +29,8 @@ typedef struct lin_job {
     int int8;                  /* block weights with 8-bit activations */
     int64_t nb;                /* blocks of 32 in the view's columns */
     int64_t qstride;           /* bytes per quantized row: q[in], then dq[nb], sq[nb] */
-    int8_t *q;
+    int8_t *q;                 /* the quantized rows (8-bit activations) or, in the same */
+    float *xp;                 /* place, the rows packed for the register tiles (f32) */
     float *wbuf, *cbuf;
 } lin_job;
 

@@ -213,24 +213,39 @@ static void KT(widen_panel)(const lin_job *j, const unsigned char *pan, int64_t 
     }
 }
 
+/* The input rows packed for the tiles: tile i (tokens i KT_NT ..) as [in][KT_NT] floats, a
+ * partial last tile padded with zeros; a tile then reads its inputs as one stream (rows a
+ * power of two apart would share L1 sets), each thread packing its own copy once. */
+static void KT(pack_x)(const lin_job *j)
+{
+    const krt_lin *l = j->l;
+    for (int64_t t0 = 0; t0 < l->rows; t0 += KT_NT) {
+        int64_t nt = l->rows - t0 < KT_NT ? l->rows - t0 : KT_NT;
+        float *dst = j->xp + t0 * l->in;
+        const float *x[KT_NT];
+        for (int t = 0; t < KT_NT; t++)
+            x[t] = t < nt ? lin_xrow(l, t0 + t) : NULL;
+        for (int64_t k = 0; k < l->in; k++)
+            for (int t = 0; t < KT_NT; t++)
+                dst[k * KT_NT + t] = x[t] ? x[t][k] : 0.0f;
+    }
+}
+
 /* The register tile: tokens t0 .. t0+NT-1 of one panel over columns k0 .. k0+nk-1, whose f32
- * weights are w[(k - k0) * 16 + i] (in the panel itself for f32, else the widened piece);
- * the sums start at zero (first) or from the scratch, and end in the scratch or, for the
- * last piece, in Y. */
+ * weights are w[(k - k0) * 16 + i] (in the panel itself for f32, else the widened piece) and
+ * inputs the packed tile (pack_x); the sums start at zero (first) or from the scratch, and
+ * end in the scratch or, for the last piece, in Y. */
 KT_INLINE void KT(tile)(const lin_job *j, int64_t p, const float *w, int64_t t0, int NT,
                         int64_t k0, int64_t nk, int first, int last)
 {
-    const krt_lin *l = j->l;
     vf acc[KT_NT][RV];
-    const float *x[KT_NT];
+    const float *xp = j->xp + t0 * j->l->in;
     float *cb = j->cbuf + t0 * KT_PANEL;
     KT_UNROLL
-    for (int t = 0; t < NT; t++) {
-        x[t] = lin_xrow(l, t0 + t);
+    for (int t = 0; t < NT; t++)
         KT_UNROLL
         for (int v = 0; v < RV; v++)
             acc[t][v] = first ? VF_ZERO() : VF_LOADU(cb + t * KT_PANEL + v * VW);
-    }
     for (int64_t k = k0; k < k0 + nk; k++) {
         vf wv[RV];
         KT_UNROLL
@@ -238,7 +253,7 @@ KT_INLINE void KT(tile)(const lin_job *j, int64_t p, const float *w, int64_t t0,
             wv[v] = VF_LOADU(w + (k - k0) * KT_PANEL + v * VW);
         KT_UNROLL
         for (int t = 0; t < NT; t++) {
-            vf xb = VF_SET1(x[t][k]);
+            vf xb = VF_SET1(xp[k * KT_NT + t]);
             KT_UNROLL
             for (int v = 0; v < RV; v++)
                 acc[t][v] = VF_FMA(wv[v], xb, acc[t][v]);
@@ -465,6 +480,8 @@ void KT(lin_panels)(const lin_job *j, int64_t p0, int64_t p1)
         }
         return;
     }
+    if (!j->int8)
+        KT(pack_x)(j);
     for (int64_t p = p0; p < p1; p++) {
         if (!j->int8) {
             KT(gemm_f)(j, p);
