@@ -310,7 +310,7 @@ static void emit_linear(FILE *o, const lw_step *s, const char *d, const char *a,
                ", .rows = %s,%s\n        .w = c->w[%s], .dtype = %s, .layout = %s, .wrows = %"
                PRId64 ", .wcols = %" PRId64 ", .row0 = %" PRId64 ", .col0 = %" PRId64 ",\n"
                "        .out = %" PRId64 ", .in = %" PRId64 ", .res = %s, .ldr = %" PRId64
-               ", .act = %s}, %s, XK);\n",
+               ", .act = %s, .sched = c->sched}, %s, XK);\n",
             shared ? "" : "if (sh == 0) ", d, a, s->dst.tok ? s->dst.row : 0,
             s->src[0].tok ? s->src[0].row : 0, x_rows, gathered ? " .rowidx = I_ + lo," : "",
             arg_or(w->tensor_arg, w->tensor, tensor, sizeof tensor), codegen_kblob_name(w->dtype),

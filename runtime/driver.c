@@ -736,6 +736,8 @@ int main(int argc, char **argv)
         fatal("cannot allocate the kernels' scratch (%llu bytes a thread)",
               (unsigned long long)m->scratch_bytes);
     s.c.scratch = scratch;
+    if (s.c.pool && !(s.c.sched = krt_sched_new(nthreads)))
+        fatal("out of memory");
     s.c.stat_sum = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.c.stat_count = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.probs = xcalloc((size_t)m->vocab, sizeof *s.probs);
@@ -795,6 +797,7 @@ int main(int argc, char **argv)
     munmap(scratch, scratch_len ? scratch_len : 64);
     free(o.rtparams), free(o.tokens);
     krt_pool_free(s.c.pool);
+    krt_sched_free(s.c.sched);
     krt_blob_close(&blob);
     return 0;
 }

@@ -61,6 +61,15 @@ static inline float krt_expf(float x)
  * same bits, and the instruction set changes only the speed. */
 enum { KRT_ACT_F32 = 0, KRT_ACT_Q8 = 1 };
 
+/* Who takes which panels of the products a forward call shares between threads: panels go
+ * in chunks to whichever thread asks next (an atomic counter, a slot per call, two slots
+ * used in turn since products are always a barrier apart), so a thread the machine slows
+ * does less. Which thread computes a panel never changes its bits. krt_sched_new(threads)
+ * makes one for a pool of that many threads (NULL when out of memory). */
+typedef struct krt_sched krt_sched;
+krt_sched *krt_sched_new(int threads);
+void krt_sched_free(krt_sched *s);
+
 typedef struct krt_lin {
     float *y;                  /* token t's outputs at y + t * ldy */
     const float *x;            /* token t's inputs at x + t * ldx */
@@ -76,10 +85,12 @@ typedef struct krt_lin {
                                   one row for every token, a bias); R may be Y, never X */
     int64_t ldr;
     int act;                   /* block types: KRT_ACT_Q8 or KRT_ACT_F32 */
+    krt_sched *sched;          /* NULL: share `share` takes a fixed part of the panels */
 } krt_lin;
 
-/* Share `share` of `nshares` of the product (whole panels of output rows per share), with
- * `scratch` of krt_linear_scratch(rows, in) bytes of this thread's own (64-byte aligned). */
+/* Share `share` of `nshares` of the product (whole panels of output rows per share; every
+ * share must call it, in the same order of products, when l->sched is set), with `scratch`
+ * of krt_linear_scratch(rows, in) bytes of this thread's own (64-byte aligned). */
 void krt_linear(const krt_lin *l, int share, int nshares, void *scratch);
 
 /* Columns of a panel a block of tokens holds widened at once (16 x 256 floats: L1-sized),

@@ -55,6 +55,8 @@ typedef struct krt_ctx {
     krt_pool *pool;            /* worker threads (--threads N > 1), or NULL */
     unsigned char *scratch;    /* krt_model.scratch_bytes for each thread, 64-byte aligned: */
     uint64_t scratch_stride;   /* share sh's at scratch + sh * scratch_stride */
+    krt_sched *sched;          /* the pool's products share their panels through it (kernels.h),
+                                  or NULL: a fixed part each */
 } krt_ctx;
 
 typedef struct krt_model {

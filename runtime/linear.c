@@ -12,6 +12,8 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -148,15 +150,49 @@ static void reference_panels(const lin_job *j, int64_t p0, int64_t p1)
 
 /* ---- the split and the path ---- */
 
+struct krt_sched {
+    atomic_int_fast64_t next[2];   /* the next panel of the current product, of the one after */
+    int threads;
+    int64_t calls[];               /* per share: the shared products it has run */
+};
+
+krt_sched *krt_sched_new(int threads)
+{
+    krt_sched *s = calloc(1, sizeof *s + sizeof(int64_t) * (size_t)(threads > 0 ? threads : 1));
+    if (!s)
+        return NULL;
+    atomic_init(&s->next[0], 0);
+    atomic_init(&s->next[1], 0);
+    s->threads = threads;
+    return s;
+}
+
+void krt_sched_free(krt_sched *s) { free(s); }
+
+/* Panels [p0, p1) on the path's kernels. */
+static void run_panels(const lin_job *j, krt_path path, int64_t p0, int64_t p1)
+{
+#ifdef KRT_HAVE_SIMD
+    if (j->l->layout == KBLOB_PANEL && path == KRT_PATH_AVX2) {
+        lin_panels_avx2(j, p0, p1);
+        return;
+    }
+    if (j->l->layout == KBLOB_PANEL && path == KRT_PATH_AVX512) {
+        lin_panels_avx512(j, p0, p1);
+        return;
+    }
+#endif
+    reference_panels(j, p0, p1);
+}
+
 void krt_linear(const krt_lin *l, int share, int nshares, void *scratch)
 {
     if (l->out <= 0 || l->rows <= 0)
         return;
-    /* whole panels per share (a panel is the kernels' unit); the rows layout splits rows
-     * in groups of 16 all the same */
+    /* whole panels (a panel is the kernels' unit; the rows layout goes by 16 rows the same) */
     int64_t pa = l->row0 / PANEL, pb = (l->row0 + l->out + PANEL - 1) / PANEL, n = pb - pa;
-    int64_t p0 = pa + n * share / nshares, p1 = pa + n * (share + 1) / nshares;
-    if (p1 <= p0)
+    krt_sched *s = nshares > 1 ? l->sched : NULL;
+    if (!s && n * share / nshares >= n * (share + 1) / nshares)
         return;
     lin_job j;
     lin_job_init(&j, l, scratch);
@@ -164,16 +200,27 @@ void krt_linear(const krt_lin *l, int share, int nshares, void *scratch)
     if (j.int8)
         lin_quantize_rows(&j, lin_quant_for(path));
 #ifdef KRT_HAVE_SIMD
-    if (l->layout == KBLOB_PANEL && path == KRT_PATH_AVX2) {
-        lin_panels_avx2(&j, p0, p1);
-        return;
-    }
-    if (l->layout == KBLOB_PANEL && path == KRT_PATH_AVX512) {
-        lin_panels_avx512(&j, p0, p1);
-        return;
-    }
+    if (path == KRT_PATH_AVX2)
+        lin_prepare_avx2(&j);
+    else if (path == KRT_PATH_AVX512)
+        lin_prepare_avx512(&j);
 #endif
-    reference_panels(&j, p0, p1);
+    if (!s) {
+        run_panels(&j, path, pa + n * share / nshares, pa + n * (share + 1) / nshares);
+        return;
+    }
+    /* chunks of about a quarter of a thread's share, to whoever asks; the first to ask
+     * clears the other slot for the next product (this one's threads are past it) */
+    int64_t call = s->calls[share]++, chunk = n / (4 * nshares) > 0 ? n / (4 * nshares) : 1;
+    atomic_int_fast64_t *next = &s->next[call & 1];
+    for (;;) {
+        int64_t c0 = (int64_t)atomic_fetch_add(next, chunk);
+        if (c0 == 0)
+            atomic_store(&s->next[(call + 1) & 1], 0);
+        if (c0 >= n)
+            break;
+        run_panels(&j, path, pa + c0, pa + (c0 + chunk < n ? c0 + chunk : n));
+    }
 }
 
 lin_quant_fn lin_quant_for(krt_path path)

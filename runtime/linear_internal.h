@@ -108,10 +108,13 @@ lin_quant_fn lin_quant_for(krt_path path);
 void lin_reference_rows(const lin_job *j, int64_t r0, int64_t r1);
 
 #ifdef KRT_HAVE_SIMD
-/* Panels [p0, p1) of the view (a panel-layout tensor), the input already quantized when
- * j->int8; panels narrower than 16 rows go to lin_reference_rows. */
+/* Panels [p0, p1) of the view (a panel-layout tensor), the input prepared (lin_prepare_*:
+ * quantized when j->int8, else packed for the tiles of a block of tokens); panels narrower
+ * than 16 rows go to lin_reference_rows. */
 void lin_panels_avx2(const lin_job *j, int64_t p0, int64_t p1);
 void lin_panels_avx512(const lin_job *j, int64_t p0, int64_t p1);
+void lin_prepare_avx2(const lin_job *j);
+void lin_prepare_avx512(const lin_job *j);
 void lin_quant_avx2(int8_t *q, float *dq, int32_t *sq, const float *x, int64_t n);
 void lin_quant_avx512(int8_t *q, float *dq, int32_t *sq, const float *x, int64_t n);
 #endif

@@ -480,8 +480,6 @@ void KT(lin_panels)(const lin_job *j, int64_t p0, int64_t p1)
         }
         return;
     }
-    if (!j->int8)
-        KT(pack_x)(j);
     for (int64_t p = p0; p < p1; p++) {
         if (!j->int8) {
             KT(gemm_f)(j, p);
@@ -493,6 +491,14 @@ void KT(lin_panels)(const lin_job *j, int64_t p0, int64_t p1)
         if (t0 < l->rows)
             KT(int8_tile_n)(j, p, t0, (int)(l->rows - t0));
     }
+}
+
+/* What a thread does once before its panels of a product: a block of tokens' float inputs
+ * packed for the tiles (the 8-bit ones are quantized by linear.c). */
+void KT(lin_prepare)(const lin_job *j)
+{
+    if (!j->int8 && j->l->rows > 1 && j->l->layout == KBLOB_PANEL)
+        KT(pack_x)(j);
 }
 
 /* The activation quantizer for this instruction set: the includer's KT_QUANT (the same
