@@ -23,7 +23,13 @@
  * multiplies and adds, each rounded (never fused): so a loop of it vectorizes on any
  * instruction set and the SIMD kernels compute it with the same bits; within 2 ulp of e^x.
  * x > 88.7 gives +inf, x < -87 gives 0 (below 2^-125), NaN gives NaN. */
-static inline float krt_expf(float x)
+/* inlined wherever it is used, so that the emitted element loops vectorize */
+#if defined(__GNUC__) || defined(__clang__)
+#define KRT_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define KRT_ALWAYS_INLINE static inline
+#endif
+KRT_ALWAYS_INLINE float krt_expf(float x)
 {
     float xc = x == x ? x : 0.0f;                  /* NaN: computed as 0, returned as NaN */
     xc = xc > 88.7f ? 88.7f : xc < -87.0f ? -87.0f : xc;
