@@ -64,8 +64,8 @@ static void axpy(const krt_kv *v, float *o, float a, int64_t g, int64_t c)
     }
 }
 
-void attention_head_ref(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
-                        int64_t g, float scale, int64_t n)
+static void attention_head_ref(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
+                               int64_t g, float scale, int64_t n)
 {
     float sc[KRT_ATTN_CHUNK], max = -INFINITY, sum = 0.0f;
     for (int64_t i = 0; i < v->head_dim; i++)
@@ -95,18 +95,47 @@ void attention_head_ref(float *oh, const float *qh, const krt_kv *k, const krt_k
         oh[i] /= sum;
 }
 
+void attention_group_ref(const attn_query *qs, int nq, const krt_kv *k, const krt_kv *v,
+                         int64_t g, float scale)
+{
+    for (int a = 0; a < nq; a++)
+        attention_head_ref(qs[a].o, qs[a].q, k, v, g, scale, qs[a].n);
+}
+
 void krt_attention(float *o, const float *q, int64_t rows, krt_kv k, krt_kv v, int64_t heads,
                    float scale, int32_t pos0, int sh, int nsh)
 {
     int64_t group = heads / k.kv_heads, p0, p1;
     krt_pair_share(rows, heads, sh, nsh, &p0, &p1);
-    void (*head)(float *, const float *, const krt_kv *, const krt_kv *, int64_t, float,
-                 int64_t) = attention_head_ref;
+    if (p1 <= p0)
+        return;
+    void (*run)(const attn_query *, int, const krt_kv *, const krt_kv *, int64_t, float) =
+        attention_group_ref;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (krt_kernel_path >= KRT_PATH_AVX2)   /* AVX-512 has AVX2: the lanes are 8 anyway */
-        head = attention_head_avx2;
+        run = attention_group_avx2;
 #endif
-    for (int64_t p = p0; p < p1; p++)
-        head(o + p * v.head_dim, q + p * k.head_dim, &k, &v, p % heads / group, scale,
-             (int64_t)pos0 + p / heads + 1);
+    /* this share's pairs (token t, head h) in groups on one kv head: the heads of a GQA
+     * group at a token, then the next tokens (a block's queries of one head) */
+    int64_t tstep = group >= ATTN_GROUP ? 1 : ATTN_GROUP / group;
+    int64_t ta = p0 / heads, tz = (p1 - 1) / heads + 1;
+    for (int64_t tb = ta; tb < tz; tb += tstep)
+        for (int64_t g = 0; g < k.kv_heads; g++) {
+            attn_query qs[ATTN_GROUP];
+            int nq = 0;
+            for (int64_t t = tb; t < tb + tstep && t < tz; t++)
+                for (int64_t h = g * group; h < (g + 1) * group; h++) {
+                    int64_t p = t * heads + h;
+                    if (p < p0 || p >= p1)
+                        continue;
+                    qs[nq++] = (attn_query){o + p * v.head_dim, q + p * k.head_dim,
+                                            (int64_t)pos0 + t + 1};
+                    if (nq == ATTN_GROUP) {
+                        run(qs, nq, &k, &v, g, scale);
+                        nq = 0;
+                    }
+                }
+            if (nq > 0)
+                run(qs, nq, &k, &v, g, scale);
+        }
 }

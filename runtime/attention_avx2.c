@@ -7,6 +7,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "kiln_blob.h"
 
@@ -98,83 +99,150 @@ static inline __m256 reduce2(__m256 a, __m256 b)
     return _mm256_add_ps(t, _mm256_movehdup_ps(t));          /* lane 0 += lane 1 */
 }
 
+#define UNROLL _Pragma("GCC unroll 8")
+
 /* Scores of 8 positions c .. c+7 (f32 cache, head dim a multiple of 8): dot_lanes each. */
 static inline void dots8_f32(float *sc, const krt_kv *k, const float *q, int64_t g, int64_t c,
                              float scale)
 {
     const float *kp[8];
     __m256 acc[8];
+    UNROLL
     for (int p = 0; p < 8; p++) {
         kp[p] = (const float *)k->data + kv_at(k, g, c + p);
         acc[p] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < k->head_dim; i += 8) {
         __m256 qv = _mm256_loadu_ps(q + i);
+        UNROLL
         for (int p = 0; p < 8; p++)
             acc[p] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[p] + i), acc[p]);
     }
     float r[32];
+    UNROLL
     for (int p = 0; p < 8; p += 2)
         _mm256_storeu_ps(r + 4 * p, reduce2(acc[p], acc[p + 1]));
+    UNROLL
     for (int p = 0; p < 8; p++)
         sc[p] = r[4 * p] * scale;      /* lane 0 (p even) or 4 (p odd) of pair p / 2 */
 }
 
-void attention_head_avx2(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
-                         int64_t g, float scale, int64_t n)
+/* The largest of sc[0 .. n-1], NaNs skipped (max_ps gives its second operand when the
+ * first is NaN): what the reference's left-to-right `>` finds. */
+static inline float chunk_max(const float *sc, int64_t n)
 {
-    float sc[KRT_ATTN_CHUNK], max = -INFINITY, sum = 0.0f;
-    int fast = k->dtype == KBLOB_F32 && k->head_dim % 8 == 0;
-    int64_t dv = v->head_dim;
-    for (int64_t i = 0; i < dv; i++)
-        oh[i] = 0.0f;
-    for (int64_t c0 = 0; c0 < n; c0 += KRT_ATTN_CHUNK) {
-        int64_t cn = n - c0 < KRT_ATTN_CHUNK ? n - c0 : KRT_ATTN_CHUNK, j = 0;
-        if (fast)
-            for (; j + 8 <= cn; j += 8)
-                dots8_f32(sc + j, k, qh, g, c0 + j, scale);
-        for (; j < cn; j++)
-            sc[j] = dot_lanes(k, qh, g, c0 + j) * scale;
-        float cmax = -INFINITY;
-        for (j = 0; j < cn; j++)
-            cmax = sc[j] > cmax ? sc[j] : cmax;
-        if (cmax > max) {
-            float r = krt_expf(max - cmax);
-            sum *= r;
-            for (int64_t i = 0; i < dv; i++)
-                oh[i] *= r;
-            max = cmax;
-        }
-        __m256 mv = _mm256_set1_ps(max);
-        for (j = 0; j + 8 <= cn; j += 8)
-            _mm256_storeu_ps(sc + j, expf8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), mv)));
-        for (; j < cn; j++)
-            sc[j] = krt_expf(sc[j] - max);
-        for (j = 0; j < cn; j++)
-            sum += sc[j];
-        /* O += p v: 64 values of O at a time in registers, over the chunk's positions */
-        int64_t i0 = 0;
-        if (v->dtype == KBLOB_F32)
-            for (; i0 + 64 <= dv; i0 += 64) {
-                __m256 o[8];
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        m = _mm256_max_ps(_mm256_loadu_ps(sc + j), m);
+    float lane[8], cmax = -INFINITY;
+    _mm256_storeu_ps(lane, m);
+    for (int l = 0; l < 8; l++)
+        cmax = lane[l] > cmax ? lane[l] : cmax;
+    for (; j < n; j++)
+        cmax = sc[j] > cmax ? sc[j] : cmax;
+    return cmax;
+}
+
+/* The scores of one query over positions c0 .. c0+cn-1, scaled. */
+static inline void chunk_scores(float *sc, const krt_kv *k, const float *q, int64_t g,
+                                int64_t c0, int64_t cn, float scale)
+{
+    int64_t j = 0;
+    if (k->dtype == KBLOB_F32 && k->head_dim % 8 == 0)
+        for (; j + 8 <= cn; j += 8)
+            dots8_f32(sc + j, k, q, g, c0 + j, scale);
+    for (; j < cn; j++)
+        sc[j] = dot_lanes(k, q, g, c0 + j) * scale;
+}
+
+/* oh += sum over the chunk's positions j of p[j] v[c0 + j], each element in position order. */
+static inline void chunk_apply(float *oh, const float *p, const krt_kv *v, int64_t g,
+                               int64_t c0, int64_t cn)
+{
+    int64_t i0 = 0, dv = v->head_dim;
+    if (v->dtype == KBLOB_F32)     /* 64 values of O at a time in registers */
+        for (; i0 + 64 <= dv; i0 += 64) {
+            __m256 o[8];
+            UNROLL
+            for (int l = 0; l < 8; l++)
+                o[l] = _mm256_loadu_ps(oh + i0 + 8 * l);
+            for (int64_t j = 0; j < cn; j++) {
+                const float *vp = (const float *)v->data + kv_at(v, g, c0 + j) + i0;
+                __m256 pj = _mm256_set1_ps(p[j]);
+                UNROLL
                 for (int l = 0; l < 8; l++)
-                    o[l] = _mm256_loadu_ps(oh + i0 + 8 * l);
-                for (j = 0; j < cn; j++) {
-                    const float *vp = (const float *)v->data + kv_at(v, g, c0 + j) + i0;
-                    __m256 pj = _mm256_set1_ps(sc[j]);
-                    for (int l = 0; l < 8; l++)
-                        o[l] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vp + 8 * l), o[l]);
-                }
-                for (int l = 0; l < 8; l++)
-                    _mm256_storeu_ps(oh + i0 + 8 * l, o[l]);
+                    o[l] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vp + 8 * l), o[l]);
             }
-        if (i0 < dv) {         /* the rest of the values (and f16 / bf16 caches) */
-            krt_kv rest = *v;
-            for (j = 0; j < cn; j++)
-                axpy_from(&rest, oh, sc[j], g, c0 + j, i0);
+            UNROLL
+            for (int l = 0; l < 8; l++)
+                _mm256_storeu_ps(oh + i0 + 8 * l, o[l]);
+        }
+    if (i0 < dv)               /* the rest of the values (and f16 / bf16 caches) */
+        for (int64_t j = 0; j < cn; j++)
+            axpy_from(v, oh, p[j], g, c0 + j, i0);
+}
+
+void attention_group_avx2(const attn_query *qs, int nq, const krt_kv *k, const krt_kv *v,
+                          int64_t g, float scale)
+{
+    /* row ATTN_GROUP: zeros, read in place of a query that has no positions left */
+    float sc[ATTN_GROUP + 1][KRT_ATTN_CHUNK], max[ATTN_GROUP + 1], sum[ATTN_GROUP + 1];
+    int64_t cn[ATTN_GROUP + 1], nmax = 0;
+    memset(sc[ATTN_GROUP], 0, sizeof sc[ATTN_GROUP]);
+    for (int a = 0; a < nq; a++) {
+        max[a] = -INFINITY, sum[a] = 0.0f;
+        for (int64_t i = 0; i < v->head_dim; i++)
+            qs[a].o[i] = 0.0f;
+        nmax = qs[a].n > nmax ? qs[a].n : nmax;
+    }
+    for (int64_t c0 = 0; c0 < nmax; c0 += KRT_ATTN_CHUNK) {
+        int64_t common = KRT_ATTN_CHUNK;   /* positions every query of the group has here */
+        for (int a = 0; a < nq; a++) {
+            int64_t left = qs[a].n - c0;
+            cn[a] = left <= 0 ? 0 : left < KRT_ATTN_CHUNK ? left : KRT_ATTN_CHUNK;
+            common = cn[a] < common ? cn[a] : common;
+            if (cn[a] == 0)
+                continue;
+            chunk_scores(sc[a], k, qs[a].q, g, c0, cn[a], scale);
+            float cmax = chunk_max(sc[a], cn[a]);
+            if (cmax > max[a]) {   /* a larger max: what was summed shrinks by e^(old - new) */
+                float r = krt_expf(max[a] - cmax);
+                sum[a] *= r;
+                for (int64_t i = 0; i < v->head_dim; i++)
+                    qs[a].o[i] *= r;
+                max[a] = cmax;
+            }
+            __m256 mv = _mm256_set1_ps(max[a]);
+            int64_t j = 0;
+            for (; j + 8 <= cn[a]; j += 8)
+                _mm256_storeu_ps(sc[a] + j, expf8(_mm256_sub_ps(_mm256_loadu_ps(sc[a] + j), mv)));
+            for (; j < cn[a]; j++)
+                sc[a][j] = krt_expf(sc[a][j] - max[a]);
+        }
+        /* the sums, each in position order: the group's chains side by side (a chain
+         * alone waits on its adds), then each query's own positions past the common ones */
+        const float *r[ATTN_GROUP];
+        float s[ATTN_GROUP];
+        for (int a = 0; a < ATTN_GROUP; a++) {
+            r[a] = a < nq ? sc[a] : sc[ATTN_GROUP];
+            s[a] = a < nq ? sum[a] : 0.0f;
+        }
+        for (int64_t j = 0; j < common; j++) {
+            UNROLL
+            for (int a = 0; a < ATTN_GROUP; a++)
+                s[a] += r[a][j];
+        }
+        for (int a = 0; a < nq; a++) {
+            for (int64_t j = common; j < cn[a]; j++)
+                s[a] += sc[a][j];
+            sum[a] = s[a];
+            if (cn[a] > 0)
+                chunk_apply(qs[a].o, sc[a], v, g, c0, cn[a]);
         }
     }
-    for (int64_t i = 0; i < dv; i++)
-        oh[i] /= sum;
+    for (int a = 0; a < nq; a++)
+        for (int64_t i = 0; i < v->head_dim; i++)
+            qs[a].o[i] /= sum[a];
 }
 #endif

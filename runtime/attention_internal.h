@@ -18,14 +18,27 @@ static inline int64_t kv_at(const krt_kv *kv, int64_t g, int64_t c)
 /* The (token, head) pairs [*p0, *p1) of rows x heads that share sh of nsh computes. */
 void krt_pair_share(int64_t rows, int64_t heads, int sh, int nsh, int64_t *p0, int64_t *p1);
 
-/* One query head over positions 0 .. n-1 (kernels.h: krt_attention): oh = softmax(scale *
- * qh . k) v, online, in the order kernels.h states. The reference (attention.c) and the AVX2
- * one (attention_avx2.c, only when the CPU has AVX2, FMA and F16C) give the same bits. */
-void attention_head_ref(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
-                        int64_t g, float scale, int64_t n);
+/* One query: its output row (v's head dim), its row of q (k's head dim), the positions
+ * 0 .. n-1 it attends to. */
+typedef struct attn_query {
+    float *o;
+    const float *q;
+    int64_t n;
+} attn_query;
+
+/* Queries krt_attention runs together: they read the same kv head, so the cache rows one
+ * reads are in cache for the others, and the scalar chains of their sums overlap. */
+#define ATTN_GROUP 4
+
+/* nq <= ATTN_GROUP queries on kv head g (kernels.h: krt_attention): each oh = softmax(scale *
+ * qh . k) v, online, in the order kernels.h states, alone (so how queries are grouped never
+ * changes a bit). The reference (attention.c) and the AVX2 one (attention_avx2.c, only when
+ * the CPU has AVX2, FMA and F16C) give the same bits. */
+void attention_group_ref(const attn_query *qs, int nq, const krt_kv *k, const krt_kv *v,
+                         int64_t g, float scale);
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-void attention_head_avx2(float *oh, const float *qh, const krt_kv *k, const krt_kv *v,
-                         int64_t g, float scale, int64_t n);
+void attention_group_avx2(const attn_query *qs, int nq, const krt_kv *k, const krt_kv *v,
+                          int64_t g, float scale);
 #endif
 
 #endif
