@@ -13,6 +13,7 @@ my @progs = (
     ["$b/tests/weights_test"],
     ["$b/tests/gguf_test"],
     ["$b/tests/kernels_test"],
+    ["$b/tests/linear_test"],
     ["$b/tests/bind_test"],
     ["$b/tests/blob_test", "$b/tests/fake_prog"],
     ["$b/tests/ir_read_test"],

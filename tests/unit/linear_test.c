@@ -11,16 +11,19 @@
  *     and 2 or 3 shares against one: the same bits.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/rt_internal.h"   /* krt_pool_new; before kernels.h */
 #include "../../runtime/cpu.h"
 #include "../../runtime/kernels.h"
 #include "../../runtime/kiln_blob.h"
 #include "../../runtime/linear_internal.h"
 
 #ifdef KRT_HAVE_SIMD
+void lin_prepare_emu(const lin_job *j);
 void lin_panels_emu(const lin_job *j, int64_t p0, int64_t p1);
 void lin_quant_emu(int8_t *q, float *dq, int32_t *sq, const float *x, int64_t n);
 #endif
@@ -36,13 +39,17 @@ static uint64_t next_u64(void)
 static int64_t rnd(int64_t lo, int64_t hi) { return lo + (int64_t)(next_u64() % (uint64_t)(hi - lo + 1)); }
 static float rnd_f(void) { return (float)((double)(next_u64() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 
-static void ok(int cond, const char *fmt, const char *a, const char *b, double v)
+static void ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ok(int cond, const char *fmt, ...)
 {
     n_test++;
     if (!cond)
         n_fail++;
     printf("%s %d - ", cond ? "ok" : "not ok", n_test);
-    printf(fmt, a, b, v);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
     printf("\n");
 }
 
@@ -105,17 +112,22 @@ typedef struct lcase {
 
 /* Runs the case's product on `path` (-1: the emulated AVX-512 code) split in `shares`
  * shares, into a fresh copy of y0. */
-static float *run_case(const lcase *c, int path, int shares)
+static krt_lin case_lin(const lcase *c, float *y)
 {
-    float *y = xmalloc(sizeof(float) * (size_t)(c->ntok * c->out));
     memcpy(y, c->y0, sizeof(float) * (size_t)(c->ntok * c->out));
-    krt_lin l = {
+    return (krt_lin){
         .y = y, .x = c->x, .ldy = c->out, .ldx = c->in, .rows = c->rows,
         .rowidx = c->rowidx ? c->idx : NULL, .w = c->w, .dtype = c->dt, .layout = c->layout,
         .wrows = c->wrows, .wcols = c->wcols, .row0 = c->row0, .col0 = c->col0,
         .out = c->out, .in = c->in, .act = c->act,
         .res = c->res == 1 ? y : c->res == 2 ? c->bias : NULL, .ldr = c->res == 1 ? c->out : 0,
     };
+}
+
+static float *run_case(const lcase *c, int path, int shares)
+{
+    float *y = xmalloc(sizeof(float) * (size_t)(c->ntok * c->out));
+    krt_lin l = case_lin(c, y);
     void *scratch = xmalloc((size_t)krt_linear_scratch(c->rows, c->in));
     if (path >= 0) {
         krt_cpu_use((krt_path)path);
@@ -128,12 +140,66 @@ static float *run_case(const lcase *c, int path, int shares)
         lin_job_init(&j, &l, scratch);
         if (j.int8)
             lin_quantize_rows(&j, lin_quant_emu);
+        lin_prepare_emu(&j);
         int64_t pa = l.row0 / 16, pb = (l.row0 + l.out + 15) / 16;
         lin_panels_emu(&j, pa, pb);
 #endif
     }
     free(scratch);
     return y;
+}
+
+/* Three products in a row, each into its own Y, on a pool of real threads handing out
+ * panels through a krt_sched (a barrier between products, as the emitted code has). */
+enum { POOL_PRODUCTS = 3 };
+typedef struct pool_products {
+    krt_pool *pool;
+    krt_lin l[POOL_PRODUCTS];
+    unsigned char *scratch;
+    size_t stride;
+} pool_products;
+
+static void pool_share(void *arg, int sh, int nsh)
+{
+    pool_products *r = arg;
+    for (int k = 0; k < POOL_PRODUCTS; k++) {
+        if (k)
+            krt_pool_barrier(r->pool);
+        krt_linear(&r->l[k], sh, nsh, r->scratch + (size_t)sh * r->stride);
+    }
+}
+
+/* Whether the case on `path` with `threads` threads and a krt_sched gives `want` each time. */
+static int pool_same(const lcase *c, int path, int threads, const float *want)
+{
+    int64_t ny = c->ntok * c->out;
+    pool_products r = {.pool = krt_pool_new(threads)};
+    krt_sched *sched = krt_sched_new(threads);
+    if (!r.pool || !sched)
+        return 0;
+    r.stride = ((size_t)krt_linear_scratch(c->rows, c->in) + 63) / 64 * 64;
+    r.scratch = aligned_alloc(64, r.stride * (size_t)threads);
+    float *y[POOL_PRODUCTS];
+    for (int k = 0; k < POOL_PRODUCTS; k++)
+        y[k] = xmalloc(sizeof(float) * (size_t)ny);
+    int same = 1;
+    krt_cpu_use((krt_path)path);
+    for (int job = 0; job < 2; job++) {     /* the second job finds the slots used */
+        for (int k = 0; k < POOL_PRODUCTS; k++) {
+            r.l[k] = case_lin(c, y[k]);
+            r.l[k].sched = sched;
+        }
+        krt_pool_run(r.pool, pool_share, &r);
+        for (int k = 0; k < POOL_PRODUCTS; k++)
+            same &= memcmp(y[k], want, sizeof(float) * (size_t)ny) == 0;
+    }
+    krt_cpu_use(KRT_PATH_PORTABLE);
+    for (int k = 0; k < POOL_PRODUCTS; k++)
+        free(y[k]);
+    free(r.scratch);
+    krt_sched_free(sched);
+    krt_pool_free(r.pool);
+    return same;
 }
 
 /* The double-precision product of the case (exact weights; for 8-bit activations the
@@ -250,7 +316,7 @@ static void test_type(uint32_t dt, int act, int cases)
 {
     const char *an = act == KRT_ACT_Q8 ? "q8 activations" : "f32 activations";
     double worst = 0, tol = 1e-4;   /* float sums of up to 400 terms with cancellation */
-    int paths_ok[KRT_PATH_COUNT + 1], layouts_ok = 1, split_ok = 1, blocks_ok = 1;
+    int paths_ok[KRT_PATH_COUNT + 1], layouts_ok = 1, split_ok = 1, blocks_ok = 1, pool_ok = 1;
     for (int p = 0; p <= KRT_PATH_COUNT; p++)
         paths_ok[p] = 1;
     static const int64_t token_counts[] = {1, 1, 2, 3, 5, 7, 12, 13, 25};
@@ -276,6 +342,8 @@ static void test_type(uint32_t dt, int act, int cases)
             y = run_case(&c, p, (int)rnd(2, 3));
             split_ok &= same_bits(y, port, ny);
             free(y);
+            if (n % 4 == 0)
+                pool_ok &= pool_same(&c, p, (int)rnd(2, 3), port);
         }
 #ifdef KRT_HAVE_SIMD
         if (krt_cpu_has(KRT_PATH_AVX2)) {
@@ -310,23 +378,24 @@ static void test_type(uint32_t dt, int act, int cases)
     }
     char what[96];
     snprintf(what, sizeof what, "%s, %s", dt_name(dt), an);
-    ok(worst <= tol, "linear %s %s: reference vs double, normalized error %.3g", what, "", worst);
-    ok(layouts_ok, "linear %s%s: rows layout = panel layout, bit for bit%.0f", what, "", 0);
+    ok(worst <= tol, "linear %s: reference vs double, normalized error %.3g", what, worst);
+    ok(layouts_ok, "linear %s: rows layout = panel layout, bit for bit", what);
     for (int p = KRT_PATH_AVX2; p < KRT_PATH_COUNT; p++) {
         if (!krt_cpu_has((krt_path)p)) {
             printf("ok %d - # SKIP linear %s: no %s on this CPU\n", ++n_test, what,
                    krt_path_name((krt_path)p));
             continue;
         }
-        ok(paths_ok[p], "linear %s: %s = portable, bit for bit%.0f", what,
-           krt_path_name((krt_path)p), 0);
+        ok(paths_ok[p], "linear %s: %s = portable, bit for bit", what,
+           krt_path_name((krt_path)p));
     }
     if (krt_cpu_has(KRT_PATH_AVX2))
         ok(paths_ok[KRT_PATH_COUNT], "linear %s: avx512 code, 16 lanes emulated, = portable, "
-           "bit for bit%s%.0f", what, "", 0);
-    ok(split_ok, "linear %s%s: 2 and 3 shares = 1 share, bit for bit%.0f", what, "", 0);
-    ok(blocks_ok, "linear %s%s: a block of tokens = one token at a time, bit for bit%.0f",
-       what, "", 0);
+           "bit for bit", what);
+    ok(split_ok, "linear %s: 2 and 3 shares = 1 share, bit for bit", what);
+    ok(pool_ok, "linear %s: 2 and 3 threads of a pool taking panels as they come (krt_sched), "
+       "three products a job, two jobs = 1 share, bit for bit", what);
+    ok(blocks_ok, "linear %s: a block of tokens = one token at a time, bit for bit", what);
 }
 
 /* The activation quantizer: llama.cpp's rules on hand-made blocks, and every path's the
@@ -356,7 +425,7 @@ static void test_quant(void)
     t[0] = 127.0f, t[1] = 2.5f;
     krt_quant_q8(q, dq, sq, t, 32);
     good &= q[0] == 127 && q[1] == 2;
-    ok(good, "quant q8: llama.cpp's rules (scale amax/127 in f16, round half to even, 127/amax)%s%s%.0f", "", "", 0);
+    ok(good, "quant q8: llama.cpp's rules (scale amax/127 in f16, round half to even, 127/amax)");
     int same = 1;
     for (int p = KRT_PATH_AVX2; p < KRT_PATH_COUNT; p++) {
         if (!krt_cpu_has((krt_path)p))
@@ -375,7 +444,7 @@ static void test_quant(void)
         lin_quant_for((krt_path)p)(q2, d2, s2, y, 320);
         same &= !memcmp(q1, q2, 320) && !memcmp(d1, d2, sizeof d1) && !memcmp(s1, s2, sizeof s1);
     }
-    ok(same, "quant q8: every path gives the portable bits%s%s%.0f", "", "", 0);
+    ok(same, "quant q8: every path gives the portable bits");
 }
 
 int main(void)
