@@ -18,19 +18,6 @@
 
 #define PIECE 256                 /* values of a cache row widened at once (the stack) */
 
-/* n values of a cache from element offset off, as f32: in place for f32, else widened. */
-static const float *piece(const krt_kv *kv, int64_t off, int64_t n, float *buf)
-{
-    if (kv->dtype == KBLOB_F32)
-        return (const float *)kv->data + off;
-    const uint16_t *h = (const uint16_t *)kv->data + off;
-    if (kv->dtype == KBLOB_F16)
-        krt_widen_f16(buf, h, n);
-    else
-        krt_widen_bf16(buf, h, n);
-    return buf;
-}
-
 /* q . (head g of k at position c): 8 lanes, fmaf each, the tail to lanes 0 .., pairwise. */
 static float dot_lanes(const krt_kv *k, const float *q, int64_t g, int64_t c)
 {
@@ -38,7 +25,7 @@ static float dot_lanes(const krt_kv *k, const float *q, int64_t g, int64_t c)
     int64_t off = kv_at(k, g, c);
     for (int64_t i0 = 0; i0 < k->head_dim; i0 += PIECE) {
         int64_t n = k->head_dim - i0 < PIECE ? k->head_dim - i0 : PIECE, nb = n / 8 * 8;
-        const float *kp = piece(k, off + i0, n, buf), *qp = q + i0;
+        const float *kp = kv_read(k, off + i0, n, buf), *qp = q + i0;
         for (int64_t i = 0; i < nb; i += 8)
             for (int l = 0; l < 8; l++)
                 lane[l] = fmaf(qp[i + l], kp[i + l], lane[l]);
@@ -58,7 +45,7 @@ static void axpy(const krt_kv *v, float *o, float a, int64_t g, int64_t c)
     int64_t off = kv_at(v, g, c);
     for (int64_t i0 = 0; i0 < v->head_dim; i0 += PIECE) {
         int64_t n = v->head_dim - i0 < PIECE ? v->head_dim - i0 : PIECE;
-        const float *vp = piece(v, off + i0, n, buf);
+        const float *vp = kv_read(v, off + i0, n, buf);
         for (int64_t i = 0; i < n; i++)
             o[i0 + i] = fmaf(a, vp[i], o[i0 + i]);
     }

@@ -7,12 +7,27 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "kiln_blob.h"
 
 /* The element offset of head g at position c of a cache (kernels.h: krt_kv). */
 static inline int64_t kv_at(const krt_kv *kv, int64_t g, int64_t c)
 {
     return kv->head_major ? (g * kv->cap + c) * kv->head_dim
                           : (c * kv->kv_heads + g) * kv->head_dim;
+}
+
+/* The n values of a cache from element offset off, as f32: in place for an f32 cache,
+ * else widened into buf. */
+static inline const float *kv_read(const krt_kv *kv, int64_t off, int64_t n, float *buf)
+{
+    if (kv->dtype == KBLOB_F32)
+        return (const float *)kv->data + off;
+    const uint16_t *h = (const uint16_t *)kv->data + off;
+    if (kv->dtype == KBLOB_F16)
+        krt_widen_f16(buf, h, n);
+    else
+        krt_widen_bf16(buf, h, n);
+    return buf;
 }
 
 /* The (token, head) pairs [*p0, *p1) of rows x heads that share sh of nsh computes. */

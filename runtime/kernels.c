@@ -176,20 +176,6 @@ void krt_rope_heads(float *y, const float *x, int64_t rows, int32_t pos0, int64_
 #define KV_PIECE 256
 
 
-/* The n values of a cache from element offset off, as f32: in place for an f32 cache,
- * else widened into buf. */
-static inline const float *kv_read(const krt_kv *kv, int64_t off, int64_t n, float *buf)
-{
-    if (kv->dtype == KBLOB_F32)
-        return (const float *)kv->data + off;
-    const uint16_t *h = (const uint16_t *)kv->data + off;
-    if (kv->dtype == KBLOB_F16)
-        krt_widen_f16(buf, h, n);
-    else
-        krt_widen_bf16(buf, h, n);
-    return buf;
-}
-
 /* q . (head g of the cache at position c), summed left to right over the head dim. */
 static inline float kv_dot(const krt_kv *kv, const float *q, int64_t g, int64_t c)
 {

@@ -16,33 +16,11 @@
 #include <unistd.h>
 
 #include "../../weights/weights.h"
+#include "unit_files.h"
 #include "../../runtime/kiln_blob.h"
 
 enum { NTESTS = 11 + 11 + 10 + 13 + 2 + 5 + 44 + 1 };
-static int ntest, nfail;
-static char dir[256], msg[8192];
-
-static void ok(int cond, const char *desc) {
-    ntest++;
-    if (!cond) nfail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", ntest, desc);
-}
-
-static const char *tmp(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(p, 1, n, f);
-        fclose(f);
-    }
-}
+static char msg[8192];
 
 /* stderr into msg while a call runs */
 static int saved_fd = -1, msg_fd = -1;
@@ -944,23 +922,9 @@ static void test_fuzz(void) {
     free(b.p);
 }
 
-static void cleanup(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(tmp(e->d_name));
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/kiln-gguf-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) {
-        printf("1..0 # SKIP cannot create a temporary directory\n");
+    if (!unit_files_begin("gguf", NTESTS))
         return 0;
-    }
-    printf("1..%d\n", NTESTS);
     test_q8_0();
     test_q4_0();
     test_writer();
@@ -969,7 +933,5 @@ int main(void) {
     test_truncation();
     test_fields();
     test_fuzz();
-    cleanup();
-    if (ntest != NTESTS) printf("# planned %d tests, ran %d\n", NTESTS, ntest);
-    return nfail || ntest != NTESTS;
+    return unit_files_end(NTESTS);
 }

@@ -17,25 +17,11 @@
 #include <unistd.h>
 
 #include "../../weights/weights.h"
+#include "unit_files.h"
 #include "../../runtime/kiln_blob.h"
 
 enum { NTESTS = 47 + 7 + 5 };
-static int ntest, nfail;
-static char dir[256], msg[4096];
-
-static void ok(int cond, const char *desc) {
-    ntest++;
-    if (!cond) nfail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", ntest, desc);
-}
-
-static const char *tmp(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
-}
+static char msg[4096];
 
 /* ckpt_open with stderr captured into msg. */
 static ckpt *open_quiet(const char *path) {
@@ -74,14 +60,6 @@ static unsigned char *slurp(const char *path, size_t *n) {
     }
     if (f) fclose(f);
     return b;
-}
-
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(p, 1, n, f);
-        fclose(f);
-    }
 }
 
 /* A safetensors file from raw JSON text and `data` zero bytes. */
@@ -479,29 +457,13 @@ static void test_llama2c(void) {
        "llama2c_layout refuses a bad header");
 }
 
-static void cleanup(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(tmp(e->d_name));
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/kiln-weights-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) {
-        printf("1..0 # SKIP cannot create a temporary directory\n");
+    if (!unit_files_begin("weights", NTESTS))
         return 0;
-    }
-    printf("1..%d\n", NTESTS);
     test_detweights();
     test_safetensors();
     test_half_files();
     test_conversions();
     test_llama2c();
-    cleanup();
-    if (ntest != NTESTS) printf("# planned %d tests, ran %d\n", NTESTS, ntest);
-    return nfail || ntest != NTESTS;
+    return unit_files_end(NTESTS);
 }
