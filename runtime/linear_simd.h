@@ -301,9 +301,19 @@ static void KT(gemm_f)(const lin_job *j, int64_t p)
             w = j->wbuf;
         }
         int first = k0 == 0, last = k0 + nk >= l->in;
+        /* the next piece's weights (the next panel's first after the last piece: panels
+         * lie one after another) are fetched a share per tile, so that the first tile of the
+         * next piece does not wait on memory */
+        int64_t esz = l->dtype == KBLOB_F32 ? 4 : 2, lines = nk * KT_PANEL * esz / 64;
+        const char *next = (const char *)pan + (k0 + nk) * KT_PANEL * esz;
+        int64_t tiles = (l->rows + KT_NT - 1) / KT_NT, line = 0;
         int64_t t0 = 0;
-        for (; t0 + KT_NT <= l->rows; t0 += KT_NT)
+        for (; t0 + KT_NT <= l->rows; t0 += KT_NT) {
+            if (l->dtype <= KBLOB_BF16)
+                for (int64_t e = lines * (t0 / KT_NT + 1) / tiles; line < e; line++)
+                    __builtin_prefetch(next + line * 64);
             KT(tile)(j, p, w, t0, KT_NT, k0, nk, first, last);
+        }
         if (t0 < l->rows)
             KT(tile_n)(j, p, w, t0, (int)(l->rows - t0), k0, nk, first, last);
     }
