@@ -10,7 +10,7 @@
  * per weight in column order; for 8-bit activations, an exact integer sum per block and one
  * fused multiply-add per block. Only how many rows and tokens go at once differs:
  *   - one token (decode): two panels from two places of the thread's share at once (two
- *     memory streams, 2 x RV independent sums);
+ *     memory streams, 2 x RV independent sums), block weights fetched KT_PREFETCH ahead;
  *   - a block of tokens (prefill): a register tile of one panel x KT_NT tokens; a panel of
  *     f16, bf16 or block weights is first widened, LIN_KC columns at a time, into the
  *     scratch (once for every token), and the partial sums wait in the scratch between

@@ -8,7 +8,7 @@
 # weights f16 / bf16 and the thread split (a width past the split threshold, --threads 2)
 # exercise the epilogue kernels. The generated C of llama has no residual add step left (each
 # became the epilogue of a krt_linear call, `.res = ...`) and fewer element loops; -O0 has
-# neither.
+# neither. A model of 5.1M multiply-adds a token gets the AVX2 copy of its element loops.
 use strict;
 use warnings;
 use FindBin;
@@ -36,6 +36,9 @@ my @cases = (
     ['mixtral', 'examples/mixtral.kiln', ''],
     ['per-layer', 'examples/per-layer.kiln', ''],
     ['llama2c', 'examples/llama2c.kiln', ''],
+    # 5.1M multiply-adds a token: the layer functions also get an AVX2 copy (target_clones)
+    ['llama-clones', 'examples/llama.kiln', 'dim=256 hidden=704 layers=8 heads=4 kv_heads=2',
+     [], ['--threads', '2']],
 );
 
 # Builds one program; returns its generated C (or undef after a failed assertion).
@@ -115,6 +118,16 @@ if (my $c = $c_of{'llama-f16-mt'}) {
 if (my $c = $c_of{'llama-bf16'}) {
     ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.dtype = KBLOB_BF16[^}]*\.res = (?!0,)/,
        'llama bf16: the bf16 kernel carries its epilogue');
+}
+# Element loops of a model of 4M+ multiply-adds a token are also compiled for AVX2, the copy
+# chosen at load (its logits are the -O0 build's above, bit for bit); small models and -O0
+# are compiled once.
+if (my $c = $c_of{'llama-clones'}) {
+    ok($c->[0] =~ /target_clones\("avx2", "default"\)/ && $c->[0] =~ /^KILN_LOOPS\nstatic void layer_0\(/m
+       && $c->[1] !~ /target_clones/, 'llama 5.1M multiply-adds: layer functions in an AVX2 copy too, not at -O0');
+}
+if (my $c = $c_of{llama}) {
+    ok($c->[0] !~ /target_clones/, 'llama (small): no AVX2 copy');
 }
 if (my $c = $c_of{gpt2}) {
     ok($c->[0] =~ /krt_linear\(&\(krt_lin\)\{[^}]*\.res = (?!0,)[^}]*\.ldr = 0,/,
