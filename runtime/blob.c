@@ -2,7 +2,8 @@
  *
  * The blob is untrusted input: the trailer, the header, the entry table, every name, offset
  * and size are checked (overflow-safe) before anything is dereferenced, and each tensor is
- * then compared with kiln_model.tensors[]. Any problem ends in one clear message.
+ * then compared with kiln_model.tensors[]; entries past them (the tokenizer) are checked for
+ * bounds and size too. Any problem ends in one clear message.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -150,8 +151,39 @@ static int check_entry(const char *prog, const krt_model *m, int i, const unsign
     return 0;
 }
 
+/* An entry past the model's tensors (kiln_blob.h): within the blob, of a known dtype and the
+ * size its shape gives; the tokenizer's is kept in b. */
+static int check_extra(const char *prog, uint32_t i, const unsigned char *base, uint64_t size,
+                       const kblob_entry *e, krt_blob *b)
+{
+    uint64_t bytes;
+    if (e->name_offset >= size || !memchr(base + e->name_offset, 0, size - e->name_offset)) {
+        blob_error(prog, "entry %u: name out of range or not NUL-terminated", i);
+        return -1;
+    }
+    const char *nm = (const char *)base + e->name_offset;
+    if (e->offset % KBLOB_ALIGN != 0 || e->offset > size || e->nbytes > size - e->offset ||
+        e->rank > 4 || kblob_tensor_bytes(e->dtype, e->rank, e->dims, &bytes) < 0 ||
+        bytes != e->nbytes) {
+        blob_error(prog, "entry %u '%.80s': data (offset %llu, %llu bytes, dtype code %u) "
+                         "misaligned, outside the blob (%llu bytes) or not of its shape's size",
+                   i, nm, (unsigned long long)e->offset, (unsigned long long)e->nbytes, e->dtype,
+                   (unsigned long long)size);
+        return -1;
+    }
+    if (!strcmp(nm, KBLOB_TOKENIZER)) {
+        if (e->dtype != KBLOB_U8 || e->rank != 1 || b->tokenizer) {
+            blob_error(prog, "entry %u '%s': not one rank-1 u8 entry", i, nm);
+            return -1;
+        }
+        b->tokenizer = base + e->offset;
+        b->tokenizer_bytes = e->nbytes;
+    }
+    return 0;
+}
+
 static int check_blob(const char *prog, const char *file, const krt_model *m,
-                      const unsigned char *base, uint64_t size, const void **w)
+                      const unsigned char *base, uint64_t size, const void **w, krt_blob *b)
 {
     kblob_header h;
     if (size < sizeof h) {
@@ -179,7 +211,7 @@ static int check_blob(const char *prog, const char *file, const krt_model *m,
                    (unsigned long long)h.table_offset, h.n_tensors);
         return -1;
     }
-    if (h.n_tensors != (uint32_t)m->n_tensors) {
+    if (h.n_tensors < (uint32_t)m->n_tensors) {
         blob_error(prog, "%s: %u tensors, model '%s' expects %d", file, h.n_tensors, m->name,
                    m->n_tensors);
         return -1;
@@ -190,6 +222,12 @@ static int check_blob(const char *prog, const char *file, const krt_model *m,
         if (check_entry(prog, m, i, base, size, &e) < 0)
             return -1;
         w[i] = base + e.offset;
+    }
+    for (uint32_t i = (uint32_t)m->n_tensors; i < h.n_tensors; i++) {
+        kblob_entry e;
+        memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
+        if (check_extra(prog, i, base, size, &e, b) < 0)
+            return -1;
     }
     return 0;
 }
@@ -231,7 +269,7 @@ int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const kr
     }
     b->w = calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *b->w);
     b->n = m->n_tensors;
-    if (!b->w || check_blob(prog, file, m, (const unsigned char *)b->map + delta, size, b->w) < 0) {
+    if (!b->w || check_blob(prog, file, m, (const unsigned char *)b->map + delta, size, b->w, b) < 0) {
         if (!b->w)
             blob_error(prog, "out of memory");
         krt_blob_close(b);
@@ -318,6 +356,8 @@ int krt_blob_huge(krt_blob *b, krt_huge mode)
     ptrdiff_t shift = at - (unsigned char *)b->map;
     for (int i = 0; i < b->n; i++)   /* the same offsets in the copy */
         b->w[i] = (const unsigned char *)b->w[i] + shift;
+    if (b->tokenizer)
+        b->tokenizer = (const unsigned char *)b->tokenizer + shift;
     munmap(b->map, b->map_len);
     b->map = at;
     b->map_len = len;
