@@ -160,8 +160,9 @@ static int read_merges(const char *path, const json_t *merges, tokenizer_spec *t
         int rc = tokspec_merge(t, x, a, alen, b, blen, &cap);
         if (rc) {
             diag_file_error(path, rc == -1 ? "out of memory"
-                            : "model.merges[%zu] (\"%.40s\" + \"%.40s\"): a piece or the merged "
-                              "piece is not in the vocabulary", i, a, b);
+                            : "model.merges[%zu] (\"%.*s\" + \"%.*s\"): a piece or the merged "
+                              "piece is not in the vocabulary", i, (int)(alen < 40 ? alen : 40), a,
+                            (int)(blen < 40 ? blen : 40), b);
             return -1;
         }
     }
