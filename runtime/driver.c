@@ -815,8 +815,9 @@ static int generate(text_run *r)
 }
 
 /* One turn: text encoded (BOS before the first), the last turn's unfed token first, run,
- * then generation. Returns 1 when the context is full. */
-static int turn(text_run *r, const char *text, size_t len)
+ * then generation; `echo` is printed once the text is known to fit. Returns 0, 1 when the
+ * context filled up, 2 when the text did not fit (nothing ran, nothing printed). */
+static int turn(text_run *r, const char *text, size_t len, int echo)
 {
     int add_bos = r->pos == 0 && r->pending < 0;
     int64_t n = krt_tok_encode(r->tok, text, len, add_bos, NULL, 0);
@@ -828,9 +829,15 @@ static int turn(text_run *r, const char *text, size_t len)
     krt_tok_encode(r->tok, text, len, add_bos, ids + k, n);
     n += k;
     if (n > r->o->ctx - r->pos) {
+        if (r->pos == 0)               /* the first text alone does not fit: a usage error */
+            usage_error("the text is %lld tokens, but %s holds %lld", (long long)n,
+                        r->o->ctx < ctx_max() ? "the context of this run (--ctx)"
+                                              : "the model's context", (long long)r->o->ctx);
         free(ids);
-        return 1;
+        return 2;
     }
+    if (echo)
+        put_text(text, len);
     r->pending = -1;
     if (n > 0)
         feed(r, ids, n);
@@ -870,12 +877,8 @@ static void run_text(const opts *o, run_state *s, const krt_blob *b)
     krt_rng_seed(&r.rng, o->seed);
     int full = 0;
     if (o->prompt) {
-        size_t len = strlen(o->prompt);
-        if (!o->interactive)
-            put_text(o->prompt, len);
-        full = turn(&r, o->prompt, len);
-        if (!o->interactive || full)
-            put_text("\n", 1);
+        full = turn(&r, o->prompt, strlen(o->prompt), !o->interactive);
+        put_text("\n", 1);                  /* the first text always fits, or exits */
     }
     char *line = NULL;
     size_t cap = 0;
@@ -883,8 +886,9 @@ static void run_text(const opts *o, run_state *s, const krt_blob *b)
     while (o->interactive && !full && (got = getline(&line, &cap, stdin)) >= 0) {
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
             got--;
-        full = turn(&r, line, (size_t)got);
-        put_text("\n", 1);
+        full = turn(&r, line, (size_t)got, 0);
+        if (full != 2)
+            put_text("\n", 1);
     }
     free(line);
     if (full)

@@ -104,6 +104,8 @@ ok($r->{rc} == 0 && @turns == 3 && $turns[2] eq '' && length $turns[1], '-i: two
 isnt($turns[1], (split /\n/, $alone->{out})[0],
      "-i: the second line continues the first (the cache is kept), unlike '$pd' alone");
 like($r->{err}, qr/prompt eval time = .* \/ +\d+ tokens/, '-i: timings at the end');
+$r = run_stdin("$pd\n", $bin, '-i', '--prompt', $p0, '-n', 20, '--temp', 0);
+is($r->{out}, join("\n", @turns[0, 1], ''), '-i --prompt: the prompt is the first line');
 $r = run_stdin("$p0\n$p0\n$p0\n", $bin, '-i', '-n', 8, '--temp', 0, '--ctx', 20);
 ok($r->{rc} == 0 && $r->{err} =~ /note: the context of 20 positions is full/,
    '-i --ctx 20: a note when the context is full, exit 0') or diag(Golden::how($r));
@@ -153,6 +155,10 @@ for my $u ([['--prompt', 'x', '--tokens', '1'], qr/do not mix/],
     $r = run_cmd($bin, @$args);
     ok($r->{rc} == 2 && $r->{err} =~ $re, "usage error: @$args") or diag(Golden::how($r));
 }
+$r = run_cmd($bin, '--prompt', $p0, '--ctx', 4);
+ok($r->{rc} == 2 && $r->{err} =~ /the text is 5 tokens, but the context of this run \(--ctx\) holds 4/
+   && $r->{out} eq '', 'a prompt longer than the context: a usage error, nothing printed')
+    or diag(Golden::how($r));
 $r = run_cmd($kiln, 'dump', 'examples/llama2c.kiln', '--tokenizer', "$M/tok512.bin");
 ok($r->{rc} == 2 && $r->{err} =~ /--tokenizer applies to build/, 'kiln dump --tokenizer: a usage error');
 $r = run_cmd($kiln, 'build', 'examples/llama2c.kiln', '--weights', "$M/stories260K.bin",

@@ -172,9 +172,12 @@ int tokenizer_from_gguf(const ckpt *c, tokenizer_spec *out)
         id_key(c, "tokenizer.ggml.eos_token_id", n, &out->eos) ||
         id_key(c, "tokenizer.ggml.unknown_token_id", n, &out->unk) ||
         id_key(c, "tokenizer.ggml.eot_token_id", n, &eot) ||
-        id_key(c, "tokenizer.ggml.eom_token_id", n, &eom) ||
-        ckpt_gguf_bool(c, "tokenizer.ggml.add_bos_token", &add_bos) < 0)
+        id_key(c, "tokenizer.ggml.eom_token_id", n, &eom))
         goto fail;
+    if (ckpt_gguf_bool(c, "tokenizer.ggml.add_bos_token", &add_bos) < 0) {
+        diag_file_error(c->path, "tokenizer.ggml.add_bos_token is not a bool");
+        goto fail;
+    }
     tokspec_mark_eog(out, out->eos);
     tokspec_mark_eog(out, eot);
     tokspec_mark_eog(out, eom);
