@@ -4,8 +4,9 @@
  * tokenizer.ggml.model "llama": SentencePiece, score merges (tokens, scores, token_type: 6
  * byte, 2 unknown, 3 control and 5 unused never come from text); "▁" is a space. "gpt2":
  * byte-level BPE (tokens in GPT-2's byte alphabet, merges "a b" best first), pre-tokenizer
- * from tokenizer.ggml.pre ("gpt2", or "llama-bpe" for LLaMA-3). BOS, EOS, UNK and the
- * end-of-turn tokens from their *_token_id keys; add_bos_token false leaves BOS out.
+ * from tokenizer.ggml.pre ("gpt-2" or "gpt2"; "llama-bpe" or "llama3" for LLaMA-3). BOS,
+ * EOS, UNK and the end-of-turn tokens from their *_token_id keys; add_bos_token false
+ * leaves BOS out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ static int read_pre(const ckpt *c, tokenizer_spec *t)
         diag_file_error(c->path, "tokenizer.ggml.pre is not a string");
         return -1;
     }
-    if (rc == 0 || !strcmp(pre->s, "gpt2")) {
+    if (rc == 0 || !strcmp(pre->s, "gpt2") || !strcmp(pre->s, "gpt-2")) {
         if (rc == 0)
             diag_file_warning(c->path, "no tokenizer.ggml.pre; using GPT-2's pre-tokenizer");
         t->pretok = KRT_TOK_PRE_GPT2;
@@ -93,7 +94,7 @@ static int read_pre(const ckpt *c, tokenizer_spec *t)
         t->flags |= KRT_TOK_WHOLE_WORDS;   /* llama.cpp and the tokenizer.json: ignore_merges */
     } else {
         diag_file_error(c->path, "tokenizer.ggml.pre \"%.60s\": a pre-tokenizer kiln does not "
-                        "know (it knows \"gpt2\" and \"llama-bpe\")", pre->s);
+                        "know (it knows \"gpt-2\" and \"llama-bpe\")", pre->s);
         return -1;
     }
     return 0;
