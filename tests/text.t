@@ -146,6 +146,33 @@ for my $bad (['version', 4, pack('V', 9), qr/entry 'kiln.tokenizer': version 9/]
     ok($r->{rc} == 0, "damaged tokenizer ($what): --tokens still runs");
 }
 
+# a damaged blob entry of the tokenizer (kiln_blob.h: 72-byte entries after the tensors'):
+# every run refuses the blob, naming the entry
+{
+    my ($boff) = unpack('Q<', substr($exe, -24, 8));
+    my (undef, undef, $n, $table) = unpack('a8 V V Q<', substr($exe, $boff, 24));
+    my $entry = $boff + $table + 72 * ($n - 1);
+    my ($name_off) = unpack('Q<', substr($exe, $entry, 8));
+    my $name = unpack('Z*', substr($exe, $boff + $name_off, 64));
+    is($name, 'kiln.tokenizer', "the blob's last entry (of $n) is the tokenizer");
+    for my $bad (['offset', 8, pack('Q<', 1 << 40), qr/entry \d+ 'kiln.tokenizer': data .*outside the blob/],
+                 ['dtype', 24, pack('V', 0), qr/entry \d+ 'kiln.tokenizer': .*not of its shape's size/],
+                 ['rank', 28, pack('V', 2), qr/entry \d+ 'kiln.tokenizer'/]) {
+        my ($what, $off, $bytes, $re) = @$bad;
+        my $copy = $exe;
+        substr($copy, $entry + $off, length $bytes) = $bytes;
+        my $path = "$dir/bad-entry";
+        open my $fh, '>', $path or die;
+        binmode $fh;
+        print $fh $copy;
+        close $fh;
+        chmod 0755, $path;
+        $r = run_cmd($path, '--tokens', '1,2', '-n', 1);
+        ok($r->{rc} == 1 && !$r->{sig} && $r->{err} =~ $re && $r->{out} eq '',
+           "the tokenizer's blob entry with a bad $what: a clear error, exit 1") or diag(Golden::how($r));
+    }
+}
+
 # usage errors
 for my $u ([['--prompt', 'x', '--tokens', '1'], qr/do not mix/],
            [['--prompt', 'x', '--logits', "$dir/l"], qr/do not mix/],
