@@ -616,6 +616,19 @@ static size_t split_llama3(const scan *x, size_t i)
     return nl ? nl : space_run(x, i);
 }
 
+/* Merges the units out->v[start ..] in place with `merge` (score or rank merges). */
+static int merge_units(const krt_tok *t, ids *out, size_t start,
+                       int (*merge)(const krt_tok *, int32_t *, size_t *))
+{
+    if (out->oom)
+        return -1;
+    size_t cnt = out->n - start;
+    if (merge(t, out->v + start, &cnt) < 0)
+        return -1;
+    out->n = start + cnt;
+    return 0;
+}
+
 /* One pre-token's ids (rank merges): the piece itself (whole words), else its units merged. */
 static int encode_word(const krt_tok *t, const unsigned char *s, size_t n, ids *out)
 {
@@ -634,13 +647,7 @@ static int encode_word(const krt_tok *t, const unsigned char *s, size_t n, ids *
             len = utf8_at(s + k, n - k, &cp);
             push_unit(t, out, s + k, len);
         }
-    if (out->oom)
-        return -1;
-    size_t cnt = out->n - start;
-    if (rank_merges(t, out->v + start, &cnt) < 0)
-        return -1;
-    out->n = start + cnt;
-    return 0;
+    return merge_units(t, out, start, rank_merges);
 }
 
 static int encode_text(const krt_tok *t, const unsigned char *s, size_t n, ids *out)
@@ -651,13 +658,7 @@ static int encode_text(const krt_tok *t, const unsigned char *s, size_t n, ids *
             len = cp_group(s + k, n - k);
             push_unit(t, out, s + k, len);
         }
-        if (out->oom)
-            return -1;
-        size_t cnt = out->n - start;
-        if (score_merges(t, out->v + start, &cnt) < 0)
-            return -1;
-        out->n = start + cnt;
-        return 0;
+        return merge_units(t, out, start, score_merges);
     }
     scan x = {s, n};
     for (size_t i = 0; i < n;) {

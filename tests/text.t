@@ -125,20 +125,26 @@ ok($r->{rc} == 0 && $r->{out} eq $with->{out} && $r->{out} =~ /^\d+ \d+ \d+ \d+\
 
 # a damaged tokenizer in the blob: a clear error naming it, exit 1, no crash; --tokens unhurt
 my $exe = slurp($bin);
+# a copy of the program with $bytes at offset $at, as the program $dir/$name
+sub patched {
+    my ($name, $at, $bytes) = @_;
+    my $copy = $exe;
+    substr($copy, $at, length $bytes) = $bytes;
+    my $path = "$dir/$name";
+    open my $fh, '>', $path or die "$path: $!";
+    binmode $fh;
+    print $fh $copy;
+    close $fh;
+    chmod 0755, $path;
+    return $path;
+}
 my $at = index($exe, "KTOK\x01\0\0\0");
 ok($at > 0, 'the tokenizer is in the program');
 for my $bad (['version', 4, pack('V', 9), qr/entry 'kiln.tokenizer': version 9/],
              ['token count', 20, pack('V', 0x7fffffff), qr/entry 'kiln.tokenizer': 2147483647 tokens do not fit/],
              ['BOS id', 24, pack('V', 4096), qr/BOS id 4096 out of range/]) {
     my ($what, $off, $bytes, $re) = @$bad;
-    my $copy = $exe;
-    substr($copy, $at + $off, length $bytes) = $bytes;
-    my $path = "$dir/damaged";
-    open my $fh, '>', $path or die;
-    binmode $fh;
-    print $fh $copy;
-    close $fh;
-    chmod 0755, $path;
+    my $path = patched('damaged', $at + $off, $bytes);
     $r = run_cmd($path, '--prompt', 'Once');
     ok($r->{rc} == 1 && !$r->{sig} && $r->{err} =~ $re && $r->{out} eq '',
        "damaged tokenizer ($what): a clear error, exit 1, nothing printed") or diag(Golden::how($r));
@@ -159,14 +165,7 @@ for my $bad (['version', 4, pack('V', 9), qr/entry 'kiln.tokenizer': version 9/]
                  ['dtype', 24, pack('V', 0), qr/entry \d+ 'kiln.tokenizer': .*not of its shape's size/],
                  ['rank', 28, pack('V', 2), qr/entry \d+ 'kiln.tokenizer'/]) {
         my ($what, $off, $bytes, $re) = @$bad;
-        my $copy = $exe;
-        substr($copy, $entry + $off, length $bytes) = $bytes;
-        my $path = "$dir/bad-entry";
-        open my $fh, '>', $path or die;
-        binmode $fh;
-        print $fh $copy;
-        close $fh;
-        chmod 0755, $path;
+        my $path = patched('bad-entry', $entry + $off, $bytes);
         $r = run_cmd($path, '--tokens', '1,2', '-n', 1);
         ok($r->{rc} == 1 && !$r->{sig} && $r->{err} =~ $re && $r->{out} eq '',
            "the tokenizer's blob entry with a bad $what: a clear error, exit 1") or diag(Golden::how($r));

@@ -74,6 +74,20 @@ static void check(int cond, const char *desc)
     ok(cond, clean);
 }
 
+/* Whether decode(encode(x)) == x for each of the n texts (BOS added and dropped). */
+static int round_trips(const krt_tok *t, const char *const *texts, int n)
+{
+    int same = t != NULL;
+    for (int i = 0; t && i < n; i++) {
+        int32_t ids[256];
+        char back[512];
+        int k = encode(t, texts[i], 1, ids);
+        decode_all(t, ids, k, back, sizeof back);
+        same &= !strcmp(back, texts[i]);
+    }
+    return same;
+}
+
 /* GPT-2's byte alphabet (bytes_to_unicode) for s, JSON-escaped unless raw, appended to out. */
 static void put_alphabet(char *out, const unsigned char *s, size_t n, int raw)
 {
@@ -283,14 +297,8 @@ static void test_ranks(void)
     /* round trips through bytes that are not UTF-8 */
     const char *texts[] = {"h\xc3\xa9llo \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac", "\xff\xfe\x80 a\xc3",
                            "  a  b  \n\t", "", " the  abc\r\n"};
-    int same = 1;
-    for (size_t i = 0; t && i < sizeof texts / sizeof texts[0]; i++) {
-        char back[256];
-        n = encode(t, texts[i], 1, ids);
-        decode_all(t, ids, n, back, sizeof back);
-        same &= !strcmp(back, texts[i]);
-    }
-    ok(t && same, "byte-level: decode(encode(x)) == x, invalid UTF-8 included");
+    ok(round_trips(t, texts, (int)(sizeof texts / sizeof texts[0])),
+       "byte-level: decode(encode(x)) == x, invalid UTF-8 included");
     krt_tok_free(t);
     free(data);
     if (rc == 0) {
@@ -341,13 +349,7 @@ static void test_sentencepiece_bpe(void)
     ok(n == 5 && ids[0] == 264 && ids[1] == 3 + 0xC3 && ids[2] == 3 + 0xA9 && ids[3] == 265 &&
        ids[4] == 263, "h\xc3\xa9llo without BOS: \xe2\x96\x81h, <0xC3>, <0xA9>, ll, o");
     const char *texts[] = {"  two", "hello  hello ", "\xe6\x97\xa5"};
-    int same = 1;
-    for (int i = 0; t && i < 3; i++) {
-        n = encode(t, texts[i], 1, ids);
-        decode_all(t, ids, n, back, sizeof back);
-        same &= !strcmp(back, texts[i]);
-    }
-    ok(t && same, "SentencePiece BPE: decode(encode(x)) == x");
+    ok(round_trips(t, texts, 3), "SentencePiece BPE: decode(encode(x)) == x");
     krt_tok_free(t);
     free(data);
     if (rc == 0)
