@@ -232,7 +232,7 @@ static void test_top_p_ties(void)
 {
     float flat[] = {1.0f, 1.0f, 1.0f, 1.0f};
     krt_sampling o = opts(1.0, 0, 0.5, 0.0, 1.0);
-    krt_candidate c[4];
+    krt_candidate c[5];
     int64_t m = krt_sample_filter(&o, flat, 4, NULL, 0, c);
     ok(m == 2 && c[0].id == 0 && c[1].id == 1,
        "top-p 0.5 of four equal tokens: the two lowest ids (the mass reaches 0.5 exactly)");
