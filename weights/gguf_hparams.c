@@ -3,7 +3,7 @@
  *
  * The llama.* metadata keys become implied parameters of kiln's conventional names (dim,
  * hidden, layers, heads, kv_heads, ctx, eps, rope_base, rotary_dim, vocab, tied), as a
- * llama.2c header and a config.json do, so that `kiln build SPEC --weights model.gguf` fits
+ * llama2.c header and a config.json do, so that `kiln build SPEC --weights model.gguf` fits
  * the file without -D (an explicit -D still wins). Every value is untrusted: its type and
  * range are checked, and a problem names the file and the key. After the front end,
  * gguf_hparams_check refuses a key that changes the computation when the spec has no
@@ -74,7 +74,7 @@ static const char *real_text(double v, int is_f32)
     return base_intern_str(buf);
 }
 
-/* Key i's value, checked: 1 with *iv / *rv set, 0 when absent, -1 after reporting. */
+/* A key's value, checked: 1 with *iv / *rv set, 0 when absent, -1 after reporting. */
 static int read_key(const ckpt *c, const struct gguf_hkey *k, int64_t *iv, double *rv)
 {
     const gguf_kv *kv = ckpt_gguf_find(c, k->key);
