@@ -76,7 +76,9 @@ static const char usage_text[] =
     "  --ctx N           the context length: sets the spec's parameter ctx (over --config's\n"
     "                    max_position_embeddings; not together with -D ctx=)\n"
     "  -o FILE           output file\n"
-    "  --weights FILE    checkpoint to build with\n"
+    "  --weights FILE    checkpoint to build with; a llama2.c header's or a llama GGUF's\n"
+    "                    hyperparameters set the spec's parameters (also on dump, check and\n"
+    "                    emit-c; -D wins; a GGUF key the spec cannot take is an error)\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
     "  --format F        safetensors | llama2c | gguf (weights)\n"
     "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
@@ -476,9 +478,9 @@ static hf_config *apply_config(options *o)
     return c;
 }
 
-/* The config against the spec as lowered: every key that changes the computation must be
- * used by one of the spec's parameters or be neutral (weights/hfconfig.c). 0, or -1. */
-static int check_config(const hf_config *c, const ir_module *m, int verbose)
+/* The spec as lowered, as a config or a GGUF file is checked against it: its parameters
+ * (spec.names: free() it), whether its classifier is the embedding, its context. */
+static hf_spec spec_params(const ir_module *m)
 {
     const char **names = calloc((size_t)(m->nparams + m->nrtparams + 1), sizeof *names);
     if (!names)
@@ -492,8 +494,49 @@ static int check_config(const hf_config *c, const ir_module *m, int verbose)
     for (int t = 0; t < m->ntensors; t++)
         if (!strcmp(m->tensors[t].name, "lm_head.weight"))
             spec.tied = 0;
+    return spec;
+}
+
+/* The config against the spec as lowered: every key that changes the computation must be
+ * used by one of the spec's parameters or be neutral (weights/hfconfig.c). 0, or -1. */
+static int check_config(const hf_config *c, const ir_module *m, int verbose)
+{
+    hf_spec spec = spec_params(m);
     int rc = hf_config_check(c, &spec, verbose);
-    free(names);
+    free((void *)spec.names);
+    return rc;
+}
+
+static void imply_llama2c_params(options *o, const ckpt *ck);
+
+/* --weights FILE on a spec: the checkpoint's hyperparameters (a llama2.c header, a llama
+ * GGUF's metadata: weights/gguf_hparams.c) become implied parameters, so the spec fits the
+ * file without -D (an explicit -D still wins). The checkpoint, or NULL after reporting. */
+static ckpt *checkpoint_params(options *o)
+{
+    ckpt *ck = ckpt_open(o->weights);
+    if (!ck)
+        return NULL;
+    if (ck->format == CKPT_LLAMA2C)
+        imply_llama2c_params(o, ck);
+    hf_param *p;
+    int n;
+    if (gguf_hparams_read(ck, &p, &n) != 0) {
+        ckpt_close(ck);
+        return NULL;
+    }
+    for (int i = 0; i < n && o->ndefs < (int)(sizeof o->defs / sizeof o->defs[0]); i++)
+        o->defs[o->ndefs++] = (sema_define){p[i].name, p[i].value, 1, SD_SCALAR, p[i].origin};
+    free(p);
+    return ck;
+}
+
+/* A GGUF file against the spec as lowered (weights/gguf_hparams.c). 0, or -1. */
+static int check_checkpoint(const ckpt *ck, const ir_module *m)
+{
+    hf_spec spec = spec_params(m);
+    int rc = gguf_hparams_check(ck, &spec);
+    free((void *)spec.names);
     return rc;
 }
 
@@ -558,6 +601,11 @@ static ir_module *front_end(const options *o_in, front *fe)
     hf_config *config = NULL;
     if (o->config && !(config = apply_config(o)))
         return NULL;
+    ckpt *ck = NULL;
+    if (o->weights && !(ck = checkpoint_params(o))) {
+        hf_config_free(config);
+        return NULL;
+    }
     src_file_from_string(&fe->std, "<std>", kiln_std_source);
     ast_node *std = parse_file(&fe->std);
     if (!std)
@@ -566,11 +614,13 @@ static ir_module *front_end(const options *o_in, front *fe)
     ast_node *spec = NULL;
     if (src_file_read(&fe->spec, o->spec) && (spec = parse_file(&fe->spec)))
         m = sema_lower(std, spec, o->defs, o->ndefs);
-    if (m && config && check_config(config, m, o->verbose) != 0) {
+    if (m && ((config && check_config(config, m, o->verbose) != 0) ||
+              (ck && check_checkpoint(ck, m) != 0))) {
         ir_module_free(m);
         m = NULL;
     }
     hf_config_free(config);
+    ckpt_close(ck);
     if (!m)
         return NULL;
     if (o->max_batch)
@@ -934,8 +984,6 @@ static int cmd_build(const options *o_in)
             fprintf(stderr, "kiln: reading %s\n", o->weights);
         if (!(ck = ckpt_open(o->weights)))
             return 1;
-        if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
-            imply_llama2c_params(o, ck);
     }
     front fe;
     ir_module *m = front_end(o, &fe);

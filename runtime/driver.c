@@ -44,6 +44,8 @@ typedef struct opts {
     const char *logits;        /* file, "-" or NULL */
     int64_t n_gen;             /* -1: default */
     double temp, top_p;
+    double min_p, repeat_penalty; /* --min-p, --repeat-penalty (sample.c) */
+    int64_t top_k, repeat_last_n; /* --top-k, --repeat-last-n */
     uint64_t seed;
     int64_t threads, bench_runs, batch;
     int64_t ctx;               /* positions a run may take: --ctx, else the compiled ctx */
@@ -277,10 +279,12 @@ static void help(void)
 {
     const krt_model *m = &kiln_model;
     printf("NAME\n    %s - run the model '%s' (compiled by kiln)\n\n", prog, m->name);
-    printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-p P] [--seed S]\n"
+    printf("SYNOPSIS\n    %s --tokens IDS [--logits FILE] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+           "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
            "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n"
-           "    %s --prompt TEXT | -i [-n N] [--ignore-eos] [--temp T] [--top-p P] [--seed S]\n"
+           "    %s --prompt TEXT | -i [-n N] [--ignore-eos] [--temp T] [--top-k K] [--top-p P]\n"
+           "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--threads N] [--batch N] [--ctx N] [--blob FILE]\n"
            "    %s [--bench-pp P] [--bench-tg N] [--threads N] [--batch N] [--ctx N]\n"
            "        [--set NAME=VALUE]... [--blob FILE]\n\n",
@@ -310,10 +314,19 @@ static void help(void)
            "    -n N            generate N tokens after the prompt and print their ids on one\n"
            "                    line. Default: 0 with --logits, else 16. Stops early, with a\n"
            "                    note, when the context is full.\n"
-           "    --temp T        sampling temperature, T >= 0. Default 0: greedy (argmax, the\n"
-           "                    lowest id on ties).\n"
-           "    --top-p P       nucleus sampling: draw from the smallest set of most likely\n"
-           "                    tokens whose probability exceeds P, 0 < P <= 1. Default 1 (off).\n"
+           "    --temp T        sampling temperature, T >= 0. Default 0: greedy (the largest\n"
+           "                    logit after the repeat penalty, the lowest id on ties).\n"
+           "    --top-k K       keep the K most likely tokens, K >= 0. Default 0 (off).\n"
+           "    --top-p P       nucleus: keep the smallest set of most likely tokens whose\n"
+           "                    probability reaches P, 0 < P <= 1. Default 1 (off).\n"
+           "    --min-p P       keep the tokens at least P times as likely as the most likely\n"
+           "                    one, 0 <= P <= 1. Default 0 (off).\n"
+           "    --repeat-penalty R\n"
+           "                    divide the positive logit of each token among the last\n"
+           "                    --repeat-last-n ids (prompt included) by R, multiply a negative\n"
+           "                    one by R, R > 0. Default 1 (off).\n"
+           "    --repeat-last-n N\n"
+           "                    the ids the repeat penalty looks back on, N >= 0. Default 64.\n"
            "    --seed S        seed of the sampler's random numbers (unsigned 64-bit).\n"
            "                    Default 0. Equal seeds give equal output.\n"
            "    --set NAME=VALUE\n"
@@ -365,6 +378,13 @@ static void help(void)
            (long long)m->vocab, (long long)ctx_max(),
            (long long)m->vocab, krt_cpu_cores(), (long long)m->max_batch, (long long)m->max_batch,
            (long long)ctx_max(), (long long)ctx_max());
+    printf("\nSAMPLING\n"
+           "    Each generated token goes through llama.cpp's classic chain, in this order:\n"
+           "    repeat penalty, top-k, top-p, min-p, temperature, draw. Top-p and min-p see\n"
+           "    the probabilities (softmax at temperature 1) of the tokens the steps before\n"
+           "    kept; the temperature then scales the survivors' logits and one random number\n"
+           "    draws from their softmax. Ties go to the lower id. --temp 0 takes the largest\n"
+           "    logit after the penalty and draws nothing.\n");
     printf("\nTEXT IN, TEXT OUT (the tokenizer kiln build stored in the program)\n"
            "    --prompt TEXT   encode TEXT (BOS first), run it, print TEXT, then print each\n"
            "                    generated token's text as soon as it is sampled, and a newline\n"
@@ -463,6 +483,16 @@ static void parse_args(opts *o, int argc, char **argv)
             o->top_p = parse_real(VALUE(), 0, 1, "--top-p");
             if (o->top_p <= 0)
                 usage_error("--top-p: must be greater than 0");
+        } else if (FLAG("--top-k")) {
+            o->top_k = parse_int(VALUE(), 0, INT32_MAX, "--top-k");
+        } else if (FLAG("--min-p")) {
+            o->min_p = parse_real(VALUE(), 0, 1, "--min-p");
+        } else if (FLAG("--repeat-penalty")) {
+            o->repeat_penalty = parse_real(VALUE(), 0, 1e30, "--repeat-penalty");
+            if (o->repeat_penalty <= 0)
+                usage_error("--repeat-penalty: must be greater than 0");
+        } else if (FLAG("--repeat-last-n")) {
+            o->repeat_last_n = parse_int(VALUE(), 0, INT32_MAX, "--repeat-last-n");
         } else if (FLAG("--seed")) {
             o->seed = parse_u64(VALUE(), "--seed");
         } else if (FLAG("--set")) {
@@ -536,8 +566,6 @@ static void parse_args(opts *o, int argc, char **argv)
 
 typedef struct run_state {
     krt_ctx c;
-    float *probs;
-    int32_t *idx;
     int64_t written;           /* cache rows the last run wrote (0: the state is all zero) */
 } run_state;
 
@@ -617,12 +645,19 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
     }
     *prompt_s = now() - t0;
     c->all_logits = 0;
-    krt_rng rng;
-    krt_rng_seed(&rng, o->seed);
+    /* the penalty's window never holds more than the ids a run can see */
+    int64_t seen = o->n_tokens + (o->n_gen < cap ? o->n_gen : cap);
+    krt_sampling so = {o->temp, o->top_p, o->min_p, o->repeat_penalty, o->top_k,
+                       o->repeat_last_n < seen ? o->repeat_last_n : seen};
+    krt_sampler smp;
+    if (krt_sampler_init(&smp, &so, m->vocab, o->seed) != 0)
+        fatal("out of memory");
+    for (int64_t i = 0; i < o->n_tokens; i++)   /* the prompt counts, as in llama.cpp */
+        krt_sampler_accept(&smp, o->tokens[i]);
     int64_t made = 0;
     for (; made < o->n_gen; made++) {
-        int32_t next = krt_sample(last, m->vocab, (float)o->temp, (float)o->top_p, &rng,
-                                  s->probs, s->idx);
+        int32_t next = krt_sampler_next(&smp, last);
+        krt_sampler_accept(&smp, next);
         if (out)
             fprintf(out, made ? " %d" : "%d", (int)next);
         if (made + 1 == o->n_gen)
@@ -637,6 +672,7 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
         s->written = pos;
         last = c->logits;
     }
+    krt_sampler_free(&smp);
     if (out && o->n_gen > 0)
         fputc('\n', out);
     return pos;
@@ -730,7 +766,7 @@ typedef struct text_run {
     const opts *o;
     run_state *s;
     const krt_tok *tok;
-    krt_rng rng;
+    krt_sampler smp;           /* the sampler chain; every id fed or generated is accepted */
     int64_t pos;               /* the next position */
     const float *last;         /* the logits after the latest position */
     int32_t prev;              /* the latest token fed or printed (-1: none) */
@@ -755,8 +791,9 @@ static krt_tok *open_tokenizer(const krt_blob *b)
     return t;
 }
 
-/* Feeds ids[0 .. n-1] at the next positions in blocks of --batch (a prompt's time). */
-static void feed(text_run *r, const int32_t *ids, int64_t n)
+/* Feeds ids[0 .. n-1] at the next positions in blocks of --batch (a prompt's time); the
+ * sampler accepts them, but the first `known` (generated, accepted then). */
+static void feed(text_run *r, const int32_t *ids, int64_t n, int64_t known)
 {
     const krt_model *m = &kiln_model;
     double t0 = now();
@@ -771,6 +808,8 @@ static void feed(text_run *r, const int32_t *ids, int64_t n)
         r->pos += T, i += T;
         r->s->written = r->pos;
     }
+    for (int64_t i = known; i < n; i++)  /* the prompt counts for the penalty, as in llama.cpp */
+        krt_sampler_accept(&r->smp, ids[i]);
     if (n > 0)
         r->prev = ids[n - 1];
     r->prompt_s += now() - t0;
@@ -790,10 +829,10 @@ static int generate(text_run *r)
 {
     const krt_model *m = &kiln_model;
     for (int64_t made = 0; made < r->o->n_gen; made++) {
-        int32_t next = krt_sample(r->last, m->vocab, (float)r->o->temp, (float)r->o->top_p,
-                                  &r->rng, r->s->probs, r->s->idx);
+        int32_t next = krt_sampler_next(&r->smp, r->last);
         if (!r->o->ignore_eos && krt_tok_is_eog(r->tok, next))
             return 0;
+        krt_sampler_accept(&r->smp, next);
         const char *bytes;
         size_t n = krt_tok_decode(r->tok, r->prev, next, &bytes);
         put_text(bytes, n);
@@ -840,7 +879,7 @@ static int turn(text_run *r, const char *text, size_t len, int echo)
         put_text(text, len);
     r->pending = -1;
     if (n > 0)
-        feed(r, ids, n);
+        feed(r, ids, n, k);
     free(ids);
     if (r->last == NULL)                 /* nothing at all to continue from */
         return 0;
@@ -874,7 +913,10 @@ static void run_text(const opts *o, run_state *s, const krt_blob *b)
     text_run r = {.o = o, .s = s, .prev = -1, .pending = -1};
     krt_tok *tok = open_tokenizer(b);
     r.tok = tok;
-    krt_rng_seed(&r.rng, o->seed);
+    krt_sampling so = {o->temp, o->top_p, o->min_p, o->repeat_penalty, o->top_k,
+                       o->repeat_last_n < o->ctx ? o->repeat_last_n : o->ctx};
+    if (krt_sampler_init(&r.smp, &so, kiln_model.vocab, o->seed) != 0)
+        fatal("out of memory");
     int full = 0;
     if (o->prompt) {
         full = turn(&r, o->prompt, strlen(o->prompt), !o->interactive);
@@ -894,6 +936,7 @@ static void run_text(const opts *o, run_state *s, const krt_blob *b)
     if (full)
         context_full(o);
     print_timings(&r);
+    krt_sampler_free(&r.smp);
     krt_tok_free(tok);
 }
 
@@ -904,7 +947,8 @@ int main(int argc, char **argv)
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];
     }
-    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .threads = krt_cpu_cores(), .bench_runs = 5,
+    opts o = {.n_gen = -1, .temp = 0.0, .top_p = 1.0, .repeat_penalty = 1.0, .repeat_last_n = 64,
+              .threads = krt_cpu_cores(), .bench_runs = 5,
               .huge = KRT_HUGE_AUTO,
               .batch = m->max_batch, .ctx = ctx_max(), .bench_pp = -1, .bench_tg = -1};
     o.rtparams = xcalloc((size_t)(m->n_rtparams > 0 ? m->n_rtparams : 1), sizeof(float));
@@ -955,8 +999,6 @@ int main(int argc, char **argv)
         fatal("out of memory");
     s.c.stat_sum = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
     s.c.stat_count = xcalloc((size_t)(m->n_stats > 0 ? m->n_stats : 1), sizeof(double));
-    s.probs = xcalloc((size_t)m->vocab, sizeof *s.probs);
-    s.idx = xcalloc((size_t)m->vocab, sizeof *s.idx);
     if (o.bench_pp >= 0 || o.bench_tg >= 0)
         return krt_bench(&(krt_bench_run){&s, bench_forward, bench_clear, o.threads, o.batch,
                                           prog},
@@ -1016,7 +1058,7 @@ int main(int argc, char **argv)
         bench(&o, &s);
 
     free(tmp);
-    free(s.probs), free(s.idx), free(s.c.stat_sum), free(s.c.stat_count);
+    free(s.c.stat_sum), free(s.c.stat_count);
     munmap(frame, frame_len);
     munmap(state, state_len);
     munmap(scratch, scratch_len ? scratch_len : 64);

@@ -41,7 +41,7 @@ void krt_blob_close(krt_blob *b);
 krt_pool *krt_pool_new(int threads);
 void krt_pool_free(krt_pool *p);
 
-/* sample.c: a small deterministic RNG (splitmix64) and the samplers. */
+/* sample.c: a small deterministic RNG (splitmix64) and the sampler chain. */
 typedef struct krt_rng {
     uint64_t state;
 } krt_rng;
@@ -53,11 +53,54 @@ double krt_rng_unit(krt_rng *r); /* uniform in [0, 1) */
 /* Index of the largest value; the first one on ties. */
 int32_t krt_argmax(const float *x, int64_t n);
 
-/* temp == 0: argmax. Otherwise softmax(logits / temp), restricted to the smallest set of
- * most likely tokens whose mass exceeds top_p when top_p < 1 (nucleus), then one draw.
- * probs and idx are scratch of n entries each. */
-int32_t krt_sample(const float *logits, int64_t n, float temp, float top_p, krt_rng *r,
-                   float *probs, int32_t *idx);
+/* The sampler chain (sample.c has the order and the rules): its options, as the program's
+ * --temp, --top-p, --top-k, --min-p, --repeat-penalty and --repeat-last-n give them. */
+typedef struct krt_sampling {
+    double temp;               /* 0: greedy */
+    double top_p;              /* 1: off */
+    double min_p;              /* 0: off */
+    double repeat_penalty;     /* 1: off */
+    int64_t top_k;             /* 0: off */
+    int64_t repeat_last_n;     /* the ids of the sequence the penalty looks back on */
+} krt_sampling;
+
+/* A token still in the running: its (penalized) logit and its id. */
+typedef struct krt_candidate {
+    float logit;
+    int32_t id;
+} krt_candidate;
+
+/* The chain up to the temperature: the penalty over the ids recent[0..n_recent) (any order,
+ * repeats counted once), then top-k, top-p and min-p. Writes the survivors to c (scratch of
+ * n entries) with their penalized logits, most likely first when top-k or top-p ran, else
+ * in id order, and returns how many there are (at least 1 when n >= 1). */
+int64_t krt_sample_filter(const krt_sampling *o, const float *logits, int64_t n,
+                          const int32_t *recent, int64_t n_recent, krt_candidate *c);
+/* Temperature and the draw over c[0..m): the most likely (lowest id on ties) when temp is 0,
+ * else one draw from softmax(logit / temp) with one number of r, in the order of c; w is
+ * scratch of m floats. */
+int32_t krt_sample_draw(const krt_sampling *o, const krt_candidate *c, int64_t m, krt_rng *r,
+                        float *w);
+
+/* The sampler of a run: the chain, its random numbers and the window of recent ids. */
+typedef struct krt_sampler {
+    krt_sampling opt;
+    krt_rng rng;
+    krt_candidate *cand;       /* n_vocab entries of scratch */
+    float *weights;            /* n_vocab entries of scratch: the draw's */
+    int32_t *recent;           /* a ring of the last `window` ids accepted */
+    int64_t window, n_recent, next, n_vocab;
+} krt_sampler;
+
+/* Seeds the generator; the window is opt->repeat_last_n ids (none when the penalty is off).
+ * 0, or -1 when out of memory. */
+int krt_sampler_init(krt_sampler *s, const krt_sampling *opt, int64_t n_vocab, uint64_t seed);
+/* An id of the sequence, prompt or generated, into the penalty's window. */
+void krt_sampler_accept(krt_sampler *s, int32_t id);
+/* The next token for these logits (n_vocab of them); does not accept it. Greedy without a
+ * penalty is krt_argmax of the logits. */
+int32_t krt_sampler_next(krt_sampler *s, const float *logits);
+void krt_sampler_free(krt_sampler *s);
 
 /* bench.c: PROG --bench-pp P --bench-tg N. driver.c sets the program up as for a run and
  * lends it here: `forward` is a run's forward call (only the last row's logits; the cache

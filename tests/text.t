@@ -20,8 +20,6 @@ use Golden qw(run_cmd slurp);
 my $kiln = Golden::kiln();
 my $dir  = Golden::tmpdir();
 my $M    = 'examples/models';
-# -D until GGUF hyperparameters land (the .bin build takes them from its header)
-my @gguf_D = map { ('-D', $_) } qw(dim=64 hidden=172 layers=5 heads=8 kv_heads=4 vocab=512 ctx=512);
 
 # prompt, golden file, the prompt's token count with BOS (run.c's encode)
 my @cases = (
@@ -34,8 +32,8 @@ utf8::encode($_->[0]) for @cases;
 
 my %progs = (
     bin => ['--weights', "$M/stories260K.bin", '--tokenizer', "$M/tok512.bin"],
-    f32 => ['--weights', "$M/stories260K-f32.gguf", @gguf_D],
-    f16 => ['--weights', "$M/stories260K-f16.gguf", @gguf_D],
+    f32 => ['--weights', "$M/stories260K-f32.gguf"],   # hyperparameters from the metadata
+    f16 => ['--weights', "$M/stories260K-f16.gguf"],
 );
 for my $k (sort keys %progs) {
     my $r = run_cmd($kiln, 'build', 'examples/llama2c.kiln', @{ $progs{$k} }, '-o', "$dir/$k");

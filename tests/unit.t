@@ -16,6 +16,7 @@ my @progs = (
     ["$b/tests/linear_test"],
     ["$b/tests/bind_test"],
     ["$b/tests/blob_test", "$b/tests/fake_prog"],
+    ["$b/tests/sample_test"],
     ["$b/tests/ir_read_test"],
     ["$b/tests/ir_rewrite_test"],
     ["$b/tests/sema_define_test"],

@@ -903,9 +903,13 @@ static int put_hparams(const char *path, wbuf *b, int *nkv, const gguf_param *p,
         if (!strcmp(gguf_hparams[h].param, "dim")) dim = v;
         if (!strcmp(gguf_hparams[h].param, "heads")) heads = v;
     }
-    if (dim > 0 && heads > 0 && dim % heads == 0) { /* the head size, which llama.cpp rotates */
+    /* the dimensions llama.cpp rotates: rotary_dim (a partial RoPE), else the head size */
+    const char *rotary = param_text(p, np, "rotary_dim");
+    long long rot = rotary ? strtoll(rotary, NULL, 10)
+                           : dim > 0 && heads > 0 && dim % heads == 0 ? dim / heads : 0;
+    if (rot > 0 && rot <= (long long)UINT32_MAX) {
         wb_key(b, nkv, "llama.rope.dimension_count", GGUF_U32);
-        wb_le(b, (uint64_t)(dim / heads), 4);
+        wb_le(b, (uint64_t)rot, 4);
     }
     return 0;
 }

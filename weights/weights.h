@@ -227,6 +227,22 @@ const hf_param *hf_config_params(const hf_config *c, int *n);
 int hf_config_check(const hf_config *c, const hf_spec *s, int verbose);
 void hf_config_free(hf_config *c);
 
+/* gguf_hparams.c: a llama GGUF's hyperparameters as candidate spec parameters, in the
+ * hf_param form of a config (origin: `PATH: key "llama.block_count"`): llama.embedding_length
+ * -> dim, block_count -> layers, attention.head_count -> heads, attention.head_count_kv ->
+ * kv_heads, feed_forward_length -> hidden, context_length -> ctx,
+ * attention.layer_norm_rms_epsilon -> eps, rope.freq_base -> rope_base,
+ * rope.dimension_count -> rotary_dim; vocab from token_embd.weight's rows (llama.vocab_size
+ * and tokenizer.ggml.tokens must agree), tied = no output.weight. Types and ranges are
+ * checked (errors name the file and the key). For another format: none. 0, or -1 after
+ * reporting; *out is freed by free().
+ * gguf_hparams_check, once the spec's parameters are known, refuses a key that changes the
+ * computation when the spec has no parameter for it and its value is not the spec's own
+ * (rope.dimension_count other than the head size, head_count_kv other than head_count,
+ * rope.freq_base other than 10000, RoPE scaling, experts, ...). 0, or -1 after reporting. */
+int gguf_hparams_read(const ckpt *c, hf_param **out, int *n);
+int gguf_hparams_check(const ckpt *c, const hf_spec *s);
+
 /* ---- Internal to the weights/ sources (not part of the public interface) ----
  * Parsers over a mapped file: on success *out is ONE allocation holding the tensor array and
  * the names (free(*out) releases both); the same holds for llama2c_layout's *out. */
