@@ -58,7 +58,7 @@ int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npa
         goto out;
     if (verbose)
         fprintf(stderr, "kiln: packing %d tensors\n", npacked);
-    if (pack_append_blob(target, packed, npacked) != 0)
+    if (packed && pack_append_blob(target, packed, npacked) != 0)
         goto out;
     if (exe.tmp && chmod(exe.tmp, 0755) != 0) {
         fprintf(stderr, "kiln: error: cannot write %s: %s\n", out_path, strerror(errno));

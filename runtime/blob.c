@@ -24,12 +24,13 @@ static void blob_error(const krt_say *say, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    const char *file = say->file ? say->file : "", *colon = say->file ? ": " : "";
     if (say->err) {            /* the C library: the message is the caller's to show */
-        int n = snprintf(say->err, say->errlen, "weight blob: ");
+        int n = snprintf(say->err, say->errlen, "weight blob: %s%s", file, colon);
         if (n >= 0 && (size_t)n < say->errlen)
             vsnprintf(say->err + n, say->errlen - (size_t)n, fmt, ap);
     } else {
-        fprintf(stderr, "%s: error: weight blob: ", say->prog);
+        fprintf(stderr, "%s: error: weight blob: %s%s", say->prog, file, colon);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
     }
@@ -190,10 +191,12 @@ static int check_blob(const krt_say *say, const char *file, const krt_model *m,
                    m->n_tensors);
         return -1;
     }
+    krt_say named = *say;      /* a tensor's messages name the file too */
+    named.file = file;
     for (int i = 0; i < m->n_tensors; i++) {
         kblob_entry e;
         memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
-        if (check_entry(say, m, i, base, size, &e) < 0)
+        if (check_entry(&named, m, i, base, size, &e) < 0)
             return -1;
         w[i] = base + e.offset;
     }
@@ -202,7 +205,7 @@ static int check_blob(const krt_say *say, const char *file, const krt_model *m,
 
 int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m)
 {
-    return krt_blob_open_at(b, &(krt_say){prog, NULL, 0}, blob_path, m);
+    return krt_blob_open_at(b, &(krt_say){prog, NULL, 0, NULL}, blob_path, m);
 }
 
 int krt_blob_open_memory(krt_blob *b, const krt_say *say, const void *data, size_t size,

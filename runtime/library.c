@@ -91,7 +91,7 @@ int krt_lib_open(krt_lib **out, const krt_model *m, const char *path, const void
         return KRT_LIB_ERR_MEMORY;
     l->m = m;
     krt_cpu_init_once();       /* the kernel path, before any kernel of this library runs */
-    krt_say say = {m->name, l->err, sizeof l->err};
+    krt_say say = {m->name, l->err, sizeof l->err, NULL};
     if (!path && !embedded)
         return fail(l->err, KRT_LIB_ERR_BLOB, "no blob path given, and this library of '%s' "
                     "has no embedded blob (kiln build --lib --embed-blob)", m->name);

@@ -30,6 +30,7 @@ typedef struct krt_say {
     const char *prog;
     char *err;
     size_t errlen;
+    const char *file;          /* set by blob.c: the file a tensor's message names */
 } krt_say;
 
 /* Map the blob: from `blob_path` (a standalone blob) or, if NULL, from the program's own
