@@ -52,7 +52,7 @@ static const char usage_text[] =
     "  build SPEC --emit=c|ir|dot -o FILE  the C, the IR or Graphviz of SPEC, no weights\n"
     "  build SPEC --weights FILE --lib -o DIR\n"
     "                                      the model as a C library: DIR/NAME.h, DIR/libNAME.a\n"
-    "                                      and DIR/NAME.kblob (README: \"C library\")\n"
+    "                                      and DIR/NAME.kblob (README: C LIBRARY)\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
     "                                      llama2c or gguf)\n"

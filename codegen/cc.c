@@ -3,7 +3,8 @@
  * The runtime is found beside the kiln executable (the build puts libkilnrt.a and include/
  * next to it), or in $KILN_RUNTIME_DIR. The C compiler is $CC, else cc. The emitted program
  * is built for baseline x86-64 so that it runs on any machine of the family; faster kernels
- * will pick their instruction set at run time.
+ * will pick their instruction set at run time. For the C library (codegen/library.c) it also
+ * compiles objects alone and runs the binutils.
  */
 #include <errno.h>
 #include <limits.h>
@@ -95,6 +96,17 @@ static int runtime_lib(char *dir, size_t dir_size, char *lib, size_t lib_size)
     return 0;
 }
 
+/* Runs the compiler command argv on src; 0, or -1 after reporting. */
+static int run_compiler(char *const argv[], const char *src, int verbose)
+{
+    int rc = run(argv, verbose);
+    if (rc != 0) {
+        fprintf(stderr, "kiln: error: the C compiler failed (exit %d) on %s\n", rc, src);
+        return -1;
+    }
+    return 0;
+}
+
 int codegen_compile(const char *c_path, const char *exe_path, int verbose)
 {
     char dir[PATH_MAX], inc[PATH_MAX + 16], lib[PATH_MAX + 16], extra[256];
@@ -109,12 +121,7 @@ int codegen_compile(const char *c_path, const char *exe_path, int verbose)
     argv[n++] = "-lm";
     argv[n++] = "-lpthread";
     argv[n] = NULL;
-    int rc = run(argv, verbose);
-    if (rc != 0) {
-        fprintf(stderr, "kiln: error: the C compiler failed (exit %d) on %s\n", rc, c_path);
-        return -1;
-    }
-    return 0;
+    return run_compiler(argv, c_path, verbose);
 }
 
 int codegen_compile_object(const char *src_path, const char *obj_path, const char *const *flags,
@@ -132,12 +139,7 @@ int codegen_compile_object(const char *src_path, const char *obj_path, const cha
     argv[n++] = (char *)obj_path;
     argv[n++] = (char *)src_path;
     argv[n] = NULL;
-    int rc = run(argv, verbose);
-    if (rc != 0) {
-        fprintf(stderr, "kiln: error: the C compiler failed (exit %d) on %s\n", rc, src_path);
-        return -1;
-    }
-    return 0;
+    return run_compiler(argv, src_path, verbose);
 }
 
 int codegen_runtime_archive(char *lib, size_t size)

@@ -121,10 +121,15 @@ const char *krt_lib_error(const krt_lib *l)
     return !l ? "out of memory (no model handle)" : l->err[0] ? l->err : "no error";
 }
 
-const char *krt_lib_name(const krt_lib *l) { return l->m->name; }
-int64_t krt_lib_vocab(const krt_lib *l) { return l->m->vocab; }
-int64_t krt_lib_n_ctx(const krt_lib *l) { return l->m->ctx > 0 ? l->m->ctx : INT32_MAX; }
-int64_t krt_lib_max_batch(const krt_lib *l) { return l->m->max_batch; }
+/* The getters answer for a handle whose open failed too (the model is known); NULL gives
+ * nothing rather than a crash. */
+const char *krt_lib_name(const krt_lib *l) { return l ? l->m->name : ""; }
+int64_t krt_lib_vocab(const krt_lib *l) { return l ? l->m->vocab : 0; }
+int64_t krt_lib_n_ctx(const krt_lib *l)
+{
+    return !l ? 0 : l->m->ctx > 0 ? l->m->ctx : INT32_MAX;
+}
+int64_t krt_lib_max_batch(const krt_lib *l) { return l ? l->m->max_batch : 0; }
 
 /* ---- contexts ---- */
 
@@ -210,6 +215,8 @@ const char *krt_lib_context_error(const krt_lib_ctx *x)
 
 void krt_lib_reset(krt_lib_ctx *x)
 {
+    if (!x)
+        return;
     krt_state_clear(x->lib->m, x->c.state, x->written);
     x->written = 0;
     x->pos = 0;
@@ -217,7 +224,7 @@ void krt_lib_reset(krt_lib_ctx *x)
     x->err[0] = 0;
 }
 
-int64_t krt_lib_pos(const krt_lib_ctx *x) { return x->pos; }
+int64_t krt_lib_pos(const krt_lib_ctx *x) { return x ? x->pos : 0; }
 
 int krt_lib_eval(krt_lib_ctx *x, const int32_t *tokens, int64_t n, int64_t pos,
                  float *all_logits)
@@ -258,9 +265,13 @@ int krt_lib_eval(krt_lib_ctx *x, const int32_t *tokens, int64_t n, int64_t pos,
     return KRT_LIB_OK;
 }
 
-const float *krt_lib_logits(const krt_lib_ctx *x) { return x->last; }
+const float *krt_lib_logits(const krt_lib_ctx *x) { return x ? x->last : NULL; }
 
-void krt_lib_seed(krt_lib_ctx *x, uint64_t seed) { krt_rng_seed(&x->rng, seed); }
+void krt_lib_seed(krt_lib_ctx *x, uint64_t seed)
+{
+    if (x)
+        krt_rng_seed(&x->rng, seed);
+}
 
 int krt_lib_sample(krt_lib_ctx *x, float temp, float top_p, uint64_t *rng, int32_t *token)
 {
@@ -316,7 +327,7 @@ int krt_lib_decode(const krt_lib *l, int32_t prev, int32_t id, const char **byte
 int32_t krt_lib_bos(const krt_lib *l)
 {
 #if KRT_LIB_TOKENIZER
-    if (l->tok)
+    if (l && l->tok)
         return krt_tok_bos(l->tok);
 #endif
     (void)l;
@@ -326,7 +337,7 @@ int32_t krt_lib_bos(const krt_lib *l)
 int32_t krt_lib_eos(const krt_lib *l)
 {
 #if KRT_LIB_TOKENIZER
-    if (l->tok)
+    if (l && l->tok)
         return krt_tok_eos(l->tok);
 #endif
     (void)l;
@@ -336,7 +347,7 @@ int32_t krt_lib_eos(const krt_lib *l)
 int krt_lib_is_eog(const krt_lib *l, int32_t id)
 {
 #if KRT_LIB_TOKENIZER
-    if (l->tok)
+    if (l && l->tok)
         return krt_tok_is_eog(l->tok, id);
 #endif
     (void)l, (void)id;
