@@ -898,11 +898,10 @@ static int build_outputs(const ir_module *m, const pack_tensor *packed, const op
     if (o->lib)
         return codegen_build_library(m, packed, m->ntensors, o->out, o->lib_name,
                                      o->embed_blob, o->verbose) != 0;
-    if (o->blob_out && pack_write_blob(o->blob_out, packed, m->ntensors) != 0)
-        return 1;
-    /* with --blob, the program without the blob (packed NULL: none appended) */
-    if (o->out && codegen_build_program(m, o->blob_out ? NULL : packed, m->ntensors, o->out,
-                                        o->emit_c, o->verbose) != 0)
+    if (o->blob_out ? codegen_build_apart(m, packed, m->ntensors, o->out, o->blob_out,
+                                          o->emit_c, o->verbose) != 0
+                    : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
+                                            o->verbose) != 0)
         return 1;
     if (o->report)
         report_print(stdout, m, packed, o->spec);

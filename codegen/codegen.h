@@ -34,6 +34,12 @@ int codegen_write_c(const ir_module *m, const char *path);
 int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npacked,
                           const char *out_path, const char *emit_c, int verbose);
 
+/* build.c, kiln build --blob: the blob alone at `blob` and, when prog is not NULL, the
+ * program without it (it runs as PROG --blob BLOB); neither is written unless both are
+ * (but onto a device or FIFO, written last). 0, or -1 after reporting. */
+int codegen_build_apart(const ir_module *m, const pack_tensor *packed, int npacked,
+                        const char *prog, const char *blob, const char *emit_c, int verbose);
+
 /* calib.c: the calibration tokens: the token ids of the file at path (separated by commas
  * or white space, each in [0, vocab), 1 .. ctx of them), or with path NULL the default
  * sequence: min(64, ctx) tokens, token i = (7 i^2 + 13 i + 1) mod vocab. malloc'ed, *n

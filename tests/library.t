@@ -119,6 +119,9 @@ $r = run_cmd("$dir/prog_b_alone", '--tokens', $tb);
 ok($r->{rc} == 1 && $r->{err} =~ /no weight blob appended.*--blob FILE/,
    'the program built with --blob says it needs --blob FILE') or diag(Golden::how($r));
 ok(-s "$dir/prog_b_alone" < -s "$dir/prog_b", 'and it is smaller than the whole program');
+$r = run_cmd($kiln, 'build', @B, '--blob', "$dir/b3.kblob", '-o', "$dir/no/such/prog");
+ok($r->{rc} != 0 && !-e "$dir/b3.kblob" && !glob("$dir/b3.kblob*"),
+   '--blob with a program that cannot be written: no blob either') or diag(Golden::how($r));
 build_ok('llama2c --blob FILE (no -o)', @B, '--blob', "$dir/b2.kblob");
 ok(slurp("$dir/b2.kblob") eq slurp("$dir/b.kblob"), '--blob without -o: the same blob, alone');
 
