@@ -289,6 +289,20 @@ int krt_lib_sample(krt_lib_ctx *x, float temp, float top_p, uint64_t *rng, int32
     return KRT_LIB_OK;
 }
 
+int krt_lib_set_param(krt_lib_ctx *x, const char *name, float value)
+{
+    if (!x || !name)
+        return KRT_LIB_ERR_ARGUMENT;
+    const krt_model *m = x->lib->m;
+    for (int i = 0; i < m->n_rtparams; i++)
+        if (!strcmp(m->rtparam_names[i], name)) {
+            x->c.rtparams[i] = value;
+            return KRT_LIB_OK;
+        }
+    return fail(x->err, KRT_LIB_ERR_ARGUMENT, "set_param: the model '%s' has no run-time "
+                "parameter '%s'%s", m->name, name, m->n_rtparams ? "" : " (it has none)");
+}
+
 /* ---- the tokenizer ---- */
 
 int krt_lib_encode(const krt_lib *l, const char *text, size_t len, int add_bos, int32_t *ids,

@@ -4,7 +4,7 @@
  * call these with the model's krt_model (and its embedded blob); both are linked with the
  * model and the runtime into one object whose only global symbols are NAME_* (see
  * codegen/library.c). The documentation a user reads is NAME.h (its template:
- * runtime/library_api.h); what this file adds is how it is done.
+ * codegen/lib/header.h.in); what this file adds is how it is done.
  *
  * State: a krt_lib (an open model: the mapped blob, the tokenizer) is read-only once open,
  * so any number of contexts on any threads share it; a krt_lib_ctx (one conversation: its
@@ -60,6 +60,7 @@ int krt_lib_eval(krt_lib_ctx *c, const int32_t *tokens, int64_t n, int64_t pos,
                  float *all_logits);
 const float *krt_lib_logits(const krt_lib_ctx *c);
 void krt_lib_seed(krt_lib_ctx *c, uint64_t seed);
+int krt_lib_set_param(krt_lib_ctx *c, const char *name, float value);
 int krt_lib_sample(krt_lib_ctx *c, float temp, float top_p, uint64_t *rng, int32_t *token);
 
 int krt_lib_encode(const krt_lib *l, const char *text, size_t len, int add_bos, int32_t *ids,

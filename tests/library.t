@@ -54,7 +54,7 @@ is(join(' ', sort map { s{.*/}{}r } glob("$dir/lib_b/*")), 'beta.h libbeta.a',
    '--embed-blob: the blob is inside the archive');
 ok(!glob("$dir/*.kiln-*"), 'no work folder left beside the outputs');
 
-# only NAME_* symbols are defined globals, the 22 functions of the header
+# only NAME_* symbols are defined globals, the 23 functions of the header
 for my $lib (["$dir/lib_a/libllama.a", 'llama'], ["$dir/lib_b/libbeta.a", 'beta']) {
     my ($path, $name) = @$lib;
     my $nm = run_cmd('nm', '-g', '--defined-only', $path);
@@ -62,7 +62,7 @@ for my $lib (["$dir/lib_a/libllama.a", 'llama'], ["$dir/lib_b/libbeta.a", 'beta'
     my @other = grep { !/^${name}_/ } @syms;
     ok($nm->{rc} == 0 && !@other, "nm $name: no global but ${name}_*")
         or diag("others: @other");
-    is(scalar @syms, 22, "nm $name: the 22 functions of $name.h");
+    is(scalar @syms, 23, "nm $name: the 23 functions of $name.h");
 }
 
 # how a program links the library: the header's link line, with this kiln's extra flags
@@ -145,6 +145,8 @@ like($out, qr/^context-full rc=-4 eval: 1 tokens at position 32 go beyond/m,
 like($out, qr/^after-reset rc=0 pos=2$/m, 'reset: position 0 again');
 like($out, qr/^encode rc=-5 the weight blob carries no tokenizer$/m,
      'encode without a tokenizer: llama_ERR_NO_TOKENIZER');
+like($out, qr/^set-param rc=-1 set_param: the model 'llama' has no run-time parameter 'no_such_param' \(it has none\)$/m,
+     'an unknown run-time parameter: llama_ERR_ARGUMENT');
 
 # --lib onto a file, and a failed build: nothing written
 open my $fh, '>', "$dir/afile" or die;

@@ -183,6 +183,8 @@ static int errors(char **argv)
     int64_t n_ids;
     rc = llama_encode(a, "hello", 5, 1, NULL, 0, &n_ids);
     printf("encode rc=%d %s\n", rc, llama_strerror(rc));
+    rc = llama_set_param(c, "no_such_param", 1.0f);
+    printf("set-param rc=%d %s\n", rc, llama_last_error(c));
     free(fill);
     llama_context_free(c);
     llama_close(a);
