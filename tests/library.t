@@ -7,7 +7,8 @@
 # bit for bit, those of the same models built as programs (PROG --logits), their greedy ids
 # those of PROG -n. nm: only NAME_* symbols are defined globals. An embedded blob opens with
 # a NULL path. Failures: another model's blob, a missing one, eval beyond the context, a bad
-# token, --lib onto a file, a failed build (no folder left). --blob FILE: the program
+# token, --lib onto a file, a failed build (no folder left). DSMoE's run-time parameter tau
+# set through the library gives the logits of PROG --set. --blob FILE: the program
 # without the blob runs with PROG --blob FILE as the whole program does. examples/embed.c
 # builds and prints what PROG -n 16 prints.
 # Under the sanitizer build (KILN=build/asan/kiln) the programs link with the flags the
@@ -147,6 +148,48 @@ like($out, qr/^encode rc=-5 the weight blob carries no tokenizer$/m,
      'encode without a tokenizer: llama_ERR_NO_TOKENIZER');
 like($out, qr/^set-param rc=-1 set_param: the model 'llama' has no run-time parameter 'no_such_param' \(it has none\)$/m,
      'an unknown run-time parameter: llama_ERR_ARGUMENT');
+
+# a run-time parameter: DSMoE's tau through dsmoe_set_param, against PROG --set tau=0.3
+my @DM = map { ('-D', $_) } qw(layers=2 ctx=16);
+my $wm = "$dir/m.safetensors";
+Golden::make_weights(spec => 'examples/dsmoe.kiln', defines => \@DM, seed => 5, out => $wm,
+                     label => 'dsmoe') or BAIL_OUT('no weights');
+my @M = ('examples/dsmoe.kiln', @DM, '--weights', $wm);
+build_ok('dsmoe, a program', @M, '-o', "$dir/prog_m");
+build_ok('dsmoe --lib --embed-blob', @M, '--lib', '--embed-blob', '-o', "$dir/lib_m");
+open my $cfh, '>', "$dir/param.c" or die;
+print $cfh <<'C';
+#include <stdio.h>
+#include "dsmoe.h"
+int main(void)
+{
+    dsmoe_model *m;
+    dsmoe_context *c;
+    int32_t tokens[5] = {3, 1, 4, 1, 5};
+    static float logits[5 * 256];
+    if (dsmoe_open(&m, NULL) || dsmoe_context_new(m, 1, &c) ||
+        dsmoe_set_param(c, "tau", 0.3f) || dsmoe_eval(c, tokens, 5, 0, logits))
+        return 1;
+    for (int t = 0; t < 5; t++) {
+        for (int i = 0; i < 256; i++)
+            printf(i ? " %.9g" : "%.9g", (double)logits[t * 256 + i]);
+        printf("\n");
+    }
+    dsmoe_context_free(c);
+    dsmoe_close(m);
+    return 0;
+}
+C
+close $cfh;
+$r = run_cmd($cc, '-std=c11', '-Wall', '-Wextra', '-Werror', "-I$dir/lib_m", "$dir/param.c", "$dir/lib_m/libdsmoe.a", '-lm',
+             '-lpthread', @extra, '-o', "$dir/param");
+ok($r->{rc} == 0, 'a program of dsmoe_set_param links') or diag(Golden::how($r));
+my $got_m = run_cmd("$dir/param")->{out};
+my $want_m = run_cmd("$dir/prog_m", '--tokens', '3,1,4,1,5', '--set', 'tau=0.3', '--logits', '-')->{out};
+my $default_m = run_cmd("$dir/prog_m", '--tokens', '3,1,4,1,5', '--logits', '-')->{out};
+ok(length($want_m // '') > 0 && ($got_m // '') eq $want_m,
+   'dsmoe_set_param(c, "tau", 0.3): the logits of PROG --set tau=0.3');
+isnt($want_m, $default_m, 'and tau 0.3 changes them');
 
 # --lib onto a file, and a failed build: nothing written
 open my $fh, '>', "$dir/afile" or die;
