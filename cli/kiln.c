@@ -895,13 +895,12 @@ static int build_outputs(const ir_module *m, const pack_tensor *packed, const op
         return 1;
     if (o->emit)
         return write_emit(m, o, o->out) != 0;
-    if (o->lib)
-        return codegen_build_library(m, packed, m->ntensors, o->out, o->lib_name,
-                                     o->embed_blob, o->verbose) != 0;
-    if (o->blob_out ? codegen_build_apart(m, packed, m->ntensors, o->out, o->blob_out,
-                                          o->emit_c, o->verbose) != 0
-                    : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
-                                            o->verbose) != 0)
+    if (o->lib ? codegen_build_library(m, packed, m->ntensors, o->out, o->lib_name,
+                                       o->embed_blob, o->verbose) != 0
+        : o->blob_out ? codegen_build_apart(m, packed, m->ntensors, o->out, o->blob_out,
+                                            o->emit_c, o->verbose) != 0
+                      : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
+                                              o->verbose) != 0)
         return 1;
     if (o->report)
         report_print(stdout, m, packed, o->spec);
