@@ -5,6 +5,8 @@
  *              [-D name=value ...] [--config FILE] [--ctx N] [--share-softmax=G,b,e]
  *              [--calib FILE]
  *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
+ *   kiln build SPEC --weights FILE --lib [--embed-blob] [--name N] -o DIR   (a C library)
+ *   kiln build SPEC --weights FILE --blob BLOB [-o PROG]   (the blob apart from the program)
  * The pass manager's options (-O0, --disable-pass, --dump-before/--dump-after/--dump-dir,
  * --stop-after, --report, --list-passes) apply to build, dump, check and emit-c.
  *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c|gguf] [--dtype T] [-D ...]
@@ -48,6 +50,9 @@ static const char usage_text[] =
     "                                      weights are packed into PROG itself\n"
     "                                      (SPEC may be an IR dump, FILE.ir)\n"
     "  build SPEC --emit=c|ir|dot -o FILE  the C, the IR or Graphviz of SPEC, no weights\n"
+    "  build SPEC --weights FILE --lib -o DIR\n"
+    "                                      the model as a C library: DIR/NAME.h, DIR/libNAME.a\n"
+    "                                      and DIR/NAME.kblob (README: C LIBRARY)\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
     "                                      llama2c or gguf)\n"
@@ -105,6 +110,13 @@ static const char usage_text[] =
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
     "  --dot             dump as Graphviz (--emit=dot)\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
+    "  --blob FILE       build: write the weight blob to FILE, and the program (-o, if\n"
+    "                    given) without it: run it as PROG --blob FILE\n"
+    "  --lib             build: a C library in the folder -o DIR (made if missing): NAME.h,\n"
+    "                    libNAME.a (only NAME_* symbols global) and NAME.kblob\n"
+    "  --embed-blob      --lib: the blob inside libNAME.a (NAME_open(&m, NULL)), no .kblob\n"
+    "  --name N          --lib: the C name of the library's functions and files (default:\n"
+    "                    the model's name, made a C identifier)\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
@@ -168,6 +180,9 @@ typedef struct options {
     int ndefs;
     bind_wtype_of wtype_of[64];   /* --wtype-of NAME=TYPE */
     int nwtype_of;
+    int lib, embed_blob;       /* --lib, --embed-blob */
+    const char *lib_name;      /* --name N */
+    const char *blob_out;      /* --blob FILE */
 } options;
 
 static _Noreturn void usage_error(const char *fmt, const char *arg)
@@ -200,6 +215,8 @@ static const struct value_option {
     {"--scope", offsetof(options, scope)},
     {"--emit-c", offsetof(options, emit_c)},
     {"--calib", offsetof(options, calib)},
+    {"--name", offsetof(options, lib_name)},
+    {"--blob", offsetof(options, blob_out)},
 };
 
 /* Options without a value that set an int field to a value. */
@@ -210,6 +227,8 @@ static const struct flag_option {
 } flag_options[] = {
     {"--dot", offsetof(options, dot), 1},
     {"--report", offsetof(options, report), 1},
+    {"--lib", offsetof(options, lib), 1},
+    {"--embed-blob", offsetof(options, embed_blob), 1},
     {"-v", offsetof(options, verbose), 1},
     {"--verbose", offsetof(options, verbose), 1},
     {"-w", offsetof(options, warnings), DIAG_NO_WARN},
@@ -924,19 +943,47 @@ static int build_outputs(const ir_module *m, const pack_tensor *packed, const op
     int makes_c = !o->emit || !strcmp(o->emit, "c");
     if (makes_c && dump_codegen(m, o, dumps) != 0)
         return 1;
-    if (o->emit ? write_emit(m, o, o->out) != 0
-                : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
-                                        o->verbose) != 0)
+    if (o->emit)
+        return write_emit(m, o, o->out) != 0;
+    if (o->lib ? codegen_build_library(m, packed, m->ntensors, o->out, o->lib_name,
+                                       o->embed_blob, o->verbose) != 0
+        : o->blob_out ? codegen_build_apart(m, packed, m->ntensors, o->out, o->blob_out,
+                                            o->emit_c, o->verbose) != 0
+                      : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
+                                              o->verbose) != 0)
         return 1;
     if (o->report)
         report_print(stdout, m, packed, o->spec);
     return 0;
 }
 
+/* --lib, --embed-blob, --name and --blob: what they need and what they do not mix with. */
+static void check_lib_options(const options *o)
+{
+    if ((o->embed_blob || o->lib_name) && !o->lib)
+        usage_error("%s goes with --lib (a C library)", o->embed_blob ? "--embed-blob" : "--name");
+    if (o->lib_name && !codegen_is_c_identifier(o->lib_name))
+        usage_error("--name %s: not a C identifier (letters, digits and _, not first a digit)",
+                    o->lib_name);
+    if ((o->lib || o->blob_out) && (o->emit || o->stop_after || o->before))
+        usage_error("%s builds with weights; it does not mix with --emit or --stop-after",
+                    o->lib ? "--lib" : "--blob");
+    if (o->lib && o->blob_out)
+        usage_error("--lib writes its blob into the folder (NAME.kblob); --blob %s is for "
+                    "programs", o->blob_out);
+    if (o->lib && !o->out)
+        usage_error("--lib needs -o DIR (the folder of the library)%s", "");
+    if ((o->lib || o->blob_out) && !o->weights)
+        usage_error("%s needs --weights FILE", o->lib ? "--lib" : "--blob");
+    if (o->lib && o->emit_c)
+        usage_error("--emit-c keeps the C of a program; --lib does not mix with it%s", "");
+}
+
 static int cmd_build(const options *o_in)
 {
     options opts = *o_in, *o = &opts;
-    if (!o->out)
+    check_lib_options(o);
+    if (!o->out && !o->blob_out)
         usage_error("build needs -o PROG%s", "");
     if (!o->weights && !o->emit && !o->stop_after && !o->before)
         usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
