@@ -45,8 +45,8 @@ struct krt_lib_ctx {
     int64_t written;           /* rows written since the last reset (for krt_state_clear) */
     const float *last;         /* the latest eval's last row of logits, in the frame */
     krt_rng rng;
-    float *probs;              /* krt_sample's scratch, vocab entries each */
-    int32_t *idx;
+    float *probs;              /* the sampler's scratch, vocab entries each */
+    krt_candidate *cand;
     char err[ERR_LEN];
 };
 
@@ -179,11 +179,11 @@ int krt_lib_context_new(krt_lib *l, int threads, krt_lib_ctx **out)
     c->stat_sum = calloc(n_st, sizeof *c->stat_sum);
     c->stat_count = calloc(n_st, sizeof *c->stat_count);
     x->probs = calloc((size_t)m->vocab, sizeof *x->probs);
-    x->idx = calloc((size_t)m->vocab, sizeof *x->idx);
+    x->cand = calloc((size_t)m->vocab, sizeof *x->cand);
     if (c->pool)
         c->sched = krt_sched_new(nthreads);
     if (!c->frame || !c->state || !c->scratch || !c->rtparams || !c->stat_sum ||
-        !c->stat_count || !x->probs || !x->idx || (c->pool && !c->sched)) {
+        !c->stat_count || !x->probs || !x->cand || (c->pool && !c->sched)) {
         krt_lib_context_free(x);
         return KRT_LIB_ERR_MEMORY;
     }
@@ -204,7 +204,7 @@ void krt_lib_context_free(krt_lib_ctx *x)
     krt_pool_free(c->pool);
     krt_sched_free(c->sched);
     free(c->rtparams), free(c->stat_sum), free(c->stat_count);
-    free(x->probs), free(x->idx);
+    free(x->probs), free(x->cand);
     free(x);
 }
 
@@ -283,7 +283,11 @@ int krt_lib_sample(krt_lib_ctx *x, float temp, float top_p, uint64_t *rng, int32
     if (!x->last)
         return fail(x->err, KRT_LIB_ERR_NO_LOGITS, "sample: no logits yet (eval first)");
     krt_rng held = {rng ? *rng : 0}, *r = rng ? &held : &x->rng;
-    *token = krt_sample(x->last, x->lib->m->vocab, temp, top_p, r, x->probs, x->idx);
+    /* the program's chain with only these two options on (no penalty: no window) */
+    krt_sampling o = {.temp = temp, .top_p = top_p, .min_p = 0, .repeat_penalty = 1,
+                      .top_k = 0, .repeat_last_n = 0};
+    int64_t kept = krt_sample_filter(&o, x->last, x->lib->m->vocab, NULL, 0, x->cand);
+    *token = krt_sample_draw(&o, x->cand, kept, r, x->probs);
     if (rng)
         *rng = held.state;
     return KRT_LIB_OK;
