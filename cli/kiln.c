@@ -74,7 +74,9 @@ static const char usage_text[] =
     "  --ctx N           the context length: sets the spec's parameter ctx (over --config's\n"
     "                    max_position_embeddings; not together with -D ctx=)\n"
     "  -o FILE           output file\n"
-    "  --weights FILE    checkpoint to build with\n"
+    "  --weights FILE    checkpoint to build with (a file, or a Hugging Face folder:\n"
+    "                    its config.json as --config, model.safetensors or the shards\n"
+    "                    of model.safetensors.index.json)\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
     "  --format F        safetensors | llama2c | gguf (weights)\n"
     "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
@@ -912,6 +914,10 @@ static int cmd_build(const options *o_in)
             return 1;
         if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
             imply_llama2c_params(o, ck);
+        /* a Hugging Face folder: its config.json as --config (an explicit one wins);
+         * ck->tokenizer_json is there for the program's tokenizer */
+        if (ck->config_json && !o->config && !is_ir_input(o->spec))
+            o->config = ck->config_json;
     }
     front fe;
     ir_module *m = front_end(o, &fe);
@@ -1078,8 +1084,11 @@ static int cmd_inspect(const options *o)
             putchar('\n');
         }
     } else {
-        printf("%s: %s, %d tensors\n", ck->path,
+        printf("%s: %s, %d tensors", ck->path,
                ck->format == CKPT_SAFETENSORS ? "safetensors" : "llama2.c v0", ck->n);
+        if (ck->nshards)
+            printf(" in %d shards", ck->nshards);
+        printf("\n");
     }
     for (int i = 0; i < ck->n; i++) {
         const ckpt_tensor *t = &ck->tensors[i];
