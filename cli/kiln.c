@@ -548,6 +548,8 @@ static ir_module *front_end(const options *o_in, front *fe)
         usage_error("'%s' needs a spec file", o->command);
     if (is_ir_input(o->spec))
         return read_ir(o, &fe->spec);
+    if (!o->config && o->weights)      /* a Hugging Face folder: its config.json (-D wins) */
+        o->config = hfdir_config(o->weights);
     hf_config *config = NULL;
     if (o->config && !(config = apply_config(o)))
         return NULL;
@@ -917,10 +919,6 @@ static int cmd_build(const options *o_in)
             return 1;
         if (ck->format == CKPT_LLAMA2C && !is_ir_input(o->spec))
             imply_llama2c_params(o, ck);
-        /* a Hugging Face folder: its config.json as --config (an explicit one wins);
-         * ck->tokenizer_json is there for the program's tokenizer */
-        if (ck->config_json && !o->config && !is_ir_input(o->spec))
-            o->config = ck->config_json;
     }
     front fe;
     ir_module *m = front_end(o, &fe);
@@ -1117,6 +1115,8 @@ static int cmd_inspect(const options *o)
         if (ck->nshards)
             printf(" in %d shards", ck->nshards);
         printf("\n");
+        if (ck->tokenizer_json)
+            printf("  tokenizer %s\n", ck->tokenizer_json);
     }
     for (int i = 0; i < ck->n; i++) {
         const ckpt_tensor *t = &ck->tensors[i];

@@ -171,6 +171,14 @@ ok(scalar(grep { $map->{$_} eq $files->[0] } keys %$map) > 0 &&
 
 $r = run_cmd($kiln, 'inspect', $hf);
 like($r->{out}, qr/^\Q$hf\E: safetensors, \d+ tensors in 2 shards$/m, 'inspect DIR: the shards');
+unlike($r->{out}, qr/tokenizer/, 'no tokenizer.json: none noted');
+write_file("$hf/tokenizer.json", '{"model": {"type": "BPE"}}');
+$r = run_cmd($kiln, 'inspect', $hf);
+like($r->{out}, qr/^  tokenizer \Q$hf\E\/tokenizer\.json$/m, 'inspect DIR: tokenizer.json is noted');
+# the commands without a checkpoint take the folder's config.json too
+$r = run_cmd($kiln, 'dump', 'examples/llama.kiln', '--weights', $hf);
+ok($r->{rc} == 0 && $r->{out} =~ /^param dim = $p{dim}$/m && $r->{out} =~ /^param vocab = $p{vocab}$/m,
+   'dump --weights DIR: the parameters of config.json') or diag(Golden::how($r));
 
 my $tokens = '1,7,3,60,12,5,9';
 my $p1 = "$dir/llama-single";

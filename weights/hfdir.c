@@ -79,11 +79,9 @@ static ckpt *new_ckpt(const char *dir)
     return c;
 }
 
-/* The folder's file lookups: config.json always (the build says when it is missing),
- * tokenizer.json when present. */
+/* The folder's tokenizer.json, when present. */
 static void note_side_files(ckpt *c, const char *dir)
 {
-    c->config_json = in_dir(dir, "config.json");
     const char *tok = in_dir(dir, "tokenizer.json");
     c->tokenizer_json = is_file(tok) ? tok : NULL;
 }
@@ -227,4 +225,10 @@ ckpt *hfdir_open(const char *dir)
         return NULL;
     }
     return c;
+}
+
+const char *hfdir_config(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? in_dir(path, "config.json") : NULL;
 }

@@ -96,10 +96,8 @@ typedef struct ckpt {
     ckpt_gguf gguf;            /* CKPT_GGUF only */
     ckpt_shard *shards;        /* a sharded folder: its safetensors files (nshards > 0) */
     int nshards;
-    /* A Hugging Face folder (hfdir.c): DIR/config.json (set whether or not it exists: a build
-     * reads it unless --config is given) and DIR/tokenizer.json (only when it exists; for
-     * the tokenizer reader); NULL for a checkpoint file. */
-    const char *config_json;
+    /* A Hugging Face folder (hfdir.c): DIR/tokenizer.json when it exists, for the tokenizer
+     * reader; NULL otherwise (and for a checkpoint file). */
     const char *tokenizer_json;
 } ckpt;
 
@@ -259,6 +257,9 @@ const uint8_t *ckpt_map_file(const char *path, size_t *size);
  * as a single file is; a shard missing, a tensor the index maps to a shard that lacks it,
  * a shard path outside the folder: refused, naming the file). NULL after reporting. */
 ckpt *hfdir_open(const char *dir);
+/* DIR/config.json when path is a folder (whether or not the file exists: the commands read
+ * it as --config, and say when it is missing), else NULL. */
+const char *hfdir_config(const char *path);
 /* Checks a llama2.c header; reports against `path` unless it is NULL. 0 if valid, else -1. */
 int llama2c_check_header(const char *path, const llama2c_header *h);
 
