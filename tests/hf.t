@@ -14,20 +14,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Golden qw(run_cmd slurp);
+use Golden qw(run_cmd slurp write_file);
 use JSON::PP ();
 use File::Path qw(make_path);
 
 my $kiln = Golden::kiln();
 my $dir = Golden::tmpdir();
-
-sub write_file {
-    my ($path, $bytes) = @_;
-    open my $fh, '>:raw', $path or die "$path: $!";
-    print $fh $bytes;
-    close $fh or die "$path: $!";
-    return $path;
-}
 
 sub fails_cleanly {
     my ($r, $pattern, $out, $label) = @_;
@@ -301,6 +293,27 @@ for my $dtype ('f32', 'bf16') {
     my $a = logits_of($pf, $gtok, "gpt2 $dtype fused");
     my $b = logits_of($ps, $gtok, "gpt2 $dtype split");
     ok($a ne '' && $a eq $b, "gpt2 $dtype: the stored layout gives the split layout's logits, bit for bit");
+}
+# a GPT-2 folder with GPT2Config's names builds without -D
+{
+    my %c = (n_embd => 32, n_head => 2, n_layer => 2, n_positions => 16, vocab_size => 53);
+    my @d = ('-D', 'dim=32', '-D', 'heads=2', '-D', 'layers=2', '-D', 'ctx=16', '-D', 'vocab=53');
+    my $gd = "$dir/gpt2-hf";
+    make_path($gd);
+    $r = run_cmd($kiln, 'weights', 'examples/gpt2.kiln', @d, '--seed', 5, '-o', "$gd/model.safetensors");
+    ok($r->{rc} == 0, 'gpt2 folder: kiln weights') or diag(Golden::how($r));
+    write_file("$gd/config.json", JSON::PP->new->canonical->encode({
+        %c, architectures => ['GPT2LMHeadModel'], model_type => 'gpt2', n_inner => undef,
+        n_ctx => 16, layer_norm_epsilon => 1e-5, activation_function => 'gelu_new',
+        scale_attn_weights => JSON::PP::true, scale_attn_by_inverse_layer_idx => JSON::PP::false,
+        bos_token_id => 50256, eos_token_id => 50256 }));
+    $r = run_cmd($kiln, 'build', 'examples/gpt2.kiln', '--weights', $gd, '-o', "$gd.prog");
+    ok($r->{rc} == 0 && -x "$gd.prog", 'gpt2 folder: build without -D') or diag(Golden::how($r));
+    $r = run_cmd($kiln, 'build', 'examples/gpt2.kiln', '--weights', "$gd/model.safetensors", @d,
+                 '-o', "$gd-d.prog");
+    ok($r->{rc} == 0 && -x "$gd-d.prog", 'gpt2 folder: the file with -D') or diag(Golden::how($r));
+    my $a = logits_of("$gd.prog", $gtok, 'gpt2 folder');
+    ok($a ne '' && $a eq logits_of("$gd-d.prog", $gtok, 'gpt2 file'), 'gpt2 folder: the same logits');
 }
 fails_cleanly(run_cmd($kiln, 'build', 'examples/gpt2.kiln', '--weights',
                       "$dir/gpt2-f32-split.safetensors", @gdefs, '-o', "$dir/gpt2-wrong"),
