@@ -255,6 +255,10 @@ hf_config *hf_config_read(const char *path)
 {
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!root && err.line < 0) {      /* not read at all: no place in it to name */
+        diag_file_error(path, "%s", err.text);
+        return NULL;
+    }
     if (!root) {
         diag_file_error(path, "line %d, column %d: %s", err.line, err.column, err.text);
         return NULL;

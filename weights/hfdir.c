@@ -180,8 +180,11 @@ static int open_sharded(ckpt *c, const char *dir, const char *index)
 {
     json_error_t err;
     json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &err);
-    if (!root) {
-        diag_file_error(index, "line %d, column %d: %s", err.line, err.column, err.text);
+    if (!root) {               /* line -1: the file could not be read at all */
+        if (err.line < 0)
+            diag_file_error(index, "%s", err.text);
+        else
+            diag_file_error(index, "line %d, column %d: %s", err.line, err.column, err.text);
         return -1;
     }
     json_t *map = json_object_get(root, "weight_map");
