@@ -79,9 +79,12 @@ static const char usage_text[] =
     "  --ctx N           the context length: sets the spec's parameter ctx (over --config's\n"
     "                    max_position_embeddings; not together with -D ctx=)\n"
     "  -o FILE           output file\n"
-    "  --weights FILE    checkpoint to build with; a llama2.c header's or a llama GGUF's\n"
-    "                    hyperparameters set the spec's parameters (also on dump, check and\n"
-    "                    emit-c; -D wins; a GGUF key the spec cannot take is an error)\n"
+    "  --weights FILE    checkpoint to build with: a file, or a Hugging Face folder (its\n"
+    "                    config.json as --config, model.safetensors or the shards of\n"
+    "                    model.safetensors.index.json); a llama2.c header's, a llama\n"
+    "                    GGUF's or the folder's hyperparameters set the spec's parameters\n"
+    "                    (also on dump, check and emit-c; -D wins; a key the spec cannot\n"
+    "                    take is an error)\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
     "  --format F        safetensors | llama2c | gguf (weights)\n"
     "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
@@ -608,6 +611,8 @@ static ir_module *front_end(const options *o_in, front *fe)
         usage_error("'%s' needs a spec file", o->command);
     if (is_ir_input(o->spec))
         return read_ir(o, &fe->spec);
+    if (!o->config && o->weights)      /* a Hugging Face folder: its config.json (-D wins) */
+        o->config = hfdir_config(o->weights);
     hf_config *config = NULL;
     if (o->config && !(config = apply_config(o)))
         return NULL;
@@ -656,10 +661,13 @@ static int same_loc(src_loc a, src_loc b)
     return a.file == b.file && a.line == b.line && a.col == b.col;
 }
 
-static int has_tensor(const ir_module *m, const char *name)
+/* Whether m still reads the declared tensor d: its checkpoint tensor, or (a weight bound to
+ * a view) its recipe, inside whatever the passes made of it. */
+static int has_tensor(const ir_module *m, const ir_tensor *d)
 {
     for (int t = 0; t < m->ntensors; t++)
-        if (ir_recipe_reads(ir_recipe_of(&m->tensors[t]), name))
+        if (d->recipe ? ir_recipe_contains(ir_recipe_of(&m->tensors[t]), d->recipe)
+                      : ir_recipe_reads(ir_recipe_of(&m->tensors[t]), d->name))
             return 1;
     return 0;
 }
@@ -670,14 +678,14 @@ static void warn_unread(const front *fe, const ir_module *m)
 {
     for (int i = 0; i < fe->ndeclared; i++) {
         const ir_tensor *t = &fe->declared[i];
-        if (has_tensor(m, t->name))
+        if (has_tensor(m, t))
             continue;
         int first = 1, all = 1, n = 0;
         for (int j = 0; j < fe->ndeclared; j++) {
             if (!same_loc(fe->declared[j].loc, t->loc))
                 continue;
             n++;
-            int unread = !has_tensor(m, fe->declared[j].name);
+            int unread = !has_tensor(m, &fe->declared[j]);
             all &= unread;
             if (j < i && unread)
                 first = 0;
@@ -1077,6 +1085,30 @@ static int64_t param_int(const ir_module *m, const char *name, const char *why)
     return -1;
 }
 
+/* The checkpoint tensor that declared tensor t reads (a weight bound to a slice or a
+ * transpose: the tensor it views, in its stored shape) into ws[*n], once per name; two
+ * shapes for one name are an error at the declaration. 0, or -1. */
+static int add_stored(wspec *ws, int *n, const ir_tensor *t)
+{
+    const ir_recipe *leaf = t->recipe ? ir_recipe_view_leaf(t->recipe) : NULL;
+    const char *name = leaf ? leaf->name : t->name;
+    const ir_type *type = leaf ? &leaf->type : &t->type;
+    wspec w = {.name = name, .rank = type->rank};
+    for (int k = 0; k < w.rank; k++)
+        w.shape[k] = type->dim[k];
+    for (int i = 0; i < *n; i++) {
+        if (strcmp(ws[i].name, name))
+            continue;
+        if (ws[i].rank == w.rank && !memcmp(ws[i].shape, w.shape, sizeof w.shape))
+            return 0;
+        diag_error(t->loc, "weight '%s' reads \"%s\" in another shape than a weight "
+                   "declared before it", t->decl, name);
+        return -1;
+    }
+    ws[(*n)++] = w;
+    return 0;
+}
+
 static int cmd_weights(const options *o)
 {
     if (!o->out)
@@ -1112,23 +1144,24 @@ static int cmd_weights(const options *o)
     wspec *ws = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *ws);
     if (!ws)
         DIE("out of memory");
-    for (int i = 0; i < m->ntensors; i++) {
-        ws[i].name = m->tensors[i].name;
-        ws[i].rank = m->tensors[i].type.rank;
-        for (int k = 0; k < ws[i].rank; k++)
-            ws[i].shape[k] = m->tensors[i].type.dim[k];
+    int nws = 0, rc = 0;
+    for (int i = 0; i < m->ntensors && rc == 0; i++)   /* a view: the tensor it views */
+        rc = add_stored(ws, &nws, &m->tensors[i]);
+    if (rc) {
+        free(ws);
+        ir_module_free(m);
+        front_free(&fe);
+        return 1;
     }
-    int rc;
     if (!strcmp(format, "safetensors")) {
-        rc = safetensors_write_detweights(o->out, ws, m->ntensors, o->seed, dtype);
+        rc = safetensors_write_detweights(o->out, ws, nws, o->seed, dtype);
     } else if (!strcmp(format, "gguf")) {
         gguf_param *gp = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *gp);
         if (!gp)
             DIE("out of memory");
         for (int i = 0; i < m->nparams; i++)
             gp[i] = (gguf_param){m->params[i].name, m->params[i].text};
-        rc = gguf_write_detweights(o->out, m->name, gp, m->nparams, ws, m->ntensors, o->seed,
-                                   dtype);
+        rc = gguf_write_detweights(o->out, m->name, gp, m->nparams, ws, nws, o->seed, dtype);
         free(gp);
     } else {
         const char *why = "--format llama2c (its header)";
@@ -1146,7 +1179,7 @@ static int cmd_weights(const options *o)
                 untied |= !strcmp(m->tensors[i].name, "lm_head.weight");
             llama2c_header h = {(int32_t)v[0], (int32_t)v[1], (int32_t)v[2], (int32_t)v[3],
                                 (int32_t)v[4], (int32_t)(untied ? -v[5] : v[5]), (int32_t)v[6]};
-            rc = llama2c_write_detweights(o->out, &h, ws, m->ntensors, o->seed);
+            rc = llama2c_write_detweights(o->out, &h, ws, nws, o->seed);
         }
     }
     free(ws);
@@ -1173,8 +1206,13 @@ static int cmd_inspect(const options *o)
             putchar('\n');
         }
     } else {
-        printf("%s: %s, %d tensors\n", ck->path,
+        printf("%s: %s, %d tensors", ck->path,
                ck->format == CKPT_SAFETENSORS ? "safetensors" : "llama2.c v0", ck->n);
+        if (ck->nshards)
+            printf(" in %d shards", ck->nshards);
+        printf("\n");
+        if (ck->tokenizer_json)
+            printf("  tokenizer %s\n", ck->tokenizer_json);
     }
     for (int i = 0; i < ck->n; i++) {
         const ckpt_tensor *t = &ck->tensors[i];
