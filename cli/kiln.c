@@ -5,6 +5,8 @@
  *              [-D name=value ...] [--config FILE] [--ctx N] [--share-softmax=G,b,e]
  *              [--calib FILE] [--tokenizer FILE]
  *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
+ *   kiln build SPEC --weights FILE --lib [--embed-blob] [--name N] -o DIR   (a C library)
+ *   kiln build SPEC --weights FILE --blob BLOB [-o PROG]   (the blob apart from the program)
  * The pass manager's options (-O0, --disable-pass, --dump-before/--dump-after/--dump-dir,
  * --stop-after, --report, --list-passes) apply to build, dump, check and emit-c.
  *   kiln weights SPEC --seed S -o FILE [--format safetensors|llama2c|gguf] [--dtype T] [-D ...]
@@ -50,6 +52,9 @@ static const char usage_text[] =
     "                                      weights are packed into PROG itself\n"
     "                                      (SPEC may be an IR dump, FILE.ir)\n"
     "  build SPEC --emit=c|ir|dot -o FILE  the C, the IR or Graphviz of SPEC, no weights\n"
+    "  build SPEC --weights FILE --lib -o DIR\n"
+    "                                      the model as a C library: DIR/NAME.h, DIR/libNAME.a\n"
+    "                                      and DIR/NAME.kblob (README: C LIBRARY)\n"
     "  weights SPEC --seed S -o FILE       write det-weights v1 test weights for every tensor\n"
     "                                      SPEC declares (--format safetensors, the default,\n"
     "                                      llama2c or gguf)\n"
@@ -76,9 +81,12 @@ static const char usage_text[] =
     "  --ctx N           the context length: sets the spec's parameter ctx (over --config's\n"
     "                    max_position_embeddings; not together with -D ctx=)\n"
     "  -o FILE           output file\n"
-    "  --weights FILE    checkpoint to build with; a llama2.c header's or a llama GGUF's\n"
-    "                    hyperparameters set the spec's parameters (also on dump, check and\n"
-    "                    emit-c; -D wins; a GGUF key the spec cannot take is an error)\n"
+    "  --weights FILE    checkpoint to build with: a file, or a Hugging Face folder (its\n"
+    "                    config.json as --config, model.safetensors or the shards of\n"
+    "                    model.safetensors.index.json); a llama2.c header's, a llama\n"
+    "                    GGUF's or the folder's hyperparameters set the spec's parameters\n"
+    "                    (also on dump, check and emit-c; -D wins; a key the spec cannot\n"
+    "                    take is an error)\n"
     "  --seed S          det-weights seed (weights; default 1)\n"
     "  --format F        safetensors | llama2c | gguf (weights)\n"
     "  --dtype T         weights: write the values rounded to T (f32, f16, bf16; safetensors\n"
@@ -109,7 +117,15 @@ static const char usage_text[] =
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
     "  --tokenizer FILE  build: the program's tokenizer (text in, text out): a llama2.c\n"
     "                    tokenizer.bin, a Hugging Face tokenizer.json or a GGUF file's\n"
-    "                    vocabulary; over the one a GGUF checkpoint holds\n"
+    "                    vocabulary; over the checkpoint's own (a GGUF vocabulary, a\n"
+    "                    folder's tokenizer.json); --tokenizer none: no tokenizer\n"
+    "  --blob FILE       build: write the weight blob to FILE, and the program (-o, if\n"
+    "                    given) without it: run it as PROG --blob FILE\n"
+    "  --lib             build: a C library in the folder -o DIR (made if missing): NAME.h,\n"
+    "                    libNAME.a (only NAME_* symbols global) and NAME.kblob\n"
+    "  --embed-blob      --lib: the blob inside libNAME.a (NAME_open(&m, NULL)), no .kblob\n"
+    "  --name N          --lib: the C name of the library's functions and files (default:\n"
+    "                    the model's name, made a C identifier)\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
@@ -174,6 +190,9 @@ typedef struct options {
     int ndefs;
     bind_wtype_of wtype_of[64];   /* --wtype-of NAME=TYPE */
     int nwtype_of;
+    int lib, embed_blob;       /* --lib, --embed-blob */
+    const char *lib_name;      /* --name N */
+    const char *blob_out;      /* --blob FILE */
 } options;
 
 static _Noreturn void usage_error(const char *fmt, const char *arg)
@@ -207,6 +226,8 @@ static const struct value_option {
     {"--emit-c", offsetof(options, emit_c)},
     {"--calib", offsetof(options, calib)},
     {"--tokenizer", offsetof(options, tokenizer)},
+    {"--name", offsetof(options, lib_name)},
+    {"--blob", offsetof(options, blob_out)},
 };
 
 /* Options without a value that set an int field to a value. */
@@ -217,6 +238,8 @@ static const struct flag_option {
 } flag_options[] = {
     {"--dot", offsetof(options, dot), 1},
     {"--report", offsetof(options, report), 1},
+    {"--lib", offsetof(options, lib), 1},
+    {"--embed-blob", offsetof(options, embed_blob), 1},
     {"-v", offsetof(options, verbose), 1},
     {"--verbose", offsetof(options, verbose), 1},
     {"-w", offsetof(options, warnings), DIAG_NO_WARN},
@@ -598,6 +621,8 @@ static ir_module *front_end(const options *o_in, front *fe)
         usage_error("'%s' needs a spec file", o->command);
     if (is_ir_input(o->spec))
         return read_ir(o, &fe->spec);
+    if (!o->config && o->weights)      /* a Hugging Face folder: its config.json (-D wins) */
+        o->config = hfdir_config(o->weights);
     hf_config *config = NULL;
     if (o->config && !(config = apply_config(o)))
         return NULL;
@@ -646,10 +671,13 @@ static int same_loc(src_loc a, src_loc b)
     return a.file == b.file && a.line == b.line && a.col == b.col;
 }
 
-static int has_tensor(const ir_module *m, const char *name)
+/* Whether m still reads the declared tensor d: its checkpoint tensor, or (a weight bound to
+ * a view) its recipe, inside whatever the passes made of it. */
+static int has_tensor(const ir_module *m, const ir_tensor *d)
 {
     for (int t = 0; t < m->ntensors; t++)
-        if (ir_recipe_reads(ir_recipe_of(&m->tensors[t]), name))
+        if (d->recipe ? ir_recipe_contains(ir_recipe_of(&m->tensors[t]), d->recipe)
+                      : ir_recipe_reads(ir_recipe_of(&m->tensors[t]), d->name))
             return 1;
     return 0;
 }
@@ -660,14 +688,14 @@ static void warn_unread(const front *fe, const ir_module *m)
 {
     for (int i = 0; i < fe->ndeclared; i++) {
         const ir_tensor *t = &fe->declared[i];
-        if (has_tensor(m, t->name))
+        if (has_tensor(m, t))
             continue;
         int first = 1, all = 1, n = 0;
         for (int j = 0; j < fe->ndeclared; j++) {
             if (!same_loc(fe->declared[j].loc, t->loc))
                 continue;
             n++;
-            int unread = !has_tensor(m, fe->declared[j].name);
+            int unread = !has_tensor(m, &fe->declared[j]);
             all &= unread;
             if (j < i && unread)
                 first = 0;
@@ -945,19 +973,47 @@ static int build_outputs(const ir_module *m, const pack_tensor *packed, int npac
     int makes_c = !o->emit || !strcmp(o->emit, "c");
     if (makes_c && dump_codegen(m, o, dumps) != 0)
         return 1;
-    if (o->emit ? write_emit(m, o, o->out) != 0
-                : codegen_build_program(m, packed, npacked, o->out, o->emit_c,
-                                        o->verbose) != 0)
+    if (o->emit)
+        return write_emit(m, o, o->out) != 0;
+    if (o->lib ? codegen_build_library(m, packed, npacked, o->out, o->lib_name,
+                                       o->embed_blob, o->verbose) != 0
+        : o->blob_out ? codegen_build_apart(m, packed, npacked, o->out, o->blob_out,
+                                            o->emit_c, o->verbose) != 0
+                      : codegen_build_program(m, packed, npacked, o->out, o->emit_c,
+                                              o->verbose) != 0)
         return 1;
     if (o->report)
         report_print(stdout, m, packed, o->spec);
     return 0;
 }
 
+/* --lib, --embed-blob, --name and --blob: what they need and what they do not mix with. */
+static void check_lib_options(const options *o)
+{
+    if ((o->embed_blob || o->lib_name) && !o->lib)
+        usage_error("%s goes with --lib (a C library)", o->embed_blob ? "--embed-blob" : "--name");
+    if (o->lib_name && !codegen_is_c_identifier(o->lib_name))
+        usage_error("--name %s: not a C identifier (letters, digits and _, not first a digit)",
+                    o->lib_name);
+    if ((o->lib || o->blob_out) && (o->emit || o->stop_after || o->before))
+        usage_error("%s builds with weights; it does not mix with --emit or --stop-after",
+                    o->lib ? "--lib" : "--blob");
+    if (o->lib && o->blob_out)
+        usage_error("--lib writes its blob into the folder (NAME.kblob); --blob %s is for "
+                    "programs", o->blob_out);
+    if (o->lib && !o->out)
+        usage_error("--lib needs -o DIR (the folder of the library)%s", "");
+    if ((o->lib || o->blob_out) && !o->weights)
+        usage_error("%s needs --weights FILE", o->lib ? "--lib" : "--blob");
+    if (o->lib && o->emit_c)
+        usage_error("--emit-c keeps the C of a program; --lib does not mix with it%s", "");
+}
+
 static int cmd_build(const options *o_in)
 {
     options opts = *o_in, *o = &opts;
-    if (!o->out)
+    check_lib_options(o);
+    if (!o->out && !o->blob_out)
         usage_error("build needs -o PROG%s", "");
     if (!o->weights && !o->emit && !o->stop_after && !o->before)
         usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
@@ -1072,6 +1128,30 @@ static int64_t param_int(const ir_module *m, const char *name, const char *why)
     return -1;
 }
 
+/* The checkpoint tensor that declared tensor t reads (a weight bound to a slice or a
+ * transpose: the tensor it views, in its stored shape) into ws[*n], once per name; two
+ * shapes for one name are an error at the declaration. 0, or -1. */
+static int add_stored(wspec *ws, int *n, const ir_tensor *t)
+{
+    const ir_recipe *leaf = t->recipe ? ir_recipe_view_leaf(t->recipe) : NULL;
+    const char *name = leaf ? leaf->name : t->name;
+    const ir_type *type = leaf ? &leaf->type : &t->type;
+    wspec w = {.name = name, .rank = type->rank};
+    for (int k = 0; k < w.rank; k++)
+        w.shape[k] = type->dim[k];
+    for (int i = 0; i < *n; i++) {
+        if (strcmp(ws[i].name, name))
+            continue;
+        if (ws[i].rank == w.rank && !memcmp(ws[i].shape, w.shape, sizeof w.shape))
+            return 0;
+        diag_error(t->loc, "weight '%s' reads \"%s\" in another shape than a weight "
+                   "declared before it", t->decl, name);
+        return -1;
+    }
+    ws[(*n)++] = w;
+    return 0;
+}
+
 static int cmd_weights(const options *o)
 {
     if (!o->out)
@@ -1107,23 +1187,24 @@ static int cmd_weights(const options *o)
     wspec *ws = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *ws);
     if (!ws)
         DIE("out of memory");
-    for (int i = 0; i < m->ntensors; i++) {
-        ws[i].name = m->tensors[i].name;
-        ws[i].rank = m->tensors[i].type.rank;
-        for (int k = 0; k < ws[i].rank; k++)
-            ws[i].shape[k] = m->tensors[i].type.dim[k];
+    int nws = 0, rc = 0;
+    for (int i = 0; i < m->ntensors && rc == 0; i++)   /* a view: the tensor it views */
+        rc = add_stored(ws, &nws, &m->tensors[i]);
+    if (rc) {
+        free(ws);
+        ir_module_free(m);
+        front_free(&fe);
+        return 1;
     }
-    int rc;
     if (!strcmp(format, "safetensors")) {
-        rc = safetensors_write_detweights(o->out, ws, m->ntensors, o->seed, dtype);
+        rc = safetensors_write_detweights(o->out, ws, nws, o->seed, dtype);
     } else if (!strcmp(format, "gguf")) {
         gguf_param *gp = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *gp);
         if (!gp)
             DIE("out of memory");
         for (int i = 0; i < m->nparams; i++)
             gp[i] = (gguf_param){m->params[i].name, m->params[i].text};
-        rc = gguf_write_detweights(o->out, m->name, gp, m->nparams, ws, m->ntensors, o->seed,
-                                   dtype);
+        rc = gguf_write_detweights(o->out, m->name, gp, m->nparams, ws, nws, o->seed, dtype);
         free(gp);
     } else {
         const char *why = "--format llama2c (its header)";
@@ -1141,7 +1222,7 @@ static int cmd_weights(const options *o)
                 untied |= !strcmp(m->tensors[i].name, "lm_head.weight");
             llama2c_header h = {(int32_t)v[0], (int32_t)v[1], (int32_t)v[2], (int32_t)v[3],
                                 (int32_t)v[4], (int32_t)(untied ? -v[5] : v[5]), (int32_t)v[6]};
-            rc = llama2c_write_detweights(o->out, &h, ws, m->ntensors, o->seed);
+            rc = llama2c_write_detweights(o->out, &h, ws, nws, o->seed);
         }
     }
     free(ws);
@@ -1168,8 +1249,13 @@ static int cmd_inspect(const options *o)
             putchar('\n');
         }
     } else {
-        printf("%s: %s, %d tensors\n", ck->path,
+        printf("%s: %s, %d tensors", ck->path,
                ck->format == CKPT_SAFETENSORS ? "safetensors" : "llama2.c v0", ck->n);
+        if (ck->nshards)
+            printf(" in %d shards", ck->nshards);
+        printf("\n");
+        if (ck->tokenizer_json)
+            printf("  tokenizer %s\n", ck->tokenizer_json);
     }
     for (int i = 0; i < ck->n; i++) {
         const ckpt_tensor *t = &ck->tensors[i];

@@ -49,6 +49,43 @@ static ir_dtype ckpt_storage(ckpt_dtype dt)
     return DT_F32;
 }
 
+static int blocks_exact(const ckpt *ck, const ir_recipe *r, ckpt_dtype cdt);
+static void shape_text(int rank, const int64_t *dim, char *buf, size_t size);
+
+/* The checkpoint tensor a view tensor (a spec's weight bound to a slice or a transpose of a
+ * stored tensor: ir_recipe_view_leaf) reads, present and of the shape the binding implies;
+ * NULL after reporting at the declaration. */
+static const ckpt_tensor *view_leaf(const ckpt *ck, const ir_tensor *t, const ir_recipe *leaf)
+{
+    const ckpt_tensor *ct = ckpt_find(ck, leaf->name);
+    char want[64], got[64];
+    if (!ct) {
+        diag_error(t->loc, "weight '%s' is bound to a view of \"%s\", which %s does not have",
+                   t->decl, leaf->name, ck->path);
+        return NULL;
+    }
+    int same = ct->rank == leaf->type.rank;
+    for (int k = 0; same && k < ct->rank; k++)
+        same = ct->shape[k] == leaf->type.dim[k];
+    if (!same) {
+        shape_text(leaf->type.rank, leaf->type.dim, want, sizeof want);
+        shape_text(ct->rank, ct->shape, got, sizeof got);
+        diag_error(t->loc, "weight '%s' views \"%s\" as stored %s, but it is %s in %s",
+                   t->decl, leaf->name, want, got, ck->path);
+        return NULL;
+    }
+    return ct;
+}
+
+/* Whether a view recipe transposes what it reads. */
+static int transposes(const ir_recipe *r)
+{
+    for (; r->op != RC_LOAD; r = r->src[0])
+        if (r->op == RC_TRANSPOSE)
+            return 1;
+    return 0;
+}
+
 /* The storage types a weight can be given (--wtype, --wtype-of). */
 static const struct { const char *name; ir_dtype dt; } storage_types[] = {
     {"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16}, {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0},
@@ -101,10 +138,16 @@ int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype, const bi
     }
     for (int i = 0; i < m->ntensors && !bad; i++) {
         ir_tensor *t = &m->tensors[i];
-        const ckpt_tensor *ct = ck ? ckpt_find(ck, t->name) : NULL;
-        /* as stored (a missing tensor is bind_weights' to report; a computed one keeps its
-         * type), then --wtype where it fits (a block type: matrices of whole blocks; the
-         * rest stay as stored, as llama-quantize keeps norm gains f32), then --wtype-of */
+        const ir_recipe *leaf = t->recipe ? ir_recipe_view_leaf(t->recipe) : NULL;
+        const ckpt_tensor *ct = ck && !t->recipe ? ckpt_find(ck, t->name) : NULL;
+        if (ck && leaf && !(ct = view_leaf(ck, t, leaf))) {
+            bad++;
+            continue;
+        }
+        /* as stored, a view as the tensor it views (a missing tensor is bind_weights' to
+         * report; a computed one keeps its type), then --wtype where it fits (a block type:
+         * matrices of whole blocks; the rest stay as stored, as llama-quantize keeps norm
+         * gains f32), then --wtype-of */
         ir_dtype dt = ct ? ckpt_storage(ct->dtype) : t->recipe || ck ? t->type.dtype : DT_F32;
         if (forced >= 0 && storage_fits(t, (ir_dtype)forced))
             dt = (ir_dtype)forced;
@@ -121,6 +164,18 @@ int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype, const bi
                 break;
             }
             dt = want;
+        }
+        /* a view of block weights stays in blocks only when it keeps whole blocks: their
+         * values are not requantized */
+        if (leaf && ct && is_block(dt) && is_block(ckpt_storage(ct->dtype)) &&
+            !blocks_exact(ck, t->recipe, ct->dtype)) {
+            diag_error(t->loc, "weight '%s' views \"%s\" (%s in %s) %s: its blocks of 32 "
+                       "cannot be kept; --wtype f32, f16 or bf16 (or --wtype-of) dequantizes it",
+                       t->decl, leaf->name, ckpt_dtype_name(ct->dtype), ck->path,
+                       transposes(t->recipe) ? "transposed"
+                                             : "in pieces that are not whole blocks");
+            bad++;
+            continue;
         }
         ir_set_storage(m, i, dt);
     }
@@ -273,6 +328,11 @@ static float *recipe_eval(const ckpt *ck, const ir_recipe *r, const char *decl)
                 acc += (double)a[row * cols + c] * b[row];
             out[c] = (float)acc;
         }
+        break;
+    case RC_TRANSPOSE:
+        for (int64_t row = 0; row < at->dim[0]; row++)
+            for (int64_t c = 0; c < cols; c++)
+                out[c * at->dim[0] + row] = a[row * cols + c];
         break;
     case RC_LOAD: case RC_COUNT:
         break;

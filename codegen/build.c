@@ -3,7 +3,8 @@
  * The C goes into a temporary folder, is compiled and linked with the runtime, and the blob
  * is appended; the result is renamed onto the output only when every step worked, so a
  * failed build leaves no partial program (base/outfile.c). `kiln build` and the builds that
- * measure a pass's effect (calibration) both come through here.
+ * measure a pass's effect (calibration) both come through here, and so does --blob (the
+ * program and its blob apart).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -56,9 +57,9 @@ int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npa
         fprintf(stderr, "kiln: compiling %s\n", c_path);
     if (codegen_compile(c_path, target, verbose) != 0)
         goto out;
-    if (verbose)
+    if (verbose && packed)
         fprintf(stderr, "kiln: packing %d tensors\n", npacked);
-    if (pack_append_blob(target, packed, npacked) != 0)
+    if (packed && pack_append_blob(target, packed, npacked) != 0)
         goto out;
     if (exe.tmp && chmod(exe.tmp, 0755) != 0) {
         fprintf(stderr, "kiln: error: cannot write %s: %s\n", out_path, strerror(errno));
@@ -76,5 +77,34 @@ out:
     unlink(c_path);
     unlink(exe_path);
     rmdir(dir);
+    return rc;
+}
+
+int codegen_build_apart(const ir_module *m, const pack_tensor *packed, int npacked,
+                        const char *prog, const char *blob, const char *emit_c, int verbose)
+{
+    struct stat st;
+    if (!prog)
+        return pack_write_blob(blob, packed, npacked);
+    if (stat(blob, &st) == 0 && !S_ISREG(st.st_mode))   /* a device or FIFO: written last */
+        return codegen_build_program(m, NULL, npacked, prog, emit_c, verbose) != 0 ||
+               pack_write_blob(blob, packed, npacked) != 0 ? -1 : 0;
+    /* the blob beside its path first, renamed onto it once the program is built: a failed
+     * build leaves neither */
+    char *tmp = malloc(strlen(blob) + 16);
+    if (!tmp) {
+        fprintf(stderr, "kiln: error: out of memory\n");
+        return -1;
+    }
+    sprintf(tmp, "%s.kiln-blob", blob);
+    int rc = pack_write_blob(tmp, packed, npacked) == 0 &&
+             codegen_build_program(m, NULL, npacked, prog, emit_c, verbose) == 0 ? 0 : -1;
+    if (rc == 0 && rename(tmp, blob) != 0) {
+        fprintf(stderr, "kiln: error: cannot rename %s to %s: %s\n", tmp, blob, strerror(errno));
+        rc = -1;
+    }
+    if (rc != 0)
+        unlink(tmp);
+    free(tmp);
     return rc;
 }

@@ -28,10 +28,17 @@ int codegen_emit_c(FILE *out, const ir_module *m);
 int codegen_write_c(const ir_module *m, const char *path);
 /* build.c: the executable out_path from the planned module m and its packed tensors
  * (packed[i] for m->tensors[i]): C in a temporary folder, compiled, the blob appended,
- * renamed into place only when all of it worked. emit_c: also keep the C there. 0, or -1
+ * renamed into place only when all of it worked. emit_c: also keep the C there. packed
+ * NULL: no blob appended (kiln build --blob: the program runs with --blob FILE). 0, or -1
  * after reporting. */
 int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npacked,
                           const char *out_path, const char *emit_c, int verbose);
+
+/* build.c, kiln build --blob: the blob alone at `blob` and, when prog is not NULL, the
+ * program without it (it runs as PROG --blob BLOB); neither is written unless both are
+ * (but onto a device or FIFO, written last). 0, or -1 after reporting. */
+int codegen_build_apart(const ir_module *m, const pack_tensor *packed, int npacked,
+                        const char *prog, const char *blob, const char *emit_c, int verbose);
 
 /* calib.c: the calibration tokens: the token ids of the file at path (separated by commas
  * or white space, each in [0, vocab), 1 .. ctx of them), or with path NULL the default
@@ -58,6 +65,29 @@ int calib_compare(const ir_module *ref, const pack_tensor *ref_w, const ir_modul
  * The runtime (libkilnrt.a, include/) is found beside the kiln executable, or in
  * $KILN_RUNTIME_DIR; the compiler is $CC or cc. Returns 0, or -1 after reporting. */
 int codegen_compile(const char *c_path, const char *exe_path, int verbose);
+
+/* cc.c, for the C library: compiles src_path (C, or assembly .S) into the object obj_path
+ * with the compiler and flags of codegen_compile plus flags (NULL-terminated, or NULL); the
+ * path of the runtime archive libkilnrt.a; runs a tool (ld, objcopy, ar: argv[0] found on
+ * PATH) and reports a failure; the extra flags programs of this kiln build are compiled
+ * with ("" but in the sanitizer build), which a program linking a library needs too. */
+int codegen_compile_object(const char *src_path, const char *obj_path, const char *const *flags,
+                           int verbose);
+int codegen_runtime_archive(char *lib, size_t size);
+int codegen_run_tool(char *const argv[], int verbose);
+const char *codegen_program_cflags(void);
+
+/* library.c: kiln build --lib: the folder dir holding NAME.h, libNAME.a and (unless embed:
+ * the blob inside the archive) NAME.kblob, for the planned module m and its packed tensors;
+ * name NULL: the module's name made a C identifier. Written into a temporary folder beside
+ * dir and moved in only when all of it worked; dir is made if missing, and must be a
+ * folder. 0, or -1 after reporting. */
+int codegen_build_library(const ir_module *m, const pack_tensor *packed, int npacked,
+                          const char *dir, const char *name, int embed, int verbose);
+/* The module name as a C identifier (other characters become '_', a leading digit gets an
+ * 'm' before it) into buf; and whether s is a C identifier already. */
+void codegen_c_identifier(const char *s, char *buf, size_t size);
+int codegen_is_c_identifier(const char *s);
 
 /* The blob dtype code (KBLOB_*) of a storage type, or CODEGEN_NO_KBLOB for DT_I32/DT_BOOL;
  * and the name of a code's KBLOB_* constant ("KBLOB_BF16"), or NULL for an unknown code. */

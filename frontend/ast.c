@@ -198,12 +198,15 @@ ast_node *ast_def(ast_kind kind, src_loc loc, const char *name, ast_list params,
     return n;
 }
 
-ast_node *ast_weight_decl(src_loc loc, const char *name, ast_list shape, const char *tmpl,
+ast_node *ast_weight_decl(src_loc loc, const char *name, ast_list shape, ast_node *source,
                           ast_node *cond)
 {
     ast_node *n = ast_named(AST_WEIGHT_DECL, loc, name, cond);
     n->kids = shape;
-    n->str = tmpl;
+    if (source->kind == AST_STRING)   /* the tensor's name: the usual binding */
+        n->str = source->str;
+    else
+        n->b = source;
     return n;
 }
 

@@ -27,8 +27,9 @@ typedef enum ast_kind {
     AST_BLOCK,       /* name; params; b = body (AST_STMTS) */
     AST_FORWARD,     /* params (the token input name); b = body */
     AST_WEIGHTS,     /* kids: WEIGHT_DECL and WEIGHT_FOR */
-    AST_WEIGHT_DECL, /* name; kids = shape exprs; str = checkpoint name template;
-                        a = optional condition (`if expr`) or NULL */
+    AST_WEIGHT_DECL, /* name; kids = shape exprs; str = checkpoint name template, or NULL
+                        and b = the source expression (a slice of another weight,
+                        transpose(...)); a = optional condition (`if expr`) or NULL */
     AST_WEIGHT_FOR,  /* ranges = list of AST_RANGE; a = optional condition; b = AST_WEIGHTS body */
     AST_RANGE,       /* name (the loop variable); a = low expr; b = high expr (exclusive) */
 
@@ -114,7 +115,7 @@ ast_node *ast_list_node(ast_kind kind, src_loc loc, ast_list kids); /* SPEC, STM
 ast_node *ast_model(src_loc loc, const char *name, ast_list items);
 ast_node *ast_def(ast_kind kind, src_loc loc, const char *name, ast_list params, ast_node *a,
                   ast_node *b);                                     /* DEF, BLOCK, FORWARD */
-ast_node *ast_weight_decl(src_loc loc, const char *name, ast_list shape, const char *tmpl,
+ast_node *ast_weight_decl(src_loc loc, const char *name, ast_list shape, ast_node *source,
                           ast_node *cond);
 ast_node *ast_assert(src_loc loc, ast_node *cond, const char *message);
 ast_node *ast_weight_for(src_loc loc, ast_list ranges, ast_node *cond, ast_node *body);

@@ -174,10 +174,12 @@ witems
     | witems witem                          { $$ = ast_list_add($1, $2); }
     | witems ';'
     ;
-/* witem : IDENT '[' exprs? ']' '=' STRING ('if' expr)?
- *       | 'for' ranges ('if' expr)? '{' witem* '}' */
+/* witem : IDENT '[' exprs? ']' '=' source ('if' expr)?
+ *       | 'for' ranges ('if' expr)? '{' witem* '}'
+ * source: a STRING (the tensor's name), a slice of a weight declared before, or transpose()
+ * of either; an expression here, which sema_weights.c checks is one of those. */
 witem
-    : IDENT '[' opt_exprs ']' '=' STRING opt_cond
+    : IDENT '[' opt_exprs ']' '=' expr opt_cond
                                             { $$ = ast_weight_decl(LOC(@1), $1, $3, $6, $7); }
     | FOR ranges opt_cond wbody             { $$ = ast_weight_for(LOC(@1), $2, $3, $4); }
     ;

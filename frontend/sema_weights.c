@@ -3,7 +3,14 @@
  * Each declared name becomes a weight array over the indices of its enclosing loops (0-d for
  * a plain weight); each entry whose condition holds becomes a module tensor, with its
  * checkpoint name expanded from the template ("model.layers.{l}.x"). A checkpoint tensor may
- * be bound once.
+ * be bound as it is once.
+ *
+ * A weight may also be bound to a view of what the checkpoint stores: a slice of a weight
+ * declared before it (`wq [d, d] = c_attn[l][:, 0:d]`), a tensor stored transposed
+ * (`wo [d, d] = transpose("...c_proj.weight")`), or the transpose of a slice. Such a weight
+ * is a tensor with a recipe (ir/recipe.c: cols, rows, transpose over a load), which the
+ * packer evaluates, so the blob holds the weight in the spec's shape; the stored tensor it
+ * views is packed only if the forward pass reads it too.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +19,13 @@
 #include "sema_internal.h"
 
 
-/* Expands "model.layers.{l}.x" with the values of the names in braces. */
-static const char *expand_template(scope *sc, ast_node *d)
+/* Expands "model.layers.{l}.x" (tmpl, written at loc) with the values of the names in
+ * braces. */
+static const char *expand_template(scope *sc, const char *tmpl, src_loc loc)
 {
     char out[1024];
     size_t n = 0;
-    for (const char *p = d->str; *p; p++) {
+    for (const char *p = tmpl; *p; p++) {
         if (*p != '{') {
             if (n + 1 < sizeof out)
                 out[n++] = *p;
@@ -25,7 +33,7 @@ static const char *expand_template(scope *sc, ast_node *d)
         }
         const char *end = strchr(p, '}');
         if (!end || end == p + 1) {
-            diag_error(d->loc, "unterminated or empty '{' in the tensor name \"%s\"", d->str);
+            diag_error(loc, "unterminated or empty '{' in the tensor name \"%s\"", tmpl);
             return NULL;
         }
         char name[64];
@@ -34,7 +42,7 @@ static const char *expand_template(scope *sc, ast_node *d)
         if (b)
             b->read = 1;   /* a parameter named in a tensor name is read */
         if (!b || (b->val.kind != V_INT && b->val.kind != V_STR)) {
-            diag_error(d->loc, "'{%s}' in the tensor name is not a loop index or parameter",
+            diag_error(loc, "'{%s}' in the tensor name is not a loop index or parameter",
                        name);
             return NULL;
         }
@@ -57,6 +65,108 @@ static wdecl *find_wdecl(const char *name)
         if (strcmp(S.wdecls[i]->name, name) == 0)
             return S.wdecls[i];
     return NULL;
+}
+
+static const char view_sources[] =
+    "a weight is bound to a tensor name (\"...\"), a slice of a weight declared before it "
+    "(w[l][:, 0:dim]), or transpose() of either";
+
+/* The recipe of a slice of a weight declared before (c_attn[l][:, 0:dim]): rows and columns
+ * of its tensor; bounds are checked against that weight's shape. NULL after reporting. */
+static const ir_recipe *slice_of_weight(scope *sc, ast_node *src)
+{
+    if (src->kind == AST_STRING || (src->kind == AST_INDEX && src->a->kind == AST_STRING)) {
+        diag_error(src->loc, "a tensor name is bound whole, or transposed; to bind a slice, "
+                   "declare the stored tensor as a weight of its shape and slice that weight "
+                   "(w[l][:, 0:dim])");
+        return NULL;
+    }
+    if (src->kind != AST_INDEX && src->kind != AST_NAME) {
+        diag_error(src->loc, "%s", view_sources);
+        return NULL;
+    }
+    sval v = eval(sc, src);
+    if (v.kind == V_ERR)
+        return NULL;
+    if (v.kind == V_WARRAY) {
+        diag_error(src->loc, "'%s' is an array of weights: index it (e.g. %s[l])", v.wd->name,
+                   v.wd->name);
+        return NULL;
+    }
+    if (v.kind != V_WVIEW) {
+        diag_error(src->loc, "%s, not %s", view_sources, kind_name(v.kind));
+        return NULL;
+    }
+    const ir_tensor *t = &S.m->tensors[v.tensor];
+    if (v.vt.rank != t->type.rank) {
+        diag_error(src->loc, "a weight may be bound to slices (a:b) of another, not to one row "
+                   "or element of it");
+        return NULL;
+    }
+    const ir_recipe *r = ir_recipe_of(t);
+    char why[160];
+    /* a vector's slice starts at v.col (sema.c index_view), a matrix's at (v.row, v.col) */
+    int64_t first[2] = {t->type.rank == 1 ? v.col : v.row, v.col};
+    for (int k = 0; k < t->type.rank; k++) {
+        int64_t rg[2] = {first[k], first[k] + v.vt.dim[k]};
+        if (v.vt.dim[k] != t->type.dim[k] &&
+            ir_recipe_make(&r, k ? RC_COLS : RC_ROWS, &r, 1, rg, 1, why, sizeof why))
+            DIE("a weight slice the front end checked makes no recipe: %s", why);
+    }
+    return r;
+}
+
+/* The recipe of declaration d bound to a view (d->b): a slice of a weight, transpose() of
+ * one or of a tensor name; it must make the declared type `want`. NULL after reporting. */
+static const ir_recipe *bound_view(scope *sc, ast_node *d, const ir_type *want)
+{
+    ast_node *src = d->b;
+    int transposed = src->kind == AST_CALL && !strcmp(src->name, "transpose");
+    if (src->kind == AST_CALL && !transposed) {
+        diag_error(src->loc, "%s; '%s' is not one of those", view_sources, src->name);
+        return NULL;
+    }
+    if (transposed && src->kids.n != 1) {
+        diag_error(src->loc, "transpose takes one argument (a tensor name or a slice of a "
+                   "weight), given %d", src->kids.n);
+        return NULL;
+    }
+    char a[64], b[64], why[160];
+    const ir_recipe *r;
+    if (transposed)
+        src = src->kids.v[0];
+    if (transposed && src->kind == AST_STRING) {
+        if (want->rank != 2) {
+            diag_error(d->b->loc, "transpose needs a matrix, and '%s' is declared %s", d->name,
+                       ir_shape_str(want, a, sizeof a));
+            return NULL;
+        }
+        const char *name = expand_template(sc, src->str, src->loc);
+        if (!name)
+            return NULL;
+        ir_type stored = *want;              /* the checkpoint holds [in, out] */
+        stored.dim[0] = want->dim[1];
+        stored.dim[1] = want->dim[0];
+        r = ir_recipe_load(name, stored, d->loc);
+    } else if (!(r = slice_of_weight(sc, src))) {
+        return NULL;
+    }
+    if (transposed && r->type.rank != 2) {
+        diag_error(d->b->loc, "transpose needs a matrix, and this is a vector %s",
+                   ir_shape_str(&r->type, a, sizeof a));
+        return NULL;
+    }
+    if (transposed && ir_recipe_make(&r, RC_TRANSPOSE, &r, 1, NULL, 0, why, sizeof why))
+        DIE("a transpose the front end checked makes no recipe: %s", why);
+    int same = r->type.rank == want->rank;
+    for (int k = 0; same && k < want->rank; k++)
+        same = r->type.dim[k] == want->dim[k];
+    if (!same) {
+        diag_error(d->b->loc, "weight '%s' is declared %s, but its binding makes %s", d->name,
+                   ir_shape_str(want, a, sizeof a), ir_shape_str(&r->type, b, sizeof b));
+        return NULL;
+    }
+    return r;
 }
 
 static int same_tensor_name(int id, const void *name)
@@ -136,9 +246,6 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
     if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than 1000000 "
                                                     "weight tensors"))
         return;
-    const char *name = expand_template(sc, d);
-    if (!name)
-        return;
     char decl[256];
     size_t n = (size_t)snprintf(decl, sizeof decl, "%s", d->name);
     for (int k = 0; k < w->nr && n < sizeof decl; k++)
@@ -146,6 +253,16 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
                               (long long)w->cur[k]);
     if (w->nr && n < sizeof decl)
         snprintf(decl + n, sizeof decl - n, "]");
+    if (d->b) {                /* a view: a recipe tensor named by its declaration */
+        const ir_recipe *r = bound_view(sc, d, &t);
+        if (r)
+            wd->entries[flat] = ir_add_recipe_tensor(S.m, base_intern(decl, strlen(decl)),
+                                                     DT_F32, r, d->loc);
+        return;
+    }
+    const char *name = expand_template(sc, d->str, d->loc);
+    if (!name)
+        return;
     int *slot = hash_slot(S.tensor_hash, hash_string(name), same_tensor_name, name);
     if (*slot) {
         const ir_tensor *first = &S.m->tensors[*slot - 1];

@@ -82,6 +82,7 @@ typedef enum ir_recipe_op {
     RC_COLS,                   /* the same for columns of a matrix */
     RC_SCALE_COLS,             /* w [o, i] with column j times g[j]: a norm gain folded */
     RC_MATVEC_T,               /* a [n, m], v [n] -> a^T v [m]: a vector folded through */
+    RC_TRANSPOSE,              /* a [n, m] -> [m, n]: a weight stored transposed ([in, out]) */
     RC_COUNT
 } ir_recipe_op;
 
@@ -185,6 +186,12 @@ int ir_add_recipe_tensor(ir_module *m, const char *decl, ir_dtype dtype, const i
 const ir_recipe *ir_recipe_of_view(const ir_module *m, const ir_inst *view);
 /* Whether the checkpoint tensor `name` is one of r's leaves. */
 int ir_recipe_reads(const ir_recipe *r, const char *name);
+/* Whether sub is r or a part of it: the same operations, ranges, leaf names and shapes
+ * (storage types aside). */
+int ir_recipe_contains(const ir_recipe *r, const ir_recipe *sub);
+/* The leaf (RC_LOAD) of a recipe that only cuts and transposes one checkpoint tensor (load,
+ * rows, cols, transpose: a view of it, as a spec's weight binding makes), else NULL. */
+const ir_recipe *ir_recipe_view_leaf(const ir_recipe *r);
 
 /* types (ir.c) */
 /* The one checked constructor: dims >= 1, element counts within IR_MAX_ELEMS. Returns 0, or

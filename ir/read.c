@@ -518,7 +518,7 @@ static const ir_recipe *parse_recipe(reader *r, int depth)
     if (op < 0) {
         r->p = at;
         expected(r, "a quoted tensor name or a recipe (concat, rows, cols, scale_cols, "
-                 "matvec_t)");
+                 "matvec_t, transpose)");
         return NULL;
     }
     if (!expect(r, "(", "'(' after the recipe's name"))

@@ -7,7 +7,9 @@
  * (codegen/bind.c) evaluates the tree in f32 from the checkpoint and stores the result in the
  * tensor's storage type, so the program reads one ready-made weight. Recipes print inside the
  * tensor lines of a dump (print.c) and read back (read.c): `= concat("a" f32[4, 8], "b"
- * f32[2, 8])`.
+ * f32[2, 8])`. The front end makes recipes too: a spec's weight bound to a slice of another
+ * or to a tensor stored transposed (`transpose(c_attn[l][:, 0:dim])`) is a view recipe,
+ * `transpose(cols("...c_attn.weight" f32[64, 192], 0:64))`.
  */
 #include <string.h>
 
@@ -15,7 +17,7 @@
 
 const char *const ir_recipe_names[RC_COUNT] = {
     [RC_LOAD] = "load", [RC_CONCAT] = "concat", [RC_ROWS] = "rows", [RC_COLS] = "cols",
-    [RC_SCALE_COLS] = "scale_cols", [RC_MATVEC_T] = "matvec_t",
+    [RC_SCALE_COLS] = "scale_cols", [RC_MATVEC_T] = "matvec_t", [RC_TRANSPOSE] = "transpose",
 };
 
 int ir_recipe_lookup(const char *name, size_t len)
@@ -98,7 +100,7 @@ int ir_recipe_type(const ir_recipe *r, ir_type *out, char *why, size_t size)
     const ir_type *b = r->nsrc > 1 ? &r->src[1]->type : NULL;
     int64_t dim[IR_MAX_RANK];
     int want = r->op == RC_LOAD ? 0 : r->op == RC_CONCAT ? -1 : r->op == RC_ROWS ||
-               r->op == RC_COLS ? 1 : 2;
+               r->op == RC_COLS || r->op == RC_TRANSPOSE ? 1 : 2;
     if (want >= 0 && r->nsrc != want) {
         snprintf(why, size, "%s takes %d tensor%s, not %d", ir_recipe_names[r->op], want,
                  want == 1 ? "" : "s", r->nsrc);
@@ -161,6 +163,14 @@ int ir_recipe_type(const ir_recipe *r, ir_type *out, char *why, size_t size)
             return -1;
         }
         return ir_type_make(out, a->dtype, 0, 1, &a->dim[1], 0, why, size);
+    case RC_TRANSPOSE:                         /* a [n, m]: [m, n] */
+        if (a->rank != 2) {
+            snprintf(why, size, "transpose needs a matrix");
+            return -1;
+        }
+        dim[0] = a->dim[1];
+        dim[1] = a->dim[0];
+        return ir_type_make(out, a->dtype, 0, 2, dim, 0, why, size);
     case RC_COUNT:
         break;
     }
@@ -207,4 +217,39 @@ int ir_recipe_reads(const ir_recipe *r, const char *name)
         if (ir_recipe_reads(r->src[k], name))
             return 1;
     return 0;
+}
+
+/* The same recipe: operations, ranges, leaf names and shapes (storage types aside). */
+static int recipe_equal(const ir_recipe *a, const ir_recipe *b)
+{
+    if (a == b)
+        return 1;
+    int same = a->op == b->op && a->nsrc == b->nsrc && a->nrange == b->nrange &&
+               a->type.rank == b->type.rank;
+    for (int k = 0; same && k < a->type.rank; k++)
+        same = a->type.dim[k] == b->type.dim[k];
+    for (int k = 0; same && k < 2 * a->nrange; k++)
+        same = a->range[k] == b->range[k];
+    if (same && a->op == RC_LOAD)
+        same = !strcmp(a->name, b->name);
+    for (int k = 0; same && k < a->nsrc; k++)
+        same = recipe_equal(a->src[k], b->src[k]);
+    return same;
+}
+
+int ir_recipe_contains(const ir_recipe *r, const ir_recipe *sub)
+{
+    if (recipe_equal(r, sub))
+        return 1;
+    for (int k = 0; k < r->nsrc; k++)
+        if (ir_recipe_contains(r->src[k], sub))
+            return 1;
+    return 0;
+}
+
+const ir_recipe *ir_recipe_view_leaf(const ir_recipe *r)
+{
+    while (r->op == RC_ROWS || r->op == RC_COLS || r->op == RC_TRANSPOSE)
+        r = r->src[0];
+    return r->op == RC_LOAD ? r : NULL;
 }

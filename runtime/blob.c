@@ -3,7 +3,9 @@
  * The blob is untrusted input: the trailer, the header, the entry table, every name, offset
  * and size are checked (overflow-safe) before anything is dereferenced, and each tensor is
  * then compared with kiln_model.tensors[]; entries past them (the tokenizer) are checked for
- * bounds and size too. Any problem ends in one clear message.
+ * bounds and size too. Any problem ends in one clear message: on standard error for a
+ * program, into the caller's buffer for the C library (krt_say), which also opens a blob
+ * already in memory (the one embedded in libNAME.a).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -21,13 +23,20 @@
 
 #include "rt_internal.h"
 
-static void blob_error(const char *prog, const char *fmt, ...)
+static void blob_error(const krt_say *say, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: error: weight blob: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    const char *file = say->file ? say->file : "", *colon = say->file ? ": " : "";
+    if (say->err) {            /* the C library: the message is the caller's to show */
+        int n = snprintf(say->err, say->errlen, "weight blob: %s%s", file, colon);
+        if (n >= 0 && (size_t)n < say->errlen)
+            vsnprintf(say->err + n, say->errlen - (size_t)n, fmt, ap);
+    } else {
+        fprintf(stderr, "%s: error: weight blob: %s%s", say->prog, file, colon);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
 }
 
@@ -46,12 +55,12 @@ static int read_at(int fd, void *buf, size_t n, off_t off)
 }
 
 /* Locate the blob in the open file: [*off, *off + *size). */
-static int find_blob(int fd, const char *prog, const char *file, int embedded, uint64_t *off,
+static int find_blob(int fd, const krt_say *say, const char *file, int embedded, uint64_t *off,
                      uint64_t *size)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
-        blob_error(prog, "%s: %s", file, strerror(errno));
+        blob_error(say, "%s: %s", file, strerror(errno));
         return -1;
     }
     uint64_t fsize = (uint64_t)st.st_size;
@@ -62,13 +71,13 @@ static int find_blob(int fd, const char *prog, const char *file, int embedded, u
     kblob_trailer tr;
     if (fsize < sizeof tr || read_at(fd, &tr, sizeof tr, (off_t)(fsize - sizeof tr)) < 0 ||
         memcmp(tr.magic, KBLOB_TRAILER_MAGIC, 8) != 0) {
-        blob_error(prog, "%s has no weight blob appended (no trailer at its end); "
+        blob_error(say, "%s has no weight blob appended (no trailer at its end); "
                          "build it with kiln, or give one with --blob FILE", file);
         return -1;
     }
     uint64_t room = fsize - sizeof tr;
     if (tr.blob_offset % 4096 != 0 || tr.blob_offset > room || tr.blob_size > room - tr.blob_offset) {
-        blob_error(prog, "%s: trailer is corrupt (blob at offset %llu, %llu bytes, in a file of "
+        blob_error(say, "%s: trailer is corrupt (blob at offset %llu, %llu bytes, in a file of "
                          "%llu bytes)", file, (unsigned long long)tr.blob_offset,
                    (unsigned long long)tr.blob_size, (unsigned long long)fsize);
         return -1;
@@ -78,39 +87,39 @@ static int find_blob(int fd, const char *prog, const char *file, int embedded, u
 }
 
 /* Check one blob entry against the model's description of tensor i. */
-static int check_entry(const char *prog, const krt_model *m, int i, const unsigned char *base,
+static int check_entry(const krt_say *say, const krt_model *m, int i, const unsigned char *base,
                        uint64_t size, const kblob_entry *e)
 {
     const krt_tensor_desc *want = &m->tensors[i];
     const char *nm = want->name;
     if (e->name_offset >= size || !memchr(base + e->name_offset, 0, size - e->name_offset)) {
-        blob_error(prog, "tensor %d '%s': name out of range or not NUL-terminated", i, nm);
+        blob_error(say, "tensor %d '%s': name out of range or not NUL-terminated", i, nm);
         return -1;
     }
     const char *have = (const char *)base + e->name_offset;
     if (strcmp(have, nm) != 0) {
-        blob_error(prog, "tensor %d '%s': the blob has '%.80s' here", i, nm, have);
+        blob_error(say, "tensor %d '%s': the blob has '%.80s' here", i, nm, have);
         return -1;
     }
     if (e->offset % KBLOB_ALIGN != 0 || e->offset > size || e->nbytes > size - e->offset) {
-        blob_error(prog, "tensor %d '%s': data (offset %llu, %llu bytes) misaligned or outside "
+        blob_error(say, "tensor %d '%s': data (offset %llu, %llu bytes) misaligned or outside "
                          "the blob (%llu bytes)", i, nm, (unsigned long long)e->offset,
                    (unsigned long long)e->nbytes, (unsigned long long)size);
         return -1;
     }
     const char *dt = kblob_dtype_name(e->dtype);
     if (!dt) {
-        blob_error(prog, "tensor %d '%s': unknown dtype code %u (this program reads f32, f16, "
+        blob_error(say, "tensor %d '%s': unknown dtype code %u (this program reads f32, f16, "
                          "bf16, q8_0, q4_0)", i, nm, e->dtype);
         return -1;
     }
     if (e->rank != want->rank || e->rank > 4) {
-        blob_error(prog, "tensor %d '%s': rank %u, expected %u", i, nm, e->rank, want->rank);
+        blob_error(say, "tensor %d '%s': rank %u, expected %u", i, nm, e->rank, want->rank);
         return -1;
     }
     for (uint32_t d = 0; d < e->rank; d++)
         if (e->dims[d] != want->dims[d]) {
-            blob_error(prog, "tensor %d '%s': dimension %u is %llu, expected %llu", i, nm, d,
+            blob_error(say, "tensor %d '%s': dimension %u is %llu, expected %llu", i, nm, d,
                        (unsigned long long)e->dims[d], (unsigned long long)want->dims[d]);
             return -1;
         }
@@ -120,31 +129,31 @@ static int check_entry(const char *prog, const krt_model *m, int i, const unsign
     if (kblob_tensor_bytes(e->dtype, e->rank, e->dims, &bytes) < 0) {
         uint64_t row = e->rank ? e->dims[e->rank - 1] : 1;
         if ((e->dtype == KBLOB_Q8_0 || e->dtype == KBLOB_Q4_0) && row % KBLOB_BLOCK != 0)
-            blob_error(prog, "tensor %d '%s': %s rows of %llu elements are not a whole number of "
+            blob_error(say, "tensor %d '%s': %s rows of %llu elements are not a whole number of "
                              "%u-element blocks", i, nm, dt, (unsigned long long)row, KBLOB_BLOCK);
         else
-            blob_error(prog, "tensor %d '%s': the byte size of its %s shape overflows", i, nm, dt);
+            blob_error(say, "tensor %d '%s': the byte size of its %s shape overflows", i, nm, dt);
         return -1;
     }
     if (e->nbytes != bytes) {
-        blob_error(prog, "tensor %d '%s': %llu bytes of data, expected %llu for %s", i, nm,
+        blob_error(say, "tensor %d '%s': %llu bytes of data, expected %llu for %s", i, nm,
                    (unsigned long long)e->nbytes, (unsigned long long)bytes, dt);
         return -1;
     }
     const char *lay = kblob_layout_name(e->layout), *need = kblob_layout_name(want->layout);
     if (!lay || e->reserved != 0 || (e->layout == KBLOB_PANEL && e->rank != 2)) {
-        blob_error(prog, "tensor %d '%s': unknown layout code %u (or reserved field %u set)",
+        blob_error(say, "tensor %d '%s': unknown layout code %u (or reserved field %u set)",
                    i, nm, e->layout, e->reserved);
         return -1;
     }
     if (e->layout != want->layout) {
-        blob_error(prog, "tensor %d '%s': layout %s, the program expects %s", i, nm, lay,
+        blob_error(say, "tensor %d '%s': layout %s, the program expects %s", i, nm, lay,
                    need ? need : "an unknown layout");
         return -1;
     }
     if (e->dtype != want->dtype) {
         const char *wn = kblob_dtype_name(want->dtype);
-        blob_error(prog, "tensor %d '%s': dtype %s, the program expects %s", i, nm, dt,
+        blob_error(say, "tensor %d '%s': dtype %s, the program expects %s", i, nm, dt,
                    wn ? wn : "an unknown dtype");
         return -1;
     }
@@ -153,19 +162,19 @@ static int check_entry(const char *prog, const krt_model *m, int i, const unsign
 
 /* An entry past the model's tensors (kiln_blob.h): within the blob, of a known dtype and the
  * size its shape gives; the tokenizer's is kept in b. */
-static int check_extra(const char *prog, uint32_t i, const unsigned char *base, uint64_t size,
+static int check_extra(const krt_say *say, uint32_t i, const unsigned char *base, uint64_t size,
                        const kblob_entry *e, krt_blob *b)
 {
     uint64_t bytes;
     if (e->name_offset >= size || !memchr(base + e->name_offset, 0, size - e->name_offset)) {
-        blob_error(prog, "entry %u: name out of range or not NUL-terminated", i);
+        blob_error(say, "entry %u: name out of range or not NUL-terminated", i);
         return -1;
     }
     const char *nm = (const char *)base + e->name_offset;
     if (e->offset % KBLOB_ALIGN != 0 || e->offset > size || e->nbytes > size - e->offset ||
         e->rank > 4 || kblob_tensor_bytes(e->dtype, e->rank, e->dims, &bytes) < 0 ||
         bytes != e->nbytes) {
-        blob_error(prog, "entry %u '%.80s': data (offset %llu, %llu bytes, dtype code %u) "
+        blob_error(say, "entry %u '%.80s': data (offset %llu, %llu bytes, dtype code %u) "
                          "misaligned, outside the blob (%llu bytes) or not of its shape's size",
                    i, nm, (unsigned long long)e->offset, (unsigned long long)e->nbytes, e->dtype,
                    (unsigned long long)size);
@@ -173,7 +182,7 @@ static int check_extra(const char *prog, uint32_t i, const unsigned char *base, 
     }
     if (!strcmp(nm, KBLOB_TOKENIZER)) {
         if (e->dtype != KBLOB_U8 || e->rank != 1 || b->tokenizer) {
-            blob_error(prog, "entry %u '%s': not one rank-1 u8 entry", i, nm);
+            blob_error(say, "entry %u '%s': not one rank-1 u8 entry", i, nm);
             return -1;
         }
         b->tokenizer = base + e->offset;
@@ -182,57 +191,81 @@ static int check_extra(const char *prog, uint32_t i, const unsigned char *base, 
     return 0;
 }
 
-static int check_blob(const char *prog, const char *file, const krt_model *m,
+static int check_blob(const krt_say *say, const char *file, const krt_model *m,
                       const unsigned char *base, uint64_t size, const void **w, krt_blob *b)
 {
     kblob_header h;
     if (size < sizeof h) {
-        blob_error(prog, "%s: blob of %llu bytes is too small", file, (unsigned long long)size);
+        blob_error(say, "%s: blob of %llu bytes is too small", file, (unsigned long long)size);
         return -1;
     }
     memcpy(&h, base, sizeof h);
     if (memcmp(h.magic, KBLOB_MAGIC, 8) != 0) {
-        blob_error(prog, "%s: bad magic (not a kiln weight blob)", file);
+        blob_error(say, "%s: bad magic (not a kiln weight blob)", file);
         return -1;
     }
     if (h.version != KBLOB_VERSION) {
-        blob_error(prog, "%s: version %u, this program reads version %u", file, h.version, KBLOB_VERSION);
+        blob_error(say, "%s: version %u, this program reads version %u", file, h.version, KBLOB_VERSION);
         return -1;
     }
     if (h.total_size < sizeof h || h.total_size > size) {
-        blob_error(prog, "%s: blob claims %llu bytes, %llu present (truncated?)", file,
+        blob_error(say, "%s: blob claims %llu bytes, %llu present (truncated?)", file,
                    (unsigned long long)h.total_size, (unsigned long long)size);
         return -1;
     }
     size = h.total_size;
     if (h.table_offset % 8 != 0 || h.table_offset > size ||
         h.n_tensors > (size - h.table_offset) / sizeof(kblob_entry)) {
-        blob_error(prog, "%s: tensor table (offset %llu, %u entries) outside the blob", file,
+        blob_error(say, "%s: tensor table (offset %llu, %u entries) outside the blob", file,
                    (unsigned long long)h.table_offset, h.n_tensors);
         return -1;
     }
     if (h.n_tensors < (uint32_t)m->n_tensors) {
-        blob_error(prog, "%s: %u tensors, model '%s' expects %d", file, h.n_tensors, m->name,
+        blob_error(say, "%s: %u tensors, model '%s' expects %d", file, h.n_tensors, m->name,
                    m->n_tensors);
         return -1;
     }
+    krt_say named = *say;      /* a tensor's messages name the file too */
+    named.file = file;
     for (int i = 0; i < m->n_tensors; i++) {
         kblob_entry e;
         memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
-        if (check_entry(prog, m, i, base, size, &e) < 0)
+        if (check_entry(&named, m, i, base, size, &e) < 0)
             return -1;
         w[i] = base + e.offset;
     }
     for (uint32_t i = (uint32_t)m->n_tensors; i < h.n_tensors; i++) {
         kblob_entry e;
         memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
-        if (check_extra(prog, i, base, size, &e, b) < 0)
+        if (check_extra(&named, i, base, size, &e, b) < 0)
             return -1;
     }
     return 0;
 }
 
 int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m)
+{
+    return krt_blob_open_at(b, &(krt_say){prog, NULL, 0, NULL}, blob_path, m);
+}
+
+int krt_blob_open_memory(krt_blob *b, const krt_say *say, const void *data, size_t size,
+                         const krt_model *m)
+{
+    memset(b, 0, sizeof *b);   /* map stays NULL: the memory is the caller's */
+    b->w = calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *b->w);
+    b->n = m->n_tensors;
+    if (!b->w) {
+        blob_error(say, "out of memory");
+        return -1;
+    }
+    if (check_blob(say, "the embedded blob", m, data, size, b->w, b) < 0) {
+        krt_blob_close(b);
+        return -1;
+    }
+    return 0;
+}
+
+int krt_blob_open_at(krt_blob *b, const krt_say *say, const char *blob_path, const krt_model *m)
 {
     memset(b, 0, sizeof *b);
     char self[4096];
@@ -244,16 +277,16 @@ int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const kr
     }
     int fd = open(blob_path ? blob_path : "/proc/self/exe", O_RDONLY);
     if (fd < 0) {
-        blob_error(prog, "cannot open %s: %s", file, strerror(errno));
+        blob_error(say, "cannot open %s: %s", file, strerror(errno));
         return -1;
     }
     uint64_t off, size;
-    if (find_blob(fd, prog, file, blob_path == NULL, &off, &size) < 0) {
+    if (find_blob(fd, say, file, blob_path == NULL, &off, &size) < 0) {
         close(fd);
         return -1;
     }
     if (size < sizeof(kblob_header) || size > SIZE_MAX / 2) {
-        blob_error(prog, "%s: blob of %llu bytes is too small or too large", file, (unsigned long long)size);
+        blob_error(say, "%s: blob of %llu bytes is too small or too large", file, (unsigned long long)size);
         close(fd);
         return -1;
     }
@@ -263,15 +296,15 @@ int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const kr
     b->map = mmap(NULL, b->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)(off - delta));
     close(fd);
     if (b->map == MAP_FAILED) {
-        blob_error(prog, "%s: cannot map %llu bytes: %s", file, (unsigned long long)size, strerror(errno));
+        blob_error(say, "%s: cannot map %llu bytes: %s", file, (unsigned long long)size, strerror(errno));
         b->map = NULL;
         return -1;
     }
     b->w = calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *b->w);
     b->n = m->n_tensors;
-    if (!b->w || check_blob(prog, file, m, (const unsigned char *)b->map + delta, size, b->w, b) < 0) {
+    if (!b->w || check_blob(say, file, m, (const unsigned char *)b->map + delta, size, b->w, b) < 0) {
         if (!b->w)
-            blob_error(prog, "out of memory");
+            blob_error(say, "out of memory");
         krt_blob_close(b);
         return -1;
     }

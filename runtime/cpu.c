@@ -1,8 +1,10 @@
 /* cpu.c - CPU feature detection (cpuid leaves 1 and 7, xgetbv for the OS's vector state)
- * and the choice of kernel path, once at program start (cpu.h).
+ * and the choice of kernel path, once at program start (cpu.h). Detection runs once
+ * (pthread_once), so threads that open models at the same time see one result.
  */
 #include "cpu.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,10 @@
 
 krt_path krt_kernel_path = KRT_PATH_PORTABLE;
 
+/* written once, under cpu_once: the C library's contexts may start on several threads */
 static krt_cpu cpu_seen;
-static int cpu_detected;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+static pthread_once_t path_once = PTHREAD_ONCE_INIT;
 
 #ifdef KRT_X86
 /* XCR0: which register states the OS saves; AVX needs XMM+YMM (bits 1, 2), AVX-512 also
@@ -75,12 +79,11 @@ static void cpu_detect(krt_cpu *k)
 static void cpu_detect(krt_cpu *k) { (void)k; }
 #endif
 
+static void cpu_detect_seen(void) { cpu_detect(&cpu_seen); }
+
 const krt_cpu *krt_cpu_get(void)
 {
-    if (!cpu_detected) {
-        cpu_detect(&cpu_seen);
-        cpu_detected = 1;
-    }
+    pthread_once(&cpu_once, cpu_detect_seen);
     return &cpu_seen;
 }
 
@@ -114,6 +117,13 @@ krt_path krt_cpu_init(void)
     int want = env ? krt_path_lookup(env) : -1;
     /* only ever a downgrade: an unknown value keeps the detected path */
     return krt_cpu_use(want >= 0 ? (krt_path)want : (krt_path)(KRT_PATH_COUNT - 1));
+}
+
+static void cpu_init_path(void) { krt_cpu_init(); }
+
+void krt_cpu_init_once(void)
+{
+    pthread_once(&path_once, cpu_init_path);
 }
 
 const char *krt_path_name(krt_path p)

@@ -20,11 +20,15 @@ typedef struct krt_cpu {
     char brand[49];                               /* "" when the CPU does not say */
 } krt_cpu;
 
-/* The features of this CPU (detected once; not thread-safe before the first call returns). */
+/* The features of this CPU (detected once, thread-safe). */
 const krt_cpu *krt_cpu_get(void);
 /* The best path the CPU allows, lowered by KILN_CPU=portable|avx2 in the environment (a
  * value never raises it); sets krt_kernel_path to it and returns it. */
 krt_path krt_cpu_init(void);
+/* krt_cpu_init() the first time any thread calls it, never again: the C library's first
+ * open chooses the path before any of its kernels runs, and later opens, on any thread,
+ * leave krt_kernel_path alone while other threads' kernels read it. */
+void krt_cpu_init_once(void);
 /* The best path the CPU allows at or below `want`; sets krt_kernel_path to it and returns
  * it (tests). */
 krt_path krt_cpu_use(krt_path want);

@@ -569,26 +569,9 @@ typedef struct run_state {
     int64_t written;           /* cache rows the last run wrote (0: the state is all zero) */
 } run_state;
 
-/* Bytes of one value of a cache: f16 and bf16 caches store 2. */
-static uint64_t cache_elem_bytes(const krt_cache_desc *k)
-{
-    return k->dtype == KBLOB_F16 || k->dtype == KBLOB_BF16 ? 2 : 4;
-}
-
-/* Zeroes the cache rows a previous run wrote, and only those: the rest of the state was
- * never touched, and its pages stay unallocated. */
 static void clear_state(run_state *s)
 {
-    const krt_model *m = &kiln_model;
-    for (int i = 0; i < m->n_caches && s->written > 0; i++) {
-        const krt_cache_desc *k = &m->caches[i];
-        uint64_t rows = (uint64_t)s->written < k->capacity ? (uint64_t)s->written : k->capacity;
-        uint64_t heads = k->head_major && k->kv_heads ? k->kv_heads : 1, hw = k->width / heads;
-        uint64_t elem = cache_elem_bytes(k);
-        for (uint64_t g = 0; g < heads; g++)   /* head-major: rows 0 .. rows-1 of each head */
-            memset(s->c.state + k->offset + g * k->capacity * hw * elem, 0,
-                   (size_t)(rows * hw * elem));
-    }
+    krt_state_clear(&kiln_model, s->c.state, s->written);
     s->written = 0;
 }
 
@@ -738,7 +721,7 @@ static void report_stats(const opts *o, const krt_ctx *c, const krt_blob *b)
         const krt_cache_desc *k = &m->caches[i];
         /* the capacity in use: --ctx caps the positions below the compiled capacity */
         uint64_t cap = (uint64_t)o->ctx < k->capacity ? (uint64_t)o->ctx : k->capacity;
-        double bytes = (double)k->width * (double)cap * (double)cache_elem_bytes(k);
+        double bytes = (double)k->width * (double)cap * (double)krt_cache_elem_bytes(k);
         total += bytes;
         fprintf(stderr, "kv-cache %s: width %llu, capacity %llu, %.0f bytes\n", k->label,
                 (unsigned long long)k->width, (unsigned long long)cap, bytes);

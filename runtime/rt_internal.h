@@ -1,5 +1,6 @@
 /* rt_internal.h - declarations shared by the runtime's own files (blob.c, sample.c,
- * driver.c, bench.c). Not part of the contract with emitted code; that is kiln_rt.h.
+ * state.c, driver.c, bench.c, library.c). Not part of the contract with emitted code; that
+ * is kiln_rt.h.
  */
 #ifndef KILN_RT_INTERNAL_H
 #define KILN_RT_INTERNAL_H
@@ -25,10 +26,25 @@ typedef struct krt_blob {
  * and the kernel offers transparent huge pages (the default), or always when it offers them. */
 typedef enum krt_huge { KRT_HUGE_OFF, KRT_HUGE_AUTO, KRT_HUGE_ON } krt_huge;
 
+/* Where blob.c's messages go: standard error as `prog: error: weight blob: ...` (a program),
+ * or with err set only into err, errlen bytes (the C library, which prints nothing). */
+typedef struct krt_say {
+    const char *prog;
+    char *err;
+    size_t errlen;
+    const char *file;          /* set by blob.c: the file a tensor's message names */
+} krt_say;
+
 /* Map the blob: from `blob_path` (a standalone blob) or, if NULL, from the program's own
  * file (/proc/self/exe, via the trailer). Validates everything; on failure prints
  * `prog: error: weight blob: ...` and returns -1. */
 int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const krt_model *m);
+/* The same, the failure told as `say` says. */
+int krt_blob_open_at(krt_blob *b, const krt_say *say, const char *blob_path, const krt_model *m);
+/* A blob already in memory (the C library's embedded blob, KBLOB_ALIGN-aligned at least),
+ * checked as a file's is; b->map stays NULL and the memory the caller's. 0 or -1. */
+int krt_blob_open_memory(krt_blob *b, const krt_say *say, const void *data, size_t size,
+                         const krt_model *m);
 /* Moves the weights of an open blob onto transparent huge pages, as `mode` says: an
  * anonymous 2 MiB-aligned mapping advised MADV_HUGEPAGE, the blob copied into it, the file
  * mapping dropped, b->w pointing into the copy. A matrix product then walks its weights with
@@ -36,6 +52,12 @@ int krt_blob_open(krt_blob *b, const char *prog, const char *blob_path, const kr
  * or the kernel says no; -1 only if the copy cannot be made (the file mapping stays). */
 int krt_blob_huge(krt_blob *b, krt_huge mode);
 void krt_blob_close(krt_blob *b);
+
+/* state.c: bytes of one value of a cache (f16 and bf16 caches store 2, f32 4); and zeroing
+ * the cache rows 0 .. rows-1 of every cache of the state (a new conversation), only those:
+ * the rest was never written, and its pages stay unallocated. */
+uint64_t krt_cache_elem_bytes(const krt_cache_desc *k);
+void krt_state_clear(const krt_model *m, unsigned char *state, int64_t rows);
 
 /* pool.c: N threads, the caller included (NULL for N < 2 or when no thread starts). */
 krt_pool *krt_pool_new(int threads);

@@ -59,9 +59,10 @@ my @cases = (
 # kiln weights fills every tensor with small values (|w| <= 0.1, norm gains included), which
 # leaves attention almost uniform: positions would hardly matter. Every case multiplies the
 # norm gains by 16 and the query/key projections by 3, so that the scores spread over a few
-# units and RoPE, partial RoPE and the position embeddings change the logits clearly.
+# units and RoPE, partial RoPE and the position embeddings change the logits clearly (GPT-2's
+# c_attn holds q, k and v together: all three are scaled).
 my @SHARPEN = ([qr/(?:ln_[12]|input_layernorm|post_attention_layernorm)\.weight$/, 16],
-               [qr/\.(?:q|k)_proj\.weight$/, 3]);
+               [qr/\.(?:(?:q|k)_proj|c_attn)\.weight$/, 3]);
 
 # Multiply the F32 tensors of a safetensors file whose names match $re by $factor, in place;
 # returns how many tensors matched.

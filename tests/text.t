@@ -108,6 +108,66 @@ $r = run_stdin("$p0\n$p0\n$p0\n", $bin, '-i', '-n', 8, '--temp', 0, '--ctx', 20)
 ok($r->{rc} == 0 && $r->{err} =~ /note: the context of 20 positions is full/,
    '-i --ctx 20: a note when the context is full, exit 0') or diag(Golden::how($r));
 
+# the C library (kiln build --lib) carries the tokenizer too: examples/embed.c encodes the
+# prompt and prints 16 greedy tokens as text, the text the program prints
+{
+    my $cc = $ENV{CC} // 'cc';
+    $r = run_cmd($kiln, 'build', 'examples/llama2c.kiln', @{ $progs{bin} }, '--lib', '--name',
+                 'llama', '-o', "$dir/lib");
+    ok($r->{rc} == 0, 'kiln build --lib with --tokenizer') or diag(Golden::how($r));
+    # the header's link line, with this kiln's extra flags (the sanitizers of an ASan kiln)
+    my ($link) = (slurp("$dir/lib/llama.h") // '') =~ /^ \*   link:  cc app\.c -IDIR DIR\/libllama\.a -lm -lpthread(.*)$/m;
+    $r = run_cmd($cc, '-std=c11', '-O1', 'examples/embed.c', "-I$dir/lib", "$dir/lib/libllama.a",
+                 '-lm', '-lpthread', split(' ', $link // ''), '-o', "$dir/embed");
+    ok($r->{rc} == 0, 'examples/embed.c links with it') or diag(Golden::how($r));
+    $r = run_cmd("$dir/embed", "$dir/lib/llama.kblob", $p0);
+    my $want = run_cmd($bin, '--prompt', $p0, '-n', 16, '--temp', 0);
+    ok($r->{rc} == 0 && length $r->{out} > 20 && $r->{out} eq substr($want->{out}, length $p0),
+       "the library encodes, generates and decodes what the program prints") or diag(Golden::how($r));
+}
+
+# a Hugging Face folder's tokenizer.json is the program's tokenizer (--tokenizer none: no
+# tokenizer): llama.kiln's det-weights (vocab 257), its config.json and a byte-level
+# tokenizer.json of the 256 bytes (GPT-2's alphabet) and one merge, "h" + "i"
+{
+    require JSON::PP;
+    my $hf = "$dir/hf";
+    mkdir $hf or die;
+    $r = run_cmd($kiln, 'weights', 'examples/llama.kiln', '-D', 'vocab=257', '--seed', 1, '-o',
+                 "$hf/model.safetensors");
+    ok($r->{rc} == 0, 'det-weights for a folder') or diag(Golden::how($r));
+    my $json = JSON::PP->new->canonical;
+    my %config = (hidden_size => 64, intermediate_size => 176, num_hidden_layers => 4,
+                  num_attention_heads => 4, num_key_value_heads => 2, vocab_size => 257,
+                  max_position_embeddings => 128, rms_norm_eps => 1e-5, rope_theta => 10000.0,
+                  tie_word_embeddings => JSON::PP::true(), hidden_act => 'silu');
+    my @printable = (33 .. 126, 161 .. 172, 174 .. 255);
+    my %is = map { $_ => 1 } @printable;
+    my ($k, %char) = (0);
+    $char{$_} = chr($is{$_} ? $_ : 256 + $k++) for 0 .. 255;
+    my %vocab = map { ($char{$_} => $_) } 0 .. 255;
+    $vocab{'hi'} = 256;
+    my %tok = (model => {type => 'BPE', vocab => \%vocab, merges => ['h i']},
+               pre_tokenizer => {type => 'ByteLevel', use_regex => JSON::PP::true()},
+               added_tokens => []);
+    for (["$hf/config.json", \%config], ["$hf/tokenizer.json", \%tok]) {
+        open my $fh, '>:raw', $_->[0] or die;
+        print $fh $json->utf8->encode($_->[1]);
+        close $fh;
+    }
+    $r = run_cmd($kiln, 'build', 'examples/llama.kiln', '--weights', $hf, '-o', "$dir/hfprog", '-v');
+    ok($r->{rc} == 0 && $r->{err} =~ /tokenizer from \Q$hf\E\/tokenizer\.json: tokenizer\.json byte-level BPE, 257 tokens, 1 merges/,
+       "build --weights DIR takes DIR/tokenizer.json") or diag(Golden::how($r));
+    $r = run_cmd("$dir/hfprog", '--prompt', 'hi there', '-n', 3, '--temp', 0);
+    ok($r->{rc} == 0 && $r->{out} =~ /^hi there/ && $r->{err} =~ /prompt eval time = .* \/ +7 tokens/,
+       'its program encodes text: "hi there" is 7 tokens (hi merged)') or diag(Golden::how($r));
+    $r = run_cmd($kiln, 'build', 'examples/llama.kiln', '--weights', $hf, '--tokenizer', 'none',
+                 '-o', "$dir/hfbare");
+    my $bare = run_cmd("$dir/hfbare", '--prompt', 'hi');
+    ok($r->{rc} == 0 && $bare->{rc} == 2 && $bare->{err} =~ /no tokenizer/,
+       '--tokenizer none: a program without one') or diag(Golden::how($bare));
+}
+
 # a program without a tokenizer takes token ids only
 my $bare = "$dir/bare";
 $r = run_cmd($kiln, 'build', 'examples/llama2c.kiln', '--weights', "$M/stories260K.bin", '-o', $bare);

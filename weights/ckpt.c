@@ -3,7 +3,8 @@
  * A file that starts with "GGUF" is GGUF; one whose first 8 bytes are a plausible
  * little-endian header length followed by '{' is safetensors (so is any *.safetensors file,
  * and any *.gguf file is GGUF, to get that reader's precise errors); else a *.bin file is a
- * llama2.c v0 checkpoint; anything else is refused.
+ * llama2.c v0 checkpoint; anything else is refused. A directory is a Hugging Face folder
+ * (hfdir.c).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -32,8 +33,7 @@ static int looks_safetensors(const char *path, const uint8_t *map, size_t size) 
     return ends_with(path, ".safetensors");
 }
 
-/* Maps the whole file read-only; NULL (reported) on a problem. */
-static const uint8_t *map_file(const char *path, size_t *size) {
+const uint8_t *ckpt_map_file(const char *path, size_t *size) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         diag_file_error(path, "cannot open: %s", strerror(errno));
@@ -63,8 +63,11 @@ static const uint8_t *map_file(const char *path, size_t *size) {
 }
 
 ckpt *ckpt_open(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))   /* a Hugging Face folder */
+        return hfdir_open(path);
     size_t size = 0;
-    const uint8_t *map = map_file(path, &size);
+    const uint8_t *map = ckpt_map_file(path, &size);
     if (!map) return NULL;
     size_t plen = strlen(path) + 1;
     ckpt *c = calloc(1, sizeof *c + plen);
@@ -103,6 +106,9 @@ ckpt *ckpt_open(const char *path) {
 void ckpt_close(ckpt *c) {
     if (!c) return;
     if (c->map) munmap((void *)c->map, c->size);
+    for (int i = 0; i < c->nshards; i++)
+        if (c->shards[i].map) munmap((void *)c->shards[i].map, c->shards[i].size);
+    free(c->shards);
     free(c->tensors);
     free(c->gguf.kv);
     free(c);
@@ -115,7 +121,7 @@ const ckpt_tensor *ckpt_find(const ckpt *c, const char *name) {
 }
 
 const void *ckpt_data(const ckpt *c, const ckpt_tensor *t) {
-    return c->map + t->offset;
+    return (c->nshards ? c->shards[t->shard].map : c->map) + t->offset;
 }
 
 const char *ckpt_dtype_name(ckpt_dtype dt) {

@@ -97,6 +97,13 @@ static int windows_off(const hf_config *c, const json_t *v, const hf_spec *s)
     (void)v, (void)s;
     return !json_is_true(json_object_get(c->root, "use_sliding_window"));
 }
+/* GPT-2's MLP width: null means 4 * n_embd (a spec without `hidden` has it so) */
+static int inner_4x(const hf_config *c, const json_t *v, const hf_spec *s)
+{
+    (void)s;
+    return json_is_null(v) ||
+           (json_is_number(v) && json_number_value(v) == 4 * num_or(c, "n_embd", NAN));
+}
 /* the spec's classifier is the embedding exactly when it declares no lm_head.weight */
 static int tied_as_spec(const hf_config *c, const json_t *v, const hf_spec *s)
 {
@@ -130,6 +137,14 @@ static const struct hf_key {
     {"tie_word_embeddings", "tied", tied_as_spec,
      "without tied the spec's classifier is fixed (tied unless it declares lm_head.weight)"},
     {"max_position_embeddings", "ctx", NULL, NULL},   /* a capacity: neutral */
+    /* GPT-2's names (GPT2Config) */
+    {"n_embd", "dim", never, "it sets the model width"},
+    {"n_layer", "layers", never, "it sets the number of layers"},
+    {"n_head", "heads", never, "it sets the number of heads"},
+    {"n_positions", "ctx", NULL, NULL},
+    {"n_inner", NULL, inner_4x, "the spec's MLP is 4 * n_embd wide"},
+    {"scale_attn_by_inverse_layer_idx", NULL, is_false,
+     "the spec scales attention scores by 1/sqrt(head_dim) only"},
     {"hidden_act", NULL, is_silu, "the spec's MLP is fixed (silu)"},
     {"head_dim", NULL, head_dim_implied, "the spec's head size is hidden_size / num_attention_heads"},
     {"rope_scaling", NULL, is_null, "the spec's RoPE is unscaled"},
@@ -240,6 +255,10 @@ hf_config *hf_config_read(const char *path)
 {
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!root && err.line < 0) {      /* not read at all: no place in it to name */
+        diag_file_error(path, "%s", err.text);
+        return NULL;
+    }
     if (!root) {
         diag_file_error(path, "line %d, column %d: %s", err.line, err.column, err.text);
         return NULL;

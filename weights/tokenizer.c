@@ -384,6 +384,10 @@ int tokenizer_for_build(const char *path, const ckpt *ck, int64_t vocab, int ver
     tokenizer_spec t;
     const char *from = path;
     int rc;
+    if (path && !strcmp(path, "none"))
+        return 0;
+    if (!path && ck && ck->tokenizer_json)   /* a Hugging Face folder's */
+        path = from = ck->tokenizer_json;
     if (path) {
         if (vocab <= 0 || vocab > INT32_MAX) {
             diag_file_error(path, "the spec has no integer parameter 'vocab' to size it by");

@@ -48,10 +48,10 @@ int tokenizer_from_hf_json(const char *path, tokenizer_spec *out);
  * file (its embedded vocabulary), else a llama2.c tokenizer.bin of `vocab` tokens. */
 int tokenizer_read(const char *path, int32_t vocab, tokenizer_spec *out);
 
-/* What kiln build stores: the tokenizer of `path` (--tokenizer FILE) if given, else the one
- * embedded in the checkpoint ck (GGUF), serialized into *data (malloc'ed). 1 when there is
- * one, 0 when there is none, -1 after reporting (also when it has more tokens than the
- * model's vocab). */
+/* What kiln build stores: the tokenizer of `path` (--tokenizer FILE; "none": no tokenizer)
+ * if given, else the checkpoint ck's own (a GGUF vocabulary, a Hugging Face folder's
+ * tokenizer.json), serialized into *data (malloc'ed). 1 when there is one, 0 when there is
+ * none, -1 after reporting (also when it has more tokens than the model's vocab). */
 int tokenizer_for_build(const char *path, const ckpt *ck, int64_t vocab, int verbose,
                         void **data, size_t *size);
 

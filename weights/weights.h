@@ -29,6 +29,7 @@ typedef struct ckpt_tensor {
     int64_t shape[4];
     uint64_t offset;           /* from the start of the file, checked to lie inside it */
     uint64_t nbytes;
+    int shard;                 /* a sharded folder: the file (ckpt.shards) holding it */
 } ckpt_tensor;
 
 /* The llama2.c v0 header: 7 int32. vocab < 0 means an untied classifier (lm_head stored). */
@@ -77,21 +78,33 @@ typedef struct ckpt_gguf {
     int nkv;
 } ckpt_gguf;
 
+/* One file of a sharded checkpoint, mapped read-only once. */
+typedef struct ckpt_shard {
+    const char *path;
+    const uint8_t *map;
+    size_t size;
+} ckpt_shard;
+
 typedef struct ckpt {
     const char *path;
     ckpt_format format;
-    const uint8_t *map;        /* the whole file, mapped read-only */
+    const uint8_t *map;        /* the whole file, mapped read-only (NULL when sharded) */
     size_t size;
     ckpt_tensor *tensors;
     int n;
     llama2c_header l2c;        /* CKPT_LLAMA2C only */
     ckpt_gguf gguf;            /* CKPT_GGUF only */
+    ckpt_shard *shards;        /* a sharded folder: its safetensors files (nshards > 0) */
+    int nshards;
+    /* A Hugging Face folder (hfdir.c): DIR/tokenizer.json when it exists, for the tokenizer
+     * reader; NULL otherwise (and for a checkpoint file). */
+    const char *tokenizer_json;
 } ckpt;
 
 /* Opens and validates a checkpoint. The format comes from the contents (a GGUF file starts
  * with "GGUF", a safetensors file with a u64 header length followed by '{'), else from the
- * extension (.gguf, .safetensors, .bin = llama2c). On any problem: reports it and returns
- * NULL. */
+ * extension (.gguf, .safetensors, .bin = llama2c). A directory is a Hugging Face folder
+ * (hfdir_open). On any problem: reports it and returns NULL. */
 ckpt *ckpt_open(const char *path);
 void ckpt_close(ckpt *c);
 const ckpt_tensor *ckpt_find(const ckpt *c, const char *name);
@@ -253,6 +266,16 @@ int llama2c_parse(const char *path, const uint8_t *map, size_t size, llama2c_hea
 /* On success also fills *g (g->kv: one allocation, freed by free(g->kv)). */
 int gguf_parse(const char *path, const uint8_t *map, size_t size, ckpt_gguf *g,
                ckpt_tensor **out, int *n);
+/* Maps the whole regular file read-only (ckpt.c); NULL after reporting. */
+const uint8_t *ckpt_map_file(const char *path, size_t *size);
+/* hfdir.c: a Hugging Face folder: DIR/model.safetensors, or the shards that
+ * DIR/model.safetensors.index.json maps each tensor to (each shard mapped once and checked
+ * as a single file is; a shard missing, a tensor the index maps to a shard that lacks it,
+ * a shard path outside the folder: refused, naming the file). NULL after reporting. */
+ckpt *hfdir_open(const char *dir);
+/* DIR/config.json when path is a folder (whether or not the file exists: the commands read
+ * it as --config, and say when it is missing), else NULL. */
+const char *hfdir_config(const char *path);
 /* Checks a llama2.c header; reports against `path` unless it is NULL. 0 if valid, else -1. */
 int llama2c_check_header(const char *path, const llama2c_header *h);
 

@@ -17,7 +17,8 @@ use POSIX ();
 use Test::More;
 
 our @EXPORT_OK = qw(kiln run_cmd tmpdir load_golden golden_defines make_weights
-                    build_prog golden_case read_rows kv_report_layers parse_stats slurp);
+                    build_prog golden_case read_rows kv_report_layers parse_stats slurp
+                    write_file);
 
 use Cwd ();
 use File::Basename ();
@@ -50,6 +51,15 @@ sub slurp {
     my $s = <$fh>;
     close $fh;
     return $s // '';
+}
+
+# write_file(PATH, BYTES) -> PATH: the bytes as they are (dies on a failure).
+sub write_file {
+    my ($path, $bytes) = @_;
+    open my $fh, '>:raw', $path or die "$path: $!";
+    print $fh $bytes;
+    close $fh or die "$path: $!";
+    return $path;
 }
 
 # run_cmd(@argv): runs argv directly (no shell), stdin from /dev/null.

@@ -341,8 +341,9 @@ sub greedy_chain {
 #   my $row = $m->step($token);
 #
 # arch 'gpt2': GPT2LMHeadModel (learned wpe, pre-LayerNorm with bias, MHA without RoPE,
-#   biases on every projection, GELU tanh MLP, classifier tied to wte), with c_attn split
-#   into q_proj / k_proj / v_proj and every Conv1D weight stored [out, in].
+#   biases on every projection, GELU tanh MLP, classifier tied to wte), in the Hugging Face
+#   layout: every Conv1D weight stored [in, out] (y = x W + b), attn.c_attn holding q, k and
+#   v side by side (weight [d, 3d], bias [3d]).
 #   Keys: heads, eps (1e-5).
 # arch 'gptp': GPT-J-style parallel block x += attn(LN x) + mlp(LN x), partial RoPE on the
 #   first rotary_dim dims of each head, untied lm_head with bias.
@@ -454,6 +455,20 @@ sub lin {                      # W x (+ b when $bias names a tensor)
     return $bn ? RefModel::add($y, $self->V1($bn)) : $y;
 }
 
+sub conv1d {                   # x W + b, W stored [in, out]: output columns $c0 .. $c0 + $n - 1
+    my ($self, $x, $wn, $bn, $c0, $n) = @_;
+    my ($W, $b) = ($self->W($wn), $self->V1($bn));
+    $c0 //= 0;
+    $n //= @{ $W->[0] };
+    my @y;
+    for my $j ($c0 .. $c0 + $n - 1) {
+        my $s = 0;
+        $s += $x->[$_] * $W->[$_][$j] for 0 .. $#$x;
+        push @y, $s + $b->[$j];
+    }
+    return \@y;
+}
+
 sub attend {
     my ($self, $l, $q, $k, $v) = @_;
     push @{ $self->{K}[$l] }, $k;
@@ -468,12 +483,13 @@ sub gpt2_layer {
     my $e = $self->{c}{eps};
     my $p = "transformer.h.$l";
     my $n = RefModel::layernorm($x, $self->V1("$p.ln_1.weight"), $self->V1("$p.ln_1.bias"), $e);
-    my @qkv = map { $self->lin($n, "$p.attn.${_}_proj.weight", "$p.attn.${_}_proj.bias") } qw(q k v);
+    my $d = @$x;
+    my @qkv = map { $self->conv1d($n, "$p.attn.c_attn.weight", "$p.attn.c_attn.bias", $_ * $d, $d) } 0 .. 2;
     my $a = $self->attend($l, @qkv);
-    $x = RefModel::add($x, $self->lin($a, "$p.attn.c_proj.weight", "$p.attn.c_proj.bias"));
+    $x = RefModel::add($x, $self->conv1d($a, "$p.attn.c_proj.weight", "$p.attn.c_proj.bias"));
     my $h = RefModel::layernorm($x, $self->V1("$p.ln_2.weight"), $self->V1("$p.ln_2.bias"), $e);
-    my $f = [ map { RefModel::gelu_tanh($_) } @{ $self->lin($h, "$p.mlp.c_fc.weight", "$p.mlp.c_fc.bias") } ];
-    return RefModel::add($x, $self->lin($f, "$p.mlp.c_proj.weight", "$p.mlp.c_proj.bias"));
+    my $f = [ map { RefModel::gelu_tanh($_) } @{ $self->conv1d($h, "$p.mlp.c_fc.weight", "$p.mlp.c_fc.bias") } ];
+    return RefModel::add($x, $self->conv1d($f, "$p.mlp.c_proj.weight", "$p.mlp.c_proj.bias"));
 }
 
 sub gptp_layer {

@@ -446,7 +446,7 @@ static void test_llama2c(void) {
 
     spit(tmp("empty.bin"), "", 0);
     rejects(tmp("empty.bin"), "empty", "empty file");
-    rejects(dir, "directory", "a directory");
+    rejects(dir, "holds model.safetensors or", "a directory without a checkpoint");
     rejects(tmp("absent.bin"), "cannot open", "a missing file");
     spit(tmp("what.dat"), "hello, world", 12);
     rejects(tmp("what.dat"), "cannot tell the format", "unknown format");
