@@ -6,8 +6,9 @@
 # -t 0 -n 200 -i P`; run.c's -n counts positions, BOS and the prompt included, so N = 201 -
 # the prompt's tokens). F16 weights move the logits: its text is checked on the prompts
 # where it keeps run.c's greedy path. Then: timings on stderr only, -i (the cache kept
-# between lines, the context-full note), --ignore-eos, a program without a tokenizer, a
-# damaged tokenizer in the blob, the usage errors.
+# between lines, the context-full note), --ignore-eos, the C library's tokenizer, a Hugging
+# Face folder's tokenizer.json, a program without a tokenizer, a damaged tokenizer and a
+# damaged tokenizer entry in the blob, the usage errors.
 use strict;
 use warnings;
 use FindBin;
