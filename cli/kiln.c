@@ -3,7 +3,7 @@
  *
  *   kiln build SPEC|FILE.ir --weights FILE -o PROG [--wtype f32|f16|bf16] [--max-batch N]
  *              [-D name=value ...] [--config FILE] [--ctx N] [--share-softmax=G,b,e]
- *              [--calib FILE]
+ *              [--calib FILE] [--tokenizer FILE]
  *   kiln build SPEC --emit=c|ir|dot -o FILE      (or --stop-after=PASS|codegen)
  *   kiln build SPEC --weights FILE --lib [--embed-blob] [--name N] -o DIR   (a C library)
  *   kiln build SPEC --weights FILE --blob BLOB [-o PROG]   (the blob apart from the program)
@@ -30,6 +30,8 @@
 #include "../codegen/codegen.h"
 #include "../frontend/sema.h"
 #include "../passes/passes.h"
+#include "../runtime/kiln_blob.h"
+#include "../weights/tokenizer.h"
 #include "bench.h"
 #include "measure.h"
 #include "report.h"
@@ -113,6 +115,10 @@ static const char usage_text[] =
     "  --scope TEXT      dump only the instructions made under these loop indices (l=2)\n"
     "  --dot             dump as Graphviz (--emit=dot)\n"
     "  --emit-c FILE     build: also keep the generated C in FILE\n"
+    "  --tokenizer FILE  build: the program's tokenizer (text in, text out): a llama2.c\n"
+    "                    tokenizer.bin, a Hugging Face tokenizer.json or a GGUF file's\n"
+    "                    vocabulary; over the checkpoint's own (a GGUF vocabulary, a\n"
+    "                    folder's tokenizer.json); --tokenizer none: no tokenizer\n"
     "  --blob FILE       build: write the weight blob to FILE, and the program (-o, if\n"
     "                    given) without it: run it as PROG --blob FILE\n"
     "  --lib             build: a C library in the folder -o DIR (made if missing): NAME.h,\n"
@@ -174,6 +180,7 @@ typedef struct options {
     const char *dump_before, *dump_after, *dump_dir;
     const char *emit;          /* --emit ir|c|dot (--dot: dot) */
     const char *calib;         /* --calib FILE: calibration tokens (model-changing passes) */
+    const char *tokenizer;     /* --tokenizer FILE: over the checkpoint's own */
     uint64_t seed;
     int dot, verbose, report;
     int warnings;              /* DIAG_WARN, DIAG_NO_WARN (-w), DIAG_WERROR (-Werror) */
@@ -218,6 +225,7 @@ static const struct value_option {
     {"--scope", offsetof(options, scope)},
     {"--emit-c", offsetof(options, emit_c)},
     {"--calib", offsetof(options, calib)},
+    {"--tokenizer", offsetof(options, tokenizer)},
     {"--name", offsetof(options, lib_name)},
     {"--blob", offsetof(options, blob_out)},
 };
@@ -446,6 +454,8 @@ static void parse_args(int argc, char **argv, options *o)
         usage_error("--kv-type %s needs the kvlayout pass, which -O0 does not run",
                     passes_opts.kv_type);
     check_prune_flags();
+    if (o->tokenizer && strcmp(o->command, "build"))
+        usage_error("--tokenizer applies to build, not to '%s'", o->command);
     if (o->calib && strcmp(o->command, "build"))
         usage_error("--calib applies to build (which measures a model-changing pass), not to "
                     "'%s'", o->command);
@@ -942,22 +952,34 @@ static void warn_llama2c_rope(const char *spec, const ir_module *m, const ckpt *
     }
 }
 
+/* The compile-time integer parameter `name`, or -1 when the module has none. */
+static int64_t param_int_quiet(const ir_module *m, const char *name)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (!strcmp(m->params[i].name, name)) {
+            char *end;
+            long long v = strtoll(m->params[i].text, &end, 10);
+            return *end == 0 ? v : -1;
+        }
+    return -1;
+}
+
 /* The outputs of a build once the passes ran: the --emit file, or the program (with its C
  * kept by --emit-c); the C also into --dump-dir; then the report. packed: the bound
  * tensors, NULL without --weights. 0, or 1 after reporting. */
-static int build_outputs(const ir_module *m, const pack_tensor *packed, const options *o,
-                         passes_run_opts *dumps)
+static int build_outputs(const ir_module *m, const pack_tensor *packed, int npacked,
+                         const options *o, passes_run_opts *dumps)
 {
     int makes_c = !o->emit || !strcmp(o->emit, "c");
     if (makes_c && dump_codegen(m, o, dumps) != 0)
         return 1;
     if (o->emit)
         return write_emit(m, o, o->out) != 0;
-    if (o->lib ? codegen_build_library(m, packed, m->ntensors, o->out, o->lib_name,
+    if (o->lib ? codegen_build_library(m, packed, npacked, o->out, o->lib_name,
                                        o->embed_blob, o->verbose) != 0
-        : o->blob_out ? codegen_build_apart(m, packed, m->ntensors, o->out, o->blob_out,
+        : o->blob_out ? codegen_build_apart(m, packed, npacked, o->out, o->blob_out,
                                             o->emit_c, o->verbose) != 0
-                      : codegen_build_program(m, packed, m->ntensors, o->out, o->emit_c,
+                      : codegen_build_program(m, packed, npacked, o->out, o->emit_c,
                                               o->verbose) != 0)
         return 1;
     if (o->report)
@@ -995,6 +1017,9 @@ static int cmd_build(const options *o_in)
         usage_error("build needs -o PROG%s", "");
     if (!o->weights && !o->emit && !o->stop_after && !o->before)
         usage_error("build needs --weights FILE (use 'kiln weights' to make test weights)%s", "");
+    if (o->tokenizer && (!o->weights || o->emit || o->stop_after))
+        usage_error("--tokenizer %s goes into a program: it needs --weights and no --emit or "
+                    "--stop-after", o->tokenizer);
     if (!o->spec)
         usage_error("'%s' needs a spec file", o->command);
     if (o->passes)
@@ -1024,6 +1049,7 @@ static int cmd_build(const options *o_in)
     }
     int rc = 1;
     pack_tensor *packed = NULL;
+    void *tok_data = NULL;     /* the serialized tokenizer */
     void **owned = NULL;
     int nowned = 0;
     passes_run_opts dumps;
@@ -1058,8 +1084,25 @@ static int cmd_build(const options *o_in)
         if (failed)
             goto out;
     }
-    rc = build_outputs(m, packed, o, &dumps);
+    int npacked = m->ntensors;
+    if (ck && !o->emit) {      /* the tokenizer: one more blob entry (kiln_blob.h) */
+        size_t bytes;
+        int has = tokenizer_for_build(o->tokenizer, ck, param_int_quiet(m, "vocab"), o->verbose,
+                                      &tok_data, &bytes);
+        if (has < 0)
+            goto out;
+        if (has) {
+            pack_tensor *grown = realloc(packed, (size_t)(npacked + 1) * sizeof *packed);
+            if (!grown)
+                DIE("out of memory");
+            packed = grown;
+            packed[npacked++] = (pack_tensor){KBLOB_TOKENIZER, KBLOB_U8, 1, {bytes}, tok_data,
+                                              bytes, KBLOB_ROWS};
+        }
+    }
+    rc = build_outputs(m, packed, npacked, o, &dumps);
 out:
+    free(tok_data);
     bind_free(owned, nowned);
     free(packed);
     if (ck)

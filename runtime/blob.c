@@ -2,9 +2,10 @@
  *
  * The blob is untrusted input: the trailer, the header, the entry table, every name, offset
  * and size are checked (overflow-safe) before anything is dereferenced, and each tensor is
- * then compared with kiln_model.tensors[]. Any problem ends in one clear message: on
- * standard error for a program, into the caller's buffer for the C library (krt_say), which
- * also opens a blob already in memory (the one embedded in libNAME.a).
+ * then compared with kiln_model.tensors[]; entries past them (the tokenizer) are checked for
+ * bounds and size too. Any problem ends in one clear message: on standard error for a
+ * program, into the caller's buffer for the C library (krt_say), which also opens a blob
+ * already in memory (the one embedded in libNAME.a).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -159,8 +160,39 @@ static int check_entry(const krt_say *say, const krt_model *m, int i, const unsi
     return 0;
 }
 
+/* An entry past the model's tensors (kiln_blob.h): within the blob, of a known dtype and the
+ * size its shape gives; the tokenizer's is kept in b. */
+static int check_extra(const krt_say *say, uint32_t i, const unsigned char *base, uint64_t size,
+                       const kblob_entry *e, krt_blob *b)
+{
+    uint64_t bytes;
+    if (e->name_offset >= size || !memchr(base + e->name_offset, 0, size - e->name_offset)) {
+        blob_error(say, "entry %u: name out of range or not NUL-terminated", i);
+        return -1;
+    }
+    const char *nm = (const char *)base + e->name_offset;
+    if (e->offset % KBLOB_ALIGN != 0 || e->offset > size || e->nbytes > size - e->offset ||
+        e->rank > 4 || kblob_tensor_bytes(e->dtype, e->rank, e->dims, &bytes) < 0 ||
+        bytes != e->nbytes) {
+        blob_error(say, "entry %u '%.80s': data (offset %llu, %llu bytes, dtype code %u) "
+                         "misaligned, outside the blob (%llu bytes) or not of its shape's size",
+                   i, nm, (unsigned long long)e->offset, (unsigned long long)e->nbytes, e->dtype,
+                   (unsigned long long)size);
+        return -1;
+    }
+    if (!strcmp(nm, KBLOB_TOKENIZER)) {
+        if (e->dtype != KBLOB_U8 || e->rank != 1 || b->tokenizer) {
+            blob_error(say, "entry %u '%s': not one rank-1 u8 entry", i, nm);
+            return -1;
+        }
+        b->tokenizer = base + e->offset;
+        b->tokenizer_bytes = e->nbytes;
+    }
+    return 0;
+}
+
 static int check_blob(const krt_say *say, const char *file, const krt_model *m,
-                      const unsigned char *base, uint64_t size, const void **w)
+                      const unsigned char *base, uint64_t size, const void **w, krt_blob *b)
 {
     kblob_header h;
     if (size < sizeof h) {
@@ -188,7 +220,7 @@ static int check_blob(const krt_say *say, const char *file, const krt_model *m,
                    (unsigned long long)h.table_offset, h.n_tensors);
         return -1;
     }
-    if (h.n_tensors != (uint32_t)m->n_tensors) {
+    if (h.n_tensors < (uint32_t)m->n_tensors) {
         blob_error(say, "%s: %u tensors, model '%s' expects %d", file, h.n_tensors, m->name,
                    m->n_tensors);
         return -1;
@@ -201,6 +233,12 @@ static int check_blob(const krt_say *say, const char *file, const krt_model *m,
         if (check_entry(&named, m, i, base, size, &e) < 0)
             return -1;
         w[i] = base + e.offset;
+    }
+    for (uint32_t i = (uint32_t)m->n_tensors; i < h.n_tensors; i++) {
+        kblob_entry e;
+        memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
+        if (check_extra(&named, i, base, size, &e, b) < 0)
+            return -1;
     }
     return 0;
 }
@@ -220,7 +258,7 @@ int krt_blob_open_memory(krt_blob *b, const krt_say *say, const void *data, size
         blob_error(say, "out of memory");
         return -1;
     }
-    if (check_blob(say, "the embedded blob", m, data, size, b->w) < 0) {
+    if (check_blob(say, "the embedded blob", m, data, size, b->w, b) < 0) {
         krt_blob_close(b);
         return -1;
     }
@@ -264,7 +302,7 @@ int krt_blob_open_at(krt_blob *b, const krt_say *say, const char *blob_path, con
     }
     b->w = calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *b->w);
     b->n = m->n_tensors;
-    if (!b->w || check_blob(say, file, m, (const unsigned char *)b->map + delta, size, b->w) < 0) {
+    if (!b->w || check_blob(say, file, m, (const unsigned char *)b->map + delta, size, b->w, b) < 0) {
         if (!b->w)
             blob_error(say, "out of memory");
         krt_blob_close(b);
@@ -351,6 +389,8 @@ int krt_blob_huge(krt_blob *b, krt_huge mode)
     ptrdiff_t shift = at - (unsigned char *)b->map;
     for (int i = 0; i < b->n; i++)   /* the same offsets in the copy */
         b->w[i] = (const unsigned char *)b->w[i] + shift;
+    if (b->tokenizer)
+        b->tokenizer = (const unsigned char *)b->tokenizer + shift;
     munmap(b->map, b->map_len);
     b->map = at;
     b->map_len = len;

@@ -9,6 +9,9 @@
  * program compiled for a long context costs memory only for the positions a run reaches
  * (--ctx N caps them below the compiled context). Between runs (--bench) only the cache rows
  * the previous run wrote are zeroed again.
+ * --prompt TEXT and -i run text through the tokenizer stored in the blob (tokenizer.c): the
+ * prompt encoded (BOS first), each generated token's text printed as it comes, timings on
+ * standard error; -i keeps the KV cache from one line of standard input to the next.
  * --bench-pp/--bench-tg hand the program, set up as for a run, to bench.c (kiln bench's
  * measurements) through rt_internal.h.
  * The logits file is written to FILE.tmp and renamed onto FILE only when FILE is a regular
@@ -33,6 +36,7 @@
 
 #include "cpu.h"
 #include "rt_internal.h"
+#include "tokenizer.h"
 
 typedef struct opts {
     int32_t *tokens;
@@ -51,6 +55,9 @@ typedef struct opts {
     const char *profile;       /* --profile-routing FILE, or NULL */
     float *rtparams;
     int64_t bench_pp, bench_tg; /* --bench-pp P, --bench-tg N (bench.c); -1: not given */
+    const char *prompt;        /* --prompt TEXT, or NULL */
+    int interactive;           /* -i: lines of standard input, one turn each */
+    int ignore_eos;            /* --ignore-eos: end-of-generation tokens do not stop it */
 } opts;
 
 static const char *prog = "kiln-program";
@@ -276,9 +283,12 @@ static void help(void)
            "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
            "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n"
+           "    %s --prompt TEXT | -i [-n N] [--ignore-eos] [--temp T] [--top-k K] [--top-p P]\n"
+           "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
+           "        [--set NAME=VALUE]... [--threads N] [--batch N] [--ctx N] [--blob FILE]\n"
            "    %s [--bench-pp P] [--bench-tg N] [--threads N] [--batch N] [--ctx N]\n"
            "        [--set NAME=VALUE]... [--blob FILE]\n\n",
-           prog, prog);
+           prog, prog, prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -375,6 +385,23 @@ static void help(void)
            "    kept; the temperature then scales the survivors' logits and one random number\n"
            "    draws from their softmax. Ties go to the lower id. --temp 0 takes the largest\n"
            "    logit after the penalty and draws nothing.\n");
+    printf("\nTEXT IN, TEXT OUT (the tokenizer kiln build stored in the program)\n"
+           "    --prompt TEXT   encode TEXT (BOS first), run it, print TEXT, then print each\n"
+           "                    generated token's text as soon as it is sampled, and a newline\n"
+           "                    at the end. Generation stops at an end-of-generation token\n"
+           "                    (EOS, end of turn; for SentencePiece vocabularies also BOS, as\n"
+           "                    llama2.c's run.c does), after -n N tokens (default: until the\n"
+           "                    context is full) or when the context is full. Special tokens\n"
+           "                    written in TEXT (<s>) are encoded as plain text.\n"
+           "    -i              interactive: read standard input line by line; each line is\n"
+           "                    encoded (BOS only before the first), run and answered with up\n"
+           "                    to -n tokens. The KV cache is kept from one line to the next,\n"
+           "                    so the text so far is the context, until the context is full\n"
+           "                    (a note says so) or the input ends. With --prompt, TEXT is the\n"
+           "                    first turn.\n"
+           "    --ignore-eos    do not stop at end-of-generation tokens (they print nothing).\n"
+           "    Timings go to standard error as llama.cpp prints them (prompt eval: tokens, ms,\n"
+           "    tokens per second; eval: decode runs, ms, tokens per second).\n");
     printf("\nRUN-TIME PARAMETERS (--set NAME=VALUE)\n");
     if (!m->n_rtparams)
         printf("    none\n");
@@ -438,6 +465,12 @@ static void parse_args(opts *o, int argc, char **argv)
             exit(0);
         } else if (FLAG("--tokens")) {
             tokens = VALUE();
+        } else if (FLAG("--prompt")) {
+            o->prompt = VALUE();
+        } else if (FLAG("-i") || (FLAG("--interactive") && !val)) {
+            o->interactive = 1;
+        } else if (FLAG("--ignore-eos") && !val) {
+            o->ignore_eos = 1;
         } else if (FLAG("--logits")) {
             o->logits = VALUE();
             if (!*o->logits)
@@ -503,17 +536,27 @@ static void parse_args(opts *o, int argc, char **argv)
 #undef VALUE
     }
     if (o->bench_pp >= 0 || o->bench_tg >= 0) {      /* bench.c: a run of its own */
-        if (tokens || o->logits || o->n_gen >= 0 || o->bench || o->stats || o->profile)
-            usage_error("--bench-pp and --bench-tg do not mix with --tokens, --logits, -n, "
-                        "--bench, --stats or --profile-routing");
+        if (tokens || o->logits || o->n_gen >= 0 || o->bench || o->stats || o->profile ||
+            o->prompt || o->interactive)
+            usage_error("--bench-pp and --bench-tg do not mix with --tokens, --prompt, -i, "
+                        "--logits, -n, --bench, --stats or --profile-routing");
         if (o->bench_pp > o->ctx || o->bench_tg > o->ctx)
             usage_error("--bench-pp %lld / --bench-tg %lld: the context of this run holds %lld "
                         "positions", (long long)o->bench_pp, (long long)o->bench_tg,
                         (long long)o->ctx);
         return;
     }
+    if (o->prompt || o->interactive) {               /* text in, text out */
+        if (tokens || o->logits || o->bench)
+            usage_error("--prompt and -i do not mix with --tokens, --logits or --bench");
+        if (o->n_gen < 0)
+            o->n_gen = INT32_MAX;                    /* until EOS or the context is full */
+        return;
+    }
+    if (o->ignore_eos)
+        usage_error("--ignore-eos applies to --prompt and -i (--tokens never stops at EOS)");
     if (!tokens)
-        usage_error("--tokens is required");
+        usage_error("--tokens (or --prompt, or -i) is required");
     parse_tokens(o, tokens);
     if (o->n_gen < 0)
         o->n_gen = o->logits ? 0 : 16;
@@ -700,6 +743,186 @@ static void report_stats(const opts *o, const krt_ctx *c, const krt_blob *b)
             (long long)m->max_batch);
 }
 
+/* ---- text in, text out (--prompt, -i) ---- */
+
+typedef struct text_run {
+    const opts *o;
+    run_state *s;
+    const krt_tok *tok;
+    krt_sampler smp;           /* the sampler chain; every id fed or generated is accepted */
+    int64_t pos;               /* the next position */
+    const float *last;         /* the logits after the latest position */
+    int32_t prev;              /* the latest token fed or printed (-1: none) */
+    int32_t pending;           /* the last sampled token, not fed yet (-1: none) */
+    double prompt_s, eval_s;   /* time in prompt blocks and in decode steps */
+    int64_t prompt_tokens, eval_runs;
+} text_run;
+
+static krt_tok *open_tokenizer(const krt_blob *b)
+{
+    if (!b->tokenizer)
+        usage_error("this program has no tokenizer, so it takes no text (--prompt, -i): rebuild "
+                    "it with kiln build ... --tokenizer FILE (tokenizer.bin, tokenizer.json or a "
+                    "GGUF file), or give token ids with --tokens");
+    char err[256];
+    krt_tok *t = krt_tok_open(b->tokenizer, (size_t)b->tokenizer_bytes, err, sizeof err);
+    if (!t)
+        fatal("weight blob: entry '%s': %s", KBLOB_TOKENIZER, err);
+    if (krt_tok_vocab(t) > kiln_model.vocab)
+        fatal("weight blob: entry '%s': %d tokens, more than the model's vocabulary of %lld",
+              KBLOB_TOKENIZER, (int)krt_tok_vocab(t), (long long)kiln_model.vocab);
+    return t;
+}
+
+/* Feeds ids[0 .. n-1] at the next positions in blocks of --batch (a prompt's time); the
+ * sampler accepts them, but the first `known` (generated, accepted then). */
+static void feed(text_run *r, const int32_t *ids, int64_t n, int64_t known)
+{
+    const krt_model *m = &kiln_model;
+    double t0 = now();
+    r->s->c.all_logits = 0;
+    for (int64_t i = 0; i < n;) {
+        int64_t T = n - i < r->o->batch ? n - i : r->o->batch;
+        r->s->c.logits = NULL;
+        m->forward(&r->s->c, ids + i, (int32_t)r->pos, (int32_t)T);
+        if (!r->s->c.logits)
+            fatal("internal error: forward did not set the logits");
+        r->last = r->s->c.logits + (T - 1) * m->vocab;
+        r->pos += T, i += T;
+        r->s->written = r->pos;
+    }
+    for (int64_t i = known; i < n; i++)  /* the prompt counts for the penalty, as in llama.cpp */
+        krt_sampler_accept(&r->smp, ids[i]);
+    if (n > 0)
+        r->prev = ids[n - 1];
+    r->prompt_s += now() - t0;
+    r->prompt_tokens += n;
+}
+
+static void put_text(const char *p, size_t n)
+{
+    if (n && fwrite(p, 1, n, stdout) != n)
+        fatal("cannot write to standard output");
+    fflush(stdout);
+}
+
+/* Samples up to -n tokens after r->last, printing each one's text, each fed back but the
+ * last. Returns 1 when the context is full. */
+static int generate(text_run *r)
+{
+    const krt_model *m = &kiln_model;
+    for (int64_t made = 0; made < r->o->n_gen; made++) {
+        int32_t next = krt_sampler_next(&r->smp, r->last);
+        if (!r->o->ignore_eos && krt_tok_is_eog(r->tok, next))
+            return 0;
+        krt_sampler_accept(&r->smp, next);
+        const char *bytes;
+        size_t n = krt_tok_decode(r->tok, r->prev, next, &bytes);
+        put_text(bytes, n);
+        r->prev = next;
+        r->pending = next;
+        if (made + 1 == r->o->n_gen)
+            break;
+        if (r->pos >= r->o->ctx)
+            return 1;
+        double t0 = now();
+        m->forward(&r->s->c, &next, (int32_t)r->pos++, 1);
+        r->s->written = r->pos;
+        r->last = r->s->c.logits;
+        r->pending = -1;
+        r->eval_s += now() - t0;
+        r->eval_runs++;
+    }
+    return 0;
+}
+
+/* One turn: text encoded (BOS before the first), the last turn's unfed token first, run,
+ * then generation; `echo` is printed once the text is known to fit. Returns 0, 1 when the
+ * context filled up, 2 when the text did not fit (nothing ran, nothing printed). */
+static int turn(text_run *r, const char *text, size_t len, int echo)
+{
+    int add_bos = r->pos == 0 && r->pending < 0;
+    int64_t n = krt_tok_encode(r->tok, text, len, add_bos, NULL, 0);
+    if (n < 0)
+        fatal("out of memory");
+    int32_t *ids = xcalloc((size_t)n + 1, sizeof *ids);
+    int64_t k = r->pending >= 0;
+    ids[0] = r->pending;
+    krt_tok_encode(r->tok, text, len, add_bos, ids + k, n);
+    n += k;
+    if (n > r->o->ctx - r->pos) {
+        if (r->pos == 0)               /* the first text alone does not fit: a usage error */
+            usage_error("the text is %lld tokens, but %s holds %lld", (long long)n,
+                        r->o->ctx < ctx_max() ? "the context of this run (--ctx)"
+                                              : "the model's context", (long long)r->o->ctx);
+        free(ids);
+        return 2;
+    }
+    if (echo)
+        put_text(text, len);
+    r->pending = -1;
+    if (n > 0)
+        feed(r, ids, n, k);
+    free(ids);
+    if (r->last == NULL)                 /* nothing at all to continue from */
+        return 0;
+    return generate(r);
+}
+
+static void print_timings(const text_run *r)
+{
+    double pms = r->prompt_s * 1e3, ems = r->eval_s * 1e3;
+    fprintf(stderr, "%s: prompt eval time = %10.2f ms / %5lld tokens (%8.2f ms per token, "
+                    "%8.2f tokens per second)\n", prog, pms, (long long)r->prompt_tokens,
+            r->prompt_tokens ? pms / (double)r->prompt_tokens : 0.0,
+            pms > 0 ? 1e3 * (double)r->prompt_tokens / pms : 0.0);
+    fprintf(stderr, "%s:        eval time = %10.2f ms / %5lld runs   (%8.2f ms per token, "
+                    "%8.2f tokens per second)\n", prog, ems, (long long)r->eval_runs,
+            r->eval_runs ? ems / (double)r->eval_runs : 0.0,
+            ems > 0 ? 1e3 * (double)r->eval_runs / ems : 0.0);
+    fprintf(stderr, "%s:       total time = %10.2f ms / %5lld tokens\n", prog, pms + ems,
+            (long long)(r->prompt_tokens + r->eval_runs));
+}
+
+static void context_full(const opts *o)
+{
+    fprintf(stderr, "%s: note: the context of %lld positions is full; stopping\n", prog,
+            (long long)o->ctx);
+}
+
+/* --prompt TEXT, -i: the whole run. */
+static void run_text(const opts *o, run_state *s, const krt_blob *b)
+{
+    text_run r = {.o = o, .s = s, .prev = -1, .pending = -1};
+    krt_tok *tok = open_tokenizer(b);
+    r.tok = tok;
+    krt_sampling so = {o->temp, o->top_p, o->min_p, o->repeat_penalty, o->top_k,
+                       o->repeat_last_n < o->ctx ? o->repeat_last_n : o->ctx};
+    if (krt_sampler_init(&r.smp, &so, kiln_model.vocab, o->seed) != 0)
+        fatal("out of memory");
+    int full = 0;
+    if (o->prompt) {
+        full = turn(&r, o->prompt, strlen(o->prompt), !o->interactive);
+        put_text("\n", 1);                  /* the first text always fits, or exits */
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    while (o->interactive && !full && (got = getline(&line, &cap, stdin)) >= 0) {
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+            got--;
+        full = turn(&r, line, (size_t)got, 0);
+        if (full != 2)
+            put_text("\n", 1);
+    }
+    free(line);
+    if (full)
+        context_full(o);
+    print_timings(&r);
+    krt_sampler_free(&r.smp);
+    krt_tok_free(tok);
+}
+
 int main(int argc, char **argv)
 {
     const krt_model *m = &kiln_model;
@@ -763,6 +986,16 @@ int main(int argc, char **argv)
         return krt_bench(&(krt_bench_run){&s, bench_forward, bench_clear, o.threads, o.batch,
                                           prog},
                          o.bench_pp > 0 ? o.bench_pp : 0, o.bench_tg > 0 ? o.bench_tg : 0);
+
+    if (o.prompt || o.interactive) {   /* the process ends here: its memory with it */
+        run_text(&o, &s, &blob);
+        if (o.stats)
+            report_stats(&o, &s.c, &blob);
+        if (o.profile)
+            write_profile(o.profile, &s.c);
+        krt_pool_free(s.c.pool);
+        return 0;
+    }
 
     FILE *logf = NULL;
     char *tmp = NULL;

@@ -7,6 +7,11 @@
  *   names, NUL-terminated              at entry.name_offset
  *   tensor data, each KBLOB_ALIGN-aligned, at entry.offset, entry.nbytes long
  *
+ * Entries past the model's tensors (n_tensors counts them too) hold what is not a weight,
+ * found by name: "kiln.tokenizer" (KBLOB_TOKENIZER), dtype KBLOB_U8, rank 1, dims[0] its
+ * bytes: the serialized tokenizer (runtime/tokenizer.c). A program checks every extra entry
+ * as it checks a tensor (name, bounds, size) and skips one it does not know.
+ *
  * `kiln build` appends the blob to the executable it writes, at a page-aligned file offset,
  * followed by a kblob_trailer as the file's last bytes; the program maps itself
  * (/proc/self/exe) from there. `--blob FILE` maps a separate blob file instead.
@@ -19,14 +24,16 @@
 
 #define KBLOB_MAGIC "KILNBLOB"          /* 8 bytes, no NUL */
 #define KBLOB_TRAILER_MAGIC "KILNTAIL"  /* 8 bytes, no NUL */
-#define KBLOB_VERSION 3u
+#define KBLOB_VERSION 4u        /* 4: entries past the model's tensors, KBLOB_U8 */
 #define KBLOB_ALIGN 64u
 
 /* Storage types. F32, F16 (IEEE half) and BF16 hold one value per element. The block types
  * are GGUF's: 32 weights per block along a row; Q8_0 is an f16 scale and 32 int8 (34 bytes),
  * Q4_0 an f16 scale and 32 4-bit values (18 bytes). A row of a block type holds a whole
- * number of blocks. */
-enum { KBLOB_F32 = 0, KBLOB_F16 = 1, KBLOB_BF16 = 2, KBLOB_Q8_0 = 8, KBLOB_Q4_0 = 9 };
+ * number of blocks. U8 is raw bytes (what is not a weight: the tokenizer). */
+enum { KBLOB_F32 = 0, KBLOB_F16 = 1, KBLOB_BF16 = 2, KBLOB_Q8_0 = 8, KBLOB_Q4_0 = 9,
+       KBLOB_U8 = 16 };
+#define KBLOB_TOKENIZER "kiln.tokenizer"
 #define KBLOB_BLOCK 32u
 
 /* Layouts of a tensor's bytes. KBLOB_ROWS: row after row (rank 0..4, rows of the last
@@ -81,6 +88,7 @@ static inline const char *kblob_dtype_name(uint32_t dtype)
     case KBLOB_BF16: return "bf16";
     case KBLOB_Q8_0: return "q8_0";
     case KBLOB_Q4_0: return "q4_0";
+    case KBLOB_U8: return "u8";
     default: return NULL;
     }
 }
@@ -93,6 +101,7 @@ static inline int kblob_row_bytes(uint32_t dtype, uint64_t n, uint64_t *bytes)
     switch (dtype) {
     case KBLOB_F32: per = 4, elems = 1; break;
     case KBLOB_F16: case KBLOB_BF16: per = 2, elems = 1; break;
+    case KBLOB_U8: per = 1, elems = 1; break;
     case KBLOB_Q8_0: per = 34, elems = KBLOB_BLOCK; break;
     case KBLOB_Q4_0: per = 18, elems = KBLOB_BLOCK; break;
     default: return -1;

@@ -22,10 +22,10 @@
 #include "rt_internal.h"
 #include "tokenizer.h"
 
-/* The tokenizer travels in the blob as an extra entry (tokenizer.h); until the blob reader
- * gives it out, no blob has one and the tokenizer functions answer KRT_LIB_ERR_NO_TOKENIZER.
- * Wiring it is open_tokenizer's one call and this switch. */
-#define KRT_LIB_TOKENIZER 0
+/* The tokenizer travels in the blob as an extra entry, "kiln.tokenizer" (tokenizer.h,
+ * kiln_blob.h); a blob without one makes the tokenizer functions answer
+ * KRT_LIB_ERR_NO_TOKENIZER. */
+#define KRT_LIB_TOKENIZER 1
 
 #define ERR_LEN 512
 
@@ -77,7 +77,17 @@ const char *krt_lib_strerror(int code)
 
 static int open_tokenizer(krt_lib *l)
 {
-    l->tok = NULL;             /* no blob has a tokenizer entry yet (see KRT_LIB_TOKENIZER) */
+    char why[256];
+    l->tok = NULL;
+    if (!l->blob.tokenizer)
+        return KRT_LIB_OK;
+    l->tok = krt_tok_open(l->blob.tokenizer, (size_t)l->blob.tokenizer_bytes, why, sizeof why);
+    if (!l->tok)
+        return fail(l->err, KRT_LIB_ERR_BLOB, "weight blob: entry '%s': %s", KBLOB_TOKENIZER, why);
+    if (krt_tok_vocab(l->tok) > l->m->vocab)
+        return fail(l->err, KRT_LIB_ERR_BLOB, "weight blob: entry '%s': %d tokens, more than the "
+                    "model's vocabulary of %lld", KBLOB_TOKENIZER, (int)krt_tok_vocab(l->tok),
+                    (long long)l->m->vocab);
     return KRT_LIB_OK;
 }
 

@@ -18,6 +18,8 @@ typedef struct krt_blob {
     int n;
     int huge;                  /* the weights were copied onto transparent huge pages */
     uint64_t huge_bytes;       /* of them, in huge pages (AnonHugePages of the region) */
+    const void *tokenizer;     /* the serialized tokenizer (entry "kiln.tokenizer"), or NULL */
+    uint64_t tokenizer_bytes;
 } krt_blob;
 
 /* Whether to put the weights on huge pages (krt_blob_huge): never, when the blob is large

@@ -12,6 +12,8 @@
  * The serialized form is untrusted input (it travels in the blob): krt_tok_open checks every
  * count, length and id. Its layout is documented in tokenizer.c.
  * A krt_tok is read-only once open: any number of threads may encode and decode at once.
+ * Special tokens written in the text (`<s>`, `<|eot_id|>`) are not recognized as such: the
+ * text is encoded as the characters it holds.
  */
 #ifndef KILN_TOKENIZER_H
 #define KILN_TOKENIZER_H
@@ -20,6 +22,27 @@
 #include <stdint.h>
 
 typedef struct krt_tok krt_tok;
+
+/* The serialized form's codes (its layout: tokenizer.c), shared with the compiler's writer
+ * (weights/tokenizer.c). */
+#define KRT_TOK_MAGIC "KTOK"          /* 4 bytes, no NUL */
+#define KRT_TOK_VERSION 1u
+enum krt_tok_algorithm { KRT_TOK_SCORE = 1, KRT_TOK_RANK = 2 };
+enum krt_tok_flag {
+    KRT_TOK_PREFIX_SPACE = 1,   /* a space before non-empty text (SentencePiece's dummy prefix) */
+    KRT_TOK_STRIP_SPACE = 2,    /* decoding drops a leading space at the start and after BOS */
+    KRT_TOK_BYTE_UNITS = 4,     /* rank merges start from single bytes (byte-level BPE); else
+                                   from code points, unknown ones as <0xXX> byte tokens */
+    KRT_TOK_WHOLE_WORDS = 8,    /* a pre-token that is a piece as it stands is that token
+                                   (Hugging Face's ignore_merges) */
+};
+enum krt_tok_pretokenizer { KRT_TOK_PRE_NONE = 0, KRT_TOK_PRE_GPT2 = 1, KRT_TOK_PRE_LLAMA3 = 2 };
+enum krt_tok_kind {
+    KRT_TOK_NORMAL = 0,         /* its piece is text (raw bytes) */
+    KRT_TOK_CONTROL = 1,        /* BOS, EOS, ...: decodes to nothing, never made from text */
+    KRT_TOK_BYTE = 2,           /* piece "<0xXX>": decodes to that byte */
+};
+#define KRT_TOK_EOG 0x100u      /* or'ed into a kind: the token ends a generation */
 
 /* Parses a serialized tokenizer (data stays owned by the caller and must outlive the
  * tokenizer). NULL on failure, with a one-line reason in err (errlen bytes, NUL-terminated). */

@@ -21,6 +21,7 @@ my @progs = (
     ["$b/tests/ir_rewrite_test"],
     ["$b/tests/sema_define_test"],
     ["$b/tests/attn_passes_test", "tests/ir/pass-fuse-attn.in"],
+    ["$b/tests/tokenizer_test", "examples/models/tok512.bin", "examples/models/stories260K-f32.gguf"],
 );
 
 for my $p (@progs) {
