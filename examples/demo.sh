@@ -1,10 +1,15 @@
 #!/bin/sh
-# demo.sh - compile the dense LLaMA example with deterministic test weights and run it.
-# Run from the repository root after `ninja`.
+# demo.sh - compile a real trained model (stories260K, examples/models/) and let it tell a
+# story; then the dense LLaMA example with deterministic test weights, its IR and what the
+# optimizer did. Run from the repository root after `ninja`.
 set -eu
 kiln=${KILN:-build/kiln}
 out=${DEMO_DIR:-build/demo}
 mkdir -p "$out"
+echo "== kiln build: examples/llama2c.kiln + stories260K (GGUF: hyperparameters and vocabulary from the file)"
+"$kiln" build examples/llama2c.kiln --weights examples/models/stories260K-f32.gguf -o "$out/stories"
+echo "== $out/stories --prompt \"Once upon a time\" -n 120 --temp 0 (greedy; timings on stderr)"
+"$out/stories" --prompt "Once upon a time" -n 120 --temp 0
 echo "== kiln weights: det-weights v1 test weights for examples/llama.kiln"
 "$kiln" weights examples/llama.kiln --seed 1 -o "$out/llama.safetensors"
 echo "== kiln build: spec + weights -> one executable"

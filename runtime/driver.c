@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cpu.h"
 #include "rt_internal.h"
@@ -398,7 +399,8 @@ static void help(void)
            "                    to -n tokens. The KV cache is kept from one line to the next,\n"
            "                    so the text so far is the context, until the context is full\n"
            "                    (a note says so) or the input ends. With --prompt, TEXT is the\n"
-           "                    first turn.\n"
+           "                    first turn. On a terminal, \"> \" on standard error asks for\n"
+           "                    each line.\n"
            "    --ignore-eos    do not stop at end-of-generation tokens (they print nothing).\n"
            "    Timings go to standard error as llama.cpp prints them (prompt eval: tokens, ms,\n"
            "    tokens per second; eval: decode runs, ms, tokens per second).\n");
@@ -908,7 +910,9 @@ static void run_text(const opts *o, run_state *s, const krt_blob *b)
     char *line = NULL;
     size_t cap = 0;
     ssize_t got;
-    while (o->interactive && !full && (got = getline(&line, &cap, stdin)) >= 0) {
+    int tty = isatty(STDIN_FILENO);      /* a person typing: ask, as llama.cpp does */
+    while (o->interactive && !full && (!tty || fputs("> ", stderr) >= 0) &&
+           (got = getline(&line, &cap, stdin)) >= 0) {
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
             got--;
         full = turn(&r, line, (size_t)got, 0);

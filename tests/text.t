@@ -8,7 +8,7 @@
 # where it keeps run.c's greedy path. Then: timings on stderr only, -i (the cache kept
 # between lines, the context-full note), --ignore-eos, the C library's tokenizer, a Hugging
 # Face folder's tokenizer.json, a program without a tokenizer, a damaged tokenizer and a
-# damaged tokenizer entry in the blob, the usage errors.
+# damaged tokenizer entry in the blob, the usage errors, and the demo (examples/demo.sh).
 use strict;
 use warnings;
 use FindBin;
@@ -252,5 +252,17 @@ ok($r->{rc} != 0 && $r->{err} =~ /stories260K\.bin: error: / && !-e "$dir/nope",
    'a file that is no tokenizer: an error naming it, no program') or diag(Golden::how($r));
 $r = run_cmd($bin, '--help');
 like($r->{out}, qr/--prompt TEXT.*-i .*--ignore-eos/s, '--help documents --prompt, -i, --ignore-eos');
+
+# The README's first command ends in examples/demo.sh: it tells run.c's story, its first
+# 120 tokens (a prefix of the golden text), before the IR tour.
+{
+    local $ENV{DEMO_DIR} = "$dir/demo";
+    local $ENV{KILN} = $kiln;
+    my $d = run_cmd('sh', 'examples/demo.sh');
+    my ($story) = $d->{out} =~ /--temp 0 \(greedy; timings on stderr\)\n(.*?)\n== /s;
+    ok($d->{rc} == 0 && defined $story && length $story > 200
+       && substr($gold0, 0, length $story) eq $story, 'demo.sh: the story is run.c\'s')
+        or diag(Golden::how($d));
+}
 
 done_testing();
