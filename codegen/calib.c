@@ -305,10 +305,12 @@ int calib_compare(const ir_module *ref, const pack_tensor *ref_w, const ir_modul
         fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
         return -1;
     }
+    char base[sizeof d.dir];   /* a copy: gcc -Wrestrict cannot tell d.dir from the targets */
+    memcpy(base, d.dir, sizeof base);
     for (int k = 0; k < 2; k++) {
-        snprintf(d.prog[k], sizeof d.prog[k], "%s/%s", d.dir, calib_role[k]);
-        snprintf(d.logits[k], sizeof d.logits[k], "%s/%s.logits", d.dir, calib_role[k]);
-        snprintf(d.log[k], sizeof d.log[k], "%s/%s.log", d.dir, calib_role[k]);
+        snprintf(d.prog[k], sizeof d.prog[k], "%s/%s", base, calib_role[k]);
+        snprintf(d.logits[k], sizeof d.logits[k], "%s/%s.logits", base, calib_role[k]);
+        snprintf(d.log[k], sizeof d.log[k], "%s/%s.log", base, calib_role[k]);
     }
     const ir_module *mod[2] = {ref, changed};
     const pack_tensor *w[2] = {ref_w, changed_w};
