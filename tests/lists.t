@@ -12,12 +12,7 @@ use Golden qw(run_cmd);
 my $kiln = Golden::kiln();
 my $dir  = Golden::tmpdir();
 
-sub write_file {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "$path: $!";
-    print $fh $text;
-    close $fh;
-}
+sub write_file { Golden::write_file(@_) }
 
 sub fails_with {
     my ($r, $pattern, $label) = @_;

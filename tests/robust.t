@@ -12,13 +12,7 @@ use Golden;
 
 my $dir = Golden::tmpdir();
 
-sub write_spec {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!";
-    print $fh $text;
-    close $fh or die "cannot write $path: $!";
-    return $path;
-}
+sub write_spec { Golden::write_file(@_) }
 
 # A model whose forward returns linear(EXPR, e); EXPR may use x (a [dim] vector).
 sub model_with {
