@@ -428,7 +428,7 @@ static void test_corruption(const char *plain, const char *prog)
     pack_tensor t[N_GOOD];
     memcpy(t, good_tensors, sizeof t);
     struct { const char *what, *want; int n; } packs[] = {
-        {"one tensor instead of two", "1 tensors", 1},
+        {"one tensor instead of two", "2 tensors, model 'fake' expects", 1},   /* + checksums */
         {"dims wrong", "tensor 1 'output': dimension 1 is 6, expected 8", N_GOOD},
         {"name wrong", "tensor 0 'tok_embeddings': the blob has 'tok_embedding'", N_GOOD},
         {"dtype wrong", "tensor 0 'tok_embeddings': dtype f16, the program expects f32", N_GOOD},
@@ -501,8 +501,8 @@ static void test_reader_sizes(const char *prog)
         {4, -1, "tensor 4 'w_f16': 39 bytes of data, expected 40 for f16"},
         {4, +1, "tensor 4 'w_f16': 41 bytes of data, expected 40 for f16"},
         {5, -1, "tensor 5 'w_bf16': 13 bytes of data, expected 14 for bf16"},
-        /* the last tensor one long runs past the blob's end: the bounds check catches it */
-        {5, +1, "tensor 5 'w_bf16': data (offset"},
+        /* the last tensor one long: the checksums entry follows it, so the size rule */
+        {5, +1, "tensor 5 'w_bf16': 15 bytes of data, expected 14 for bf16"},
     };
     char what[96];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -616,7 +616,7 @@ static void test_pack_sizes(void)
     int good = b && n >= sizeof h;
     if (good) {
         memcpy(&h, b, sizeof h);
-        good = h.total_size == n && h.n_tensors == N_GOOD;
+        good = h.total_size == n && h.n_tensors == N_GOOD + 1;   /* + kiln.checksums */
     }
     for (int k = 0; good && k < N_GOOD; k++) {
         kblob_entry e;
@@ -627,6 +627,22 @@ static void test_pack_sizes(void)
                memcmp(b + e.offset, good_tensors[k].data, e.nbytes) == 0;
     }
     ok(good, "standalone blob: every entry's nbytes follows its dtype, data intact");
+    if (good) {                /* the checksums: each tensor's data, the metadata, themselves */
+        kblob_entry e, e0;
+        memcpy(&e, b + h.table_offset + (size_t)N_GOOD * sizeof e, sizeof e);
+        memcpy(&e0, b + h.table_offset, sizeof e0);
+        good = !strcmp(b + e.name_offset, KBLOB_CHECKSUMS) && e.dtype == KBLOB_U8 &&
+               e.nbytes == 8 * (N_GOOD + 2);
+        uint64_t w[N_GOOD + 2];
+        if (good)
+            memcpy(w, b + e.offset, sizeof w);
+        for (int k = 0; good && k < N_GOOD; k++)
+            good = w[k] == kblob_hash64(good_tensors[k].data, good_tensors[k].nbytes);
+        good = good && w[N_GOOD] == kblob_hash64(b, e0.offset) &&
+               w[N_GOOD + 1] == kblob_hash64(w, 8 * (N_GOOD + 1));
+    }
+    ok(good, "standalone blob: the last entry holds the checksums of the tensors, the "
+       "metadata and itself");
     free(b);
     unlink(out);
 }
