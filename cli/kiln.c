@@ -1038,6 +1038,7 @@ static int cmd_build(const options *o_in)
                     "(--share-softmax, --keep-experts, --prune-experts); none is asked for",
                     o->calib);
     check_pass_options(o);
+    tmp_install_handlers();    /* an interrupted build leaves no temporaries (base/outfile.c) */
     ckpt *ck = NULL;
     if (o->weights) {
         if (o->verbose)

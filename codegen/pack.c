@@ -156,6 +156,7 @@ static int write_blob(int fd, const char *path, const pack_tensor *in, int nin, 
         free(t), free(sums);
         return -1;
     }
+    tmp_test_pause("pack");
     uint64_t table = sizeof(kblob_header), names = table + (uint64_t)n * sizeof(kblob_entry);
     uint64_t pos = names;
     for (int i = 0; i < n; i++)
