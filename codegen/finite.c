@@ -3,7 +3,8 @@
  * A checkpoint full of NaN used to build a program that printed token 0 forever. The bytes
  * bind_weights is about to pack (after conversion and quantization, so that a finite f32
  * that overflows f16 when narrowed counts too) are scanned once: f32, f16 and bf16 values
- * whose exponent is all ones, the f16 scale of every q8_0 / q4_0 block. The scan is a
+ * whose exponent is all ones, the f16 scale of every q8_0 / q4_0 block (and the f32 values a
+ * block was quantized from, which the quantizer would turn into finite garbage). The scan is a
  * branch-free count the compiler vectorizes; the first bad index is looked for only when
  * the count is not zero. Each tensor that has any is an error at its declaration (its spec
  * name, its checkpoint name, the first index as [i, j], the value, and why when conversion
@@ -221,21 +222,48 @@ static double seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Non-finite values among the f32 values a block type was quantized from: ggml's quantizer
+ * skips a NaN when it takes the block's largest |x| and turns it into an arbitrary integer,
+ * so the blocks come out finite and wrong. */
+static uint64_t scan_source(const pack_tensor *p, const float *f, uint64_t *first)
+{
+    uint64_t n = 1, count = 0;
+    for (uint32_t d = 0; d < p->rank; d++)
+        n *= p->dims[d];
+    uint32_t b;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(&b, f + i, 4);
+        count += F32_BAD(b);
+    }
+    for (uint64_t i = 0; count && i < n; i++)
+        if (!isfinite(f[i])) {
+            *first = i;
+            break;
+        }
+    return count;
+}
+
 int finite_check(const ir_tensor *t, const pack_tensor *p, const bind_src *src)
 {
     uint64_t first = 0;
     double t0 = seconds();
+    int block = p->dtype == KBLOB_Q8_0 || p->dtype == KBLOB_Q4_0, source = 0;
     uint64_t count = scan(p, &first);
+    if (!count && block && src->f && (count = scan_source(p, src->f, &first)))
+        source = 1;            /* what the blocks hold came from non-finite values */
     scan_seconds += seconds() - t0;
     scan_bytes += p->nbytes;
     if (!count)
         return 0;
     char at[512], why[160];
-    int block = p->dtype == KBLOB_Q8_0 || p->dtype == KBLOB_Q4_0;
     index_text(p, first, at, 96);
     size_t len = strlen(at);
     leaf_text(t, p, first, at + len, sizeof at - len);
-    cause_text(p, src, first, why, sizeof why);
+    if (source)
+        snprintf(why, sizeof why, ", before quantization to %s (which would hide it in a finite "
+                 "block)", kblob_dtype_name(p->dtype));
+    else
+        cause_text(p, src, first, why, sizeof why);
     if (allow) {
         if (!total_tensors++) {
             first_tensor = t;
@@ -251,8 +279,9 @@ int finite_check(const ir_tensor *t, const pack_tensor *p, const bind_src *src)
         snprintf(what, sizeof what, "\"%s\", %s", t->name, kblob_dtype_name(p->dtype));
     diag_error(t->loc, "weight '%s' (%s) holds %llu non-finite %s%s: the first, %s, %s %s%s "
                "(--allow-nonfinite packs them anyway)", t->decl ? t->decl : t->name, what,
-               (unsigned long long)count, block ? "block scale" : "value", count == 1 ? "" : "s",
-               value_name(stored_at(p, first)), block ? "in the block at" : "at", at, why);
+               (unsigned long long)count, block && !source ? "block scale" : "value",
+               count == 1 ? "" : "s", value_name(source ? src->f[first] : stored_at(p, first)),
+               block && !source ? "in the block at" : "at", at, why);
     return -1;
 }
 

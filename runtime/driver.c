@@ -4,7 +4,8 @@
  * then feeds the prompt through kiln_model.forward in blocks of up to --batch tokens: with
  * --logits it asks for and writes every row's logits (teacher forcing); otherwise only the
  * last row's are computed, and -n samples (sample.c) and feeds back new tokens one at a time.
- * Usage errors exit 2, run-time errors (blob, I/O) exit 1.
+ * Usage errors exit 2, run-time errors (blob, I/O, logits that are NaN or infinite: never
+ * sampled from) exit 1. --verify recomputes the blob's checksums (blob.c) and exits.
  * The state (the KV caches) is an anonymous mapping: its pages are zero until written, so a
  * program compiled for a long context costs memory only for the positions a run reaches
  * (--ctx N caps them below the compiled context). Between runs (--bench) only the cache rows
@@ -285,12 +286,13 @@ static void help(void)
            "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
            "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n"
+           "    %s --verify [--blob FILE]\n"
            "    %s --prompt TEXT | -i [-n N] [--ignore-eos] [--temp T] [--top-k K] [--top-p P]\n"
            "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--threads N] [--batch N] [--ctx N] [--blob FILE]\n"
            "    %s [--bench-pp P] [--bench-tg N] [--threads N] [--batch N] [--ctx N]\n"
            "        [--set NAME=VALUE]... [--blob FILE]\n\n",
-           prog, prog, prog);
+           prog, prog, prog, prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -351,6 +353,11 @@ static void help(void)
            "                    generation stops, with a note, at N positions; the KV caches\n"
            "                    use (and --stats reports) only N positions.\n"
            "    --blob FILE     read the weights from the standalone blob FILE instead.\n"
+           "    --verify        recompute the checksums kiln build stored in the weight blob\n"
+           "                    (every tensor, the header and table): print OK and exit 0, or\n"
+           "                    name each damaged tensor and exit 1. A start checks only the\n"
+           "                    header and the table (not a pass over every weight byte).\n"
+           "                    Takes only --blob FILE.\n"
            "    --huge-pages M  auto (default), on or off: copy the weights at start onto\n"
            "                    transparent huge pages (2 MiB: a matrix product walks its\n"
            "                    weights with far fewer TLB misses); auto does it for blobs of\n"
@@ -416,7 +423,10 @@ static void help(void)
     for (int i = 0; i < m->n_stats; i++)
         if (!is_route_stat(m->stat_names[i]))
             printf("    %s\n", m->stat_names[i]);
-    printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n");
+    printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n"
+           "    Logits that hold a NaN or an infinity are a run-time error: generation (-n,\n"
+           "    --prompt, -i) stops before sampling from them, printing nothing for that token;\n"
+           "    --logits writes every row it computed, then fails.\n");
 }
 
 /* ---- --cpu ---- */
