@@ -41,14 +41,21 @@ double krt_rng_unit(krt_rng *r) { return (double)(krt_rng_u64(r) >> 11) * 0x1.0p
 
 int64_t krt_nonfinite_at(const float *x, int64_t n)
 {
-    /* an exponent of all ones is a NaN or an infinity; OR-ing the tests of a whole row is
-     * branch-free, so it vectorizes: the cost is a read of the row */
+    /* an exponent of all ones is a NaN or an infinity, and exactly then (b & E) + 2^23
+     * carries into bit 31: an OR of those sums has no branch and no comparison, and in runs
+     * of 64 (a fixed count, which gcc -O2 vectorizes) costs a read of the row */
     uint32_t any = 0, b;
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int64_t k = 0; k < 64; k++) {
+            memcpy(&b, x + i + k, 4);
+            any |= (b & 0x7f800000u) + 0x00800000u;
+        }
+    for (; i < n; i++) {
         memcpy(&b, x + i, 4);
-        any |= (b & 0x7f800000u) == 0x7f800000u;
+        any |= (b & 0x7f800000u) + 0x00800000u;
     }
-    for (int64_t i = 0; any && i < n; i++) {
+    for (i = 0; (any >> 31) && i < n; i++) {
         memcpy(&b, x + i, 4);
         if ((b & 0x7f800000u) == 0x7f800000u)
             return i;

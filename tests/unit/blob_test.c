@@ -647,8 +647,35 @@ static void test_pack_sizes(void)
     unlink(out);
 }
 
+/* kblob_hash64: every length 0 .. 40 (the four lanes, the tail), any single flipped bit
+ * changes the checksum, a trailing zero byte too (the length is mixed in), and it is a
+ * function of the bytes only. */
+static void test_hash(void)
+{
+    unsigned char buf[48], copy[48];
+    for (int i = 0; i < 48; i++)
+        buf[i] = (unsigned char)(i * 37 + 11);
+    int changed = 1, stable = 1, lengths = 1;
+    for (uint64_t n = 0; n <= 40; n++) {
+        uint64_t h = kblob_hash64(buf, n);
+        memcpy(copy, buf, sizeof copy);
+        stable &= kblob_hash64(copy, n) == h;
+        copy[n] = 0;
+        lengths &= kblob_hash64(copy, n + 1) != h;
+        for (uint64_t k = 0; k < 8 * n; k++) {
+            memcpy(copy, buf, sizeof copy);
+            copy[k / 8] ^= (unsigned char)(1u << (k % 8));
+            changed &= kblob_hash64(copy, n) != h;
+        }
+    }
+    ok(stable, "kblob_hash64: the same bytes, the same checksum");
+    ok(changed, "kblob_hash64: any flipped bit of 0 .. 40 bytes changes it");
+    ok(lengths, "kblob_hash64: a zero byte more changes it");
+}
+
 int main(int argc, char **argv)
 {
+    test_hash();
     if (argc != 2) {
         fprintf(stderr, "usage: blob_test FAKE_PROG\n");
         return 2;
