@@ -1,11 +1,11 @@
 /* build.c - from a planned module and its packed weights to an executable on disk.
  *
- * The C goes into a temporary folder ($TMPDIR, else /tmp), is compiled and linked with the runtime, and the blob
- * is appended; the result is renamed onto the output only when every step worked, so a
- * failed build leaves no partial program (base/outfile.c), and the temporaries are registered
- * so that an interrupted one leaves none either. `kiln build` and the builds that
- * measure a pass's effect (calibration) both come through here, and so does --blob (the
- * program and its blob apart).
+ * The C goes into a temporary folder ($TMPDIR, else /tmp), is compiled and linked with the
+ * runtime, and the blob is appended; the result is renamed onto the output only when every
+ * step worked, so a failed build leaves no partial program (base/outfile.c), and the
+ * temporaries are registered so that an interrupted one leaves none either. `kiln build` and
+ * the builds that measure a pass's effect (calibration) both come through here, and so does
+ * --blob (the program and its blob apart).
  */
 #include <errno.h>
 #include <limits.h>

@@ -310,7 +310,7 @@ int calib_compare(const ir_module *ref, const pack_tensor *ref_w, const ir_modul
                 strerror(errno));
         return -1;
     }
-    static char base[sizeof d.dir];   /* a copy: gcc -Wrestrict cannot tell d.dir from the targets */
+    static char base[sizeof d.dir];   /* a copy: gcc -Wrestrict cannot tell d.dir from them */
     memcpy(base, d.dir, sizeof base);
     d.slots[0] = tmp_register(d.dir, 1);
     for (int k = 0; k < 2; k++) {

@@ -47,7 +47,6 @@ static int run(char *const argv[], int verbose)
             fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
         fputc('\n', stderr);
     }
-    fflush(NULL);
     pid_t pid = tmp_fork();    /* an interrupted kiln stops it first (base/outfile.c) */
     if (pid < 0)
         return -1;

@@ -6,9 +6,10 @@
  * whose exponent is all ones, the f16 scale of every q8_0 / q4_0 block (and the f32 values a
  * block was quantized from, which the quantizer would turn into finite garbage). The scan is
  * a branch-free OR the compiler vectorizes; they are counted and the first bad index found
- * only when it says there are some. Each tensor that has any is an error at its declaration (its spec
- * name, its checkpoint name, the first index as [i, j], the value, and why when conversion
- * made it), unless --allow-nonfinite, which packs them and warns once with the totals.
+ * only when it says there are some. Each tensor that has any is an error at its declaration
+ * (its spec name, its checkpoint name, the first index as [i, j], the value, and why when
+ * conversion made it), unless --allow-nonfinite, which packs them and warns once with the
+ * totals.
  */
 #include <math.h>
 #include <string.h>
@@ -30,7 +31,6 @@ void finite_allow(int on) { allow = on; }
 /* Whether the bits of a value of dtype are a NaN or an infinity: an exponent of all ones. */
 #define F32_BAD(b) (((b) & 0x7f800000u) == 0x7f800000u)
 #define F16_BAD(h) (((h) & 0x7c00u) == 0x7c00u)
-#define BF16_BAD(h) (((h) & 0x7f80u) == 0x7f80u)
 
 /* Whether any of n f32 bit patterns, or of n 16-bit ones, has its exponent (under mask) all
  * ones. (x & mask) + the mask's lowest bit carries into the top bit exactly then, so an OR
@@ -122,7 +122,8 @@ static void index_text(const pack_tensor *p, uint64_t j, char *buf, size_t size)
     }
     size_t n = (size_t)snprintf(buf, size, "[");
     for (uint32_t d = 0; d < p->rank && n < size; d++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%llu", d ? ", " : "", (unsigned long long)idx[d]);
+        n += (size_t)snprintf(buf + n, size - n, "%s%llu", d ? ", " : "",
+                              (unsigned long long)idx[d]);
     if (n < size)
         snprintf(buf + n, size - n, "]");
 }

@@ -26,9 +26,9 @@ extern const char kiln_lib_header_template[], kiln_lib_api_template[];
 
 /* The functions NAME.h declares: the only global symbols of libNAME.a. */
 static const char *const api_functions[] = {
-    "open", "close", "verify", "name", "vocab", "n_ctx", "max_batch", "context_new", "context_free",
-    "reset", "pos", "eval", "logits", "sample", "seed", "set_param", "encode", "decode", "bos", "eos",
-    "is_eog", "model_error", "context_error", "strerror",
+    "open", "close", "verify", "name", "vocab", "n_ctx", "max_batch", "context_new",
+    "context_free", "reset", "pos", "eval", "logits", "sample", "seed", "set_param", "encode",
+    "decode", "bos", "eos", "is_eog", "model_error", "context_error", "strerror",
 };
 #define N_API (sizeof api_functions / sizeof api_functions[0])
 

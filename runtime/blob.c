@@ -3,10 +3,10 @@
  * The blob is untrusted input: the trailer, the header, the entry table, every name, offset
  * and size are checked (overflow-safe) before anything is dereferenced, and each tensor is
  * then compared with kiln_model.tensors[]; entries past them (the tokenizer) are checked for
- * bounds and size too; krt_blob_verify recomputes the checksums (PROG --verify), which a start
- * does not (a pass over every byte). Any problem ends in one clear message: on standard error for a
- * program, into the caller's buffer for the C library (krt_say), which also opens a blob
- * already in memory (the one embedded in libNAME.a).
+ * bounds and size too; krt_blob_verify recomputes the checksums (PROG --verify), which a
+ * start does not (a pass over every byte). Any problem ends in one clear message: on
+ * standard error for a program, into the caller's buffer for the C library (krt_say), which
+ * also opens a blob already in memory (the one embedded in libNAME.a).
  */
 #define _POSIX_C_SOURCE 200809L
 

@@ -1107,8 +1107,8 @@ int main(int argc, char **argv)
         partial_file = tmp;
     }
     double prompt_s;
-    bad_logit bad;
-    run(&o, &s, logf, stdout, &prompt_s, &bad);
+    bad_logit nonfinite;
+    run(&o, &s, logf, stdout, &prompt_s, &nonfinite);
     if (logf && logf != stdout && !tmp) {
         int bad = ferror(logf);
         if (fclose(logf) != 0 || bad)
@@ -1125,8 +1125,8 @@ int main(int argc, char **argv)
     }
     if (fflush(stdout) != 0 || ferror(stdout))
         fatal("cannot write to standard output");
-    if (bad.pos >= 0)          /* the rows are written, whole: then the error */
-        logits_error(&bad);
+    if (nonfinite.pos >= 0)    /* the rows are written, whole: then the error */
+        logits_error(&nonfinite);
     if (o.stats)
         report_stats(&o, &s.c, &blob);
     if (o.profile)
