@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "limits.h"   /* the documented maxima, KILN_MAX_* */
+
 /* ---------------------------------------------------------------- source locations */
 
 typedef struct src_file {
