@@ -106,7 +106,7 @@
 
 /* Tokens in a vocabulary: 2^24 = 16M (the largest real ones are ~256K). The same bound
  * applies to a model's vocab parameter read from a checkpoint header. */
-#define KILN_MAX_VOCAB (1 << 24)
+#define KILN_MAX_VOCAB 16777216   /* 2^24 */
 
 /* One token's piece (its bytes): 1 MiB, as KILN_MAX_GGUF_STRING. */
 #define KILN_MAX_TOKEN_BYTES KILN_MAX_GGUF_STRING

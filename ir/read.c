@@ -573,6 +573,10 @@ static void read_tensor(reader *r)
                 r->m->ntensors, (long long)index);
         return;
     }
+    if (index >= KILN_MAX_CKPT_TENSORS) {
+        fail_at(r, at, (int)(r->p - at), "more than %d tensors", KILN_MAX_CKPT_TENSORS);
+        return;
+    }
     if (!expect(r, " ", "a space and the tensor's type") || !parse_type(r, &type) ||
         !expect(r, " ", "a space and the tensor's quoted name"))
         return;
@@ -895,8 +899,8 @@ static void read_inst(reader *r)
         fail_at(r, op_at, n, "'%s' has a value: expected '%%N : TYPE = %s'", opname, opname);
         return;
     }
-    if (r->m->ninsts == INT_MAX) {
-        fail_at(r, op_at, n, "too many instructions");
+    if (r->m->ninsts >= KILN_MAX_INSTS) {
+        fail_at(r, op_at, n, "more than %d instructions", KILN_MAX_INSTS);
         return;
     }
     if (!parse_operands(r, &in) || !parse_attrs(r, &in) || !parse_tail(r, &in))
