@@ -61,6 +61,13 @@
 #define KILN_MAX_INSTS 2000000
 #define KILN_MAX_WEIGHTS 1000000
 
+/* Weights bound to views of views (w2 = w1[0:8, :], w1 = transpose(w0[...])): 16 ops
+ * (slices, transposes) over the checkpoint tensor; real specs use 1-3. A recipe (such a
+ * view, and what the folding passes build over it: ir/recipe.c, an IR dump's tensor line)
+ * nests at most 32 ops deep, which leaves the passes room over any spec's views. */
+#define KILN_MAX_VIEW_DEPTH 16
+#define KILN_MAX_RECIPE_DEPTH 32
+
 /* ---------------------------------------------------------------- tensors */
 
 /* Rank of a tensor (spec, IR, checkpoint): 4 (GGUF's own limit; models use 1..3). */

@@ -183,6 +183,11 @@ static const ir_recipe *bound_view(scope *sc, ast_node *d, const ir_type *want)
                    ir_shape_str(want, a, sizeof a), ir_shape_str(&r->type, b, sizeof b));
         return NULL;
     }
+    if (r->depth > KILN_MAX_VIEW_DEPTH) {   /* each view adds at most 3: never past 32 */
+        diag_error(d->b->loc, "weight '%s' is a view of a view ... %d deep; the limit is %d",
+                   d->name, r->depth, KILN_MAX_VIEW_DEPTH);
+        return NULL;
+    }
     return r;
 }
 

@@ -95,6 +95,9 @@ typedef struct ir_recipe {
     const struct ir_recipe *const *src;
     int nrange;                /* RC_ROWS, RC_COLS: nrange [begin, end) pairs */
     const int64_t *range;
+    int depth;                 /* ops above the deepest RC_LOAD (0 for one): at most
+                                  KILN_MAX_RECIPE_DEPTH, so printing and evaluating recurse
+                                  a bounded depth */
 } ir_recipe;
 
 /* How a tensor's bytes are ordered in the blob (runtime/kiln_blob.h): row after row, or in

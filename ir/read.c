@@ -500,8 +500,8 @@ static void read_stat(reader *r)
 static const ir_recipe *parse_recipe(reader *r, int depth)
 {
     const char *at = r->p;
-    if (depth > 32) {
-        fail_at(r, at, token_len(r, at), "a recipe nests at most 32 deep");
+    if (depth > KILN_MAX_RECIPE_DEPTH) {
+        fail_at(r, at, token_len(r, at), "a recipe nests at most %d deep", KILN_MAX_RECIPE_DEPTH);
         return NULL;
     }
     if (*r->p == '"') {

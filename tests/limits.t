@@ -158,6 +158,21 @@ for my $n (1024, 1025) {
     else { refused('a 1025-byte tensor name', $f, qr/:\d+:\d+: error: the tensor name "\{prefix\}\{l\}\.\.\." expands to more than 1024 bytes/, 'check', $f) }
 }
 
+# Views of views: 16 deep (each a slice of the one before); the dump at the limit reads back.
+for my $n (16, 17) {
+    my $w = "    w0 [64, 4] = \"w\"\n";
+    $w .= "    w$_ [" . (64 - $_) . ", 4] = w" . ($_ - 1) . "[0:" . (64 - $_) . ", :]\n" for 1 .. $n;
+    my $f = check_spec("views$n", spec(weights => $w, ret => "linear(x, e) + linear(x, w$n)[0:4]"));
+    if ($n == 16) {
+        my $r = passes('views 16 deep', 'dump', $f);
+        my $ir = Golden::write_file("$dir/views16.ir", $r->{out});
+        passes('their dump read back', 'dump', $ir);
+    } else {
+        refused('views 17 deep', $f, qr/:\d+:\d+: error: weight 'w17' is a view of a view \.\.\. 17 deep; the limit is 16/,
+                'check', $f);
+    }
+}
+
 # ---------------------------------------------------------------- GGUF (kiln inspect)
 
 sub gstr { pack('Q<', length $_[0]) . $_[0] }
