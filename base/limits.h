@@ -74,8 +74,8 @@
 #define KILN_MAX_RANK 4
 
 /* Elements in one tensor (per token, for activations): 2^36 = 64G; the largest real
- * tensors (a 256K x 16K embedding) hold 2^32. Bytes in one memory plan (frame or state)
- * and in one tensor of a checkpoint: 2^40 = 1 TiB. */
+ * tensors (a 256K x 16K embedding) hold 2^32. Bytes in one memory plan (frame or state):
+ * 2^40 = 1 TiB. */
 #define KILN_MAX_ELEMS ((int64_t)1 << 36)
 #define KILN_MAX_BYTES ((int64_t)1 << 40)
 

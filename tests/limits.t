@@ -269,6 +269,10 @@ for my $d1 (1048576, 1048577) {
     my $s = check_spec('cfg', spec(items => "  param vocab = 4\n"));
     refused('a config.json of 256 MiB + 1', $f, qr/the JSON file is 268435457 bytes; the limit is 268435456/,
             'check', $s, '--config', $f);
+    # nesting: jansson's own limit, 2048 (over it only: a nested value is no parameter)
+    my $deep = Golden::write_file("$dir/deep.json", ('{"a":' x 2049) . '1' . ('}' x 2049));
+    refused('a config.json nested 2049 deep', $deep, qr/maximum parsing depth reached/,
+            'check', $s, '--config', $deep);
 }
 
 done_testing();
