@@ -3,6 +3,8 @@
  */
 #include "base.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +97,25 @@ const char *base_intern(const char *s, size_t len)
 const char *base_intern_str(const char *s)
 {
     return base_intern(s, strlen(s));
+}
+
+const char *base_intern_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        DIE("base_intern_fmt: bad format");
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        DIE("out of memory");
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    const char *s = base_intern(buf, (size_t)n);
+    free(buf);
+    return s;
 }
 
 void base_free_all(void)

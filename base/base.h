@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "limits.h"   /* the documented maxima, KILN_MAX_* */
+
 /* ---------------------------------------------------------------- source locations */
 
 typedef struct src_file {
@@ -72,6 +74,9 @@ void src_file_from_string(src_file *out, const char *path, const char *text);
 void *base_alloc(size_t size);               /* zeroed, max-aligned; never NULL */
 const char *base_intern(const char *s, size_t len);
 const char *base_intern_str(const char *s);  /* base_intern(s, strlen(s)) */
+/* The printf-formatted text, interned: sized to fit, so names built from names are never
+ * cut short. */
+const char *base_intern_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void base_free_all(void);
 
 /* ---------------------------------------------------------------- output files (outfile.c)

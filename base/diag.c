@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int error_count;
 static char *seen[256];   /* errors printed so far, as "path:line:col:message" */
@@ -194,6 +195,17 @@ _Noreturn void kiln_die(const char *file, int line, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- source files */
 
+/* A text input over KILN_MAX_SOURCE_BYTES: refused before it is read (or, from a pipe,
+ * as soon as the limit is passed). */
+static int too_large(const char *path, FILE *f, char *buf)
+{
+    diag_file_error(path, "the file is larger than %lld bytes (16 MiB), the limit for a spec, "
+                    "an IR dump or a token list", (long long)KILN_MAX_SOURCE_BYTES);
+    free(buf);
+    fclose(f);
+    return 0;
+}
+
 int src_file_read(src_file *out, const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -201,12 +213,17 @@ int src_file_read(src_file *out, const char *path)
         diag_file_error(path, "cannot read: %s", strerror(errno));
         return 0;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > KILN_MAX_SOURCE_BYTES)
+        return too_large(path, f, NULL);
     size_t len = 0, cap = 4096;
     char *buf = malloc(cap);
     for (;;) {
         if (!buf)
             DIE("out of memory");
         len += fread(buf + len, 1, cap - len - 1, f);
+        if (len > (size_t)KILN_MAX_SOURCE_BYTES)
+            return too_large(path, f, buf);
         if (len < cap - 1)
             break;
         cap *= 2;

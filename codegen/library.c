@@ -155,7 +155,7 @@ static void lib_paths_make(lib_paths *p, const char *name)
 static int make_archive(const ir_module *m, const lib_paths *p, const char *name, int embed,
                         int verbose)
 {
-    char define[256], runtime[PATH_MAX + 16], inc[PATH_MAX + 8];
+    char define[KILN_MAX_IDENT + 64], runtime[PATH_MAX + 16], inc[PATH_MAX + 8];
     snprintf(define, sizeof define, "-Dkiln_model=%s_kiln_model", name);
     const char *model_flags[] = {define, NULL};
     snprintf(inc, sizeof inc, "-I%s", p->dir);
@@ -233,7 +233,12 @@ int codegen_build_library(const ir_module *m, const pack_tensor *packed, int npa
                 out);
         return -1;
     }
-    char name[128];
+    char name[KILN_MAX_IDENT + 2];   /* an identifier (and an "m" before a digit) */
+    if (name_opt && strlen(name_opt) > KILN_MAX_IDENT) {
+        fprintf(stderr, "kiln: error: --name is %zu bytes long; the limit is %d\n",
+                strlen(name_opt), KILN_MAX_IDENT);
+        return -1;
+    }
     codegen_c_identifier(name_opt ? name_opt : m->name, name, sizeof name);
     lib_paths p;
     memset(&p, 0, sizeof p);

@@ -359,10 +359,8 @@ static int add_step(lw_program *p, const ir_module *m, int i, const char *all,
     }
     if (in->op == IR_cache) {
         lw_cache *c = &p->caches[p->ncaches++];
-        char label[256];
-        snprintf(label, sizeof label, "%s%s%s", in->label ? in->label : "cache",
-                 in->scope ? " " : "", in->scope ? in->scope : "");
-        c->label = base_intern_str(label);
+        c->label = base_intern_fmt("%s%s%s", in->label ? in->label : "cache",
+                                   in->scope ? " " : "", in->scope ? in->scope : "");
         c->width = in->type.dim[1];
         c->capacity = in->type.dim[0];
         c->offset = in->offset;

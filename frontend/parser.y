@@ -53,6 +53,8 @@ src_loc parse_span(const struct parse_state *ps, KILN_YYLTYPE first, KILN_YYLTYP
 #define LOC(l) parse_loc(ps, (l))
 #define SPAN(a, b) parse_span(ps, (a), (b))
 #define NOLIST ((ast_list){0})
+/* bison's stack grows on the heap up to this many entries (base/limits.h) */
+#define YYMAXDEPTH KILN_MAX_PARSE_DEPTH
 
 static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse_state *ps,
                          const char *msg);
@@ -425,5 +427,7 @@ static void kiln_yyerror(const KILN_YYLTYPE *loc, yyscan_t scanner, struct parse
                          const char *msg)
 {
     (void)scanner;   /* with parse.error custom, only "memory exhausted" comes here */
-    diag_error(parse_loc(ps, *loc), "nested too deeply (%s)", msg);
+    (void)msg;       /* it means YYMAXDEPTH was reached */
+    diag_error(parse_loc(ps, *loc), "nested too deeply: more than %d brackets, operators and "
+               "statements open at once", KILN_MAX_PARSE_DEPTH);
 }

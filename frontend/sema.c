@@ -176,7 +176,7 @@ static const char *scope_label(void)
 {
     if (S.nloops == 0)
         return NULL;
-    char buf[256];
+    char buf[MAX_LOOP_DEPTH * (KILN_MAX_IDENT + 24)];   /* every "name=value" fits */
     size_t n = 0;
     for (int i = 0; i < S.nloops && n < sizeof buf; i++)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%lld", i ? " " : "",
@@ -187,7 +187,7 @@ static const char *scope_label(void)
 int emit(ast_node *at, ir_op op, int nargs, const int *args, const ir_inst *proto)
 {
     if (S.m->ninsts >= MAX_INSTS && at)
-        over_limit(at, 1, "the model unrolls to more than 2000000 instructions");
+        over_limit(at, 1, "the model unrolls to more than " KILN_STR(KILN_MAX_INSTS) " instructions");
     if (S.stopped)
         return -1;
     ir_inst in = proto ? *proto : ir_inst_make(op, nargs, args);
@@ -468,7 +468,7 @@ static sval warray_view(ast_node *at, wdecl *wd, const int64_t *idx)
         return err_val;
     int t = wd->entries[flat];
     if (t < 0) {
-        char buf[128] = "";
+        char buf[KILN_MAX_WEIGHT_LOOPS * 24] = "";
         size_t n = 0;
         for (int k = 0; k < wd->ndim && n < sizeof buf; k++)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%lld", k ? ", " : "",
@@ -679,7 +679,7 @@ static sval sum_expr(scope *sc, ast_node *e)
     int acc_id = -1;
     for (int64_t i = a; i < b; i++) {
         if (over_limit(e, ++S.iterations > MAX_ITERATIONS,
-                       "loops run more than 16000000 iterations"))
+                       "loops run more than " KILN_STR(KILN_MAX_ITERATIONS) " iterations"))
             return err_val;
         scope_set(sc, r->name, mk_int(i));
         S.loops[S.nloops++] = (loopvar){r->name, i};
@@ -979,7 +979,7 @@ static void assign(scope *sc, ast_node *target, sval v)
         b = scope_find(sc, base->name);
     }
     varray *va = b->val.va;
-    char label[128];
+    char label[KILN_MAX_IDENT + 24];   /* name[index] */
     snprintf(label, sizeof label, "%s[%lld]", base->name, (long long)k);
     label_value(v, base_intern(label, strlen(label)));
     for (int i = 0; i < va->n; i++)
@@ -1005,7 +1005,7 @@ static void assign(scope *sc, ast_node *target, sval v)
 
 static void stat_stmt(scope *sc, ast_node *st)
 {
-    char name[256];
+    char name[KILN_MAX_IDENT + 24];   /* name or name[index] */
     ast_node *t = st->a;
     if (t->kind == AST_NAME) {
         snprintf(name, sizeof name, "%s", t->name);
@@ -1146,7 +1146,7 @@ static int exec_stmts(scope *sc, ast_node *stmts, sval *ret)
                 break;
             for (int64_t k = a; k < b && !S.stopped; k++) {
                 if (over_limit(st, ++S.iterations > MAX_ITERATIONS,
-                               "loops run more than 16000000 iterations"))
+                               "loops run more than " KILN_STR(KILN_MAX_ITERATIONS) " iterations"))
                     break;
                 scope_set(sc, r->name, mk_int(k));
                 S.loops[S.nloops++] = (loopvar){r->name, k};
@@ -1193,7 +1193,7 @@ static void param_text(sval v, char *buf, size_t size)
 /* The text of a parameter for the IR's param table (interned): a list as "[a, b, c]". */
 static const char *value_text(sval v)
 {
-    char item[512];
+    char item[4 * KILN_MAX_STRING + 8];   /* a string, every byte escaped as \ooo */
     if (v.kind != V_LIST) {
         param_text(v, item, sizeof item);
         return base_intern_str(item);
@@ -1238,9 +1238,11 @@ static void define_error(const sema_define *d, const char *fmt, ...)
     else if (!sep)
         diag_file_error(d->origin, "%s=%s: %s", d->name, d->value, msg);
     else {
-        char path[512];
-        snprintf(path, sizeof path, "%.*s", (int)(sep - d->origin), d->origin);
+        char *path = strndup(d->origin, (size_t)(sep - d->origin));   /* paths have no limit */
+        if (!path)
+            DIE("out of memory");
         diag_file_error(path, "%s = %s: %s", sep + 2, d->value, msg);
+        free(path);
     }
 }
 
@@ -1266,8 +1268,14 @@ static int parse_integer(const char *text, int64_t *out)
 /* One value of kind `kind` from text; list: the parameter is a list (for the message). */
 static sval define_item(const sema_define *d, const char *text, vkind kind, int list)
 {
-    if (kind == V_STR)
+    if (kind == V_STR) {
+        if (strlen(text) > KILN_MAX_STRING) {   /* as a string literal in a spec */
+            define_error(d, "'%s' is a string of %zu bytes; the limit is %d", d->name,
+                         strlen(text), KILN_MAX_STRING);
+            return err_val;
+        }
         return (sval){.kind = V_STR, .s = base_intern_str(text)};
+    }
     if (!strcmp(text, "true") || !strcmp(text, "false"))
         return kind == V_FLOAT ? mk_float(text[0] == 't') : mk_int(text[0] == 't');
     if (kind == V_INT) {

@@ -32,7 +32,7 @@ typedef struct sval {
     int id;                    /* V_TENSOR: IR value */
     wdecl *wd;                 /* V_WARRAY / V_WVIEW: the declaration */
     int nidx;                  /* V_WARRAY: array indices given so far */
-    int64_t idx[4];
+    int64_t idx[KILN_MAX_WEIGHT_LOOPS];
     int tensor;                /* V_WVIEW: module tensor index */
     int64_t row, col;          /* V_WVIEW: first row and column of the view in the tensor */
     ir_type vt;                /* V_WVIEW: view shape */
@@ -49,8 +49,8 @@ struct wdecl {
     const char *name;
     ast_node *decl;
     int ndim;
-    const char *dim_name[4];
-    int64_t lo[4], hi[4];
+    const char *dim_name[KILN_MAX_WEIGHT_LOOPS];
+    int64_t lo[KILN_MAX_WEIGHT_LOOPS], hi[KILN_MAX_WEIGHT_LOOPS];
     int *entries;              /* tensor index per index tuple, -1 when its condition was false */
     int64_t nentries;
 };
@@ -90,9 +90,10 @@ typedef struct loopvar {
     int64_t value;
 } loopvar;
 
-/* Limits that keep a mistaken spec (layers = 100000000) from running away. */
-enum { MAX_INSTS = 2000000, MAX_ITERATIONS = 16000000, MAX_TENSORS = 1000000,
-       MAX_CALL_DEPTH = 256, MAX_LOOP_DEPTH = 16, MAX_EXPR_DEPTH = 256 };
+/* Limits that keep a mistaken spec (layers = 100000000) from running away (base/limits.h). */
+enum { MAX_INSTS = KILN_MAX_INSTS, MAX_ITERATIONS = KILN_MAX_ITERATIONS,
+       MAX_TENSORS = KILN_MAX_WEIGHTS, MAX_CALL_DEPTH = KILN_MAX_CALL_DEPTH,
+       MAX_LOOP_DEPTH = KILN_MAX_LOOP_DEPTH, MAX_EXPR_DEPTH = KILN_MAX_EXPR_DEPTH };
 
 struct sema_state {
     ir_module *m;
@@ -123,8 +124,8 @@ extern struct sema_state S;
 
 typedef struct wctx {          /* the weight loops enclosing a declaration */
     int nr;
-    ast_node *ranges[4];
-    int64_t lo[4], hi[4], cur[4];
+    ast_node *ranges[KILN_MAX_WEIGHT_LOOPS];
+    int64_t lo[KILN_MAX_WEIGHT_LOOPS], hi[KILN_MAX_WEIGHT_LOOPS], cur[KILN_MAX_WEIGHT_LOOPS];
 } wctx;
 
 static inline sval mk_int(int64_t i) { return (sval){.kind = V_INT, .i = i}; }

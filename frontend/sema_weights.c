@@ -19,16 +19,31 @@
 #include "sema_internal.h"
 
 
+/* Appends text to a tensor name being expanded; 0 when it would pass KILN_MAX_TENSOR_NAME
+ * (diagnosed: a name is never cut short). */
+static int name_put(char *out, size_t *n, const char *text, size_t len, const char *tmpl,
+                    src_loc loc)
+{
+    if (*n + len > KILN_MAX_TENSOR_NAME) {
+        diag_error(loc, "the tensor name \"%.40s...\" expands to more than %d bytes", tmpl,
+                   KILN_MAX_TENSOR_NAME);
+        return 0;
+    }
+    memcpy(out + *n, text, len);
+    *n += len;
+    return 1;
+}
+
 /* Expands "model.layers.{l}.x" (tmpl, written at loc) with the values of the names in
  * braces. */
 static const char *expand_template(scope *sc, const char *tmpl, src_loc loc)
 {
-    char out[1024];
+    char out[KILN_MAX_TENSOR_NAME + 1];
     size_t n = 0;
     for (const char *p = tmpl; *p; p++) {
         if (*p != '{') {
-            if (n + 1 < sizeof out)
-                out[n++] = *p;
+            if (!name_put(out, &n, p, 1, tmpl, loc))
+                return NULL;
             continue;
         }
         const char *end = strchr(p, '}');
@@ -36,23 +51,25 @@ static const char *expand_template(scope *sc, const char *tmpl, src_loc loc)
             diag_error(loc, "unterminated or empty '{' in the tensor name \"%s\"", tmpl);
             return NULL;
         }
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
-        binding *b = scope_find(sc, name);
+        /* a name longer than an identifier can be names nothing */
+        size_t len = (size_t)(end - p - 1);
+        const char *name = base_intern(p + 1, len);
+        binding *b = len <= KILN_MAX_IDENT ? scope_find(sc, name) : NULL;
         if (b)
             b->read = 1;   /* a parameter named in a tensor name is read */
         if (!b || (b->val.kind != V_INT && b->val.kind != V_STR)) {
-            diag_error(loc, "'{%s}' in the tensor name is not a loop index or parameter",
-                       name);
+            diag_error(loc, "'{%.*s}' in the tensor name is not a loop index or parameter",
+                       len > 64 ? 64 : (int)len, name);
             return NULL;
         }
-        char val[64];
+        char num[24];
+        const char *val = num;
         if (b->val.kind == V_INT)
-            snprintf(val, sizeof val, "%lld", (long long)b->val.i);
+            snprintf(num, sizeof num, "%lld", (long long)b->val.i);
         else
-            snprintf(val, sizeof val, "%s", b->val.s);
-        for (const char *v = val; *v && n + 1 < sizeof out; v++)
-            out[n++] = *v;
+            val = b->val.s;
+        if (!name_put(out, &n, val, strlen(val), tmpl, loc))
+            return NULL;
         p = end;
     }
     out[n] = 0;
@@ -166,6 +183,11 @@ static const ir_recipe *bound_view(scope *sc, ast_node *d, const ir_type *want)
                    ir_shape_str(want, a, sizeof a), ir_shape_str(&r->type, b, sizeof b));
         return NULL;
     }
+    if (r->depth > KILN_MAX_VIEW_DEPTH) {   /* each view adds at most 3: never past 32 */
+        diag_error(d->b->loc, "weight '%s' is a view of a view ... %d deep; the limit is %d",
+                   d->name, r->depth, KILN_MAX_VIEW_DEPTH);
+        return NULL;
+    }
     return r;
 }
 
@@ -199,7 +221,7 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
             if (too_many)
                 break;
         }
-        if (over_limit(d, too_many, "a weight array has more than 16000000 entries"))
+        if (over_limit(d, too_many, "a weight array has more than " KILN_STR(KILN_MAX_ITERATIONS) " entries"))
             return;
         wd->nentries = total;
         wd->entries = sema_alloc(sizeof(int) * (size_t)(total ? total : 1));
@@ -243,10 +265,10 @@ static void weight_decl(scope *sc, ast_node *d, const wctx *w, int present)
         diag_error(d->loc, "weight '%s': %s", d->name, why);
         return;
     }
-    if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than 1000000 "
-                                                    "weight tensors"))
+    if (over_limit(d, S.m->ntensors >= MAX_TENSORS, "the model declares more than "
+                                                    KILN_STR(KILN_MAX_WEIGHTS) " weight tensors"))
         return;
-    char decl[256];
+    char decl[KILN_MAX_IDENT + KILN_MAX_WEIGHT_LOOPS * 24 + 4];   /* name[i,j,k,l] */
     size_t n = (size_t)snprintf(decl, sizeof decl, "%s", d->name);
     for (int k = 0; k < w->nr && n < sizeof decl; k++)
         n += (size_t)snprintf(decl + n, sizeof decl - n, "%s%lld", k ? "," : "[",
@@ -312,8 +334,8 @@ static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
     int64_t a, b;
     if (!expect_int(r->a, &lo, "a range bound", &a) || !expect_int(r->b, &hi, "a range bound", &b))
         return;
-    if (w->nr >= 4) {
-        diag_error(r->loc, "weights nest at most 4 loops deep");
+    if (w->nr >= KILN_MAX_WEIGHT_LOOPS) {
+        diag_error(r->loc, "weights nest at most %d loops deep", KILN_MAX_WEIGHT_LOOPS);
         return;
     }
     if (b <= a) {
@@ -326,7 +348,7 @@ static void weights_for(scope *sc, ast_node *f, wctx *w, int k)
     w->hi[slot] = b;
     for (int64_t i = a; i < b && !S.stopped; i++) {
         if (over_limit(r, ++S.iterations > MAX_ITERATIONS,
-                       "weight loops run more than 16000000 iterations"))
+                       "weight loops run more than " KILN_STR(KILN_MAX_ITERATIONS) " iterations"))
             break;
         w->cur[slot] = i;
         scope_set(sc, r->name, mk_int(i));

@@ -29,13 +29,13 @@
 #include "../base/base.h"
 #include "ops.h"
 
-#define IR_MAX_RANK 4
+#define IR_MAX_RANK KILN_MAX_RANK
 #define IR_MAX_ARGS 3
 #define IR_DUMP_VERSION 2
 /* Limits of the checked type constructor: a value holds at most 2^36 elements (per
  * token, for values with the token axis); the frame and the state at most IR_MAX_BYTES. */
-#define IR_MAX_ELEMS ((int64_t)1 << 36)
-#define IR_MAX_BYTES ((int64_t)1 << 40)
+#define IR_MAX_ELEMS KILN_MAX_ELEMS   /* base/limits.h */
+#define IR_MAX_BYTES KILN_MAX_BYTES
 #define IR_DEFAULT_BATCH 64
 
 typedef enum ir_dtype {
@@ -95,6 +95,9 @@ typedef struct ir_recipe {
     const struct ir_recipe *const *src;
     int nrange;                /* RC_ROWS, RC_COLS: nrange [begin, end) pairs */
     const int64_t *range;
+    int depth;                 /* ops above the deepest RC_LOAD (0 for one): at most
+                                  KILN_MAX_RECIPE_DEPTH, so printing and evaluating recurse
+                                  a bounded depth */
 } ir_recipe;
 
 /* How a tensor's bytes are ordered in the blob (runtime/kiln_blob.h): row after row, or in

@@ -500,8 +500,8 @@ static void read_stat(reader *r)
 static const ir_recipe *parse_recipe(reader *r, int depth)
 {
     const char *at = r->p;
-    if (depth > 32) {
-        fail_at(r, at, token_len(r, at), "a recipe nests at most 32 deep");
+    if (depth > KILN_MAX_RECIPE_DEPTH) {
+        fail_at(r, at, token_len(r, at), "a recipe nests at most %d deep", KILN_MAX_RECIPE_DEPTH);
         return NULL;
     }
     if (*r->p == '"') {
@@ -571,6 +571,10 @@ static void read_tensor(reader *r)
     if (index != r->m->ntensors) {
         fail_at(r, at, (int)(r->p - at), "expected tensor @%d here, found @%lld",
                 r->m->ntensors, (long long)index);
+        return;
+    }
+    if (index >= KILN_MAX_CKPT_TENSORS) {
+        fail_at(r, at, (int)(r->p - at), "more than %d tensors", KILN_MAX_CKPT_TENSORS);
         return;
     }
     if (!expect(r, " ", "a space and the tensor's type") || !parse_type(r, &type) ||
@@ -895,8 +899,8 @@ static void read_inst(reader *r)
         fail_at(r, op_at, n, "'%s' has a value: expected '%%N : TYPE = %s'", opname, opname);
         return;
     }
-    if (r->m->ninsts == INT_MAX) {
-        fail_at(r, op_at, n, "too many instructions");
+    if (r->m->ninsts >= KILN_MAX_INSTS) {
+        fail_at(r, op_at, n, "more than %d instructions", KILN_MAX_INSTS);
         return;
     }
     if (!parse_operands(r, &in) || !parse_attrs(r, &in) || !parse_tail(r, &in))

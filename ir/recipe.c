@@ -60,6 +60,13 @@ int ir_recipe_make(const ir_recipe **out, ir_recipe_op op, const ir_recipe *cons
     if (nrange)
         memcpy(rg, range, sizeof *rg * (size_t)(2 * nrange));
     r->range = rg;
+    for (int k = 0; k < nsrc; k++)
+        if (src[k]->depth + 1 > r->depth)
+            r->depth = src[k]->depth + 1;
+    if (r->depth > KILN_MAX_RECIPE_DEPTH) {
+        snprintf(why, size, "a recipe nests more than %d deep", KILN_MAX_RECIPE_DEPTH);
+        return -1;
+    }
     if (ir_recipe_type(r, &r->type, why, size) != 0)
         return -1;
     *out = r;

@@ -47,15 +47,14 @@ static int fold_dot(ir_rewriter *rw, const ir_inst *dot)
         const ir_inst *w = &m->insts[lin->args[1]];
         const ir_recipe *src[2] = {ir_recipe_of_view(m, w), ir_recipe_of_view(m, &m->insts[v])};
         const ir_recipe *r;
-        char why[160], decl[256];
+        char why[160];
         if (!src[0] || !src[1] ||
             ir_recipe_make(&r, RC_MATVEC_T, src, 2, NULL, 0, why, sizeof why))
             continue;
         const char *wname = w->label ? w->label : m->tensors[w->iattr[0]].decl;
         const char *vname = m->insts[v].label ? m->insts[v].label
                                                : m->tensors[m->insts[v].iattr[0]].decl;
-        snprintf(decl, sizeof decl, "%s^T*%s", wname, vname);
-        int t = ir_add_recipe_tensor(m, base_intern_str(decl), DT_F32, r,
+        int t = ir_add_recipe_tensor(m, base_intern_fmt("%s^T*%s", wname, vname), DT_F32, r,
                                      m->tensors[w->iattr[0]].loc);
         ir_inst view = ir_inst_make(IR_weight, 0, NULL);
         view.type = m->tensors[t].type;

@@ -120,12 +120,12 @@ static int scaled_tensor(ir_rewriter *rw, const gain_fold *f, int t)
     const ir_tensor *w = &m->tensors[t];
     const ir_recipe *src[2] = {ir_recipe_of(w), ir_recipe_of_view(m, &m->insts[f->gain])};
     const ir_recipe *r;
-    char why[160], decl[512];
+    char why[160];
     if (!src[1] || ir_recipe_make(&r, RC_SCALE_COLS, src, 2, NULL, 0, why, sizeof why))
         DIE("fold-gain: scale_cols(%s): %s", w->decl, src[1] ? why : "gain view");
-    snprintf(decl, sizeof decl, "%s*%s", w->decl,
-             m->tensors[m->insts[f->gain].iattr[0]].decl);
-    return ir_add_recipe_tensor(rw->m, base_intern_str(decl), w->type.dtype, r, w->loc);
+    const char *decl = base_intern_fmt("%s*%s", w->decl,
+                                       m->tensors[m->insts[f->gain].iattr[0]].decl);
+    return ir_add_recipe_tensor(rw->m, decl, w->type.dtype, r, w->loc);
 }
 
 ir_module *pass_fold_gain(ir_module *m)

@@ -92,10 +92,9 @@ static int piece_tensor(ir_rewriter *rw, int v, piece *made, int *made_t, int *n
     const ir_recipe *r = ir_recipe_of_view(m, w);
     if (!r)
         DIE(PASS ": no recipe for a piece of %s", t->decl);
-    char decl[512];
-    snprintf(decl, sizeof decl, "%s[%s%lld:%lld]", t->decl, p.cols ? ":, " : "", (long long)p.lo,
-             (long long)p.hi);
-    int nt = ir_add_recipe_tensor(rw->m, base_intern_str(decl), t->type.dtype, r, t->loc);
+    const char *decl = base_intern_fmt("%s[%s%lld:%lld]", t->decl, p.cols ? ":, " : "",
+                                       (long long)p.lo, (long long)p.hi);
+    int nt = ir_add_recipe_tensor(rw->m, decl, t->type.dtype, r, t->loc);
     made[*nmade] = p;
     made_t[(*nmade)++] = nt;
     return nt;

@@ -18,6 +18,15 @@
 #include "../base/base.h"
 #include "weights.h"
 
+int ckpt_json_size_ok(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= KILN_MAX_JSON_BYTES)
+        return 1;
+    diag_file_error(path, "the JSON file is %lld bytes; the limit is %lld (256 MiB)",
+                    (long long)st.st_size, (long long)KILN_MAX_JSON_BYTES);
+    return 0;
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t n = strlen(s), k = strlen(suf);
     return n >= k && strcmp(s + n - k, suf) == 0;

@@ -24,10 +24,10 @@
 #include "weights.h"
 
 #define GGUF_HEADER 24           /* magic, version, tensor count, metadata count */
-#define GGUF_MAX_TENSORS (1u << 20)
-#define GGUF_MAX_KV (1u << 20)
-#define GGUF_MAX_KEY 65535u      /* the spec's limit */
-#define GGUF_MAX_NAME 1024u      /* a generous cap (ggml itself takes 63 bytes) */
+#define GGUF_MAX_TENSORS ((unsigned)KILN_MAX_CKPT_TENSORS)   /* base/limits.h */
+#define GGUF_MAX_KV ((unsigned)KILN_MAX_GGUF_KV)
+#define GGUF_MAX_KEY ((unsigned)KILN_MAX_GGUF_KEY)      /* the spec's limit */
+#define GGUF_MAX_NAME ((unsigned)KILN_MAX_TENSOR_NAME)  /* ggml itself takes 63 bytes */
 #define GGUF_DEFAULT_ALIGN 32u
 #define GGUF_TINFO_MIN 33u       /* smallest tensor info: 1-byte name, one dim */
 #define GGUF_KV_MIN 14u          /* smallest metadata entry: 1-byte key, a u8 */
@@ -193,6 +193,9 @@ static int rd_str(rd *r, const uint8_t **s, uint64_t *len, const char *what) {
     if (*len > r->size - r->pos)
         return rd_fail(r, ": %s (length at byte %" PRIu64 ") is %" PRIu64 " bytes long, past the "
                        "end of the file (%" PRIu64 " bytes)", what, at, *len, r->size);
+    if (*len > KILN_MAX_GGUF_STRING)
+        return rd_fail(r, ": %s (length at byte %" PRIu64 ") is %" PRIu64 " bytes long; the "
+                       "limit is %d", what, at, *len, KILN_MAX_GGUF_STRING);
     *s = r->p + r->pos;
     r->pos += *len;
     return 0;
@@ -239,6 +242,12 @@ static void decode_scalar(gguf_type t, const uint8_t *p, gguf_kv *kv) {
     }
 }
 
+/* An array past KILN_MAX_GGUF_ARRAY items (after the file-size checks, which say more). */
+static int array_too_long(rd *r, uint64_t n) {
+    return rd_fail(r, ": the array has %" PRIu64 " items; the limit is %d", n,
+                   KILN_MAX_GGUF_ARRAY);
+}
+
 static int read_array(rd *r, kvbuild *b, gguf_kv *kv) {
     uint32_t it;
     uint64_t n;
@@ -253,6 +262,7 @@ static int read_array(rd *r, kvbuild *b, gguf_kv *kv) {
         if (n > (r->size - r->pos) / 8)
             return rd_fail(r, ": the array of %" PRIu64 " strings cannot fit in the %" PRIu64
                            " bytes left (each takes at least 8)", n, r->size - r->pos);
+        if (n > KILN_MAX_GGUF_ARRAY) return array_too_long(r, n);
         gguf_str *items = b->items;
         if (kv) {
             kv->v.arr.items = items;
@@ -273,6 +283,7 @@ static int read_array(rd *r, kvbuild *b, gguf_kv *kv) {
     if (wmul_u64(n, gguf_scalar_size[it], &bytes) || bytes > r->size - r->pos)
         return rd_fail(r, ": the array of %" PRIu64 " %s items runs past the end of the file (%"
                        PRIu64 " bytes left)", n, gguf_type_names[it], r->size - r->pos);
+    if (n > KILN_MAX_GGUF_ARRAY) return array_too_long(r, n);
     if (it == GGUF_BOOL)
         for (uint64_t i = 0; i < n; i++)
             if (r->p[r->pos + i] > 1)
@@ -403,7 +414,7 @@ typedef struct tinfo {
     const uint8_t *name;
     uint64_t nlen, at;
     uint32_t ndims, type;
-    uint64_t dims[4];
+    uint64_t dims[KILN_MAX_RANK];
     uint64_t offset, nbytes;
     ckpt_dtype dt;
 } tinfo;
@@ -443,8 +454,8 @@ static int read_tinfo(rd *r, uint64_t index, uint32_t align, tinfo *t) {
     rd_at(r, t->at, "tensor '%.*s'", (int)t->nlen, (const char *)t->name);
     snprintf(r->place, sizeof r->place, "tensor info at byte %" PRIu64, t->at);
     if (rd_u32(r, &t->ndims, "its dimension count")) return -1;
-    if (t->ndims < 1 || t->ndims > 4)
-        return rd_fail(r, ": n_dims %" PRIu32 " is not in 1..4", t->ndims);
+    if (t->ndims < 1 || t->ndims > KILN_MAX_RANK)
+        return rd_fail(r, ": n_dims %" PRIu32 " is not in 1..%d", t->ndims, KILN_MAX_RANK);
     uint64_t numel = 1;
     for (uint32_t k = 0; k < t->ndims; k++) {
         if (rd_u64(r, &t->dims[k], "its dimensions")) return -1;
@@ -454,6 +465,9 @@ static int read_tinfo(rd *r, uint64_t index, uint32_t align, tinfo *t) {
         if (wmul_u64(numel, t->dims[k], &numel) || numel > (uint64_t)INT64_MAX)
             return rd_fail(r, ": its element count overflows");
     }
+    if (numel > (uint64_t)KILN_MAX_ELEMS)
+        return rd_fail(r, ": it has %" PRIu64 " elements; the limit is %" PRId64 " (2^36)", numel,
+                       KILN_MAX_ELEMS);
     if (rd_u32(r, &t->type, "its type") || tensor_type(r, t)) return -1;
     if (rd_u64(r, &t->offset, "its data offset")) return -1;
     if (t->offset % align)
@@ -1080,7 +1094,7 @@ static int build_header(const char *path, const char *model, const gguf_param *p
         return -1;
     }
     const char *vocab = param_text(params, np, "vocab");
-    if (vocab && strtoull(vocab, NULL, 10) >= 3 && strtoull(vocab, NULL, 10) <= (1u << 24))
+    if (vocab && strtoull(vocab, NULL, 10) >= 3 && strtoull(vocab, NULL, 10) <= KILN_MAX_VOCAB)
         put_vocab(&kv, &nkv, strtoull(vocab, NULL, 10));
     wb_key(&kv, &nkv, "kiln.weights", GGUF_STRING);
     wb_str(&kv, "det-weights v1");

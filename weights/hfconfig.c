@@ -254,6 +254,8 @@ static const char *value_text(const json_t *v, hf_shape *shape)
 hf_config *hf_config_read(const char *path)
 {
     json_error_t err;
+    if (!ckpt_json_size_ok(path))
+        return NULL;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (!root && err.line < 0) {      /* not read at all: no place in it to name */
         diag_file_error(path, "%s", err.text);
@@ -281,9 +283,14 @@ hf_config *hf_config_read(const char *path)
         if (!text)
             continue;
         const char *k = base_intern_str(key);
-        char origin[512];
-        snprintf(origin, sizeof origin, "%s: key \"%s\"", path, key);
+        /* sized to fit: sema splits the origin at its first ": " (paths have no limit) */
+        size_t olen = strlen(path) + strlen(key) + 10;
+        char *origin = malloc(olen);
+        if (!origin)
+            DIE("out of memory");
+        snprintf(origin, olen, "%s: key \"%s\"", path, key);
         const char *o = base_intern_str(origin);
+        free(origin);
         add(c, key, text, shape, k, o);
         const struct hf_key *e = key_entry(key);
         if (e && e->param)
@@ -361,15 +368,12 @@ int hf_config_check(const hf_config *c, const hf_spec *s, int verbose)
             why = "it sets the layers one by one, and the spec's layers are as it writes them";
         }
         if (!neutral) {
-            char val[64], names[128];
+            char val[64];   /* shown() abbreviates long values with "..." */
             shown(v, val, sizeof val);
-            if (e && e->param)
-                snprintf(names, sizeof names, "'%s' or '%s'", e->param, key);
-            else
-                snprintf(names, sizeof names, "'%s'", key);
-            diag_file_error(c->path, "key \"%s\" is %s, but the spec has no parameter %s for it "
-                            "(%s): refusing a config it would only half read",
-                            key, val, names, why);
+            int p = e && e->param;   /* keys have no length limit: printed whole */
+            diag_file_error(c->path, "key \"%s\" is %s, but the spec has no parameter %s%s%s'%s' "
+                            "for it (%s): refusing a config it would only half read", key, val,
+                            p ? "'" : "", p ? e->param : "", p ? "' or " : "", key, why);
             bad++;
             continue;
         }

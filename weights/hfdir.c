@@ -179,6 +179,8 @@ static int gather_tensors(ckpt *c, const char *index, json_t *map, const shard_r
 static int open_sharded(ckpt *c, const char *dir, const char *index)
 {
     json_error_t err;
+    if (!ckpt_json_size_ok(index))
+        return -1;
     json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &err);
     if (!root) {               /* line -1: the file could not be read at all */
         if (err.line < 0)
@@ -195,8 +197,9 @@ static int open_sharded(ckpt *c, const char *dir, const char *index)
                         "(tensor name: shard file)");
     else if (json_object_size(map) == 0)
         diag_file_error(index, "weight_map is empty: the index names no tensor");
-    else if (json_object_size(map) > (size_t)INT32_MAX / 2)
-        diag_file_error(index, "weight_map holds too many tensors");
+    else if (json_object_size(map) > (size_t)KILN_MAX_CKPT_TENSORS)
+        diag_file_error(index, "weight_map holds %zu tensors; the limit is %d",
+                        json_object_size(map), KILN_MAX_CKPT_TENSORS);
     else if (open_shards(c, dir, index, map, &s, &ns) == 0)
         rc = gather_tensors(c, index, map, s, ns);
     for (int i = 0; i < ns; i++)

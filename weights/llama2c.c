@@ -54,7 +54,7 @@ int llama2c_check_header(const char *path, const llama2c_header *h) {
         {"layers", offsetof(llama2c_header, layers), 1 << 12},
         {"heads", offsetof(llama2c_header, heads), 1 << 12},
         {"kv_heads", offsetof(llama2c_header, kv_heads), 1 << 12},
-        {"vocab", offsetof(llama2c_header, vocab), 1 << 24},
+        {"vocab", offsetof(llama2c_header, vocab), KILN_MAX_VOCAB},
         {"seq_len", offsetof(llama2c_header, seq_len), 1 << 24},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {

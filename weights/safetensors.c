@@ -15,7 +15,7 @@
 #include "../base/base.h"
 #include "weights.h"
 
-#define ST_MAX_HEADER 100000000ull /* same limit as the reference implementation */
+#define ST_MAX_HEADER ((unsigned long long)KILN_MAX_ST_HEADER) /* base/limits.h */
 
 static const struct {
     const char *name;
@@ -27,7 +27,7 @@ typedef struct st_entry {
     const char *name; /* owned by the JSON tree while parsing */
     ckpt_dtype dt;
     int rank;
-    int64_t shape[4];
+    int64_t shape[KILN_MAX_RANK];
     uint64_t begin, end;
 } st_entry;
 
@@ -61,6 +61,11 @@ static int st_entry_parse(const char *path, const char *name, json_t *v, uint64_
                           st_entry *t) {
     memset(t, 0, sizeof *t);
     t->name = name;
+    if (strlen(name) > KILN_MAX_TENSOR_NAME) {
+        diag_file_error(path, "tensor '%.64s...': its name is %zu bytes long; the limit is %d",
+                        name, strlen(name), KILN_MAX_TENSOR_NAME);
+        return -1;
+    }
     if (!json_is_object(v)) {
         diag_file_error(path, "tensor '%s': the header entry is not an object", name);
         return -1;
@@ -89,8 +94,9 @@ static int st_entry_parse(const char *path, const char *name, json_t *v, uint64_
         diag_file_error(path, "tensor '%s': shape is not a list", name);
         return -1;
     }
-    if (json_array_size(sh) > 4) {
-        diag_file_error(path, "tensor '%s': rank %zu is more than 4", name, json_array_size(sh));
+    if (json_array_size(sh) > KILN_MAX_RANK) {
+        diag_file_error(path, "tensor '%s': rank %zu is more than %d", name, json_array_size(sh),
+                        KILN_MAX_RANK);
         return -1;
     }
     t->rank = (int)json_array_size(sh);
@@ -107,6 +113,11 @@ static int st_entry_parse(const char *path, const char *name, json_t *v, uint64_
             diag_file_error(path, "tensor '%s': the element count of its shape overflows", name);
             return -1;
         }
+    }
+    if (numel > (uint64_t)KILN_MAX_ELEMS) {
+        diag_file_error(path, "tensor '%s': it has %" PRIu64 " elements; the limit is %lld "
+                        "(2^36)", name, numel, (long long)KILN_MAX_ELEMS);
+        return -1;
     }
     json_t *b = json_array_get(off, 0), *e = json_array_get(off, 1);
     if (!json_is_array(off) || json_array_size(off) != 2 || !json_is_integer(b) ||
@@ -212,8 +223,9 @@ int safetensors_parse(const char *path, const uint8_t *map, size_t size, ckpt_te
         diag_file_error(path, "the JSON header is not an object");
         goto done;
     }
-    if (json_object_size(root) > (size_t)INT32_MAX / 2) {
-        diag_file_error(path, "too many tensors in the header");
+    if (json_object_size(root) > (size_t)KILN_MAX_CKPT_TENSORS + 1) {   /* + __metadata__ */
+        diag_file_error(path, "the header holds %zu tensors; the limit is %d",
+                        json_object_size(root), KILN_MAX_CKPT_TENSORS);
         goto done;
     }
     ent = malloc((json_object_size(root) + 1) * sizeof *ent);

@@ -252,6 +252,11 @@ int tokenizer_from_llama2c(const char *path, int32_t vocab, tokenizer_spec *out)
                             at - 4, (int)len);
             goto fail;
         }
+        if (len > KILN_MAX_TOKEN_BYTES) {
+            diag_file_error(path, "token %d at byte %zu: length %d; the limit is %d", (int)i,
+                            at - 4, (int)len, KILN_MAX_TOKEN_BYTES);
+            goto fail;
+        }
         if (!isfinite(score)) {
             diag_file_error(path, "token %d at byte %zu: score is not a finite number", (int)i,
                             at - 8);
@@ -391,6 +396,11 @@ int tokenizer_for_build(const char *path, const ckpt *ck, int64_t vocab, int ver
     if (path) {
         if (vocab <= 0 || vocab > INT32_MAX) {
             diag_file_error(path, "the spec has no integer parameter 'vocab' to size it by");
+            return -1;
+        }
+        if (vocab > KILN_MAX_VOCAB) {   /* tokenizer.bin is sized by it before it is read */
+            diag_file_error(path, "the spec's vocab of %lld tokens is more than the limit of %d",
+                            (long long)vocab, KILN_MAX_VOCAB);
             return -1;
         }
         rc = tokenizer_read(path, (int32_t)vocab, &t) < 0 ? -1 : 1;

@@ -118,9 +118,10 @@ int tokenizer_from_gguf(const ckpt *c, tokenizer_spec *out)
         return -1;
     }
     rc = ckpt_gguf_array(c, "tokenizer.ggml.tokens", GGUF_STRING, &tokens);
-    if (rc <= 0 || tokens->v.arr.n == 0 || tokens->v.arr.n > INT32_MAX / 4) {
+    if (rc <= 0 || tokens->v.arr.n == 0 || tokens->v.arr.n > KILN_MAX_VOCAB) {
         diag_file_error(c->path, "tokenizer.ggml.tokens: %s", rc <= 0 ? "missing or not an "
-                        "array of strings" : "an empty or too large vocabulary");
+                        "array of strings" : "an empty vocabulary or one of more than "
+                        KILN_STR(KILN_MAX_VOCAB) " tokens");
         return -1;
     }
     int32_t n = (int32_t)tokens->v.arr.n;

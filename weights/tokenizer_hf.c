@@ -124,14 +124,14 @@ static int32_t vocab_size(const json_t *vocab, const json_t *added)
     const json_t *v;
     size_t i;
     json_object_foreach((json_t *)vocab, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= INT32_MAX / 4)
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= KILN_MAX_VOCAB)
             return -1;
         top = json_integer_value(v) > top ? json_integer_value(v) : top;
     }
     json_array_foreach(added, i, v) {
         const json_t *id = json_object_get(v, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) >= INT32_MAX / 4 || !json_is_string(json_object_get(v, "content")))
+            json_integer_value(id) >= KILN_MAX_VOCAB || !json_is_string(json_object_get(v, "content")))
             return -1;
         top = json_integer_value(id) > top ? json_integer_value(id) : top;
     }
@@ -197,7 +197,7 @@ static int read_tokens(const char *path, const json_t *root, tokenizer_spec *t, 
     int32_t n = json_is_object(vocab) ? vocab_size(vocab, added) : -1;
     if (n <= 0) {
         diag_file_error(path, "model.vocab: %s", json_is_object(vocab) ? "empty, or an id that is "
-                        "not a non-negative integer (vocab or added_tokens)" : "missing");
+                        "not an integer in 0.." KILN_STR(KILN_MAX_VOCAB) " (vocab or added_tokens)" : "missing");
         return -1;
     }
     uint32_t flags = t->flags, algorithm = t->algorithm, pretok = t->pretok;
@@ -250,8 +250,10 @@ static int read_tokens(const char *path, const json_t *root, tokenizer_spec *t, 
 int tokenizer_from_hf_json(const char *path, tokenizer_spec *out)
 {
     json_error_t err;
-    json_t *root = json_load_file(path, 0, &err);
     memset(out, 0, sizeof *out);
+    if (!ckpt_json_size_ok(path))
+        return -1;
+    json_t *root = json_load_file(path, 0, &err);
     if (!root) {
         diag_file_error(path, "line %d, column %d: %s", err.line, err.column, err.text);
         return -1;

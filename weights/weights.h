@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../base/limits.h"
+
 /* CK_Q8_0 and CK_Q4_0 are ggml's block types (GGUF only): 32 weights per block along the
  * innermost (last) dimension, which is a multiple of 32; 34 and 18 bytes per block. */
 typedef enum ckpt_dtype { CK_F32, CK_F16, CK_BF16, CK_Q8_0, CK_Q4_0 } ckpt_dtype;
@@ -26,7 +28,7 @@ typedef struct ckpt_tensor {
     const char *gguf_name;     /* GGUF: the name in the file; NULL for the other formats */
     ckpt_dtype dtype;
     int rank;
-    int64_t shape[4];
+    int64_t shape[KILN_MAX_RANK];
     uint64_t offset;           /* from the start of the file, checked to lie inside it */
     uint64_t nbytes;
     int shard;                 /* a sharded folder: the file (ckpt.shards) holding it */
@@ -106,6 +108,10 @@ typedef struct ckpt {
  * extension (.gguf, .safetensors, .bin = llama2c). A directory is a Hugging Face folder
  * (hfdir_open). On any problem: reports it and returns NULL. */
 ckpt *ckpt_open(const char *path);
+/* 1 if the JSON file at path (config.json, an index, tokenizer.json) is within
+ * KILN_MAX_JSON_BYTES or cannot be examined (its reader then says why); else 0, diagnosed.
+ * Called before the file is loaded whole. */
+int ckpt_json_size_ok(const char *path);
 void ckpt_close(ckpt *c);
 const ckpt_tensor *ckpt_find(const ckpt *c, const char *name);
 /* Pointer to the tensor's bytes inside the mapping. */
@@ -127,7 +133,7 @@ int detweights_is_norm(const char *name);   /* ends in "norm.weight" */
 typedef struct wspec {
     const char *name;
     int rank;
-    int64_t shape[4];
+    int64_t shape[KILN_MAX_RANK];
 } wspec;
 /* dtype: the stored type; F16/BF16 values are the f32 det-weights rounded to nearest even. */
 int safetensors_write_detweights(const char *path, const wspec *t, int n, uint64_t seed,
