@@ -9,6 +9,7 @@
 #ifndef KILN_FUZZ_H
 #define KILN_FUZZ_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +56,25 @@ static inline const char *fuzz_tmp_file(int slot, const char *suffix, const uint
     if (fclose(f) != 0 || bad)
         return NULL;
     return path;
+}
+
+/* A copy of the input with a NUL after it (a source file's text), or NULL. */
+static inline char *fuzz_cstr(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (text) {
+        memcpy(text, data, size);
+        text[size] = '\0';
+    }
+    return text;
+}
+
+/* The command-line targets include the parser's file with exit() defined as fuzz_exit, which
+ * jumps back to fuzz_exit_to (set by the target before it parses), status + 1. */
+static jmp_buf fuzz_exit_to;
+static inline _Noreturn void fuzz_exit(int code)
+{
+    longjmp(fuzz_exit_to, code + 1);
 }
 
 /* The input split on NUL bytes into argv[1..] (argv[0] = prog), at most 64 arguments;

@@ -6,11 +6,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_cstr(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     src_file file = {"fuzz.ir", text, size};
     diag_reset();
     ir_module *m = ir_read(&file);

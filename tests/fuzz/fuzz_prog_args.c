@@ -8,20 +8,12 @@
  * every path of the real parser runs unchanged; what a refused line had allocated (the
  * --tokens list) is freed after the jump.
  */
-_Noreturn void fuzz_exit(int code);   /* declared before the file's own headers */
+static _Noreturn void fuzz_exit(int code);   /* fuzz.h; declared before the file's headers */
 #define exit fuzz_exit
 #define main driver_main
 #include "../../runtime/driver.c"
 #undef main
 #undef exit
-
-#include <setjmp.h>
-
-static jmp_buf fuzz_exit_to;
-_Noreturn void fuzz_exit(int code)
-{
-    longjmp(fuzz_exit_to, code + 1);
-}
 
 #include "fuzz.h"
 

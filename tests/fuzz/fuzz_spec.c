@@ -9,11 +9,9 @@ extern const char kiln_std_source[];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_cstr(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     src_file std_file, spec_file = {"fuzz.kiln", text, size};
     src_file_from_string(&std_file, "<std>", kiln_std_source);
     diag_reset();

@@ -2,7 +2,9 @@
 # run.sh - coverage-guided fuzzing: runs each libFuzzer target of tests/fuzz/ (built into
 # build/fuzz/bin/ by `ninja fuzz-targets`; `ninja fuzz` builds them and runs this) on a copy
 # of its seed corpus, for FUZZ_SECONDS (default 60) each, or FUZZ_RUNS executions each when
-# that is set. FUZZ_TARGETS="spec gguf" picks targets; FUZZ_JOBS=N runs N workers each.
+# that is set (then FUZZ_SECONDS, if set too, bounds the time). FUZZ_TARGETS="spec gguf"
+# picks targets; FUZZ_JOBS=N runs N workers each. The targets that read a file write it in
+# $TMPDIR: /dev/shm when it is writable (a file on disk costs ten times the parse).
 # Prints one line per target:
 #   fuzz TARGET: EXECS execs, CRASHES crashes (SECONDS s, RATE exec/s)
 # and exits 1 if any target crashed, hung (-timeout=10), leaked or ran out of memory.
@@ -13,6 +15,10 @@ set -u
 secs=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-"spec ir_read safetensors gguf llama2c tokenizer_bin tokenizer_json ktok blob prog_args kiln_args"}
 dir=build/fuzz
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    TMPDIR=/dev/shm
+    export TMPDIR
+fi
 mkdir -p "$dir/artifacts" "$dir/work" "$dir/logs"
 failed=0
 for t in $targets; do
@@ -33,6 +39,7 @@ for t in $targets; do
     [ -f "tests/fuzz/$t.dict" ] && set -- "$@" "-dict=tests/fuzz/$t.dict"
     if [ -n "${FUZZ_RUNS:-}" ]; then
         set -- "$@" "-runs=$FUZZ_RUNS"
+        [ -n "${FUZZ_SECONDS:-}" ] && set -- "$@" "-max_total_time=$secs"
     else
         set -- "$@" "-max_total_time=$secs"
     fi
