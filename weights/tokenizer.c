@@ -127,8 +127,6 @@ int tokspec_is_byte_piece(const char *s, size_t len)
     return 1;
 }
 
-/* ---- an index of strings (the file's own spelling of each piece) ---- */
-
 int tokspec_check_bytes(const char *path, const tokenizer_spec *t)
 {
     if (!(t->flags & KRT_TOK_BYTE_UNITS))
@@ -145,6 +143,8 @@ int tokspec_check_bytes(const char *path, const tokenizer_spec *t)
         }
     return 0;
 }
+
+/* ---- an index of strings (the file's own spelling of each piece) ---- */
 
 static uint32_t str_hash(const char *s, size_t n)
 {
