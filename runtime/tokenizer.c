@@ -623,6 +623,8 @@ static int merge_units(const krt_tok *t, ids *out, size_t start,
     if (out->oom)
         return -1;
     size_t cnt = out->n - start;
+    if (cnt == 0)              /* nothing to merge (and out->v may still be NULL) */
+        return 0;
     if (merge(t, out->v + start, &cnt) < 0)
         return -1;
     out->n = start + cnt;

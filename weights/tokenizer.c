@@ -127,6 +127,23 @@ int tokspec_is_byte_piece(const char *s, size_t len)
     return 1;
 }
 
+int tokspec_check_bytes(const char *path, const tokenizer_spec *t)
+{
+    if (!(t->flags & KRT_TOK_BYTE_UNITS))
+        return 0;
+    unsigned char seen[256] = {0};
+    for (int32_t i = 0; i < t->n; i++)
+        if (t->tokens[i].len == 1 && (t->tokens[i].kind & ~KRT_TOK_EOG) != KRT_TOK_CONTROL)
+            seen[(unsigned char)t->tokens[i].piece[0]] = 1;
+    for (int b = 0; b < 256; b++)
+        if (!seen[b]) {
+            diag_file_error(path, "byte-level vocabulary without a token for byte 0x%02x "
+                            "(byte-level BPE starts from one token per byte)", b);
+            return -1;
+        }
+    return 0;
+}
+
 /* ---- an index of strings (the file's own spelling of each piece) ---- */
 
 static uint32_t str_hash(const char *s, size_t n)
@@ -177,6 +194,13 @@ int tokspec_merge(tokenizer_spec *t, const str_index *x, const char *a, size_t a
         free(joined);
     if (l < 0 || r < 0 || c < 0)
         return -2;
+    /* the index holds the file's spellings, the tokens their bytes: an added token (or a
+     * duplicate spelling) can make the merged token's bytes other than the two joined, which
+     * the program's tokenizer refuses */
+    const tokenizer_token *tl = &t->tokens[l], *tr = &t->tokens[r], *tc = &t->tokens[c];
+    if ((uint64_t)tl->len + tr->len != tc->len || memcmp(tc->piece, tl->piece, tl->len) ||
+        memcmp(tc->piece + tl->len, tr->piece, tr->len))
+        return -3;
     return tokspec_add_merge(t, l, r, c, cap);
 }
 

@@ -8,6 +8,7 @@
  * EOS, UNK and the end-of-turn tokens from their *_token_id keys; add_bos_token false
  * leaves BOS out.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,8 @@ static int read_merges(const ckpt *c, tokenizer_spec *t, const gguf_kv *tokens)
         rc = tokspec_merge(t, &x, s->s, left, sp + 1, (size_t)s->len - left - 1, &cap);
         if (rc)
             diag_file_error(c->path, rc == -1 ? "out of memory"
+                            : rc == -3 ? "tokenizer.ggml.merges[%llu]: \"%.60s\": the merged "
+                              "token is not the two tokens joined"
                             : "tokenizer.ggml.merges[%llu]: \"%.60s\": a piece or the merged "
                               "piece is not in the vocabulary", (unsigned long long)m, s->s);
     }
@@ -148,6 +151,10 @@ int tokenizer_from_gguf(const ckpt *c, tokenizer_spec *out)
             gguf_item_int(types, (uint64_t)i, &type);
         if (scores)
             gguf_item_float(scores, (uint64_t)i, &score);
+        if (isnan(score)) {    /* merges compare scores: the program refuses a NaN */
+            diag_file_error(c->path, "tokenizer.ggml.scores[%d] is not a number", (int)i);
+            goto fail;
+        }
         uint32_t kind = type == GGUF_TOKEN_CONTROL || type == GGUF_TOKEN_UNKNOWN ||
                         type == GGUF_TOKEN_UNUSED ? KRT_TOK_CONTROL
                       : type == GGUF_TOKEN_BYTE ? KRT_TOK_BYTE : KRT_TOK_NORMAL;
@@ -190,7 +197,8 @@ int tokenizer_from_gguf(const ckpt *c, tokenizer_spec *out)
     } else {
         out->algorithm = KRT_TOK_RANK;
         out->flags = KRT_TOK_BYTE_UNITS;
-        if (read_pre(c, out) || read_merges(c, out, tokens))
+        if (read_pre(c, out) || read_merges(c, out, tokens) ||
+            tokspec_check_bytes(c->path, out) < 0)
             goto fail;
     }
     if (!add_bos)

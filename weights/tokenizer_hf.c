@@ -160,6 +160,8 @@ static int read_merges(const char *path, const json_t *merges, tokenizer_spec *t
         int rc = tokspec_merge(t, x, a, alen, b, blen, &cap);
         if (rc) {
             diag_file_error(path, rc == -1 ? "out of memory"
+                            : rc == -3 ? "model.merges[%zu] (\"%.*s\" + \"%.*s\"): the merged "
+                              "token is not the two tokens joined (an added token redefines one?)"
                             : "model.merges[%zu] (\"%.*s\" + \"%.*s\"): a piece or the merged "
                               "piece is not in the vocabulary", i, (int)(alen < 40 ? alen : 40), a,
                             (int)(blen < 40 ? blen : 40), b);
@@ -270,7 +272,8 @@ int tokenizer_from_hf_json(const char *path, tokenizer_spec *out)
         goto out;
     }
     if (read_form(path, root, out, &how) < 0 || read_tokens(path, root, out, how, &x) < 0 ||
-        read_merges(path, json_object_get(model, "merges"), out, &x) < 0)
+        read_merges(path, json_object_get(model, "merges"), out, &x) < 0 ||
+        tokspec_check_bytes(path, out) < 0)
         goto out;
     out->bos = template_bos(json_object_get(root, "post_processor"), &x);
     for (size_t k = 0; k < sizeof end_names / sizeof end_names[0]; k++) {

@@ -23,6 +23,10 @@ int tokspec_set(tokenizer_spec *t, int32_t id, const char *s, size_t len, tok_un
 int tokspec_add_merge(tokenizer_spec *t, int32_t a, int32_t b, int32_t c, uint32_t *cap);
 void tokspec_mark_eog(tokenizer_spec *t, int32_t id);
 int tokspec_is_byte_piece(const char *s, size_t len);
+/* A byte-level vocabulary (KRT_TOK_BYTE_UNITS) must give each of the 256 bytes a token
+ * that is not a control token, as the program's tokenizer requires (krt_tok_open refuses
+ * it otherwise). 0, or -1 after reporting against path. */
+int tokspec_check_bytes(const char *path, const tokenizer_spec *t);
 
 /* Strings to ids (the file's spellings, which the index points to, not copies). */
 typedef struct str_slot {
@@ -39,7 +43,8 @@ void str_index_add(str_index *x, const char *s, size_t len, int32_t id);  /* fir
 int32_t str_index_find(const str_index *x, const char *s, size_t len);   /* -1: absent */
 void str_index_free(str_index *x);
 /* The merge of the pieces the file spells a and b (their join must be a piece too): 0; -1
- * out of memory; -2 when a, b or their join is not in the index. */
+ * out of memory; -2 when a, b or their join is not in the index; -3 when the join's token
+ * is not the two tokens' bytes joined. */
 int tokspec_merge(tokenizer_spec *t, const str_index *x, const char *a, size_t alen,
                   const char *b, size_t blen, uint32_t *cap);
 
