@@ -92,6 +92,7 @@ typedef struct outfile {
     int fd;             /* where to write (with OUTFILE_STREAM, f's descriptor) */
     FILE *f;            /* with OUTFILE_STREAM (or for "-"), else NULL */
     int is_stdout;
+    int slot;           /* tmp's entry among the temporaries (tmp_register), or -1 */
 } outfile;
 
 /* mode: the permissions of the file that replaces or creates the path (0644, 0755). */
@@ -100,5 +101,28 @@ int outfile_write(outfile *o, const void *p, size_t n);   /* through f if open, 
 int outfile_copy_from(outfile *o, const char *src);        /* appends the bytes of src */
 int outfile_commit(outfile *o);   /* closes, then renames the temporary onto the path */
 void outfile_abort(outfile *o);   /* closes; removes the temporary (never the target) */
+
+/* ---------------------------------------------------------------- temporaries (outfile.c)
+ *
+ * What a build makes on the way (its folders under $TMPDIR, files in them, temporaries beside
+ * its outputs) is registered here, so that an error path and an interruption alike leave
+ * nothing: after tmp_install_handlers, SIGINT, SIGTERM and SIGHUP kill the child process
+ * running (its whole process group: the C compiler and what it starts) and wait for it,
+ * remove every registered path (latest first: files before their folder), then end kiln
+ * by the same signal. The handler only calls kill, waitpid, unlink and rmdir. Registered
+ * paths are copied; a full table (tmp_register returns -1) only loses that protection.
+ */
+const char *tmp_folder(void);                   /* $TMPDIR when set and not empty, else /tmp */
+int tmp_register(const char *path, int is_dir);  /* a slot, or -1 */
+void tmp_forget(int slot);                       /* the path is kept or gone: -1 is ignored */
+void tmp_install_handlers(void);
+/* fork() for a child the handler must stop: signals held while it starts, the child in a
+ * process group of its own (so that a signal meant for kiln reaches it through the handler,
+ * and through it the compiler's own children); tmp_wait reaps it. */
+int tmp_fork(void);
+int tmp_wait(int pid, int *status);              /* waitpid, EINTR retried; 0 or -1 */
+/* KILN_TEST_PAUSE=stage (tests only): at that stage, say so on stderr and sleep (up to a
+ * minute) so that a test can interrupt kiln there. Stages: "pack" (before a blob is written). */
+void tmp_test_pause(const char *stage);
 
 #endif

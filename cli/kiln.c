@@ -126,6 +126,8 @@ static const char usage_text[] =
     "  --embed-blob      --lib: the blob inside libNAME.a (NAME_open(&m, NULL)), no .kblob\n"
     "  --name N          --lib: the C name of the library's functions and files (default:\n"
     "                    the model's name, made a C identifier)\n"
+    "  --allow-nonfinite build: pack weights that are NaN or infinite (after conversion)\n"
+    "                    with a warning; without it they are an error naming the tensor\n"
     "  -v, --verbose     show the passes and the C compiler command\n"
     "  -w                print no warnings\n"
     "  -Werror           treat warnings as errors (exit 1, write nothing)\n"
@@ -166,7 +168,8 @@ static const char usage_text[] =
     "checkpoint need not hold it.\n"
     "\n"
     "environment: CC (the C compiler, default cc), KILN_RUNTIME_DIR (libkilnrt.a and include/,\n"
-    "default: beside this executable).\n"
+    "default: beside this executable), TMPDIR (build folders, default /tmp; a failed or\n"
+    "interrupted build leaves nothing there).\n"
     "\n"
     "example:\n"
     "  kiln weights examples/llama.kiln --seed 1 -o llama.safetensors\n"
@@ -193,6 +196,7 @@ typedef struct options {
     int lib, embed_blob;       /* --lib, --embed-blob */
     const char *lib_name;      /* --name N */
     const char *blob_out;      /* --blob FILE */
+    int allow_nonfinite;       /* --allow-nonfinite: pack NaN and infinities, with a warning */
 } options;
 
 static _Noreturn void usage_error(const char *fmt, const char *arg)
@@ -240,6 +244,7 @@ static const struct flag_option {
     {"--report", offsetof(options, report), 1},
     {"--lib", offsetof(options, lib), 1},
     {"--embed-blob", offsetof(options, embed_blob), 1},
+    {"--allow-nonfinite", offsetof(options, allow_nonfinite), 1},
     {"-v", offsetof(options, verbose), 1},
     {"--verbose", offsetof(options, verbose), 1},
     {"-w", offsetof(options, warnings), DIAG_NO_WARN},
@@ -1034,6 +1039,7 @@ static int cmd_build(const options *o_in)
                     "(--share-softmax, --keep-experts, --prune-experts); none is asked for",
                     o->calib);
     check_pass_options(o);
+    tmp_install_handlers();    /* an interrupted build leaves no temporaries (base/outfile.c) */
     ckpt *ck = NULL;
     if (o->weights) {
         if (o->verbose)
@@ -1072,8 +1078,10 @@ static int cmd_build(const options *o_in)
             DIE("out of memory");
         /* a llama2.c file must be read whole by the spec: the unchanged model is checked
          * (measure_divergence), as a changed one leaves some of it unread */
-        if (bind_weights(m, ck, packed, &owned, &nowned) != 0 ||
-            (!unchanged && bind_check_llama2c(m, ck) != 0))
+        finite_allow(o->allow_nonfinite);
+        int bound = bind_weights(m, ck, packed, &owned, &nowned);
+        finite_report(o->verbose);
+        if (bound != 0 || (!unchanged && bind_check_llama2c(m, ck) != 0))
             goto out;
     }
     if (diag_error_count())    /* -Werror: a warning leaves no program */

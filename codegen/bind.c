@@ -5,6 +5,8 @@
  * exist); each problem is reported at the declaration in the spec, naming the file. Each tensor is packed in its
  * storage dtype (ir_tensor.type.dtype, chosen by bind_storage_types): as the checkpoint holds
  * it when the dtypes agree (no copy), else converted (narrowing rounds to nearest even).
+ * What is packed is checked for NaN and infinities (finite.c) before it takes the panel
+ * layout, so that an index names a row and a column.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +213,11 @@ static void convert(void *dst, uint32_t to, const uint8_t *src, ckpt_dtype from,
             memcpy(d + 2 * j, &h, 2);
         }
     }
+}
+
+float bind_src_at(const bind_src *s, uint64_t j)
+{
+    return s->f ? s->f[j] : load_f32(s->ck, s->dt, j);
 }
 
 static void shape_text(int rank, const int64_t *dim, char *buf, size_t size)
@@ -494,8 +501,10 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
             bad++;
             continue;
         }
+        bind_src src = {NULL, NULL, CK_F32};   /* what conversion started from, for finite.c */
         if (ct && ckpt_storage(ct->dtype) == t->type.dtype) {   /* stored as is: no copy */
             p->data = ckpt_data(ck, ct);
+            bad += finite_check(t, p, &src) != 0;
         } else if (is_block(t->type.dtype)) {
             /* stacked or cut blocks as they are; anything else computed in f32 and quantized
              * once, as ggml's quantizers do */
@@ -503,23 +512,25 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
             if (!buf)
                 DIE("out of memory");
             ckpt_dtype cdt = block_ckpt(t->type.dtype);
+            (*owned)[(*nowned)++] = buf;
+            p->data = buf;
             if (t->recipe && blocks_exact(ck, t->recipe, cdt)) {
                 blocks_assemble(ck, t->recipe, cdt, buf);
+                bad += finite_check(t, p, &src) != 0;
             } else {
                 int64_t n = ir_type_numel(&t->type);
                 float *f = t->recipe ? recipe_eval(ck, t->recipe, t->decl) : load_all(ck, ct, n);
                 if (!f) {
-                    free(buf);
                     bad++;
                     continue;
                 }
                 quantize_rows(buf, code, f, t->type.dim[0], t->type.dim[1]);
+                src.f = f;
+                bad += finite_check(t, p, &src) != 0;
                 free(f);
             }
-            (*owned)[(*nowned)++] = buf;
-            p->data = buf;
         } else {
-            const uint8_t *src = ct ? ckpt_data(ck, ct) : NULL;
+            const uint8_t *from = ct ? ckpt_data(ck, ct) : NULL;
             float *made = NULL;
             if (t->recipe && !(made = recipe_eval(ck, t->recipe, t->decl))) {
                 bad++;
@@ -532,10 +543,12 @@ int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***o
                 convert(buf, code, (const uint8_t *)made, CK_F32,
                         (uint64_t)ir_type_numel(&t->type));
             else
-                convert(buf, code, src, ct->dtype, (uint64_t)ir_type_numel(&t->type));
-            free(made);
+                convert(buf, code, from, ct->dtype, (uint64_t)ir_type_numel(&t->type));
             (*owned)[(*nowned)++] = buf;
             p->data = buf;
+            src = made ? (bind_src){made, NULL, CK_F32} : (bind_src){NULL, from, ct->dtype};
+            bad += finite_check(t, p, &src) != 0;
+            free(made);
         }
         if (t->layout == IR_LAYOUT_PANEL)
             to_panels(p, *owned, nowned);

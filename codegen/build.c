@@ -1,12 +1,14 @@
 /* build.c - from a planned module and its packed weights to an executable on disk.
  *
- * The C goes into a temporary folder, is compiled and linked with the runtime, and the blob
- * is appended; the result is renamed onto the output only when every step worked, so a
- * failed build leaves no partial program (base/outfile.c). `kiln build` and the builds that
- * measure a pass's effect (calibration) both come through here, and so does --blob (the
- * program and its blob apart).
+ * The C goes into a temporary folder ($TMPDIR, else /tmp), is compiled and linked with the
+ * runtime, and the blob is appended; the result is renamed onto the output only when every
+ * step worked, so a failed build leaves no partial program (base/outfile.c), and the
+ * temporaries are registered so that an interrupted one leaves none either. `kiln build` and
+ * the builds that measure a pass's effect (calibration) both come through here, and so does
+ * --blob (the program and its blob apart).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,15 +35,19 @@ int codegen_build_program(const ir_module *m, const pack_tensor *packed, int npa
                           const char *out_path, const char *emit_c, int verbose)
 {
     int rc = -1;
-    char dir[] = "/tmp/kiln-build-XXXXXX", c_path[64], exe_path[64];
-    outfile exe = {.fd = -1};
+    char dir[PATH_MAX], c_path[PATH_MAX + 16], exe_path[PATH_MAX + 16];
+    outfile exe = {.fd = -1, .slot = -1};
     int exe_open = 0;
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
+    if (snprintf(dir, sizeof dir, "%s/kiln-build-XXXXXX", tmp_folder()) >= (int)sizeof dir ||
+        !mkdtemp(dir)) {
+        fprintf(stderr, "kiln: error: cannot make a temporary folder in %s: %s\n", tmp_folder(),
+                strerror(errno));
         return -1;
     }
     snprintf(c_path, sizeof c_path, "%s/model.c", dir);
     snprintf(exe_path, sizeof exe_path, "%s/prog", dir);
+    /* removed on an interruption too (base/outfile.c): the folder, then its files */
+    int slots[3] = {tmp_register(dir, 1), tmp_register(c_path, 0), tmp_register(exe_path, 0)};
     if (codegen_write_c(m, c_path) != 0)
         goto out;
     if (emit_c && codegen_write_c(m, emit_c) != 0)
@@ -77,6 +83,8 @@ out:
     unlink(c_path);
     unlink(exe_path);
     rmdir(dir);
+    for (int i = 0; i < 3; i++)
+        tmp_forget(slots[i]);
     return rc;
 }
 
@@ -97,6 +105,7 @@ int codegen_build_apart(const ir_module *m, const pack_tensor *packed, int npack
         return -1;
     }
     sprintf(tmp, "%s.kiln-blob", blob);
+    int slot = tmp_register(tmp, 0);
     int rc = pack_write_blob(tmp, packed, npacked) == 0 &&
              codegen_build_program(m, NULL, npacked, prog, emit_c, verbose) == 0 ? 0 : -1;
     if (rc == 0 && rename(tmp, blob) != 0) {
@@ -105,6 +114,7 @@ int codegen_build_apart(const ir_module *m, const pack_tensor *packed, int npack
     }
     if (rc != 0)
         unlink(tmp);
+    tmp_forget(slot);
     free(tmp);
     return rc;
 }

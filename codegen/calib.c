@@ -2,13 +2,15 @@
  * moves the logits.
  *
  * The unchanged and the changed module are each built into a temporary folder
- * (codegen_build_program), run teacher-forced on the calibration tokens
+ * under $TMPDIR (codegen_build_program), run teacher-forced on the calibration tokens
  * (`PROG --tokens ... --logits FILE --batch N`), and their logits compared row by row:
  * KL(reference || changed) of the rows' softmax, in nats, computed in double, and whether
- * the argmax agrees. The temporaries are removed on every path.
+ * the argmax agrees. The temporaries are removed on every path, an interruption included
+ * (registered: base/outfile.c).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,8 +128,9 @@ int32_t *calib_tokens(const char *path, int64_t vocab, int64_t ctx, int *n)
 
 /* The temporary folder of one comparison and the paths in it. */
 typedef struct calib_dir {
-    char dir[32];
-    char prog[2][64], logits[2][64], log[2][64];
+    char dir[PATH_MAX];
+    char prog[2][PATH_MAX + 32], logits[2][PATH_MAX + 32], log[2][PATH_MAX + 32];
+    int slots[7];              /* registered temporaries (base/outfile.c) */
 } calib_dir;
 
 static const char *const calib_role[2] = {"reference", "changed"};
@@ -140,6 +143,8 @@ static void calib_dir_remove(const calib_dir *d)
         unlink(d->log[k]);
     }
     rmdir(d->dir);
+    for (int i = 0; i < 7; i++)
+        tmp_forget(d->slots[i]);
 }
 
 /* Prints the first lines of a run's standard error (why it failed). */
@@ -165,7 +170,7 @@ static int calib_run(const calib_dir *d, int k, const char *tokens, int batch, i
         fprintf(stderr, "kiln: calibration: %s --tokens (%zu bytes) --logits %s --batch %s\n",
                 d->prog[k], strlen(tokens), d->logits[k], batch_text);
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = tmp_fork();    /* an interrupted kiln stops it first (base/outfile.c) */
     if (pid < 0) {
         fprintf(stderr, "kiln: error: calibration: cannot start a process: %s\n", strerror(errno));
         return -1;
@@ -182,12 +187,11 @@ static int calib_run(const calib_dir *d, int k, const char *tokens, int batch, i
         _exit(127);
     }
     int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) {
-            fprintf(stderr, "kiln: error: calibration: waiting for the %s program: %s\n",
-                    calib_role[k], strerror(errno));
-            return -1;
-        }
+    if (tmp_wait(pid, &status) < 0) {
+        fprintf(stderr, "kiln: error: calibration: waiting for the %s program: %s\n",
+                calib_role[k], strerror(errno));
+        return -1;
+    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFEXITED(status))
@@ -299,18 +303,23 @@ int calib_compare(const ir_module *ref, const pack_tensor *ref_w, const ir_modul
                 "the reference %lld\n", (long long)changed->vocab, (long long)ref->vocab);
         return -1;
     }
-    calib_dir d;
-    snprintf(d.dir, sizeof d.dir, "/tmp/kiln-calib-XXXXXX");
-    if (!mkdtemp(d.dir)) {
-        fprintf(stderr, "kiln: error: cannot make a temporary folder: %s\n", strerror(errno));
+    static calib_dir d;        /* large paths: not on the stack */
+    if (snprintf(d.dir, sizeof d.dir, "%s/kiln-calib-XXXXXX", tmp_folder()) >= (int)sizeof d.dir ||
+        !mkdtemp(d.dir)) {
+        fprintf(stderr, "kiln: error: cannot make a temporary folder in %s: %s\n", tmp_folder(),
+                strerror(errno));
         return -1;
     }
-    char base[sizeof d.dir];   /* a copy: gcc -Wrestrict cannot tell d.dir from the targets */
+    static char base[sizeof d.dir];   /* a copy: gcc -Wrestrict cannot tell d.dir from them */
     memcpy(base, d.dir, sizeof base);
+    d.slots[0] = tmp_register(d.dir, 1);
     for (int k = 0; k < 2; k++) {
         snprintf(d.prog[k], sizeof d.prog[k], "%s/%s", base, calib_role[k]);
         snprintf(d.logits[k], sizeof d.logits[k], "%s/%s.logits", base, calib_role[k]);
         snprintf(d.log[k], sizeof d.log[k], "%s/%s.log", base, calib_role[k]);
+        d.slots[1 + 3 * k] = tmp_register(d.prog[k], 0);
+        d.slots[2 + 3 * k] = tmp_register(d.logits[k], 0);
+        d.slots[3 + 3 * k] = tmp_register(d.log[k], 0);
     }
     const ir_module *mod[2] = {ref, changed};
     const pack_tensor *w[2] = {ref_w, changed_w};

@@ -47,7 +47,7 @@ static int run(char *const argv[], int verbose)
             fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
         fputc('\n', stderr);
     }
-    pid_t pid = fork();
+    pid_t pid = tmp_fork();    /* an interrupted kiln stops it first (base/outfile.c) */
     if (pid < 0)
         return -1;
     if (pid == 0) {
@@ -56,9 +56,8 @@ static int run(char *const argv[], int verbose)
         _exit(127);
     }
     int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
+    if (tmp_wait(pid, &status) < 0)
+        return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

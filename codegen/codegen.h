@@ -117,6 +117,23 @@ int bind_storage_types(ir_module *m, const ckpt *ck, const char *wtype, const bi
  * problem at the spec's declaration; returns 0 or -1. */
 int bind_weights(const ir_module *m, const ckpt *ck, pack_tensor *out, void ***owned, int *nowned);
 void bind_free(void **owned, int nowned);
+
+/* What a packed tensor was converted from (finite.c says why a value became non-finite): f
+ * (f32 values), or ck in the checkpoint dtype dt; neither when it is packed as stored. */
+typedef struct bind_src {
+    const float *f;
+    const uint8_t *ck;
+    ckpt_dtype dt;
+} bind_src;
+float bind_src_at(const bind_src *s, uint64_t j);   /* element j as f32 */
+
+/* finite.c: NaN and infinities in what is packed (rows layout, after conversion). Checks
+ * tensor p of t: 0, or -1 after an error at t's declaration (the tensor, the first index,
+ * the cause) unless finite_allow(1) (--allow-nonfinite), which counts them for
+ * finite_report: one warning with the totals (and with verbose the time the scans took). */
+void finite_allow(int on);
+int finite_check(const ir_tensor *t, const pack_tensor *p, const bind_src *src);
+void finite_report(int verbose);
 /* For llama2.c checkpoints: the header fields shapes do not show (heads, kv_heads, layers;
  * not seq_len, a capacity) must equal the spec's parameters of those names, and the spec must
  * read every tensor of the file. Reports and returns -1 otherwise; 0 for other formats. */

@@ -26,9 +26,9 @@ extern const char kiln_lib_header_template[], kiln_lib_api_template[];
 
 /* The functions NAME.h declares: the only global symbols of libNAME.a. */
 static const char *const api_functions[] = {
-    "open", "close", "name", "vocab", "n_ctx", "max_batch", "context_new", "context_free",
-    "reset", "pos", "eval", "logits", "sample", "seed", "set_param", "encode", "decode", "bos", "eos",
-    "is_eog", "model_error", "context_error", "strerror",
+    "open", "close", "verify", "name", "vocab", "n_ctx", "max_batch", "context_new",
+    "context_free", "reset", "pos", "eval", "logits", "sample", "seed", "set_param", "encode",
+    "decode", "bos", "eos", "is_eog", "model_error", "context_error", "strerror",
 };
 #define N_API (sizeof api_functions / sizeof api_functions[0])
 
@@ -247,6 +247,13 @@ int codegen_build_library(const ir_module *m, const pack_tensor *packed, int npa
         return -1;
     }
     lib_paths_make(&p, name);
+    /* removed on an interruption too (base/outfile.c): the folder, then every file in it */
+    const char *work[] = {p.model_c, p.model_o, p.api_c, p.api_o, p.blob_s, p.blob_o, p.keep,
+                          p.joined, p.header, p.archive, p.blob};
+    int slots[12];
+    slots[0] = tmp_register(p.dir, 1);
+    for (int i = 0; i < 11; i++)
+        slots[i + 1] = tmp_register(work[i], 0);
     char flags[300];
     const char *extra = codegen_program_cflags();
     snprintf(flags, sizeof flags, "%s%s", *extra ? " " : "", extra);
@@ -263,6 +270,8 @@ int codegen_build_library(const ir_module *m, const pack_tensor *packed, int npa
             unlink(p.blob);
         rc = move_into(&p, out, name, embed);
     }
+    for (int i = 0; i < 12; i++)   /* moved to out, or about to be removed */
+        tmp_forget(slots[i]);
     remove_work(&p, out, rc == 1);
     if (rc == 1) {             /* mkdtemp made it 0700: a folder as any other */
         mode_t mask = umask(0);

@@ -2,7 +2,9 @@
  *
  * The header, entry table and names are built in memory; tensor data is written straight
  * from the caller's buffers in large chunks, with zero padding between tensors so every
- * data offset is a multiple of KBLOB_ALIGN.
+ * data offset is a multiple of KBLOB_ALIGN. Every blob ends with the checksums entry
+ * (kiln_blob.h, KBLOB_CHECKSUMS): one pass over the weights in memory before they are
+ * written, at memory speed.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -10,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,18 +121,50 @@ static int check_tensors(const char *path, const pack_tensor *t, int n)
     return 0;
 }
 
-/* Write the blob at fd's current position; *size gets its length. Reports its own errors. */
-static int write_blob(int fd, const char *path, const pack_tensor *t, int n, uint64_t *size)
+/* The checksums entry (kiln_blob.h, KBLOB_CHECKSUMS) of the n tensors before it, into sums
+ * (n + 2 words): each tensor's data, the metadata [0, meta_len), then the words before. */
+static void checksum_words(const pack_tensor *t, int n, const char *meta, uint64_t meta_len,
+                           uint64_t *sums)
 {
-    if (check_tensors(path, t, n) < 0)
+    for (int i = 0; i < n; i++)
+        sums[i] = kblob_hash64(t[i].data, t[i].nbytes);
+    sums[n] = kblob_hash64(meta, meta_len);
+    sums[n + 1] = kblob_hash64(sums, 8 * ((uint64_t)n + 1));
+}
+
+/* Write the blob at fd's current position: the n tensors, then the checksums entry; *size
+ * gets its length. Reports its own errors. */
+static int write_blob(int fd, const char *path, const pack_tensor *in, int nin, uint64_t *size)
+{
+    if (nin < 0 || nin > INT32_MAX - 1 || (nin > 0 && !in)) {
+        pack_error(path, "bad tensor list (%d tensors)", nin);
         return -1;
+    }
+    int n = nin + 1;
+    pack_tensor *t = calloc((size_t)n, sizeof *t);
+    uint64_t *sums = calloc((size_t)n + 1, 8);
+    if (!t || !sums) {
+        free(t), free(sums);
+        pack_error(path, "out of memory");
+        return -1;
+    }
+    if (nin)
+        memcpy(t, in, (size_t)nin * sizeof *t);
+    t[nin] = (pack_tensor){KBLOB_CHECKSUMS, KBLOB_U8, 1, {8 * ((uint64_t)nin + 2)}, sums,
+                           8 * ((uint64_t)nin + 2), KBLOB_ROWS};
+    if (check_tensors(path, t, n) < 0) {
+        free(t), free(sums);
+        return -1;
+    }
+    tmp_test_pause("pack");
     uint64_t table = sizeof(kblob_header), names = table + (uint64_t)n * sizeof(kblob_entry);
     uint64_t pos = names;
     for (int i = 0; i < n; i++)
         pos += strlen(t[i].name) + 1;
-    uint64_t meta_size = pos;
-    char *meta = calloc(1, (size_t)meta_size);
+    uint64_t meta_size = pos, first = align_up(meta_size, KBLOB_ALIGN);
+    char *meta = calloc(1, (size_t)first);   /* with the zeros up to the first tensor */
     if (!meta) {
+        free(t), free(sums);
         pack_error(path, "out of memory");
         return -1;
     }
@@ -160,6 +195,7 @@ static int write_blob(int fd, const char *path, const pack_tensor *t, int n, uin
     }
     h.total_size = data_pos;
     memcpy(meta, &h, sizeof h);
+    checksum_words(t, nin, meta, first, sums);
 
     int rc = write_all(fd, meta, meta_size);
     uint64_t at = meta_size;
@@ -171,6 +207,8 @@ static int write_blob(int fd, const char *path, const pack_tensor *t, int n, uin
         at = start + t[i].nbytes;
     }
     free(meta);
+    free(t);
+    free(sums);
     if (rc < 0) {
         pack_error(path, "cannot write: %s", strerror(errno));
         return -1;

@@ -1,8 +1,10 @@
 /* pack.h - writing the weight blob (format: runtime/kiln_blob.h).
  *
  * The blob is laid out as: header, entry table, names, then each tensor's data at a
- * KBLOB_ALIGN-aligned offset. pack_append_blob appends it to a linked executable (page-aligned,
- * followed by a kblob_trailer); pack_write_blob writes it as a file of its own.
+ * KBLOB_ALIGN-aligned offset, the last entry the checksums of the others (KBLOB_CHECKSUMS,
+ * added here: callers pass only their tensors). pack_append_blob appends it to a linked
+ * executable (page-aligned, followed by a kblob_trailer); pack_write_blob writes it as a
+ * file of its own.
  * Errors are reported on stderr as `PATH: error: ...`; the functions return 0 or -1.
  */
 #ifndef KILN_PACK_H

@@ -3,9 +3,10 @@
  * The blob is untrusted input: the trailer, the header, the entry table, every name, offset
  * and size are checked (overflow-safe) before anything is dereferenced, and each tensor is
  * then compared with kiln_model.tensors[]; entries past them (the tokenizer) are checked for
- * bounds and size too. Any problem ends in one clear message: on standard error for a
- * program, into the caller's buffer for the C library (krt_say), which also opens a blob
- * already in memory (the one embedded in libNAME.a).
+ * bounds and size too; krt_blob_verify recomputes the checksums (PROG --verify), which a
+ * start does not (a pass over every byte). Any problem ends in one clear message: on
+ * standard error for a program, into the caller's buffer for the C library (krt_say), which
+ * also opens a blob already in memory (the one embedded in libNAME.a).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -188,6 +189,15 @@ static int check_extra(const krt_say *say, uint32_t i, const unsigned char *base
         b->tokenizer = base + e->offset;
         b->tokenizer_bytes = e->nbytes;
     }
+    if (!strcmp(nm, KBLOB_CHECKSUMS)) {
+        /* the last entry, a word for each entry before it, the metadata and itself */
+        if (e->dtype != KBLOB_U8 || e->rank != 1 || i + 1 != b->n_entries ||
+            e->nbytes != 8 * ((uint64_t)i + 2)) {
+            blob_error(say, "entry %u '%s': not the last entry, of %u u64 words", i, nm, i + 2);
+            return -1;
+        }
+        b->checksums = base + e->offset;
+    }
     return 0;
 }
 
@@ -227,6 +237,10 @@ static int check_blob(const krt_say *say, const char *file, const krt_model *m,
     }
     krt_say named = *say;      /* a tensor's messages name the file too */
     named.file = file;
+    b->base = base;
+    b->size = size;
+    b->table = h.table_offset;
+    b->n_entries = h.n_tensors;
     for (int i = 0; i < m->n_tensors; i++) {
         kblob_entry e;
         memcpy(&e, base + h.table_offset + (uint64_t)i * sizeof e, sizeof e);
@@ -391,12 +405,60 @@ int krt_blob_huge(krt_blob *b, krt_huge mode)
         b->w[i] = (const unsigned char *)b->w[i] + shift;
     if (b->tokenizer)
         b->tokenizer = (const unsigned char *)b->tokenizer + shift;
+    if (b->checksums)
+        b->checksums = (const unsigned char *)b->checksums + shift;
+    b->base += shift;
     munmap(b->map, b->map_len);
     b->map = at;
     b->map_len = len;
     b->huge = 1;
     b->huge_bytes = huge_bytes_of(at, len);
     return 0;
+}
+
+int krt_blob_verify(const krt_blob *b, const krt_say *say, const char *file)
+{
+    krt_say named = *say;
+    named.file = file;
+    if (!b->checksums) {
+        blob_error(&named, "no checksums (entry '%s'): built by an older kiln; rebuild it to "
+                           "verify it", KBLOB_CHECKSUMS);
+        return -1;
+    }
+    uint32_t k = b->n_entries - 1;
+    uint64_t *sums = malloc(8 * ((size_t)k + 2)), first = 0;
+    if (!sums) {
+        blob_error(&named, "out of memory");
+        return -1;
+    }
+    memcpy(sums, b->checksums, 8 * ((size_t)k + 2));
+    int bad = 0;
+    if (kblob_hash64(sums, 8 * ((uint64_t)k + 1)) != sums[k + 1]) {
+        blob_error(&named, "entry %u '%s' is damaged (its own checksum does not match)", k,
+                   KBLOB_CHECKSUMS);
+        free(sums);
+        return -1;
+    }
+    for (uint32_t i = 0; i < k && (!say->err || !bad); i++) {
+        kblob_entry e;
+        memcpy(&e, b->base + b->table + (uint64_t)i * sizeof e, sizeof e);
+        if (i == 0)
+            first = e.offset;
+        if (kblob_hash64(b->base + e.offset, e.nbytes) != sums[i]) {
+            blob_error(&named, "%s %u '%s' (blob bytes %llu .. %llu) is damaged: its checksum "
+                               "does not match", i < (uint32_t)b->n ? "tensor" : "entry", i,
+                       (const char *)b->base + e.name_offset, (unsigned long long)e.offset,
+                       (unsigned long long)(e.offset + e.nbytes));
+            bad++;
+        }
+    }
+    if ((!say->err || !bad) && kblob_hash64(b->base, first) != sums[k]) {
+        blob_error(&named, "the header, entry table or names (blob bytes 0 .. %llu) are "
+                           "damaged: their checksum does not match", (unsigned long long)first);
+        bad++;
+    }
+    free(sums);
+    return bad ? -1 : 0;
 }
 
 void krt_blob_close(krt_blob *b)

@@ -4,7 +4,8 @@
  * then feeds the prompt through kiln_model.forward in blocks of up to --batch tokens: with
  * --logits it asks for and writes every row's logits (teacher forcing); otherwise only the
  * last row's are computed, and -n samples (sample.c) and feeds back new tokens one at a time.
- * Usage errors exit 2, run-time errors (blob, I/O) exit 1.
+ * Usage errors exit 2, run-time errors (blob, I/O, logits that are NaN or infinite: never
+ * sampled from) exit 1. --verify recomputes the blob's checksums (blob.c) and exits.
  * The state (the KV caches) is an anonymous mapping: its pages are zero until written, so a
  * program compiled for a long context costs memory only for the positions a run reaches
  * (--ctx N caps them below the compiled context). Between runs (--bench) only the cache rows
@@ -59,6 +60,7 @@ typedef struct opts {
     const char *prompt;        /* --prompt TEXT, or NULL */
     int interactive;           /* -i: lines of standard input, one turn each */
     int ignore_eos;            /* --ignore-eos: end-of-generation tokens do not stop it */
+    int verify;                /* --verify: recompute the blob's checksums, then exit */
 } opts;
 
 static const char *prog = "kiln-program";
@@ -284,12 +286,13 @@ static void help(void)
            "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--stats] [--threads N] [--batch N] [--ctx N]\n"
            "        [--blob FILE] [--bench] [--profile-routing FILE] [--cpu]\n"
+           "    %s --verify [--blob FILE]\n"
            "    %s --prompt TEXT | -i [-n N] [--ignore-eos] [--temp T] [--top-k K] [--top-p P]\n"
            "        [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
            "        [--set NAME=VALUE]... [--threads N] [--batch N] [--ctx N] [--blob FILE]\n"
            "    %s [--bench-pp P] [--bench-tg N] [--threads N] [--batch N] [--ctx N]\n"
            "        [--set NAME=VALUE]... [--blob FILE]\n\n",
-           prog, prog, prog);
+           prog, prog, prog, prog);
     printf("DESCRIPTION\n"
            "    Feeds the prompt IDS through the model at positions 0, 1, ..., in blocks of up to\n"
            "    --batch tokens, and then generates tokens, each fed back at the next position.\n"
@@ -350,6 +353,11 @@ static void help(void)
            "                    generation stops, with a note, at N positions; the KV caches\n"
            "                    use (and --stats reports) only N positions.\n"
            "    --blob FILE     read the weights from the standalone blob FILE instead.\n"
+           "    --verify        recompute the checksums kiln build stored in the weight blob\n"
+           "                    (every tensor, the header and table): print OK and exit 0, or\n"
+           "                    name each damaged tensor and exit 1. A start checks only the\n"
+           "                    header and the table (not a pass over every weight byte).\n"
+           "                    Takes only --blob FILE.\n"
            "    --huge-pages M  auto (default), on or off: copy the weights at start onto\n"
            "                    transparent huge pages (2 MiB: a matrix product walks its\n"
            "                    weights with far fewer TLB misses); auto does it for blobs of\n"
@@ -415,7 +423,10 @@ static void help(void)
     for (int i = 0; i < m->n_stats; i++)
         if (!is_route_stat(m->stat_names[i]))
             printf("    %s\n", m->stat_names[i]);
-    printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n");
+    printf("\nEXIT STATUS\n    0 success, 1 run-time error (weights, output), 2 usage error.\n"
+           "    Logits that hold a NaN or an infinity are a run-time error: generation (-n,\n"
+           "    --prompt, -i) stops before sampling from them, printing nothing for that token;\n"
+           "    --logits writes every row it computed, then fails.\n");
 }
 
 /* ---- --cpu ---- */
@@ -440,6 +451,62 @@ static void print_cpu(void)
         if (feat[i].on)
             printf(" %s", feat[i].name), any = 1;
     printf("%s; brand \"%s\"\n", any ? "" : " none", k->brand);
+}
+
+/* ---- --verify ---- */
+
+/* The blob's checksums recomputed: OK on standard output and 0, or each damaged region on
+ * standard error and 1. */
+static int verify_blob(const opts *o, const krt_blob *b)
+{
+    char self[4096];
+    const char *file = o->blob;
+    if (!file) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[n > 0 ? n : 0] = 0;
+        file = n > 0 ? self : prog;
+    }
+    if (krt_blob_verify(b, &(krt_say){prog, NULL, 0, NULL}, file) != 0)
+        return 1;
+    printf("%s: weight blob OK: %u entries, %llu bytes, every checksum matches\n", file,
+           b->n_entries, (unsigned long long)b->size);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ---- non-finite logits ---- */
+
+/* Where the first non-finite logit of a run was: position, token id, value (pos -1: none). */
+typedef struct bad_logit {
+    int64_t pos, id;
+    float v;
+} bad_logit;
+
+static void logits_error(const bad_logit *b)
+{
+    fflush(stdout);
+    fatal("the logits at position %lld are not finite (%s at token id %lld); the weights or "
+          "the model produce %s", (long long)b->pos, isnan(b->v) ? "NaN" : b->v > 0 ? "+Inf"
+          : "-Inf", (long long)b->id, isnan(b->v) ? "NaN" : "infinities");
+}
+
+/* Whether the logits row of position pos holds a NaN or an infinity (then *b says where):
+ * sampling from it would give token 0 or garbage, silently. One pass over the bits that the
+ * compiler vectorizes (krt_nonfinite_at). */
+static int bad_row(const float *row, int64_t pos, bad_logit *b)
+{
+    int64_t id = krt_nonfinite_at(row, kiln_model.vocab);
+    if (id < 0)
+        return 0;
+    *b = (bad_logit){pos, id, row[id]};
+    return 1;
+}
+
+/* Ends the program when the row about to be sampled from is not finite. */
+static void check_logits(const float *row, int64_t pos)
+{
+    bad_logit b;
+    if (bad_row(row, pos, &b))
+        logits_error(&b);
 }
 
 /* ---- the command line ---- */
@@ -527,6 +594,8 @@ static void parse_args(opts *o, int argc, char **argv)
             if (!has_route_stats())
                 usage_error("--profile-routing: the model '%s' has no routed experts",
                             kiln_model.name);
+        } else if (FLAG("--verify") && !val) {
+            o->verify = 1;
         } else if (FLAG("--stats") && !val) {
             o->stats = 1;
         } else if (FLAG("--bench") && !val) {
@@ -536,6 +605,12 @@ static void parse_args(opts *o, int argc, char **argv)
         }
 #undef FLAG
 #undef VALUE
+    }
+    if (o->verify) {                                 /* the blob's checksums, nothing else */
+        if (tokens || o->prompt || o->interactive || o->logits || o->n_gen >= 0 || o->bench ||
+            o->stats || o->profile || o->bench_pp >= 0 || o->bench_tg >= 0)
+            usage_error("--verify checks the weight blob and exits; it takes only --blob FILE");
+        return;
     }
     if (o->bench_pp >= 0 || o->bench_tg >= 0) {      /* bench.c: a run of its own */
         if (tokens || o->logits || o->n_gen >= 0 || o->bench || o->stats || o->profile ||
@@ -605,9 +680,13 @@ static double now(void);
 
 /* One pass: prompt, then generation. Writes logits rows to logf and generated ids to out
  * when they are not NULL; *prompt_s gets the seconds the prompt took. Returns the number of
- * positions run. */
-static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *prompt_s)
+ * positions run. A row written to logf that is not finite sets *bad (the first; pos -1:
+ * none) and nothing is generated: the caller writes the file whole and then fails; without
+ * logf a row sampled from that is not finite ends the program. */
+static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *prompt_s,
+                   bad_logit *bad)
 {
+    bad->pos = -1;
     const krt_model *m = &kiln_model;
     krt_ctx *c = &s->c;
     clear_state(s);            /* the frame needs no clearing: a call writes a value before it reads it */
@@ -622,8 +701,11 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
         if (!c->logits)
             fatal("internal error: forward did not set the logits");
         if (logf)
-            for (int64_t t = 0; t < T; t++)
+            for (int64_t t = 0; t < T; t++) {
                 write_row(logf, c->logits + t * m->vocab, m->vocab);
+                if (bad->pos < 0)
+                    bad_row(c->logits + t * m->vocab, pos + t, bad);
+            }
         last = c->logits + (T - 1) * m->vocab;
         pos += T;
         s->written = pos;
@@ -640,7 +722,8 @@ static int64_t run(const opts *o, run_state *s, FILE *logf, FILE *out, double *p
     for (int64_t i = 0; i < o->n_tokens; i++)   /* the prompt counts, as in llama.cpp */
         krt_sampler_accept(&smp, o->tokens[i]);
     int64_t made = 0;
-    for (; made < o->n_gen; made++) {
+    for (; made < o->n_gen && bad->pos < 0; made++) {   /* not past a row --logits wrote bad */
+        check_logits(last, pos - 1);
         int32_t next = krt_sampler_next(&smp, last);
         krt_sampler_accept(&smp, next);
         if (out)
@@ -691,7 +774,8 @@ static void bench(const opts *o, run_state *s)
     int64_t steps = 0;
     for (int64_t r = 0; r < o->bench_runs; r++) {
         double t0 = now(), ps;
-        steps = run(o, s, NULL, NULL, &ps);
+        bad_logit bad;
+        steps = run(o, s, NULL, NULL, &ps, &bad);
         double dt = now() - t0;
         all[r] = dt > 0 ? (double)steps / dt : INFINITY;
         prompt[r] = ps > 0 ? (double)o->n_tokens / ps : INFINITY;
@@ -814,6 +898,7 @@ static int generate(text_run *r)
 {
     const krt_model *m = &kiln_model;
     for (int64_t made = 0; made < r->o->n_gen; made++) {
+        check_logits(r->last, r->pos - 1);
         int32_t next = krt_sampler_next(&r->smp, r->last);
         if (!r->o->ignore_eos && krt_tok_is_eog(r->tok, next))
             return 0;
@@ -947,6 +1032,8 @@ int main(int argc, char **argv)
     krt_blob blob;
     if (krt_blob_open(&blob, prog, o.blob, m) < 0)
         return 1;
+    if (o.verify)
+        return verify_blob(&o, &blob);
     if (krt_blob_huge(&blob, o.huge) != 0 && o.huge == KRT_HUGE_ON)
         fprintf(stderr, "%s: note: --huge-pages on: no memory for the copy; the weights stay "
                         "where they are mapped\n", prog);
@@ -1020,7 +1107,8 @@ int main(int argc, char **argv)
         partial_file = tmp;
     }
     double prompt_s;
-    run(&o, &s, logf, stdout, &prompt_s);
+    bad_logit nonfinite;
+    run(&o, &s, logf, stdout, &prompt_s, &nonfinite);
     if (logf && logf != stdout && !tmp) {
         int bad = ferror(logf);
         if (fclose(logf) != 0 || bad)
@@ -1037,6 +1125,8 @@ int main(int argc, char **argv)
     }
     if (fflush(stdout) != 0 || ferror(stdout))
         fatal("cannot write to standard output");
+    if (nonfinite.pos >= 0)    /* the rows are written, whole: then the error */
+        logits_error(&nonfinite);
     if (o.stats)
         report_stats(&o, &s.c, &blob);
     if (o.profile)

@@ -11,6 +11,11 @@
  * found by name: "kiln.tokenizer" (KBLOB_TOKENIZER), dtype KBLOB_U8, rank 1, dims[0] its
  * bytes: the serialized tokenizer (runtime/tokenizer.c). A program checks every extra entry
  * as it checks a tensor (name, bounds, size) and skips one it does not know.
+ * "kiln.checksums" (KBLOB_CHECKSUMS), dtype KBLOB_U8, rank 1, the last entry, index k:
+ * k + 2 little-endian u64: kblob_hash64 of each entry's data before it (entry 0 .. k-1, in
+ * table order), then of the blob's bytes [0, entry 0's offset) (header, table, names), then
+ * of those k + 1 words. `PROG --verify` recomputes them (runtime/blob.c); a program does not
+ * at start (a pass over every weight byte). A blob without it still reads.
  *
  * `kiln build` appends the blob to the executable it writes, at a page-aligned file offset,
  * followed by a kblob_trailer as the file's last bytes; the program maps itself
@@ -34,6 +39,7 @@
 enum { KBLOB_F32 = 0, KBLOB_F16 = 1, KBLOB_BF16 = 2, KBLOB_Q8_0 = 8, KBLOB_Q4_0 = 9,
        KBLOB_U8 = 16 };
 #define KBLOB_TOKENIZER "kiln.tokenizer"
+#define KBLOB_CHECKSUMS "kiln.checksums"
 #define KBLOB_BLOCK 32u
 
 /* Layouts of a tensor's bytes. KBLOB_ROWS: row after row (rank 0..4, rows of the last
@@ -130,6 +136,47 @@ static inline int kblob_tensor_bytes(uint32_t dtype, uint32_t rank, const uint64
     if (kblob_row_bytes(dtype, rank ? dims[rank - 1] : 1, &row) < 0)
         return -1;
     return __builtin_mul_overflow(rows, row, bytes) ? -1 : 0;
+}
+
+/* kblob_hash64: the 64-bit checksum of n bytes. Four lanes take the 8-byte little-endian
+ * words in turn (word i to lane i % 4), each lane h = (h ^ w) * K; h ^= h >> 29 (both steps
+ * invertible, so one changed word always changes its lane); the last 1..7 bytes, zero-padded,
+ * are one more word; the lanes and n are then mixed and finished with splitmix64's
+ * finalizer. Not cryptographic: it finds damage, not tampering. Four independent chains
+ * keep it at memory speed (several GB/s). */
+#define KBLOB_HASH_K 0x9e3779b97f4a7c15ull
+static inline uint64_t kblob_hash_step(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * KBLOB_HASH_K;
+    return h ^ (h >> 29);
+}
+
+static inline uint64_t kblob_hash64(const void *data, uint64_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    uint64_t h[4] = {0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull,
+                     0x082efa98ec4e6c89ull}, w;
+    uint64_t words = n / 8, i = 0;
+    for (; i + 4 <= words; i += 4)
+        for (int l = 0; l < 4; l++) {
+            __builtin_memcpy(&w, p + 8 * (i + (uint64_t)l), 8);
+            h[l] = kblob_hash_step(h[l], w);
+        }
+    for (; i < words; i++) {
+        __builtin_memcpy(&w, p + 8 * i, 8);
+        h[i % 4] = kblob_hash_step(h[i % 4], w);
+    }
+    if (n % 8) {
+        w = 0;
+        __builtin_memcpy(&w, p + 8 * words, n % 8);
+        h[words % 4] = kblob_hash_step(h[words % 4], w);
+    }
+    uint64_t r = n;
+    for (int l = 0; l < 4; l++)
+        r = kblob_hash_step(r, h[l]);
+    r ^= r >> 30, r *= 0xbf58476d1ce4e5b9ull;
+    r ^= r >> 27, r *= 0x94d049bb133111ebull;
+    return r ^ (r >> 31);
 }
 
 /* ---- element conversions (exact widening; narrowing rounds to nearest even) ---- */

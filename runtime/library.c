@@ -12,6 +12,7 @@
 
 #include "library.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,7 @@ const char *krt_lib_strerror(int code)
     case KRT_LIB_ERR_RANGE: return "outside the context or the vocabulary";
     case KRT_LIB_ERR_NO_TOKENIZER: return "the weight blob carries no tokenizer";
     case KRT_LIB_ERR_NO_LOGITS: return "no logits yet: eval first";
+    case KRT_LIB_ERR_NONFINITE: return "the logits are not finite (NaN or infinity)";
     default: return "unknown error code";
     }
 }
@@ -113,6 +115,16 @@ int krt_lib_open(krt_lib **out, const krt_model *m, const char *path, const void
         return rc;
     l->ready = 1;
     return KRT_LIB_OK;
+}
+
+int krt_lib_verify(krt_lib *l)
+{
+    if (!l || !l->ready)
+        return KRT_LIB_ERR_ARGUMENT;
+    krt_say say = {l->m->name, l->err, sizeof l->err, NULL};
+    l->err[0] = 0;
+    return krt_blob_verify(&l->blob, &say, l->blob.map ? "the blob file" : "the embedded blob")
+           ? KRT_LIB_ERR_BLOB : KRT_LIB_OK;
 }
 
 void krt_lib_close(krt_lib *l)
@@ -292,6 +304,12 @@ int krt_lib_sample(krt_lib_ctx *x, float temp, float top_p, uint64_t *rng, int32
                     "top_p %g in (0, 1]", (double)temp, (double)top_p);
     if (!x->last)
         return fail(x->err, KRT_LIB_ERR_NO_LOGITS, "sample: no logits yet (eval first)");
+    int64_t bad = krt_nonfinite_at(x->last, x->lib->m->vocab);
+    if (bad >= 0)
+        return fail(x->err, KRT_LIB_ERR_NONFINITE, "sample: the logits at position %lld are not "
+                    "finite (%s at token id %lld); the weights or the model produce NaN or "
+                    "infinities", (long long)x->pos - 1, isnan(x->last[bad]) ? "NaN" : "Inf",
+                    (long long)bad);
     krt_rng held = {rng ? *rng : 0}, *r = rng ? &held : &x->rng;
     /* the program's chain with only these two options on (no penalty: no window) */
     krt_sampling o = {.temp = temp, .top_p = top_p, .min_p = 0, .repeat_penalty = 1,

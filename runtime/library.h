@@ -31,6 +31,7 @@ enum {
                                       the vocabulary */
     KRT_LIB_ERR_NO_TOKENIZER = -5, /* the blob carries no tokenizer */
     KRT_LIB_ERR_NO_LOGITS = -6,    /* sampling before any eval */
+    KRT_LIB_ERR_NONFINITE = -7,    /* the logits sampled from hold a NaN or an infinity */
 };
 
 typedef struct krt_lib krt_lib;
@@ -43,6 +44,9 @@ typedef struct krt_lib_ctx krt_lib_ctx;
 int krt_lib_open(krt_lib **out, const krt_model *m, const char *path, const void *embedded,
                  size_t embedded_size);
 void krt_lib_close(krt_lib *l);
+/* Recomputes the blob's checksums (kiln_blob.h): KRT_LIB_OK, or KRT_LIB_ERR_BLOB with the
+ * first damaged region (or "no checksums") in the model's error. */
+int krt_lib_verify(krt_lib *l);
 const char *krt_lib_error(const krt_lib *l);
 const char *krt_lib_name(const krt_lib *l);
 int64_t krt_lib_vocab(const krt_lib *l);

@@ -20,6 +20,10 @@ typedef struct krt_blob {
     uint64_t huge_bytes;       /* of them, in huge pages (AnonHugePages of the region) */
     const void *tokenizer;     /* the serialized tokenizer (entry "kiln.tokenizer"), or NULL */
     uint64_t tokenizer_bytes;
+    const unsigned char *base; /* the blob's first byte, its size, its entry table */
+    uint64_t size, table;
+    uint32_t n_entries;        /* entries of the table, extras included */
+    const void *checksums;     /* entry "kiln.checksums" (n_entries + 1 words), or NULL */
 } krt_blob;
 
 /* Whether to put the weights on huge pages (krt_blob_huge): never, when the blob is large
@@ -51,6 +55,10 @@ int krt_blob_open_memory(krt_blob *b, const krt_say *say, const void *data, size
  * a TLB entry per 2 MiB, not per 4 KiB. Nothing changes (returns 0) when the mode, the size
  * or the kernel says no; -1 only if the copy cannot be made (the file mapping stays). */
 int krt_blob_huge(krt_blob *b, krt_huge mode);
+/* Recomputes the checksums (kiln_blob.h, KBLOB_CHECKSUMS) of every entry and of the
+ * metadata: 0 when all match, else -1 after telling (as `say` says, naming file) each
+ * damaged entry (the C library: the first), or that the blob has no checksums. */
+int krt_blob_verify(const krt_blob *b, const krt_say *say, const char *file);
 void krt_blob_close(krt_blob *b);
 
 /* state.c: bytes of one value of a cache (f16 and bf16 caches store 2, f32 4); and zeroing
@@ -71,6 +79,10 @@ typedef struct krt_rng {
 void krt_rng_seed(krt_rng *r, uint64_t seed);
 uint64_t krt_rng_u64(krt_rng *r);
 double krt_rng_unit(krt_rng *r); /* uniform in [0, 1) */
+
+/* The index of the first NaN or infinity of x[0 .. n), or -1 when all are finite: one
+ * vectorized pass over the bits, then a search only when something is found. */
+int64_t krt_nonfinite_at(const float *x, int64_t n);
 
 /* Index of the largest value; the first one on ties. */
 int32_t krt_argmax(const float *x, int64_t n);

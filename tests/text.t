@@ -211,15 +211,16 @@ for my $bad (['version', 4, pack('V', 9), qr/entry 'kiln.tokenizer': version 9/]
     ok($r->{rc} == 0, "damaged tokenizer ($what): --tokens still runs");
 }
 
-# a damaged blob entry of the tokenizer (kiln_blob.h: 72-byte entries after the tensors'):
-# every run refuses the blob, naming the entry
+# a damaged blob entry of the tokenizer (kiln_blob.h: 72-byte entries after the tensors',
+# the tokenizer's next to last, before the checksums): every run refuses the blob, naming
+# the entry
 {
     my ($boff) = unpack('Q<', substr($exe, -24, 8));
     my (undef, undef, $n, $table) = unpack('a8 V V Q<', substr($exe, $boff, 24));
-    my $entry = $boff + $table + 72 * ($n - 1);
+    my $entry = $boff + $table + 72 * ($n - 2);
     my ($name_off) = unpack('Q<', substr($exe, $entry, 8));
     my $name = unpack('Z*', substr($exe, $boff + $name_off, 64));
-    is($name, 'kiln.tokenizer', "the blob's last entry (of $n) is the tokenizer");
+    is($name, 'kiln.tokenizer', "the blob's next to last entry (of $n) is the tokenizer");
     for my $bad (['offset', 8, pack('Q<', 1 << 40), qr/entry \d+ 'kiln.tokenizer': data .*outside the blob/],
                  ['dtype', 24, pack('V', 0), qr/entry \d+ 'kiln.tokenizer': .*not of its shape's size/],
                  ['rank', 28, pack('V', 2), qr/entry \d+ 'kiln.tokenizer'/]) {

@@ -428,7 +428,7 @@ static void test_corruption(const char *plain, const char *prog)
     pack_tensor t[N_GOOD];
     memcpy(t, good_tensors, sizeof t);
     struct { const char *what, *want; int n; } packs[] = {
-        {"one tensor instead of two", "1 tensors", 1},
+        {"one tensor instead of two", "2 tensors, model 'fake' expects", 1},   /* + checksums */
         {"dims wrong", "tensor 1 'output': dimension 1 is 6, expected 8", N_GOOD},
         {"name wrong", "tensor 0 'tok_embeddings': the blob has 'tok_embedding'", N_GOOD},
         {"dtype wrong", "tensor 0 'tok_embeddings': dtype f16, the program expects f32", N_GOOD},
@@ -501,8 +501,8 @@ static void test_reader_sizes(const char *prog)
         {4, -1, "tensor 4 'w_f16': 39 bytes of data, expected 40 for f16"},
         {4, +1, "tensor 4 'w_f16': 41 bytes of data, expected 40 for f16"},
         {5, -1, "tensor 5 'w_bf16': 13 bytes of data, expected 14 for bf16"},
-        /* the last tensor one long runs past the blob's end: the bounds check catches it */
-        {5, +1, "tensor 5 'w_bf16': data (offset"},
+        /* the last tensor one long: the checksums entry follows it, so the size rule */
+        {5, +1, "tensor 5 'w_bf16': 15 bytes of data, expected 14 for bf16"},
     };
     char what[96];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -616,7 +616,7 @@ static void test_pack_sizes(void)
     int good = b && n >= sizeof h;
     if (good) {
         memcpy(&h, b, sizeof h);
-        good = h.total_size == n && h.n_tensors == N_GOOD;
+        good = h.total_size == n && h.n_tensors == N_GOOD + 1;   /* + kiln.checksums */
     }
     for (int k = 0; good && k < N_GOOD; k++) {
         kblob_entry e;
@@ -627,12 +627,55 @@ static void test_pack_sizes(void)
                memcmp(b + e.offset, good_tensors[k].data, e.nbytes) == 0;
     }
     ok(good, "standalone blob: every entry's nbytes follows its dtype, data intact");
+    if (good) {                /* the checksums: each tensor's data, the metadata, themselves */
+        kblob_entry e, e0;
+        memcpy(&e, b + h.table_offset + (size_t)N_GOOD * sizeof e, sizeof e);
+        memcpy(&e0, b + h.table_offset, sizeof e0);
+        good = !strcmp(b + e.name_offset, KBLOB_CHECKSUMS) && e.dtype == KBLOB_U8 &&
+               e.nbytes == 8 * (N_GOOD + 2);
+        uint64_t w[N_GOOD + 2];
+        if (good)
+            memcpy(w, b + e.offset, sizeof w);
+        for (int k = 0; good && k < N_GOOD; k++)
+            good = w[k] == kblob_hash64(good_tensors[k].data, good_tensors[k].nbytes);
+        good = good && w[N_GOOD] == kblob_hash64(b, e0.offset) &&
+               w[N_GOOD + 1] == kblob_hash64(w, 8 * (N_GOOD + 1));
+    }
+    ok(good, "standalone blob: the last entry holds the checksums of the tensors, the "
+       "metadata and itself");
     free(b);
     unlink(out);
 }
 
+/* kblob_hash64: every length 0 .. 40 (the four lanes, the tail), any single flipped bit
+ * changes the checksum, a trailing zero byte too (the length is mixed in), and it is a
+ * function of the bytes only. */
+static void test_hash(void)
+{
+    unsigned char buf[48], copy[48];
+    for (int i = 0; i < 48; i++)
+        buf[i] = (unsigned char)(i * 37 + 11);
+    int changed = 1, stable = 1, lengths = 1;
+    for (uint64_t n = 0; n <= 40; n++) {
+        uint64_t h = kblob_hash64(buf, n);
+        memcpy(copy, buf, sizeof copy);
+        stable &= kblob_hash64(copy, n) == h;
+        copy[n] = 0;
+        lengths &= kblob_hash64(copy, n + 1) != h;
+        for (uint64_t k = 0; k < 8 * n; k++) {
+            memcpy(copy, buf, sizeof copy);
+            copy[k / 8] ^= (unsigned char)(1u << (k % 8));
+            changed &= kblob_hash64(copy, n) != h;
+        }
+    }
+    ok(stable, "kblob_hash64: the same bytes, the same checksum");
+    ok(changed, "kblob_hash64: any flipped bit of 0 .. 40 bytes changes it");
+    ok(lengths, "kblob_hash64: a zero byte more changes it");
+}
+
 int main(int argc, char **argv)
 {
+    test_hash();
     if (argc != 2) {
         fprintf(stderr, "usage: blob_test FAKE_PROG\n");
         return 2;

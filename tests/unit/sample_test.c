@@ -334,8 +334,31 @@ static void test_greedy_and_nan(void)
     ok(bad == 0, "infinite logits: only they are drawn");
 }
 
+/* krt_nonfinite_at: the first NaN or infinity of a row, in the runs of 64 and in the tail;
+ * -1 for finite rows, the largest finite values and subnormals included. */
+static void test_nonfinite(void)
+{
+    static float row[200];
+    int bad = 0;
+    for (int i = 0; i < 200; i++)
+        row[i] = i % 3 ? 3.4e38f : i % 5 ? -1e-45f : (float)i;
+    bad |= krt_nonfinite_at(row, 200) != -1 || krt_nonfinite_at(row, 0) != -1;
+    const int at[] = {0, 63, 64, 130, 199};
+    for (int k = 0; k < 5; k++) {
+        for (int v = 0; v < 3; v++) {
+            float save = row[at[k]];
+            row[at[k]] = v == 0 ? NAN : v == 1 ? INFINITY : -INFINITY;
+            bad |= krt_nonfinite_at(row, 200) != at[k];
+            bad |= krt_nonfinite_at(row, at[k]) != -1;   /* before it: none */
+            row[at[k]] = save;
+        }
+    }
+    ok(!bad, "krt_nonfinite_at: NaN, +Inf and -Inf found first at 0, 63, 64, 130, 199; none in finite rows");
+}
+
 int main(void)
 {
+    test_nonfinite();
     test_against_reference();
     test_top_k_one();
     test_min_p_one();
