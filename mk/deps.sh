@@ -1,7 +1,8 @@
 #!/bin/sh
 # deps.sh - install what building and testing kiln needs, if it is missing (Debian, as root):
 # a C compiler, ninja, flex, bison, jansson (JSON for safetensors headers), perl (prove),
-# GNU time (peak memory in tests).
+# GNU time (peak memory in tests). The sanitizers' runtimes (libasan, libubsan, libtsan: ninja
+# asan, ninja tsan) come with build-essential's gcc.
 set -eu
 need=""
 for p in cc:build-essential ninja:ninja-build flex:flex bison:bison prove:perl ar:binutils; do

@@ -383,7 +383,7 @@ sub parse_stats {
 # layer as `l=N` (or `layer N`) is about that layer; it counts as a K cache when
 # it carries a 'k' / 'K' / 'k_cache' / 'key' label not set to 0/none/-, and
 # likewise for V.
-# blob_entries(PROG) -> ([dtype, nbytes, layout], ...): the weight entries of the blob
+# blob_entries(PROG) -> ([dtype, nbytes, layout, rank], ...): the weight entries of the blob
 # appended to a program (runtime/kiln_blob.h: a trailer at the end points at the header;
 # 72-byte entries: name offset, offset, nbytes, dtype, rank, dims[4], layout), without the
 # u8 entries that are not weights (the tokenizer, the checksums); () when it has none.
@@ -397,9 +397,9 @@ sub blob_entries {
     return () unless $m eq 'KILNBLOB';
     my @e;
     for my $k (0 .. $n - 1) {
-        my (undef, undef, $nbytes, $dtype, undef, undef, undef, undef, undef, $layout) =
+        my (undef, undef, $nbytes, $dtype, $rank, undef, undef, undef, undef, $layout) =
             unpack('Q< Q< Q< V V Q< Q< Q< Q< V', substr($bin, $off + $table + 72 * $k, 72));
-        push @e, [$dtype, $nbytes, $layout] unless $dtype == 16;
+        push @e, [$dtype, $nbytes, $layout, $rank] unless $dtype == 16;
     }
     return @e;
 }
