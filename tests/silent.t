@@ -284,6 +284,9 @@ sub spawn {
     my $pid = fork // die "fork: $!";
     if (!$pid) {
         $ENV{$_} = $env->{$_} for keys %$env;
+        # a prove started in the background (no job control) ignores SIGINT, and an ignored
+        # signal stays ignored across exec (kiln keeps it so, as nohup asks): restore it
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', "$dir/spawn.out";
         open STDERR, '>', $err;
