@@ -26,7 +26,6 @@
 /* The tokenizer travels in the blob as an extra entry, "kiln.tokenizer" (tokenizer.h,
  * kiln_blob.h); a blob without one makes the tokenizer functions answer
  * KRT_LIB_ERR_NO_TOKENIZER. */
-#define KRT_LIB_TOKENIZER 1
 
 #define ERR_LEN 512
 
@@ -131,9 +130,7 @@ void krt_lib_close(krt_lib *l)
 {
     if (!l)
         return;
-#if KRT_LIB_TOKENIZER
     krt_tok_free(l->tok);
-#endif
     krt_blob_close(&l->blob);
     free(l);
 }
@@ -344,13 +341,8 @@ int krt_lib_encode(const krt_lib *l, const char *text, size_t len, int add_bos, 
         return KRT_LIB_ERR_ARGUMENT;
     if (!l->tok)
         return KRT_LIB_ERR_NO_TOKENIZER;
-#if KRT_LIB_TOKENIZER
     *n = krt_tok_encode(l->tok, text, len, add_bos, ids, cap);
     return *n < 0 ? KRT_LIB_ERR_MEMORY : KRT_LIB_OK;
-#else
-    (void)len, (void)add_bos;
-    return KRT_LIB_ERR_NO_TOKENIZER;
-#endif
 }
 
 int krt_lib_decode(const krt_lib *l, int32_t prev, int32_t id, const char **bytes, size_t *len)
@@ -361,41 +353,21 @@ int krt_lib_decode(const krt_lib *l, int32_t prev, int32_t id, const char **byte
         return KRT_LIB_ERR_NO_TOKENIZER;
     if (id < 0 || id >= l->m->vocab)
         return KRT_LIB_ERR_RANGE;
-#if KRT_LIB_TOKENIZER
     *len = krt_tok_decode(l->tok, prev, id, bytes);
     return KRT_LIB_OK;
-#else
-    (void)prev;
-    return KRT_LIB_ERR_NO_TOKENIZER;
-#endif
 }
 
 int32_t krt_lib_bos(const krt_lib *l)
 {
-#if KRT_LIB_TOKENIZER
-    if (l && l->tok)
-        return krt_tok_bos(l->tok);
-#endif
-    (void)l;
-    return -1;
+    return l && l->tok ? krt_tok_bos(l->tok) : -1;
 }
 
 int32_t krt_lib_eos(const krt_lib *l)
 {
-#if KRT_LIB_TOKENIZER
-    if (l && l->tok)
-        return krt_tok_eos(l->tok);
-#endif
-    (void)l;
-    return -1;
+    return l && l->tok ? krt_tok_eos(l->tok) : -1;
 }
 
 int krt_lib_is_eog(const krt_lib *l, int32_t id)
 {
-#if KRT_LIB_TOKENIZER
-    if (l && l->tok)
-        return krt_tok_is_eog(l->tok, id);
-#endif
-    (void)l, (void)id;
-    return 0;
+    return l && l->tok ? krt_tok_is_eog(l->tok, id) : 0;
 }
