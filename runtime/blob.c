@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "rt_internal.h"
+#include "tokenizer.h"
 
 static void blob_error(const krt_say *say, const char *fmt, ...)
 {
@@ -467,4 +468,26 @@ void krt_blob_close(krt_blob *b)
         munmap(b->map, b->map_len);
     free(b->w);
     memset(b, 0, sizeof *b);
+}
+
+int krt_blob_tokenizer(const krt_blob *b, const krt_model *m, krt_tok **t, char *why,
+                       size_t why_len)
+{
+    char err[256];
+    *t = NULL;
+    if (!b->tokenizer)
+        return 0;
+    if (!(*t = krt_tok_open(b->tokenizer, (size_t)b->tokenizer_bytes, err, sizeof err))) {
+        snprintf(why, why_len, "weight blob: entry '%s': %s", KBLOB_TOKENIZER, err);
+        return -1;
+    }
+    if (krt_tok_vocab(*t) > m->vocab) {
+        snprintf(why, why_len, "weight blob: entry '%s': %d tokens, more than the model's "
+                 "vocabulary of %lld", KBLOB_TOKENIZER, (int)krt_tok_vocab(*t),
+                 (long long)m->vocab);
+        krt_tok_free(*t);
+        *t = NULL;
+        return -1;
+    }
+    return 0;
 }

@@ -850,13 +850,10 @@ static krt_tok *open_tokenizer(const krt_blob *b)
         usage_error("this program has no tokenizer, so it takes no text (--prompt, -i): rebuild "
                     "it with kiln build ... --tokenizer FILE (tokenizer.bin, tokenizer.json or a "
                     "GGUF file), or give token ids with --tokens");
-    char err[256];
-    krt_tok *t = krt_tok_open(b->tokenizer, (size_t)b->tokenizer_bytes, err, sizeof err);
-    if (!t)
-        fatal("weight blob: entry '%s': %s", KBLOB_TOKENIZER, err);
-    if (krt_tok_vocab(t) > kiln_model.vocab)
-        fatal("weight blob: entry '%s': %d tokens, more than the model's vocabulary of %lld",
-              KBLOB_TOKENIZER, (int)krt_tok_vocab(t), (long long)kiln_model.vocab);
+    char why[512];
+    krt_tok *t;
+    if (krt_blob_tokenizer(b, &kiln_model, &t, why, sizeof why) < 0)
+        fatal("%s", why);
     return t;
 }
 

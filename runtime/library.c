@@ -78,17 +78,9 @@ const char *krt_lib_strerror(int code)
 
 static int open_tokenizer(krt_lib *l)
 {
-    char why[256];
-    l->tok = NULL;
-    if (!l->blob.tokenizer)
-        return KRT_LIB_OK;
-    l->tok = krt_tok_open(l->blob.tokenizer, (size_t)l->blob.tokenizer_bytes, why, sizeof why);
-    if (!l->tok)
-        return fail(l->err, KRT_LIB_ERR_BLOB, "weight blob: entry '%s': %s", KBLOB_TOKENIZER, why);
-    if (krt_tok_vocab(l->tok) > l->m->vocab)
-        return fail(l->err, KRT_LIB_ERR_BLOB, "weight blob: entry '%s': %d tokens, more than the "
-                    "model's vocabulary of %lld", KBLOB_TOKENIZER, (int)krt_tok_vocab(l->tok),
-                    (long long)l->m->vocab);
+    char why[512];
+    if (krt_blob_tokenizer(&l->blob, l->m, &l->tok, why, sizeof why) < 0)
+        return fail(l->err, KRT_LIB_ERR_BLOB, "%s", why);
     return KRT_LIB_OK;
 }
 

@@ -60,6 +60,12 @@ int krt_blob_huge(krt_blob *b, krt_huge mode);
  * damaged entry (the C library: the first), or that the blob has no checksums. */
 int krt_blob_verify(const krt_blob *b, const krt_say *say, const char *file);
 void krt_blob_close(krt_blob *b);
+/* The blob's tokenizer opened and checked against model m (no more tokens than its
+ * vocabulary): *t, or NULL when the blob has none. -1 with the reason in why (the entry
+ * named) when the entry is damaged. */
+struct krt_tok;
+int krt_blob_tokenizer(const krt_blob *b, const krt_model *m, struct krt_tok **t, char *why,
+                       size_t why_len);
 
 /* state.c: bytes of one value of a cache (f16 and bf16 caches store 2, f32 4); and zeroing
  * the cache rows 0 .. rows-1 of every cache of the state (a new conversation), only those:
